@@ -1,0 +1,277 @@
+"""One configuration mechanism for every stage.
+
+A stage declares a dataclass whose fields carry their own help text (``option(...)``).
+Values come, in rising precedence, from the dataclass defaults, a YAML file (``--config``) and
+the command line (``--field value``, ``--section.field value`` or bare ``section.field=value``).
+The resolved config is saved next to the stage's outputs so a run can be repeated exactly.
+
+Unknown keys and values of the wrong type stop the program with one line that names the key
+(and the closest valid key), because a silently ignored typo costs a whole run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
+
+import yaml
+
+from shqip_av import ShqipError
+
+T = TypeVar("T")
+
+
+class ConfigError(ShqipError):
+    pass
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", *, factory: Callable | None = None):
+    """A config field with its documentation (shown by ``--help`` and in saved configs)."""
+    meta = {"help": help}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check and convert a YAML/CLI value to the declared type."""
+    tp, optional = _unwrap_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"config key '{key}' must not be empty")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' must be a mapping, got {value!r}")
+        return from_dict(tp, value, prefix=f"{key}.")
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v for v in (s.strip() for s in value.split(",")) if v]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
+        (item_tp, *_) = typing.get_args(tp) or (Any,)
+        items = [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+            return value.lower() in ("true", "yes", "1", "on")
+        raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}") from None
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key '{key}' must be a number, got {value!r}") from None
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
+    """Build ``cls`` from a (possibly partial) mapping; unknown keys are errors."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = _hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name not in fields:
+            close = difflib.get_close_matches(name, fields, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown config key '{prefix}{key}'{hint}")
+        kwargs[name] = _coerce(value, hints[name], f"{prefix}{name}")
+    missing = [n for n, f in fields.items() if n not in kwargs
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"config key '{prefix}{missing[0]}' is required")
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
+    return data
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    parts = dotted.replace("-", "_").split(".")
+    node = data
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"config key '{dotted}': '{p}' is not a section")
+    node[parts[-1]] = value
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        k = str(k).replace("-", "_")
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _leaf_fields(cls: type, prefix: str = ""):
+    """(dotted name, type, help, default) of every leaf field, nested sections flattened."""
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        tp, _ = _unwrap_optional(hints[f.name])
+        if dataclasses.is_dataclass(tp):
+            yield from _leaf_fields(tp, f"{prefix}{f.name}.")
+        else:
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                default = None
+            yield f"{prefix}{f.name}", tp, f.metadata.get("help", ""), default
+
+
+def _cli_value(text: str, tp: Any) -> Any:
+    # Strings stay verbatim (a title like "yes" must not become a bool); the rest parse as YAML
+    # so that lists and numbers are written the same way on the command line as in the file.
+    if tp is str:
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description,
+        epilog="Any option may also be given as key=value; precedence: defaults < --config < command line.",
+    )
+    parser.add_argument("--config", metavar="YAML", help="YAML file with config values")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    for name, tp, help_text, default in _leaf_fields(cls):
+        flag = "--" + name.replace("_", "-")
+        shown = f"{help_text} [default: {default!r}]" if help_text else f"[default: {default!r}]"
+        if tp is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+                                default=None, help=shown)
+        else:
+            parser.add_argument(flag, dest=name, default=None, metavar="VALUE", help=shown)
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help=argparse.SUPPRESS)
+    return parser
+
+
+def parse_config(cls: type[T], argv: Sequence[str] | None, prog: str, description: str) -> tuple[T, argparse.Namespace]:
+    """Defaults < YAML file < command-line flags and key=value overrides."""
+    parser = build_parser(cls, prog, description)
+    args = parser.parse_args(argv)
+    data: dict = load_yaml(args.config) if args.config else {}
+    leaf_types = {name: tp for name, tp, _, _ in _leaf_fields(cls)}
+    cli: dict = {}
+    for name, tp in leaf_types.items():
+        value = getattr(args, name, None)
+        if value is not None:
+            _set_dotted(cli, name, value if isinstance(value, bool) else _cli_value(value, tp))
+    for item in args.overrides:
+        if "=" not in item:
+            parser.error(f"unexpected argument {item!r} (overrides are key=value)")
+        key, text = item.split("=", 1)
+        tp = leaf_types.get(key.replace("-", "_"), Any)
+        _set_dotted(cli, key, _cli_value(text, tp))
+    return from_dict(cls, _merge(data, cli)), args
+
+
+def dump_yaml(cfg: Any) -> str:
+    """The resolved config as YAML, each key preceded by its help text."""
+    lines = [f"# resolved {type(cfg).__name__} (shqip-av); every key is documented"]
+
+    def emit(obj: Any, indent: str) -> None:
+        hints = _hints(type(obj))
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if f.metadata.get("help"):
+                lines.append(f"{indent}# {f.metadata['help']}")
+            tp, _ = _unwrap_optional(hints[f.name])
+            if dataclasses.is_dataclass(tp) and value is not None:
+                lines.append(f"{indent}{f.name}:")
+                emit(value, indent + "  ")
+            else:
+                text = yaml.safe_dump({f.name: value}, allow_unicode=True, default_flow_style=True,
+                                      sort_keys=False, width=1 << 16).strip()
+                lines.append(f"{indent}{text}")
+
+    emit(cfg, "")
+    return "\n".join(lines) + "\n"
+
+
+def save_config(cfg: Any, path: str | Path) -> Path:
+    from shqip_av.files import atomic_write_text
+
+    return atomic_write_text(Path(path), dump_yaml(cfg))
+
+
+def run_cli(main: Callable[[], int | None]) -> None:
+    """Run a command-line entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        code = main()
+    except ShqipError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to continue where it stopped", file=sys.stderr)
+        raise SystemExit(130) from None
+    raise SystemExit(code or 0)

@@ -1,0 +1,138 @@
+"""The dataset root, safe paths inside it, atomic writes and checksums.
+
+Every path a stage writes is built by ``DatasetRoot.path``: relative parts only, resolved and
+checked to stay under the root, so a name taken from sources.yaml or from remote metadata
+(``../../etc``, an absolute path, a symlink out) can never write elsewhere.
+Every file is written to a temporary name in the same folder and renamed into place, so a
+killed run leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from shqip_av import ShqipError
+
+
+class UnsafePathError(ShqipError):
+    pass
+
+
+_SAFE_ID = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def safe_id(text: str, max_len: int = 80) -> str:
+    """A name usable as one path component and as part of a WebDataset key (no dots)."""
+    cleaned = _SAFE_ID.sub("_", text).strip("_-")
+    return cleaned[:max_len] or "x"
+
+
+class DatasetRoot:
+    """The folder every stage reads from and writes into (``--root``, default ``data/``)."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser().resolve()
+
+    def __repr__(self) -> str:
+        return f"DatasetRoot({str(self.root)!r})"
+
+    def path(self, *parts: str | os.PathLike) -> Path:
+        """``root/parts...``, refusing anything that would resolve outside the root."""
+        for part in parts:
+            if Path(part).is_absolute():
+                raise UnsafePathError(f"absolute path {str(part)!r} is not allowed inside the dataset root")
+        candidate = self.root.joinpath(*parts).resolve()
+        if candidate != self.root and self.root not in candidate.parents:
+            raise UnsafePathError(f"path {'/'.join(map(str, parts))!r} leaves the dataset root {self.root}")
+        return candidate
+
+    def relative(self, path: str | os.PathLike) -> str:
+        """The root-relative form stored in manifests (portable when the root moves)."""
+        return Path(path).resolve().relative_to(self.root).as_posix()
+
+    # Fixed places of DESIGN.md §2
+    @property
+    def raw(self) -> Path:
+        return self.path("raw")
+
+    @property
+    def sources(self) -> Path:
+        return self.path("sources.yaml")
+
+    @property
+    def takedown(self) -> Path:
+        return self.path("takedown.txt")
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it is renamed onto ``path``.
+
+    ``suffix`` keeps an extension on the temporary name for tools that infer the format from
+    it (ffmpeg). On any error the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+        _fsync_dir(path.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    with atomic_output(dst) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dst)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def remove_tree(path: Path) -> bool:
+    """Remove a folder (or file) if present; True when something was removed."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+        return True
+    if path.exists() or path.is_symlink():
+        path.unlink()
+        return True
+    return False

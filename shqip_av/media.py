@@ -1,0 +1,285 @@
+"""Media I/O on ffmpeg and ffprobe: the one place the project touches video and audio files.
+
+Commands are argument lists (never a shell string), so file names with spaces, quotes or
+leading dashes are safe. A failing command raises ``MediaError`` carrying ffmpeg's own message.
+Frames are decoded upright: ffmpeg applies rotation metadata while decoding, and the sizes
+reported by ``probe`` are the displayed (upright) ones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import wave
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from shqip_av import ShqipError
+from shqip_av.files import atomic_output
+
+AUDIO_RATE = 16_000
+
+
+class MediaError(ShqipError):
+    """A media file could not be probed, decoded or written; the message is ffmpeg's."""
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise MediaError(f"{name} not found on PATH; install it (Debian/Ubuntu: apt-get install ffmpeg)")
+    return path
+
+
+def _last_lines(text: str, n: int = 3) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return " | ".join(lines[-n:]) or "no message"
+
+
+def run_ffmpeg(args: list[str], what: str, *, input: bytes | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run ffmpeg with ``args`` (after the global options); raise MediaError with its message."""
+    cmd = [tool("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args]
+    if input is not None:
+        cmd.remove("-nostdin")
+    try:
+        proc = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise MediaError(f"{what}: ffmpeg timed out after {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        raise MediaError(f"{what}: {_last_lines(proc.stderr.decode('utf-8', 'replace'))}")
+    return proc
+
+
+@dataclass
+class MediaInfo:
+    path: str
+    duration: float  # seconds (container duration, else longest stream)
+    has_video: bool
+    has_audio: bool
+    width: int = 0  # displayed size, rotation applied
+    height: int = 0
+    coded_width: int = 0
+    coded_height: int = 0
+    rotation: int = 0  # clockwise degrees the stored frames must be turned to be upright
+    fps: float = 0.0  # average frame rate (frames / duration)
+    nominal_fps: float = 0.0  # the stream's r_frame_rate (the "base" rate)
+    num_frames: int = 0
+    variable_frame_rate: bool = False
+    vcodec: str | None = None
+    acodec: str | None = None
+    audio_rate: int = 0
+    audio_channels: int = 0
+    format_name: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _rate(text: str | None) -> float:
+    try:
+        value = float(Fraction(text)) if text and text != "0/0" else 0.0
+    except (ValueError, ZeroDivisionError):
+        return 0.0
+    return value if math.isfinite(value) else 0.0
+
+
+def _rotation(stream: dict) -> int:
+    """Clockwise rotation for display, from the display matrix (newer ffmpeg) or the rotate tag."""
+    for side in stream.get("side_data_list") or []:
+        if "rotation" in side:
+            # the display matrix angle is counter-clockwise; -90 means "turn 90° clockwise"
+            return int(round(-float(side["rotation"]))) % 360
+    tag = (stream.get("tags") or {}).get("rotate")
+    if tag is not None:
+        try:
+            return int(tag) % 360
+        except ValueError:
+            pass
+    return 0
+
+
+def probe(path: str | Path, *, timeout: float = 120) -> MediaInfo:
+    """Streams, size, rotation and frame rate of a media file.
+
+    Frames are counted by demuxing (``-count_packets``), so the average rate is exact even when
+    the container's header is not; a file whose nominal and average rates differ by more than
+    2 % is reported as variable frame rate.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"{path}: no such file")
+    cmd = [tool("ffprobe"), "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
+           "-count_packets", str(path)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise MediaError(f"{path}: ffprobe timed out") from None
+    if proc.returncode != 0:
+        raise MediaError(f"{path}: {_last_lines(proc.stderr.decode('utf-8', 'replace'))}")
+    data = json.loads(proc.stdout or b"{}")
+    streams = data.get("streams") or []
+    fmt = data.get("format") or {}
+    video = next((s for s in streams if s.get("codec_type") == "video"
+                  and not (s.get("disposition") or {}).get("attached_pic")), None)
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    if video is None and audio is None:
+        raise MediaError(f"{path}: no audio or video stream (format {fmt.get('format_name', '?')})")
+
+    durations = [_rate(fmt.get("duration"))] + [_rate(s.get("duration")) for s in streams]
+    info = MediaInfo(path=str(path), duration=max(durations), has_video=video is not None,
+                     has_audio=audio is not None, format_name=fmt.get("format_name", ""))
+    if video is not None:
+        info.vcodec = video.get("codec_name")
+        info.coded_width, info.coded_height = int(video.get("width") or 0), int(video.get("height") or 0)
+        info.rotation = _rotation(video)
+        if info.rotation in (90, 270):
+            info.width, info.height = info.coded_height, info.coded_width
+        else:
+            info.width, info.height = info.coded_width, info.coded_height
+        info.nominal_fps = _rate(video.get("r_frame_rate"))
+        info.num_frames = int(video.get("nb_read_packets") or video.get("nb_frames") or 0)
+        vdur = _rate(video.get("duration")) or info.duration
+        avg = _rate(video.get("avg_frame_rate"))
+        if info.num_frames and vdur:
+            avg = info.num_frames / vdur
+        info.fps = round(avg or info.nominal_fps, 3)
+        if info.nominal_fps and info.fps:
+            info.variable_frame_rate = abs(info.nominal_fps - info.fps) / info.nominal_fps > 0.02
+    if audio is not None:
+        info.acodec = audio.get("codec_name")
+        info.audio_rate = int(audio.get("sample_rate") or 0)
+        info.audio_channels = int(audio.get("channels") or 0)
+    return info
+
+
+def check_decodes(path: str | Path, *, tail_seconds: float = 3.0) -> None:
+    """Decode the end of a file; a truncated or corrupt download fails here rather than later.
+
+    Decoding only the tail keeps this cheap on hour-long videos while still catching the
+    common failure (a download cut short leaves the last packets missing or broken).
+    """
+    proc = run_ffmpeg(["-xerror", "-sseof", f"-{tail_seconds}", "-i", str(path), "-f", "null", "-"],
+                      f"{path}: does not decode")
+    message = proc.stderr.decode("utf-8", "replace").strip()
+    if message:
+        raise MediaError(f"{path}: does not decode: {_last_lines(message)}")
+
+
+def extract_audio(src: str | Path, dst: str | Path, *, sample_rate: int = AUDIO_RATE) -> Path:
+    """First audio stream → mono PCM s16 WAV at ``sample_rate`` (atomic)."""
+    with atomic_output(dst, suffix=".wav") as tmp:
+        run_ffmpeg(["-i", str(src), "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate),
+                    "-c:a", "pcm_s16le", "-f", "wav", str(tmp)], f"{src}: audio extraction failed")
+    return Path(dst)
+
+
+def transcode_upright(src: str | Path, dst: str | Path, *, crf: int = 18) -> Path:
+    """Re-encode with rotation applied to the pixels (H.264 + AAC), so every later reader sees
+    an upright picture whatever it does with rotation metadata."""
+    with atomic_output(dst, suffix=".mp4") as tmp:
+        run_ffmpeg(["-i", str(src), "-map", "0:v:0", "-map", "0:a:0?", "-c:v", "libx264", "-preset", "fast",
+                    "-crf", str(crf), "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "160k",
+                    "-metadata:s:v:0", "rotate=0", "-movflags", "+faststart", "-f", "mp4", str(tmp)],
+                   f"{src}: re-encoding upright failed")
+    return Path(dst)
+
+
+def read_audio(path: str | Path, *, sample_rate: int = AUDIO_RATE, start: float | None = None,
+               duration: float | None = None) -> np.ndarray:
+    """Mono float32 samples in [-1, 1] at ``sample_rate``."""
+    args = []
+    if start is not None:
+        args += ["-ss", f"{start:.3f}"]
+    args += ["-i", str(path)]
+    if duration is not None:
+        args += ["-t", f"{duration:.3f}"]
+    args += ["-map", "0:a:0", "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "-"]
+    proc = run_ffmpeg(args, f"{path}: audio decoding failed")
+    return np.frombuffer(proc.stdout, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def write_wav(path: str | Path, samples: np.ndarray, *, sample_rate: int = AUDIO_RATE) -> Path:
+    """Mono PCM s16 WAV from float samples in [-1, 1] (atomic)."""
+    pcm = (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767.0).round().astype("<i2")
+    with atomic_output(path, suffix=".wav") as tmp:
+        with wave.open(str(tmp), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(sample_rate)
+            w.writeframes(pcm.tobytes())
+    return Path(path)
+
+
+def iter_frames(path: str | Path, *, fps: float | None = None, size: tuple[int, int] | None = None,
+                info: MediaInfo | None = None) -> Iterator[np.ndarray]:
+    """Decode upright RGB frames (H, W, 3) uint8, optionally resampled to a constant ``fps``
+    (frames duplicated or dropped by timestamp, which is how a variable rate becomes constant)
+    and scaled to ``size`` = (width, height)."""
+    info = info or probe(path)
+    if not info.has_video:
+        raise MediaError(f"{path}: no video stream")
+    filters = []
+    if fps:
+        filters.append(f"fps={fps}")
+    width, height = info.width, info.height
+    if size:
+        width, height = size
+        filters.append(f"scale={width}:{height}:flags=bicubic")
+    args = [tool("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:v:0"]
+    if filters:
+        args += ["-vf", ",".join(filters)]
+    args += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    frame_bytes = width * height * 3
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        while True:
+            buf = proc.stdout.read(frame_bytes)
+            if len(buf) < frame_bytes:
+                break
+            yield np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3)
+    finally:
+        proc.stdout.close()
+        err = proc.stderr.read().decode("utf-8", "replace")
+        proc.stderr.close()
+        code = proc.wait()
+    if code not in (0, None) and code > 0:
+        raise MediaError(f"{path}: frame decoding failed: {_last_lines(err)}")
+
+
+def write_video(path: str | Path, frames: Iterable[np.ndarray], *, fps: float, audio: str | Path | None = None,
+                crf: int = 18, extra_video_args: list[str] | None = None) -> Path:
+    """Encode RGB frames (H, W, 3) uint8 to H.264 yuv420p MP4, with an optional audio file muxed
+    in as AAC (atomic). The first frame fixes the size."""
+    frames = iter(frames)
+    try:
+        first = next(frames)
+    except StopIteration:
+        raise MediaError(f"{path}: no frames to write") from None
+    height, width = first.shape[:2]
+    with atomic_output(path, suffix=".mp4") as tmp:
+        cmd = [tool("ffmpeg"), "-hide_banner", "-loglevel", "error", "-y",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]
+        if audio is not None:
+            cmd += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "128k", "-shortest"]
+        cmd += ["-c:v", "libx264", "-preset", "fast", "-crf", str(crf), "-pix_fmt", "yuv420p",
+                *(extra_video_args or []), "-movflags", "+faststart", "-f", "mp4", str(tmp)]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            proc.stdin.write(np.ascontiguousarray(first, dtype=np.uint8).tobytes())
+            for frame in frames:
+                if frame.shape[:2] != (height, width):
+                    raise MediaError(f"{path}: frame size changed from {width}x{height} to {frame.shape[1]}x{frame.shape[0]}")
+                proc.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        err = proc.stderr.read().decode("utf-8", "replace")
+        if proc.wait() != 0:
+            raise MediaError(f"{path}: encoding failed: {_last_lines(err)}")
+    return Path(path)
