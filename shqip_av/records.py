@@ -63,6 +63,7 @@ class SourceInfo:
     title: str | None = None
     upload_date: str | None = None  # ISO date
     language: str | None = None
+    speaker: str | None = None  # who is on camera, when the collector knows (sources.yaml 'speaker')
 
 
 @dataclass

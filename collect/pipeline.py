@@ -1,0 +1,262 @@
+"""``prepare_raw``: sources.yaml → raw/ (videos, 16 kHz audio, captions, info, manifest).
+
+For every video behind every source entry, in this order (cheap decisions first, so nothing is
+downloaded that would be refused):
+
+1. already in raw/manifest.jsonl → skipped (reruns are no-ops);
+2. listed in takedown.txt → refused (``takedown``);
+3. no allow-listed licence and no consent record → refused (``license-not-allowed``/``no-consent``);
+4. download (yt-dlp, resumable) or copy (local footage) into raw/.partial/<video_id>/;
+5. check and normalise (collect.store) and move to raw/<video_id>/;
+6. append the manifest line, then clear the partial folder.
+
+A refusal or failure is a line in raw/rejected.jsonl (one per source item, rewritten
+atomically), never an exception that stops the other videos.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yt_dlp
+
+from collect.consent import DEFAULT_ALLOWLIST, Admission, admit
+from collect.download import (VIDEO_EXTS, FetchError, FetchOptions, YtDlp, archive_id, classify,
+                               forget_archive_entry)
+from collect.sources import SourceEntry, load_sources
+from collect.store import Rejected, StoreOptions, store_video
+from shqip_av.config import option, save_config
+from shqip_av.files import DatasetRoot, atomic_copy, remove_tree, safe_id, sha256_file
+from shqip_av.log import progress
+from shqip_av.manifest import JsonlAppender, KeyedJsonl, read_jsonl
+from shqip_av.records import Rejection, Rights, SourceInfo
+from shqip_av.takedown import TakedownList
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CollectConfig:
+    root: str = option("data", "dataset root; everything collect writes is inside it")
+    sources: str = option("", "sources file (default: <root>/sources.yaml)")
+    license_allowlist: list[str] = option(help="licence families admitted without a consent record",
+                                          factory=lambda: list(DEFAULT_ALLOWLIST))
+    caption_languages: list[str] = option(help="uploader caption languages kept as transcripts",
+                                          factory=lambda: ["sq"])
+    min_duration: float = option(1.0, "videos shorter than this (seconds) are refused")
+    format: str = option(FetchOptions.format, "yt-dlp format selection")
+    retries: int = option(3, "download retries (exponential backoff)")
+    backoff_seconds: float = option(5.0, "first retry delay; doubles each retry")
+    rate_limit: str = option("", "download rate limit in bytes/s, yt-dlp syntax such as 2M (empty: none)")
+    sleep_interval: float = option(0.0, "seconds to wait between downloads")
+    cookies: str = option("", "Netscape cookies.txt for sources that need a login (never logged)")
+    socket_timeout: float = option(30.0, "network timeout in seconds")
+
+
+@dataclass
+class CollectStats:
+    sources: int = 0
+    collected: int = 0
+    already: int = 0
+    rejected: Counter = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        reasons = ", ".join(f"{r} {n}" for r, n in self.rejected.most_common()) or "none"
+        return (f"collect: {self.sources} source entries; {self.collected} videos collected, "
+                f"{self.already} already in raw/; refused: {reasons}")
+
+
+def video_id_for(info: dict) -> str:
+    """The dataset's id of a platform video: 'yt-<id>' for YouTube, '<site>-<id>' otherwise;
+    generic web pages get a hash of their URL because their ids (file stems) collide."""
+    extractor = (info.get("extractor_key") or info.get("ie_key") or "web").lower()
+    vid = str(info.get("id") or "")
+    if extractor == "youtube" and vid:
+        return f"yt-{safe_id(vid)}"
+    if extractor in ("generic", "html5mediaembed") or not vid:
+        url = info.get("webpage_url") or info.get("url") or ""
+        return "web-" + hashlib.sha1(f"{url}#{vid}".encode()).hexdigest()[:12]
+    return f"{safe_id(extractor, 20)}-{safe_id(vid)}"
+
+
+def _iso_date(yyyymmdd: str | None) -> str | None:
+    if yyyymmdd and len(str(yyyymmdd)) == 8 and str(yyyymmdd).isdigit():
+        s = str(yyyymmdd)
+        return f"{s[:4]}-{s[4:6]}-{s[6:]}"
+    return yyyymmdd
+
+
+def _clean_info(info: dict) -> dict:
+    """info.json as kept in raw/: yt-dlp's sanitised dict without request headers or cookies."""
+    def strip(obj):
+        if isinstance(obj, dict):
+            return {k: strip(v) for k, v in obj.items() if k not in ("http_headers", "cookies", "__files_to_move")}
+        if isinstance(obj, list):
+            return [strip(v) for v in obj]
+        return obj
+    return strip(yt_dlp.YoutubeDL.sanitize_info(info))
+
+
+class Collector:
+    def __init__(self, cfg: CollectConfig):
+        self.cfg = cfg
+        self.root = DatasetRoot(cfg.root)
+        self.raw = self.root.path("raw")
+        self.sources = load_sources(cfg.sources or self.root.sources)  # errors before any work
+        self.takedown = TakedownList.load(self.root.takedown)
+        self.raw.mkdir(parents=True, exist_ok=True)
+        self.manifest = JsonlAppender(self.raw / "manifest.jsonl")
+        self.done = {r["video_id"]: r for r in read_jsonl(self.raw / "manifest.jsonl")}
+        self.done_platform = {(r["source"].get("extractor"), r["source"].get("id")) for r in self.done.values()}
+        self.rejected = KeyedJsonl(self.raw / "rejected.jsonl", key=lambda r: r["key"])
+        self.archive = self.raw / "download-archive.txt"
+        self.ytdlp = YtDlp(FetchOptions(format=cfg.format, retries=cfg.retries, backoff_seconds=cfg.backoff_seconds,
+                                        rate_limit=cfg.rate_limit, sleep_interval=cfg.sleep_interval,
+                                        cookies=cfg.cookies, caption_languages=list(cfg.caption_languages),
+                                        socket_timeout=cfg.socket_timeout), archive=self.archive)
+        self.store_options = StoreOptions(min_duration=cfg.min_duration,
+                                          caption_languages=tuple(c.lower() for c in cfg.caption_languages))
+        self.stats = CollectStats(sources=len(self.sources.entries))
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def _reject(self, key: str, reason: str, detail: str, *, value=None, video_id=None, url=None) -> None:
+        record = Rejection(key=key, stage="collect", reason=reason, detail=detail, value=value,
+                           video_id=video_id, url=url).to_dict()
+        self.rejected.put(record, same=Rejection.same)
+        self.stats.rejected[reason] += 1
+        log.info("refused %s: %s (%s)", key, reason, detail)
+
+    def _admit(self, entry: SourceEntry, key: str, source: SourceInfo, platform_license: str | None,
+               video_id: str | None) -> Admission | None:
+        withdrawn = self.takedown.match(video_id=video_id, platform_id=source.id, url=source.url,
+                                        channel_id=source.channel_id, channel=source.channel,
+                                        subject=entry.consent.subject if entry.consent else None)
+        if withdrawn:
+            self._reject(key, "takedown", f"withdrawn by takedown.txt entry '{withdrawn}'",
+                         video_id=video_id, url=source.url)
+            return None
+        decision = admit(platform_license, entry.consent, self.cfg.license_allowlist, entry.license)
+        if not decision.admitted:
+            self._reject(key, decision.reason, decision.detail, value=decision.license,
+                         video_id=video_id, url=source.url)
+            return None
+        return decision
+
+    def _finish(self, video_id: str, partial: Path, video_file: Path, source: SourceInfo, decision: Admission,
+                entry: SourceEntry, info: dict) -> None:
+        rights = Rights(license=decision.license, consent=entry.consent, basis=decision.basis)
+        try:
+            record = store_video(self.root, partial, video_file, video_id=video_id, source=source, rights=rights,
+                                 info=info, options=self.store_options)
+        except Rejected as r:
+            self._reject(video_id, r.reason, r.detail, value=r.value, video_id=video_id, url=source.url)
+            remove_tree(partial)
+            return
+        self.manifest.append(record.to_dict())
+        self.done[video_id] = record.to_dict()
+        self.done_platform.add((source.extractor, source.id))
+        self.rejected.discard(video_id)
+        remove_tree(partial)
+        self.stats.collected += 1
+        log.info("collected %s (%.1f s, %s)", video_id, record.media.duration, decision.basis)
+
+    # -- sources -------------------------------------------------------------------------------
+    def run(self) -> CollectStats:
+        save_config(self.cfg, self.raw / "collect.config.yaml")
+        for entry in progress(self.sources.entries, desc="collect", unit="source"):
+            try:
+                if entry.url:
+                    self._collect_url(entry)
+                else:
+                    self._collect_path(entry)
+            except OSError as e:  # disk full, permissions: stop with a clear line, state stays consistent
+                raise SystemExit(f"error: collecting {entry.target} (sources.yaml line {entry.line}): {e}") from None
+        return self.stats
+
+    def _collect_url(self, entry: SourceEntry) -> None:
+        for info, url, error in self.ytdlp.list_videos(entry.url, entry.max_videos):
+            if error is not None:
+                self._reject(url, classify(error), str(error).replace("ERROR: ", "", 1)[:500], url=url)
+                continue
+            extractor = (info.get("extractor_key") or info.get("ie_key") or "generic").lower()
+            if (extractor, info.get("id")) in self.done_platform:
+                self.stats.already += 1
+                continue
+            video_id = video_id_for(info)
+            if video_id in self.done:
+                self.stats.already += 1
+                continue
+            source = SourceInfo(
+                url=info.get("webpage_url") or url, extractor=extractor, id=info.get("id"),
+                channel_id=info.get("channel_id") or info.get("uploader_id"),
+                channel=info.get("channel") or info.get("uploader"), title=info.get("title") or entry.title,
+                upload_date=_iso_date(info.get("upload_date")), language=info.get("language") or entry.language,
+                speaker=entry.speaker)
+            decision = self._admit(entry, video_id, source, info.get("license"), video_id)
+            if decision is None:
+                continue
+            partial = self.root.path("raw", ".partial", video_id)
+            line = archive_id(info)
+            if line:
+                forget_archive_entry(self.archive, line)  # finished by yt-dlp, but not in our manifest
+            if not entry.captions:
+                info = {**info, "subtitles": {}}
+            try:
+                video_file = self.ytdlp.download(info, partial)
+            except FetchError as e:
+                self._reject(video_id, e.reason, str(e)[:500], video_id=video_id, url=source.url)
+                continue
+            self._finish(video_id, partial, video_file, source, decision, entry, _clean_info(info))
+            self.ytdlp.pause()
+
+    def _collect_path(self, entry: SourceEntry) -> None:
+        path = entry.path
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTS)
+            if not files:
+                self._reject(str(path), "no-videos", f"folder {path} holds no video files")
+        elif path.is_file():
+            files = [path]
+        else:
+            self._reject(str(path), "missing-file", f"{path} does not exist (sources.yaml line {entry.line})")
+            return
+        base = self.sources.path.parent.resolve()
+        for file in files:
+            rel = file.resolve()
+            shown = rel.relative_to(base).as_posix() if base in rel.parents else file.name
+            video_id = f"local-{sha256_file(file)[:16]}"  # content-addressed: a renamed file is the same video
+            if video_id in self.done:
+                self.stats.already += 1
+                continue
+            source = SourceInfo(url=f"local:{shown}", extractor="local", id=video_id,
+                                title=entry.title or file.stem, language=entry.language, speaker=entry.speaker,
+                                channel=entry.consent.subject if entry.consent else None)
+            decision = self._admit(entry, video_id, source, None, video_id)
+            if decision is None:
+                continue
+            partial = self.root.path("raw", ".partial", video_id)
+            partial.mkdir(parents=True, exist_ok=True)
+            video_file = atomic_copy(file, partial / f"video{file.suffix.lower()}")
+            if entry.captions:
+                for lang in self.store_options.caption_languages:
+                    sidecar = file.with_name(f"{file.stem}.{lang}.vtt")
+                    if sidecar.is_file():
+                        atomic_copy(sidecar, partial / f"video.{lang}.vtt")
+            info = {"extractor": "local", "id": video_id, "title": source.title, "filename": file.name,
+                    "source_path": shown, "filesize": file.stat().st_size, "license": entry.license,
+                    "language": entry.language}
+            self._finish(video_id, partial, video_file, source, decision, entry, info)
+
+
+def prepare_raw(cfg: CollectConfig) -> CollectStats:
+    """Collect everything sources.yaml lists into ``cfg.root``/raw; returns the run's counts."""
+    return Collector(cfg).run()
+
+
+def load_raw_manifest(root: str | Path) -> list[dict]:
+    return list(read_jsonl(DatasetRoot(root).path("raw", "manifest.jsonl")))
+
