@@ -1,0 +1,68 @@
+"""WebVTT captions: the transcripts uploaders provide (and the sample clips carry).
+
+Only what transcripts need: cue start, end and text. Styling and positioning are dropped;
+inline tags (<c>, <i>, karaoke timestamps) are removed; text is Unicode NFC.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from shqip_av import ShqipError
+from shqip_av.files import atomic_write_text
+
+_TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})")
+_TAG = re.compile(r"<[^>]*>")
+
+
+@dataclass(frozen=True)
+class Cue:
+    start: float
+    end: float
+    text: str
+
+
+def _seconds(text: str) -> float:
+    m = _TIME.fullmatch(text.strip().split(" ")[0])
+    if not m:
+        raise ValueError(text)
+    h, mnt, s, ms = m.groups()
+    return int(h or 0) * 3600 + int(mnt) * 60 + int(s) + int(ms) / 1000
+
+
+def _stamp(t: float) -> str:
+    ms = int(round(t * 1000))
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
+
+
+def read_vtt(path: str | Path) -> list[Cue]:
+    path = Path(path)
+    text = path.read_text(encoding="utf-8-sig")
+    if not text.lstrip().startswith("WEBVTT"):
+        raise ShqipError(f"{path}: not a WebVTT file (no WEBVTT header)")
+    cues = []
+    for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n")):
+        lines = [ln for ln in block.strip().split("\n") if ln.strip()]
+        idx = next((i for i, ln in enumerate(lines) if "-->" in ln), None)
+        if idx is None:
+            continue
+        start_s, _, end_s = lines[idx].partition("-->")
+        try:
+            start, end = _seconds(start_s), _seconds(end_s)
+        except ValueError:
+            raise ShqipError(f"{path}: bad cue timing {lines[idx]!r}") from None
+        body = " ".join(_TAG.sub("", ln).strip() for ln in lines[idx + 1:])
+        body = unicodedata.normalize("NFC", " ".join(body.split()))
+        if body and end > start:
+            cues.append(Cue(start, end, body))
+    return cues
+
+
+def write_vtt(path: str | Path, cues: list[Cue]) -> Path:
+    parts = ["WEBVTT", ""]
+    for cue in cues:
+        parts += [f"{_stamp(cue.start)} --> {_stamp(cue.end)}", unicodedata.normalize("NFC", cue.text), ""]
+    return atomic_write_text(path, "\n".join(parts))
