@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import json
 import sys
 import types
 import typing
@@ -250,8 +251,8 @@ def dump_yaml(cfg: Any) -> str:
                 lines.append(f"{indent}{f.name}:")
                 emit(value, indent + "  ")
             else:
-                text = yaml.safe_dump({f.name: value}, allow_unicode=True, default_flow_style=True,
-                                      sort_keys=False, width=1 << 16).strip()
+                # JSON is valid YAML and keeps every value on one readable line
+                text = f"{f.name}: {json.dumps(value, ensure_ascii=False)}"
                 lines.append(f"{indent}{text}")
 
     emit(cfg, "")
