@@ -111,7 +111,6 @@ class Collector:
         self.raw.mkdir(parents=True, exist_ok=True)
         self.manifest = JsonlAppender(self.raw / "manifest.jsonl")
         self.done = {r["video_id"]: r for r in read_jsonl(self.raw / "manifest.jsonl")}
-        self.done_platform = {(r["source"].get("extractor"), r["source"].get("id")) for r in self.done.values()}
         self.rejected = KeyedJsonl(self.raw / "rejected.jsonl", key=lambda r: r["key"])
         self.archive = self.raw / "download-archive.txt"
         self.ytdlp = YtDlp(FetchOptions(format=cfg.format, retries=cfg.retries, backoff_seconds=cfg.backoff_seconds,
@@ -158,7 +157,6 @@ class Collector:
             return
         self.manifest.append(record.to_dict())
         self.done[video_id] = record.to_dict()
-        self.done_platform.add((source.extractor, source.id))
         self.rejected.discard(video_id)
         remove_tree(partial)
         self.stats.collected += 1
@@ -183,9 +181,6 @@ class Collector:
                 self._reject(url, classify(error), str(error).replace("ERROR: ", "", 1)[:500], url=url)
                 continue
             extractor = (info.get("extractor_key") or info.get("ie_key") or "generic").lower()
-            if (extractor, info.get("id")) in self.done_platform:
-                self.stats.already += 1
-                continue
             video_id = video_id_for(info)
             if video_id in self.done:
                 self.stats.already += 1

@@ -51,13 +51,18 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):  # clients that hang up early are expected
+        pass
+
+
 @pytest.fixture
 def http_root(tmp_path):
     """A folder served over HTTP on 127.0.0.1 (random port); yields (folder, base_url)."""
     folder = tmp_path / "www"
     folder.mkdir()
     handler = functools.partial(_QuietHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _QuietServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
