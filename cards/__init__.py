@@ -1,0 +1,1 @@
+"""Dataset and model cards and Hub publishing (not built yet)."""

@@ -1,0 +1,1 @@
+"""Stage 4, export (not built yet): the dubbing pipeline ASR → translate → TTS → lip-sync → render."""
