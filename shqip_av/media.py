@@ -278,7 +278,11 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], *, fps: float, a
                 proc.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
             proc.stdin.close()
         except BrokenPipeError:
-            pass
+            pass  # ffmpeg stopped reading; its own message below says why
+        except BaseException:
+            proc.kill()  # never leave an encoder running behind a failed write
+            proc.wait()
+            raise
         err = proc.stderr.read().decode("utf-8", "replace")
         if proc.wait() != 0:
             raise MediaError(f"{path}: encoding failed: {_last_lines(err)}")

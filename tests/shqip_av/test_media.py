@@ -66,3 +66,12 @@ def test_errors_carry_ffmpeg_message(tmp_path):
         probe(bogus)
     with pytest.raises(MediaError, match="no such file"):
         probe(tmp_path / "missing.mp4")
+
+
+def test_write_video_refuses_changing_frame_size(tmp_path):
+    from shqip_av.media import write_video
+
+    frames = [np.zeros((64, 64, 3), np.uint8), np.zeros((32, 64, 3), np.uint8)]
+    with pytest.raises(MediaError, match="frame size changed"):
+        write_video(tmp_path / "v.mp4", frames, fps=25)
+    assert list(tmp_path.iterdir()) == []  # no half-written file left behind
