@@ -13,12 +13,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import yt_dlp
 from yt_dlp.utils import DownloadError, parse_bytes
 
 from shqip_av import ShqipError
+from shqip_av.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +61,11 @@ class _Logger:
         log.debug(msg)  # raised as DownloadError and reported by the caller
 
 
-def archive_id(info: dict) -> str | None:
-    """The line yt-dlp writes to its download archive for this video."""
+def archive_key(info: dict) -> tuple[str, str] | None:
+    """(extractor, id) as yt-dlp writes them to its download archive for this video."""
     key = info.get("extractor_key") or info.get("ie_key")
     vid = info.get("id")
-    return f"{key.lower()} {vid}" if key and vid else None
+    return (key.lower(), str(vid)) if key and vid else None
 
 
 def classify(error: Exception) -> str:
@@ -193,16 +194,14 @@ def downloaded_video(folder: Path) -> Path | None:
     return None
 
 
-def forget_archive_entry(archive: Path, line: str) -> bool:
-    """Drop one line from yt-dlp's download archive (a video yt-dlp finished but our manifest
-    does not have: the run was killed in between, so it must be fetched again)."""
-    from shqip_av.files import atomic_write_text
-
+def drop_archive_lines(archive: Path, drop: Callable[[str, str], bool]) -> int:
+    """Remove the lines ``"<extractor> <id>"`` of yt-dlp's download archive for which
+    ``drop(extractor, id)`` holds; returns how many went. Used when a video yt-dlp finished is
+    not in our manifest (a run killed in between: fetch it again) and by takedown."""
     if not archive.exists():
-        return False
+        return 0
     lines = archive.read_text(encoding="utf-8").splitlines()
-    kept = [ln for ln in lines if ln.strip() != line]
-    if len(kept) == len(lines):
-        return False
-    atomic_write_text(archive, "".join(f"{ln}\n" for ln in kept))
-    return True
+    kept = [ln for ln in lines if not drop(*(ln.strip().split(" ", 1) + [""])[:2])]
+    if len(kept) != len(lines):
+        atomic_write_text(archive, "".join(f"{ln}\n" for ln in kept))
+    return len(lines) - len(kept)

@@ -25,8 +25,8 @@ from pathlib import Path
 import yt_dlp
 
 from collect.consent import DEFAULT_ALLOWLIST, Admission, admit
-from collect.download import (VIDEO_EXTS, FetchError, FetchOptions, YtDlp, archive_id, classify,
-                               forget_archive_entry)
+from collect.download import (VIDEO_EXTS, FetchError, FetchOptions, YtDlp, archive_key, classify,
+                               drop_archive_lines)
 from collect.sources import SourceEntry, load_sources
 from collect.store import Rejected, StoreOptions, store_video
 from shqip_av.config import option, save_config
@@ -129,18 +129,18 @@ class Collector:
         self.stats.rejected[reason] += 1
         log.info("refused %s: %s (%s)", key, reason, detail)
 
-    def _admit(self, entry: SourceEntry, key: str, source: SourceInfo, platform_license: str | None,
-               video_id: str | None) -> Admission | None:
+    def _admit(self, entry: SourceEntry, video_id: str, source: SourceInfo,
+               platform_license: str | None) -> Admission | None:
         withdrawn = self.takedown.match(video_id=video_id, platform_id=source.id, url=source.url,
                                         channel_id=source.channel_id, channel=source.channel,
                                         subject=entry.consent.subject if entry.consent else None)
         if withdrawn:
-            self._reject(key, "takedown", f"withdrawn by takedown.txt entry '{withdrawn}'",
+            self._reject(video_id, "takedown", f"withdrawn by takedown.txt entry '{withdrawn}'",
                          video_id=video_id, url=source.url)
             return None
         decision = admit(platform_license, entry.consent, self.cfg.license_allowlist, entry.license)
         if not decision.admitted:
-            self._reject(key, decision.reason, decision.detail, value=decision.license,
+            self._reject(video_id, decision.reason, decision.detail, value=decision.license,
                          video_id=video_id, url=source.url)
             return None
         return decision
@@ -191,13 +191,13 @@ class Collector:
                 channel=info.get("channel") or info.get("uploader"), title=info.get("title") or entry.title,
                 upload_date=_iso_date(info.get("upload_date")), language=info.get("language") or entry.language,
                 speaker=entry.speaker)
-            decision = self._admit(entry, video_id, source, info.get("license"), video_id)
+            decision = self._admit(entry, video_id, source, info.get("license"))
             if decision is None:
                 continue
             partial = self.root.path("raw", ".partial", video_id)
-            line = archive_id(info)
-            if line:
-                forget_archive_entry(self.archive, line)  # finished by yt-dlp, but not in our manifest
+            key = archive_key(info)
+            if key:  # finished by yt-dlp but not in our manifest: yt-dlp must not skip it now
+                drop_archive_lines(self.archive, lambda extractor, vid: (extractor, vid) == key)
             if not entry.captions:
                 info = {**info, "subtitles": {}}
             try:
@@ -230,7 +230,7 @@ class Collector:
             source = SourceInfo(url=f"local:{shown}", extractor="local", id=video_id,
                                 title=entry.title or file.stem, language=entry.language, speaker=entry.speaker,
                                 channel=entry.consent.subject if entry.consent else None)
-            decision = self._admit(entry, video_id, source, None, video_id)
+            decision = self._admit(entry, video_id, source, None)
             if decision is None:
                 continue
             partial = self.root.path("raw", ".partial", video_id)
@@ -251,7 +251,4 @@ def prepare_raw(cfg: CollectConfig) -> CollectStats:
     """Collect everything sources.yaml lists into ``cfg.root``/raw; returns the run's counts."""
     return Collector(cfg).run()
 
-
-def load_raw_manifest(root: str | Path) -> list[dict]:
-    return list(read_jsonl(DatasetRoot(root).path("raw", "manifest.jsonl")))
 

@@ -15,6 +15,7 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from collect.download import drop_archive_lines
 from shqip_av.config import option, parse_config, run_cli
 from shqip_av.files import DatasetRoot, atomic_output, remove_tree
 from shqip_av.log import setup_logging
@@ -93,14 +94,8 @@ def apply_takedown(root: str | Path) -> TakedownReport:
     # manifests first: once a line is gone no stage uses the files, even if removal is interrupted
     for rel in ("raw/manifest.jsonl", "raw/rejected.jsonl", "clips/manifest.jsonl", "clips/rejected.jsonl"):
         report.lines_removed += _filter_jsonl(root.path(rel), drop)
-    archive = root.path("raw", "download-archive.txt")
-    if archive.exists():
-        ids = {r["source"].get("id") for r in records if r["video_id"] in withdrawn} - {None}
-        lines = archive.read_text(encoding="utf-8").splitlines()
-        kept = [ln for ln in lines if ln.split(" ", 1)[-1] not in ids]
-        if len(kept) != len(lines):
-            with atomic_output(archive) as tmp:
-                tmp.write_text("".join(f"{ln}\n" for ln in kept), encoding="utf-8")
+    ids = {r["source"].get("id") for r in records if r["video_id"] in withdrawn} - {None}
+    drop_archive_lines(root.path("raw", "download-archive.txt"), lambda extractor, vid: vid in ids)
     for vid in sorted(withdrawn):
         for folder in (root.path("raw", vid), root.path("raw", ".partial", vid), root.path("work", vid),
                        root.path("clips", vid)):

@@ -59,10 +59,6 @@ class DatasetRoot:
 
     # Fixed places of DESIGN.md §2
     @property
-    def raw(self) -> Path:
-        return self.path("raw")
-
-    @property
     def sources(self) -> Path:
         return self.path("sources.yaml")
 

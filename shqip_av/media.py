@@ -248,7 +248,7 @@ def iter_frames(path: str | Path, *, fps: float | None = None, size: tuple[int, 
         err = proc.stderr.read().decode("utf-8", "replace")
         proc.stderr.close()
         code = proc.wait()
-    if code not in (0, None) and code > 0:
+    if code != 0:
         raise MediaError(f"{path}: frame decoding failed: {_last_lines(err)}")
 
 

@@ -21,12 +21,6 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def _prune(d: Any) -> Any:
-    if isinstance(d, dict):
-        return {k: _prune(v) for k, v in d.items()}
-    return d
-
-
 @dataclass
 class Consent:
     """An explicit consent basis recorded by the collector (sources.yaml)."""
@@ -99,7 +93,7 @@ class RawVideo:
     version: str
 
     def to_dict(self) -> dict:
-        return _prune(dataclasses.asdict(self))
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "RawVideo":

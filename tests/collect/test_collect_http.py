@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collect.pipeline import CollectConfig, Collector, prepare_raw
+from collect.pipeline import CollectConfig, prepare_raw
 from shqip_av.manifest import read_jsonl
 from shqip_av.media import iter_frames, probe
 from shqip_av.records import RawVideo

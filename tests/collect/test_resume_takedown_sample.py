@@ -1,8 +1,9 @@
-import os
+import io
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 
 import numpy as np
@@ -78,7 +79,6 @@ def test_takedown_removes_every_file_and_line(tmp_path):
                                                    '{"video_id": "other", "key": "other_0_0"}\n')
     shard = root / "shards" / "train" / "shqip-av-train-000000.tar"
     shard.parent.mkdir(parents=True)
-    import tarfile, io
     with tarfile.open(shard, "w") as tar:
         for key in (f"{vid}_0_500", "other_0_0"):
             for ext, data in (("wav", b"RIFF"), ("json", b"{}")):

@@ -21,17 +21,21 @@ class Cfg:
     inner: Inner = field(default_factory=Inner)
 
 
-def test_precedence_defaults_yaml_cli(tmp_path):
+def config_file(tmp_path, text):
     conf = tmp_path / "c.yaml"
-    conf.write_text("workers: 3\nrate: 0.25\ninner: {rank: 16}\n")
+    conf.write_text(text)
+    return conf
+
+
+def test_precedence_defaults_yaml_cli(tmp_path):
+    conf = config_file(tmp_path, "workers: 3\nrate: 0.25\ninner: {rank: 16}\n")
     cfg, _ = parse_config(Cfg, ["--config", str(conf), "--workers", "5", "inner.rank=32", "--langs", "sq,en"],
                           "prog", "d")
     assert (cfg.root, cfg.workers, cfg.rate, cfg.inner.rank, cfg.langs) == ("data", 5, 0.25, 32, ["sq", "en"])
 
 
 def test_unknown_key_names_closest(tmp_path):
-    conf = tmp_path / "c.yaml"
-    conf.write_text("wrokers: 3\n")
+    conf = config_file(tmp_path, "wrokers: 3\n")
     with pytest.raises(ConfigError, match=r"unknown config key 'wrokers' \(did you mean 'workers'\?\)"):
         parse_config(Cfg, ["--config", str(conf)], "prog", "d")
 
@@ -44,8 +48,7 @@ def test_wrong_type_is_one_clear_error():
 
 
 def test_invalid_yaml_names_line(tmp_path):
-    conf = tmp_path / "c.yaml"
-    conf.write_text("workers: 3\nrate: [1, 2\n")
+    conf = config_file(tmp_path, "workers: 3\nrate: [1, 2\n")
     with pytest.raises(ConfigError, match=r"c.yaml:\d+: invalid YAML"):
         parse_config(Cfg, ["--config", str(conf)], "prog", "d")
 
