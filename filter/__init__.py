@@ -1,2 +1,3 @@
-"""Stage 2, filter (not built yet): raw/ → clips/ (faces, speech segments, quality filters,
-canonical crops), then filter.shard packs clips/ into WebDataset shards. See DESIGN.md §3–4."""
+"""Stage 2, filter: raw/ → clips/ (faces, speech segments, quality filters, canonical crops),
+then ``python -m filter.shard`` packs clips/ into speaker-disjoint WebDataset shards.
+See DESIGN.md §3–4."""

@@ -1,0 +1,195 @@
+"""Run filter over a dataset root: every collected video not yet done (and not withdrawn) goes
+through ``process_video`` in a process pool; each finished video gets a done marker tied to the
+config, and clips/manifest.jsonl + clips/rejected.jsonl are rebuilt from the markers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import traceback
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filter.config import FilterConfig
+from filter.video import VideoResult, process_video
+from shqip_av import ShqipError
+from shqip_av.config import save_config
+from shqip_av.files import DatasetRoot, atomic_write_text, remove_tree
+from shqip_av.log import get_logger, progress
+from shqip_av.manifest import dumps, read_jsonl, write_jsonl
+from shqip_av.records import utc_now
+from shqip_av.takedown import TakedownList
+
+log = get_logger(__name__)
+DONE = "done.json"
+
+
+@dataclass
+class FilterStats:
+    videos: int = 0  # in raw/manifest.jsonl, not withdrawn
+    processed: int = 0  # this run
+    skipped: int = 0  # done before with the same config
+    failed: int = 0  # crashed this run (retried next run)
+    withdrawn: int = 0
+    utterances: int = 0  # accepted, all videos
+    seconds: float = 0.0
+    rejected: Counter = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        top = ", ".join(f"{r} {n}" for r, n in self.rejected.most_common(6)) or "none"
+        return (f"filter: {self.videos} videos ({self.processed} processed now, {self.skipped} already done, "
+                f"{self.failed} failed, {self.withdrawn} withdrawn); {self.utterances} utterances kept "
+                f"({self.seconds / 3600:.3f} h); rejections: {top}")
+
+
+def read_done(root: DatasetRoot, video_id: str) -> dict | None:
+    path = root.path("work", video_id, DONE)
+    if not path.is_file():
+        return None
+    try:
+        import json
+
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return None  # a torn marker means not done
+
+
+def _is_current(done: dict | None, cfg: FilterConfig, record: dict) -> bool:
+    return bool(done) and done.get("fingerprint") == cfg.fingerprint() and \
+        done.get("video_sha256") == record["media"]["sha256"]
+
+
+def _run_one(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
+    """Worker entry: one video, with every failure turned into a rejection record."""
+    try:
+        return process_video(record, root, cfg)
+    except ShqipError as e:  # configuration problems must stop the run, not hide in rejections
+        if "diarization.pipeline" in str(e) or "sync.method" in str(e):
+            raise
+        return _error_result(record, cfg, e)
+    except Exception as e:  # noqa: BLE001 - one bad video never stops the others
+        log.debug("%s", traceback.format_exc())
+        return _error_result(record, cfg, e)
+
+
+def _error_result(record: dict, cfg: FilterConfig, exc: BaseException) -> VideoResult:
+    result = VideoResult(record["video_id"], cfg.fingerprint())
+    result.rejected.append({"key": record["video_id"], "stage": "filter", "reason": "error",
+                            "detail": f"{type(exc).__name__}: {exc}"[:500], "value": None,
+                            "video_id": record["video_id"], "url": record["source"]["url"]})
+    return result
+
+
+def _commit(root: DatasetRoot, record: dict, result: VideoResult) -> None:
+    """Move the staged samples into clips/<video_id>/ and write the done marker (last)."""
+    vid = record["video_id"]
+    staging, final = root.path("clips", f"{vid}.partial"), root.path("clips", vid)
+    remove_tree(final)
+    if staging.is_dir():
+        os.replace(staging, final)
+    marker = {"video_id": vid, "fingerprint": result.fingerprint, "video_sha256": record["media"]["sha256"],
+              "finished_at": utc_now(), **result.to_dict()}
+    atomic_write_text(root.path("work", vid, DONE), dumps(marker) + "\n")
+
+
+def _forget(root: DatasetRoot, vid: str) -> None:
+    """Undo an outdated result before redoing the video."""
+    for folder in (root.path("clips", vid), root.path("clips", f"{vid}.partial")):
+        remove_tree(folder)
+    marker = root.path("work", vid, DONE)
+    if marker.exists():
+        marker.unlink()
+
+
+def prepare_clips(cfg: FilterConfig) -> FilterStats:
+    """The filter stage: raw/ → clips/. Resumable; a rerun with the same config does nothing."""
+    root = DatasetRoot(cfg.root)
+    manifest = root.path("raw", "manifest.jsonl")
+    if not manifest.is_file():
+        raise ShqipError(f"{manifest} does not exist: run `python -m collect --root {cfg.root}` first")
+    if cfg.workers < 1:
+        raise ShqipError("workers must be at least 1")
+    takedown = TakedownList.load(root.takedown)
+    stats = FilterStats()
+    records, todo = [], []
+    for record in read_jsonl(manifest):
+        if takedown.match_record(record):
+            stats.withdrawn += 1
+            continue
+        records.append(record)
+        if _is_current(read_done(root, record["video_id"]), cfg, record):
+            stats.skipped += 1
+        else:
+            _forget(root, record["video_id"])
+            todo.append(record)
+    stats.videos = len(records)
+    root.path("clips").mkdir(parents=True, exist_ok=True)
+    save_config(cfg, root.path("clips", "filter.yaml"))
+    if takedown:  # withdrawn videos never reach clips/, even if filtered before the takedown
+        for vid in {r["video_id"] for r in read_jsonl(manifest) if takedown.match_record(r)}:
+            _forget(root, vid)
+
+    failed: list[VideoResult] = []
+
+    def finish(record: dict, result: VideoResult) -> None:
+        if any(r["stage"] == "filter" and r["reason"] == "error" for r in result.rejected):
+            stats.failed += 1
+            failed.append(result)
+            log.warning("%s: %s", record["video_id"], result.rejected[-1]["detail"])
+            return
+        _commit(root, record, result)
+        stats.processed += 1
+
+    if todo:
+        log.info("filter: %d videos to process with %d worker(s)", len(todo), cfg.workers)
+    if cfg.workers == 1 or len(todo) <= 1:
+        for record in progress(todo, desc="filter", unit="video"):
+            finish(record, _run_one(record, cfg.root, cfg))
+    else:
+        # spawn: MediaPipe, onnxruntime and torch do not survive fork() reliably
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx, initializer=_init_worker) as pool:
+            futures = {pool.submit(_run_one, r, cfg.root, cfg): r for r in todo}
+            for fut in progress(as_completed(futures), desc="filter", total=len(futures), unit="video"):
+                record = futures[fut]
+                try:
+                    result = fut.result()
+                except ShqipError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - a worker that died (e.g. killed for memory)
+                    result = _error_result(record, cfg, e)
+                finish(record, result)
+
+    rebuild_manifests(root, records, stats)
+    for result in failed:  # reported, but not marked done: the next run retries them
+        stats.rejected["error"] += 1
+    return stats
+
+
+def _init_worker() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def rebuild_manifests(root: DatasetRoot, records: list[dict], stats: FilterStats) -> None:
+    """clips/manifest.jsonl and clips/rejected.jsonl from the done markers, in a stable order."""
+    accepted, rejected = [], []
+    for record in sorted(records, key=lambda r: r["video_id"]):
+        done = read_done(root, record["video_id"])
+        if not done:
+            continue
+        accepted.extend(done["accepted"])
+        rejected.extend(done["rejected"])
+    stats.utterances = len(accepted)
+    stats.seconds = sum(a["duration"] for a in accepted)
+    stats.rejected.update(r["reason"] for r in rejected)
+    write_jsonl(root.path("clips", "manifest.jsonl"), accepted)
+    write_jsonl(root.path("clips", "rejected.jsonl"), rejected)
+    # staged folders of videos that are no longer in raw/ (withdrawn, or a crash mid-commit)
+    for path in root.path("clips").glob("*.partial"):
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,304 @@
+"""One video through filter (DESIGN.md §3): a pure function from a raw-manifest record and a
+config to accepted samples and rejection records. Nothing here knows about other videos, so a
+process pool (or a distributed engine) can run it at scale."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from filter.config import FilterConfig
+from filter.faces import FaceScan, FaceTrack, scan_faces
+from filter.speech import (SINGLE_SPEAKER, SileroVAD, Utterance, diarize, label_utterances, load_diarization,
+                           utterances_from_captions, utterances_from_regions)
+from filter.sync import SyncInput, SyncResult, load_sync_scorer
+from shqip_av import __version__, geometry, schema
+from shqip_av.files import DatasetRoot, atomic_write_bytes, atomic_write_text
+from shqip_av.log import get_logger
+from shqip_av.manifest import dumps
+from shqip_av.media import (AUDIO_RATE, MediaError, check_decodes, iter_frames, probe, read_audio, write_video,
+                            write_wav)
+from shqip_av.records import RawVideo, Rejection
+
+log = get_logger(__name__)
+
+
+@dataclass
+class VideoResult:
+    video_id: str
+    fingerprint: str
+    accepted: list[dict] = field(default_factory=list)  # clips/manifest.jsonl records
+    rejected: list[dict] = field(default_factory=list)  # clips/rejected.jsonl records
+    stats: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"video_id": self.video_id, "fingerprint": self.fingerprint, "accepted": self.accepted,
+                "rejected": self.rejected, "stats": self.stats}
+
+
+@dataclass
+class _Job:
+    """An accepted (utterance, track) waiting for its crops."""
+
+    utterance: Utterance
+    track: FaceTrack
+    first: int  # frame range [first, last)
+    last: int
+    eye_distance: float
+    sync: SyncResult
+    key: str
+    crops: list = field(default_factory=list)
+    affines: list = field(default_factory=list)
+
+
+def speaker_of(raw: RawVideo) -> str:
+    """Who the sample shows, for speaker-disjoint splits: the collector's speaker, the consent
+    subject, the channel, and only as a last resort the video itself."""
+    consent = raw.rights.consent
+    return (raw.source.speaker or (consent.subject if consent else None) or raw.source.channel_id
+            or raw.source.channel or raw.video_id)
+
+
+class _Rejector:
+    def __init__(self, raw: RawVideo, result: VideoResult):
+        self.raw, self.result = raw, result
+
+    def __call__(self, stage: str, reason: str, detail: str, value=None, key: str | None = None) -> None:
+        r = Rejection(key or self.raw.video_id, f"filter.{stage}", reason, detail,
+                      value if not isinstance(value, float) else round(value, 4),
+                      video_id=self.raw.video_id, url=self.raw.source.url).to_dict()
+        r.pop("at")  # the done marker holds the time; records stay identical across reruns
+        self.result.rejected.append(r)
+
+
+def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
+    """Filter one collected video: returns its accepted samples (files staged under
+    clips/<video_id>.partial/, moved into place by the caller) and its rejections."""
+    raw = RawVideo.from_dict(record)
+    droot = DatasetRoot(root)
+    vid = raw.video_id
+    result = VideoResult(vid, cfg.fingerprint())
+    reject = _Rejector(raw, result)
+    work = droot.path("work", vid)
+    staging = droot.path("clips", f"{vid}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    fps = cfg.probe.fps
+
+    # 1. probe
+    video = droot.path(raw.files.video)
+    try:
+        info = probe(video)
+        if info.has_video and info.has_audio:
+            check_decodes(video)
+    except MediaError as e:
+        reject("probe", "does-not-decode", str(e))
+        return result
+    if not info.has_video:
+        reject("probe", "no-video-stream", "the file has no video stream")
+        return result
+    if not info.has_audio:
+        reject("probe", "no-audio-stream", "the file has no audio stream")
+        return result
+    short, long = sorted((info.width, info.height))
+    if short < cfg.probe.min_side or long > cfg.probe.max_side or long > cfg.probe.max_aspect * short:
+        reject("probe", "absurd-resolution", f"{info.width}x{info.height} is outside {cfg.probe.min_side}..{cfg.probe.max_side} px "
+               f"or wider than {cfg.probe.max_aspect}:1", f"{info.width}x{info.height}")
+        return result
+    if info.fps < cfg.probe.min_fps:
+        reject("probe", "low-frame-rate", f"average frame rate below {cfg.probe.min_fps}", info.fps)
+        return result
+    if info.duration < cfg.speech.min_utterance:
+        reject("probe", "too-short", f"shorter than the minimum utterance ({cfg.speech.min_utterance} s)", info.duration)
+        return result
+    result.stats.update(duration=round(info.duration, 3), source_fps=round(info.fps, 3), width=info.width,
+                        height=info.height, variable_frame_rate=info.variable_frame_rate, rotation=info.rotation)
+
+    # 2. speech segments (cheap, and without speech there is nothing to look at)
+    audio_path = droot.path(raw.files.audio)
+    audio = read_audio(audio_path if audio_path.is_file() else video)
+    total = len(audio) / AUDIO_RATE
+    captions = raw.files.captions.get(raw.source.language or "sq") or next(iter(raw.files.captions.values()), None)
+    if cfg.speech.use_captions and captions:
+        utterances, unusable = utterances_from_captions(droot.path(captions), total, cfg.speech)
+        transcript_source = "captions"
+    else:
+        regions = SileroVAD(cfg.speech.vad_model).speech_regions(audio, cfg.speech)
+        utterances, unusable = utterances_from_regions(regions, cfg.speech)
+        transcript_source = None
+    for u in unusable:
+        reason = "utterance-too-short" if u.duration < cfg.speech.min_utterance else "utterance-too-long"
+        reject("speech", reason, f"utterance {u.start:.2f}–{u.end:.2f} s", u.duration,
+               key=schema.sample_key(vid, "u", u.start))
+    result.stats["transcripts"] = transcript_source or "none"
+    if not utterances:
+        if not unusable:
+            reject("speech", "no-speech", "no speech found (captions or voice activity)", 0.0)
+        return result
+
+    # 3. diarization
+    pipeline = load_diarization(cfg.diarization)
+    turns = diarize(pipeline, audio) if pipeline is not None else None
+    label_utterances(utterances, turns)
+    result.stats["diarization"] = cfg.diarization.pipeline if pipeline is not None else \
+        "none: no pyannote pipeline configured, one speaker per video assumed"
+
+    # 4. faces
+    scan = scan_faces(video, info, cfg.faces, fps)
+    scan.save(work / "faces.npz")
+    result.stats.update(frames=scan.num_frames, tracks=len(scan.tracks),
+                        face_frames=round(float((scan.faces_per_frame > 0).mean()) if scan.num_frames else 0.0, 4))
+    if not scan.tracks:
+        reject("faces", "no-face", "no face track in the video", result.stats["face_frames"])
+        return result
+
+    # 5. per utterance: coverage, size, sync; several qualifying tracks → the best sync
+    scorer = load_sync_scorer(cfg.sync)
+    jobs: list[_Job] = []
+    for u in utterances:
+        if u.overlap > cfg.diarization.max_overlap:
+            reject("speech", "overlapping-speech", f"{u.overlap:.2f} s with several speakers", u.overlap,
+                   key=schema.sample_key(vid, "u", u.start))
+            continue
+        first, last = int(round(u.start * fps)), min(int(round(u.end * fps)), scan.num_frames)
+        present = [t for t in scan.tracks if t.start < last and t.end > first]
+        if not present or last - first < 2:
+            reject("faces", "no-face", f"no face during {u.start:.2f}–{u.end:.2f} s", 0.0,
+                   key=schema.sample_key(vid, "u", u.start))
+            continue
+        qualified = []
+        for t in present:
+            key = schema.sample_key(vid, t.track_id, u.start)
+            span = (min(last, t.end) - max(first, t.start)) / (last - first)
+            if span < cfg.quality.min_coverage:
+                reject("faces", "face-track-incomplete", "the face is not tracked through the whole utterance "
+                       "(it leaves the frame or is lost)", span, key=key)
+                continue
+            window = t.window(first, last)
+            eye = float(np.median(geometry.eye_distance(t.landmarks[window])))
+            if eye < cfg.quality.min_eye_distance:
+                reject("quality", "face-too-small", f"median eye distance below {cfg.quality.min_eye_distance} px", eye, key=key)
+                continue
+            pad_before = min(cfg.sync.max_offset, first)
+            pad_after = max(0, min(cfg.sync.max_offset, int(total * fps) - last))
+            segment = audio[int((first - pad_before) * AUDIO_RATE / fps):int((last + pad_after) * AUDIO_RATE / fps)]
+            sync = scorer.score(SyncInput(t.landmarks[window], segment, AUDIO_RATE, fps, pad_before, pad_after))
+            if sync.confidence < cfg.sync.min_confidence:
+                reject("sync", "sync-low-confidence", f"confidence below {cfg.sync.min_confidence} "
+                       f"(best offset {sync.offset_frames} frames)", sync.confidence, key=key)
+                continue
+            if abs(sync.offset_frames) > cfg.sync.max_abs_offset:
+                reject("sync", "sync-offset", f"audio is {sync.offset_frames} frames off the video "
+                       f"(positive: audio late; limit ±{cfg.sync.max_abs_offset})", sync.offset_frames, key=key)
+                continue
+            qualified.append(_Job(u, t, first, last, eye, sync, key))
+        qualified.sort(key=lambda j: -j.sync.confidence)
+        for other in qualified[1:]:
+            reject("sync", "other-face-selected", f"{len(qualified)} faces qualify; the one with the best sync "
+                   f"(track {qualified[0].track.track_id}) was kept", other.sync.confidence, key=other.key)
+        jobs.extend(qualified[:1])
+    if jobs:
+        _render(video, info, fps, jobs, raw, cfg, staging, reject, result, audio, transcript_source)
+    result.accepted.sort(key=lambda r: (r["meta"]["start"], r["key"]))
+    return result
+
+
+def sharpness(crop: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey crop: low for blurred or over-compressed faces."""
+    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+def _render(video, info, fps, jobs: list[_Job], raw: RawVideo, cfg: FilterConfig, staging: Path, reject,
+            result: VideoResult, audio: np.ndarray, transcript_source: str | None) -> None:
+    """Second pass over the frames: canonical crops for the accepted jobs, then the samples."""
+    size = cfg.crop.size
+    target = geometry.template(size)
+    pending = sorted(jobs, key=lambda j: j.first)
+    active: list[_Job] = []
+    end = max(j.last for j in jobs)
+    frames = iter_frames(video, fps=fps, info=info)
+    try:
+        for index, frame in enumerate(frames):
+            while pending and pending[0].first <= index:
+                active.append(pending.pop(0))
+            for job in active:
+                affine = geometry.fit_similarity(job.track.align[index - job.track.start], target)
+                job.affines.append(affine)
+                job.crops.append(cv2.warpAffine(frame, affine, (size, size), flags=cv2.INTER_CUBIC,
+                                                borderMode=cv2.BORDER_REPLICATE))
+            for job in [j for j in active if j.last <= index + 1]:
+                active.remove(job)
+                _write_sample(job, raw, cfg, staging, reject, result, audio, transcript_source, fps)
+            if index + 1 >= end:
+                break
+    finally:
+        frames.close()
+    for job in active + pending:  # the video ended early (fewer frames than the audio)
+        if len(job.crops) >= 2:
+            job.last = job.first + len(job.crops)
+            _write_sample(job, raw, cfg, staging, reject, result, audio, transcript_source, fps)
+
+
+def _write_sample(job: _Job, raw: RawVideo, cfg: FilterConfig, staging: Path, reject, result: VideoResult,
+                  audio: np.ndarray, transcript_source: str | None, fps: float) -> None:
+    crops, affines = job.crops, np.array(job.affines, dtype=np.float64)
+    job.crops, job.affines = [], []
+    sharp = float(np.median([sharpness(c) for c in crops[::5]]))
+    if sharp < cfg.quality.min_sharpness:
+        reject("quality", "blurry", f"median Laplacian variance below {cfg.quality.min_sharpness}", sharp, key=job.key)
+        return
+    staging.mkdir(parents=True, exist_ok=True)
+    key = job.key
+    start, end = job.first / fps, job.last / fps
+    num_frames = job.last - job.first
+    write_video(staging / f"{key}.mp4", crops, fps=fps, crf=cfg.crop.crf, extra_video_args=["-threads", "1"])
+    a0, a1 = int(round(start * AUDIO_RATE)), int(round(end * AUDIO_RATE))
+    write_wav(staging / f"{key}.wav", audio[a0:a1])
+    lm = geometry.apply_affine(affines, job.track.landmarks[job.track.window(job.first, job.last)])
+    for name, array in (("landmarks", lm.astype(np.float32)), ("affine", affines.astype(np.float32))):
+        buf = _npy_bytes(array)
+        atomic_write_bytes(staging / f"{key}.{name}.npy", buf)
+    text = job.utterance.text
+    if text:
+        atomic_write_text(staging / f"{key}.txt", unicodedata.normalize("NFC", text))
+    consent = raw.rights.consent
+    meta = {
+        "schema_version": schema.SCHEMA_VERSION,
+        "video_id": raw.video_id,
+        "source_url": raw.source.url,
+        "license": raw.rights.license,
+        "consent": consent.reference if consent else (raw.rights.license and f"licence: {raw.rights.license}"),
+        "speaker": speaker_of(raw),
+        "diarization_label": job.utterance.speaker or SINGLE_SPEAKER,
+        "start": round(start, 3),
+        "end": round(end, 3),
+        "fps": fps,
+        "num_frames": num_frames,
+        "transcript_source": transcript_source if text else None,
+        "quality": {"eye_distance_px": round(job.eye_distance, 2), "sharpness": round(sharp, 2),
+                    "sync_confidence": job.sync.confidence, "sync_offset_frames": job.sync.offset_frames,
+                    "sync_method": job.sync.method},
+        "track": job.track.track_id,
+        "producer": f"shqip-av {__version__}",
+    }
+    schema.check_meta(meta)
+    atomic_write_text(staging / f"{key}.json", dumps(meta) + "\n")
+    members = ["mp4", "wav", "json", "landmarks.npy", "affine.npy"] + (["txt"] if text else [])
+    result.accepted.append({
+        "key": key, "video_id": raw.video_id, "speaker": meta["speaker"], "url": raw.source.url,
+        "files": {m: f"clips/{raw.video_id}/{key}.{m}" for m in members},
+        "duration": round(end - start, 3), "meta": meta,
+    })
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
