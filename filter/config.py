@@ -73,6 +73,7 @@ class QualityConfig:
 class SyncConfig:
     method: str = option("landmark-energy", "landmark-energy (training-free) or the path of a trained sync expert")
     max_offset: int = option(15, "offsets searched, in frames either way")
+    min_window: float = option(3.0, "shorter utterances are scored on this many seconds of their face track around them")
     min_confidence: float = option(0.3, "smallest accepted sync confidence (peak correlation minus the median over offsets)")
     max_abs_offset: int = option(3, "largest accepted |offset| in frames")
 

@@ -161,6 +161,7 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
     # 5. per utterance: coverage, size, sync; several qualifying tracks → the best sync
     scorer = load_sync_scorer(cfg.sync)
     jobs: list[_Job] = []
+    decisions: list[dict] = []  # every measurement, kept in work/<video_id>/decisions.json
     for u in utterances:
         if u.overlap > cfg.diarization.max_overlap:
             reject("speech", "overlapping-speech", f"{u.overlap:.2f} s with several speakers", u.overlap,
@@ -176,19 +177,26 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
         for t in present:
             key = schema.sample_key(vid, t.track_id, u.start)
             span = (min(last, t.end) - max(first, t.start)) / (last - first)
+            decision = {"key": key, "start": u.start, "end": u.end, "track": t.track_id, "coverage": round(span, 4)}
+            decisions.append(decision)
+            window = t.window(max(first, t.start), min(last, t.end))
+            eye = float(np.median(geometry.eye_distance(t.landmarks[window])))
+            decision["eye_distance_px"] = round(eye, 2)
+            if eye < cfg.quality.min_eye_distance:  # checked first: small faces are also the ones tracking loses
+                reject("quality", "face-too-small", f"median eye distance below {cfg.quality.min_eye_distance} px", eye, key=key)
+                continue
             if span < cfg.quality.min_coverage:
                 reject("faces", "face-track-incomplete", "the face is not tracked through the whole utterance "
                        "(it leaves the frame or is lost)", span, key=key)
                 continue
-            window = t.window(first, last)
-            eye = float(np.median(geometry.eye_distance(t.landmarks[window])))
-            if eye < cfg.quality.min_eye_distance:
-                reject("quality", "face-too-small", f"median eye distance below {cfg.quality.min_eye_distance} px", eye, key=key)
-                continue
-            pad_before = min(cfg.sync.max_offset, first)
-            pad_after = max(0, min(cfg.sync.max_offset, int(total * fps) - last))
-            segment = audio[int((first - pad_before) * AUDIO_RATE / fps):int((last + pad_after) * AUDIO_RATE / fps)]
-            sync = scorer.score(SyncInput(t.landmarks[window], segment, AUDIO_RATE, fps, pad_before, pad_after))
+            # short utterances are scored on a longer stretch of the same track: a second of
+            # speech holds too few syllables for a reliable offset
+            s0, s1 = _sync_window(first, last, t, int(round(cfg.sync.min_window * fps)))
+            pad_before = min(cfg.sync.max_offset, s0)
+            pad_after = max(0, min(cfg.sync.max_offset, int(total * fps) - s1))
+            segment = audio[int((s0 - pad_before) * AUDIO_RATE / fps):int((s1 + pad_after) * AUDIO_RATE / fps)]
+            sync = scorer.score(SyncInput(t.landmarks[t.window(s0, s1)], segment, AUDIO_RATE, fps, pad_before, pad_after))
+            decision.update(sync_confidence=sync.confidence, sync_offset_frames=sync.offset_frames, sync_curve=sync.curve)
             if sync.confidence < cfg.sync.min_confidence:
                 reject("sync", "sync-low-confidence", f"confidence below {cfg.sync.min_confidence} "
                        f"(best offset {sync.offset_frames} frames)", sync.confidence, key=key)
@@ -203,10 +211,21 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
             reject("sync", "other-face-selected", f"{len(qualified)} faces qualify; the one with the best sync "
                    f"(track {qualified[0].track.track_id}) was kept", other.sync.confidence, key=other.key)
         jobs.extend(qualified[:1])
+    atomic_write_text(work / "decisions.json", dumps({"utterances": [vars(u) for u in utterances],
+                                                     "tracks": decisions}) + "\n")
     if jobs:
         _render(video, info, fps, jobs, raw, cfg, staging, reject, result, audio, transcript_source)
     result.accepted.sort(key=lambda r: (r["meta"]["start"], r["key"]))
     return result
+
+
+def _sync_window(first: int, last: int, track: FaceTrack, min_frames: int) -> tuple[int, int]:
+    """The utterance's frames, widened evenly to ``min_frames`` within the track when shorter."""
+    if last - first >= min_frames:
+        return first, last
+    lo = max(track.start, first - (min_frames - (last - first)) // 2)
+    hi = min(track.end, lo + min_frames)
+    return max(track.start, min(lo, hi - min_frames)), hi
 
 
 def sharpness(crop: np.ndarray) -> float:

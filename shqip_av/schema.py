@@ -18,7 +18,7 @@ MEMBERS = {
     "mp4": "canonical face crop, 256×256, 25 fps, H.264 yuv420p, no audio",
     "wav": "the utterance's audio, 16 kHz mono PCM s16",
     "txt": "transcript, UTF-8 NFC",
-    "json": "metadata (below)",
+    "json": "metadata: source, licence, consent, speaker, times, quality (DESIGN.md §4)",
     "landmarks.npy": "float32 (T, 478, 2) landmarks in crop coordinates",
     "affine.npy": "float32 (T, 2, 3) frame→crop transform of every frame",
 }

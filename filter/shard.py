@@ -1,0 +1,176 @@
+"""python -m filter.shard --root data [--max-samples N] [--max-bytes B]
+
+Packs the accepted samples of clips/manifest.jsonl into WebDataset tars, split train /
+validation / test by a hash of each sample's speaker (so no speaker is in two splits), and
+writes shards/index.json. Packing is deterministic: the same clips give byte-identical shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import webdataset as wds
+
+from shqip_av import ShqipError, schema
+from shqip_av.config import option, parse_config, run_cli, save_config, to_dict
+from shqip_av.files import DatasetRoot, atomic_write_text, sha256_file
+from shqip_av.log import get_logger, progress, setup_logging
+from shqip_av.manifest import read_jsonl
+from shqip_av.takedown import TakedownList
+
+log = get_logger(__name__)
+SPLITS = ("train", "validation", "test")
+TAR_OVERHEAD = 1024  # a member's header plus its padding, at most
+
+
+@dataclass
+class ShardConfig:
+    root: str = option("data", "dataset root; reads clips/, writes shards/")
+    max_samples: int = option(1000, "most samples per shard")
+    max_bytes: int = option(1_000_000_000, "most bytes per shard (a single larger sample still gets a shard)")
+    train: float = option(0.8, "share of speakers in the train split")
+    validation: float = option(0.1, "share of speakers in the validation split")
+    test: float = option(0.1, "share of speakers in the test split")
+    salt: str = option("shqip-av-v1", "mixed into the speaker hash; changing it reshuffles speakers between splits")
+
+
+def split_of(speaker: str, cfg: ShardConfig) -> str:
+    """Deterministic split of a speaker: a hash of the name placed on the cumulative shares."""
+    total = cfg.train + cfg.validation + cfg.test
+    if total <= 0 or min(cfg.train, cfg.validation, cfg.test) < 0:
+        raise ShqipError("split shares must be non-negative and not all zero")
+    digest = hashlib.sha256(f"{cfg.salt}\0{speaker}".encode("utf-8")).digest()
+    x = int.from_bytes(digest[:8], "big") / 2 ** 64 * total
+    if x < cfg.train:
+        return "train"
+    if x < cfg.train + cfg.validation:
+        return "validation"
+    return "test"
+
+
+def shard_name(split: str, index: int) -> str:
+    return f"shqip-av-{split}-{index:06d}.tar"
+
+
+def _sample_files(root: DatasetRoot, record: dict) -> dict[str, Path]:
+    files = {member: root.path(rel) for member, rel in record["files"].items()}
+    missing = [m for m in schema.REQUIRED if m not in files or not files[m].is_file()]
+    if missing:
+        raise ShqipError(f"sample {record['key']}: missing {', '.join(missing)} under clips/; "
+                         f"rerun `python -m filter --root {root.root}`")
+    return files
+
+
+def _plan(samples: list[tuple[dict, dict[str, Path]]], cfg: ShardConfig) -> list[list[tuple[dict, dict[str, Path]]]]:
+    shards, current, size = [], [], 0
+    for sample in samples:
+        nbytes = sum(p.stat().st_size + TAR_OVERHEAD for p in sample[1].values())
+        if current and (len(current) >= cfg.max_samples or size + nbytes > cfg.max_bytes):
+            shards.append(current)
+            current, size = [], 0
+        current.append(sample)
+        size += nbytes
+    if current:
+        shards.append(current)
+    return shards
+
+
+def _write_shard(path: Path, samples: list[tuple[dict, dict[str, Path]]]) -> None:
+    """Write to a temporary name and rename once complete; fixed mtime/owner make it reproducible."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        writer = wds.TarWriter(fh, user="shqip-av", group="shqip-av", mode=0o644, encoder=False, mtime=0)
+        for record, files in samples:
+            sample = {"__key__": record["key"]}
+            sample.update({member: p.read_bytes() for member, p in files.items()})
+            writer.write(sample)
+        writer.close()
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def pack_shards(cfg: ShardConfig) -> dict:
+    """clips/ → shards/<split>/*.tar + shards/index.json. Returns the index."""
+    if cfg.max_samples < 1 or cfg.max_bytes < 1:
+        raise ShqipError("max_samples and max_bytes must be positive")
+    root = DatasetRoot(cfg.root)
+    manifest = root.path("clips", "manifest.jsonl")
+    if not manifest.is_file():
+        raise ShqipError(f"{manifest} does not exist: run `python -m filter --root {cfg.root}` first")
+    takedown = TakedownList.load(root.takedown)
+    by_split: dict[str, list] = {s: [] for s in SPLITS}
+    withdrawn = 0
+    for record in read_jsonl(manifest):
+        if takedown.match_record(record):
+            withdrawn += 1
+            continue
+        schema.check_meta(record["meta"])
+        by_split[split_of(record["speaker"], cfg)].append((record, _sample_files(root, record)))
+
+    index = {"schema_version": schema.SCHEMA_VERSION, "members": schema.MEMBERS, "splits": {},
+             "config": {k: v for k, v in to_dict(cfg).items() if k != "root"}}
+    for split in SPLITS:
+        samples = sorted(by_split[split], key=lambda s: s[0]["key"])
+        folder = root.path("shards", split)
+        folder.mkdir(parents=True, exist_ok=True)
+        entries = []
+        plan = _plan(samples, cfg)
+        for i, shard in enumerate(progress(plan, desc=f"shard {split}", unit="shard")):
+            path = folder / shard_name(split, i)
+            _write_shard(path, shard)
+            entries.append({"path": root.relative(path), "samples": len(shard), "bytes": path.stat().st_size,
+                            "sha256": sha256_file(path),
+                            "seconds": round(sum(r["duration"] for r, _ in shard), 3)})
+        keep = {shard_name(split, i) for i in range(len(plan))}
+        for stale in folder.glob("shqip-av-*.tar*"):  # from an earlier, larger packing
+            if stale.name not in keep:
+                stale.unlink()
+        seconds = sum(e["seconds"] for e in entries)
+        index["splits"][split] = {
+            "samples": len(samples), "hours": round(seconds / 3600, 4), "seconds": round(seconds, 3),
+            "bytes": sum(e["bytes"] for e in entries), "speakers": len({r["speaker"] for r, _ in samples}),
+            "videos": len({r["video_id"] for r, _ in samples}),
+            "with_transcript": sum(1 for r, _ in samples if "txt" in r["files"]),
+            "licenses": dict(sorted(Counter(r["meta"]["license"] or "consent record" for r, _ in samples).items())),
+            "shards": entries,
+        }
+    rejected = list(read_jsonl(root.path("clips", "rejected.jsonl")))
+    index["rejections"] = {
+        "total": len(rejected),
+        "by_reason": dict(Counter(r["reason"] for r in rejected).most_common()),
+        "by_stage": dict(Counter(r["stage"] for r in rejected).most_common()),
+    }
+    index["withdrawn_samples"] = withdrawn
+    atomic_write_text(root.path("shards", "index.json"), _json(index))
+    save_config(cfg, root.path("shards", "shard.yaml"))
+    return index
+
+
+def _json(data: dict) -> str:
+    import json
+
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def summary(index: dict) -> str:
+    parts = [f"{s} {v['samples']} samples / {v['hours']:.4f} h / {v['speakers']} speakers / {len(v['shards'])} shards"
+             for s, v in index["splits"].items()]
+    top = ", ".join(f"{r} {n}" for r, n in list(index["rejections"]["by_reason"].items())[:5]) or "none"
+    return "shard: " + "; ".join(parts) + f"\nrejections: {top}"
+
+
+def main(argv=None) -> int:
+    cfg, args = parse_config(ShardConfig, argv, prog="python -m filter.shard",
+                             description="Pack accepted clips into speaker-disjoint WebDataset shards.")
+    setup_logging(args.verbose)
+    print(summary(pack_shards(cfg)))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
