@@ -126,7 +126,8 @@ def utterances_from_captions(path: Path, total: float, cfg: SpeechConfig) -> tup
 
 # --- diarization -------------------------------------------------------------------------
 
-SINGLE_SPEAKER = "single-speaker-assumed"
+SINGLE_SPEAKER = "single-speaker-assumed"  # the label when no diarization pipeline is configured
+UNLABELLED = "unlabelled"
 _PIPELINES: dict[str, object] = {}
 
 
@@ -171,8 +172,8 @@ def label_utterances(utterances: list[Utterance], turns: list[tuple[float, float
         for s, e, label in turns:
             if e > u.start and s < u.end:
                 active[label] = active.get(label, np.zeros(len(grid), bool)) | ((grid >= s) & (grid < e))
-        if not active:
-            u.speaker, u.overlap = None, 0.0
+        if not active:  # diarization heard nobody here (VAD or captions did)
+            u.speaker, u.overlap = UNLABELLED, 0.0
             continue
         talk = np.stack(list(active.values()))
         u.speaker = max(active, key=lambda k: active[k].sum())
