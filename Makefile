@@ -7,7 +7,7 @@ WORKERS ?= 2
 SHARED_MODELS := $(abspath ../shared/models)
 export SHQIP_AV_MODELS ?= $(if $(wildcard $(SHARED_MODELS)/face_landmarker.task),$(SHARED_MODELS),)
 
-.PHONY: install doctor sample collect dataset demo test bench clean-demo
+.PHONY: install doctor sample collect filter shard dataset demo test bench clean-demo
 
 install:
 	bash scripts/install.sh
@@ -22,17 +22,25 @@ sample:
 collect:
 	$(PY) -m collect --root $(ROOT)
 
-dataset: collect
+filter:
+	$(PY) -m filter --root $(ROOT) --workers $(WORKERS)
+
+shard:
+	$(PY) -m filter.shard --root $(ROOT)
+
+# collect → filter → shard, then a summary
+dataset: collect filter shard
+	$(PY) -m filter.report --root $(ROOT)
 
 demo:
 	$(PY) -m collect.sample --root $(ROOT)/demo
-	$(PY) -m collect --root $(ROOT)/demo
+	$(MAKE) --no-print-directory dataset ROOT=$(ROOT)/demo
 
 test:
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYANNOTE_METRICS_ENABLED=0 $(PY) -m pytest -q
 
 bench:
-	@echo "no benchmarks yet: the first one (filter throughput) comes with the filter stage"
+	$(PY) bench/filter_throughput.py
 
 clean-demo:
 	rm -rf $(ROOT)/demo
