@@ -11,8 +11,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from shqip_av import __version__
+from shqip_av import ShqipError, __version__
 from shqip_av.config import option, to_dict
+
+
+class ConfigurationError(ShqipError):
+    """A setting that cannot work (a missing pipeline, an unknown method): stops the whole run."""
 
 
 @dataclass

@@ -4,8 +4,10 @@ config, and clips/manifest.jsonl + clips/rejected.jsonl are rebuilt from the mar
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+import re
 import shutil
 import traceback
 from collections import Counter
@@ -13,7 +15,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from filter.config import FilterConfig
+from filter.config import ConfigurationError, FilterConfig
+from filter.sync import load_sync_scorer
 from filter.video import VideoResult, process_video
 from shqip_av import ShqipError
 from shqip_av.config import save_config
@@ -50,8 +53,6 @@ def read_done(root: DatasetRoot, video_id: str) -> dict | None:
     if not path.is_file():
         return None
     try:
-        import json
-
         return json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
         return None  # a torn marker means not done
@@ -66,10 +67,8 @@ def _run_one(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
     """Worker entry: one video, with every failure turned into a rejection record."""
     try:
         return process_video(record, root, cfg)
-    except ShqipError as e:  # configuration problems must stop the run, not hide in rejections
-        if "diarization.pipeline" in str(e) or "sync.method" in str(e):
-            raise
-        return _error_result(record, cfg, e)
+    except ConfigurationError:  # a wrong setting must stop the run, not hide in rejections
+        raise
     except Exception as e:  # noqa: BLE001 - one bad video never stops the others
         log.debug("%s", traceback.format_exc())
         return _error_result(record, cfg, e)
@@ -104,6 +103,15 @@ def _forget(root: DatasetRoot, vid: str) -> None:
         marker.unlink()
 
 
+def check_config(cfg: FilterConfig) -> None:
+    """Settings that cannot work stop the run before any video is touched."""
+    load_sync_scorer(cfg.sync)
+    p = cfg.diarization.pipeline
+    if p and not Path(p).expanduser().exists() and not re.fullmatch(r"[\w.-]+/[\w.-]+", p):
+        raise ConfigurationError(f"diarization.pipeline {p!r}: no such file or folder, and not a Hub id "
+                                 f"such as pyannote/speaker-diarization-community-1")
+
+
 def prepare_clips(cfg: FilterConfig) -> FilterStats:
     """The filter stage: raw/ → clips/. Resumable; a rerun with the same config does nothing."""
     root = DatasetRoot(cfg.root)
@@ -112,6 +120,7 @@ def prepare_clips(cfg: FilterConfig) -> FilterStats:
         raise ShqipError(f"{manifest} does not exist: run `python -m collect --root {cfg.root}` first")
     if cfg.workers < 1:
         raise ShqipError("workers must be at least 1")
+    check_config(cfg)
     takedown = TakedownList.load(root.takedown)
     stats = FilterStats()
     records, todo = [], []
@@ -157,7 +166,7 @@ def prepare_clips(cfg: FilterConfig) -> FilterStats:
                 record = futures[fut]
                 try:
                     result = fut.result()
-                except ShqipError:
+                except ConfigurationError:
                     raise
                 except Exception as e:  # noqa: BLE001 - a worker that died (e.g. killed for memory)
                     result = _error_result(record, cfg, e)

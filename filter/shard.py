@@ -8,6 +8,7 @@ writes shards/index.json. Packing is deterministic: the same clips give byte-ide
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -152,8 +153,6 @@ def pack_shards(cfg: ShardConfig) -> dict:
 
 
 def _json(data: dict) -> str:
-    import json
-
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from filter.config import DiarizationConfig, SpeechConfig
-from shqip_av import ShqipError
+from filter.config import ConfigurationError, DiarizationConfig, SpeechConfig
 from shqip_av.captions import read_vtt
 from shqip_av.media import AUDIO_RATE
 from shqip_av.models import resolve_model
@@ -144,9 +143,9 @@ def load_diarization(cfg: DiarizationConfig):
     try:
         pipeline = Pipeline.from_pretrained(cfg.pipeline, token=token)
     except Exception as exc:  # noqa: BLE001 - pyannote raises many kinds; one clear line for the user
-        raise ShqipError(f"diarization.pipeline {cfg.pipeline!r} could not be loaded: {type(exc).__name__}: {exc}") from None
+        raise ConfigurationError(f"diarization.pipeline {cfg.pipeline!r} could not be loaded: {type(exc).__name__}: {exc}") from None
     if pipeline is None:
-        raise ShqipError(f"diarization.pipeline {cfg.pipeline!r} could not be loaded (gated or offline; set {cfg.token_env})")
+        raise ConfigurationError(f"diarization.pipeline {cfg.pipeline!r} could not be loaded (gated or offline; set {cfg.token_env})")
     pipeline.to(torch.device(cfg.device))
     _PIPELINES[cfg.pipeline] = pipeline
     return pipeline

@@ -17,8 +17,8 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import butter, sosfiltfilt
 
-from filter.config import SyncConfig
-from shqip_av import ShqipError, geometry
+from filter.config import ConfigurationError, SyncConfig
+from shqip_av import geometry
 
 # inner-lip landmark pairs (upper, lower): centre and both sides of the mouth opening
 INNER_LIP_PAIRS = ((13, 14), (82, 87), (312, 317))
@@ -130,5 +130,5 @@ class LandmarkEnergySync:
 def load_sync_scorer(cfg: SyncConfig) -> SyncScorer:
     if cfg.method == LandmarkEnergySync.name:
         return LandmarkEnergySync(cfg.max_offset)
-    raise ShqipError(f"sync.method {cfg.method!r}: trained sync experts come with train.lipsync and are not "
+    raise ConfigurationError(f"sync.method {cfg.method!r}: trained sync experts come with train.lipsync and are not "
                      f"available yet; use sync.method=landmark-energy")

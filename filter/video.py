@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from filter.config import FilterConfig
-from filter.faces import FaceScan, FaceTrack, scan_faces
+from filter.faces import FaceTrack, scan_faces
 from filter.speech import (SINGLE_SPEAKER, SileroVAD, Utterance, diarize, label_utterances, load_diarization,
                            utterances_from_captions, utterances_from_regions)
 from filter.sync import SyncInput, SyncResult, load_sync_scorer

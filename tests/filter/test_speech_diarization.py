@@ -107,3 +107,11 @@ def test_a_missing_diarization_pipeline_is_one_clear_error(tmp_path):
     cfg.pipeline = str(tmp_path / "nowhere" / "config.yaml")
     with pytest.raises(ShqipError, match="diarization.pipeline"):
         load_diarization(cfg)
+    from filter.pipeline import prepare_clips
+
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "manifest.jsonl").write_text("")
+    full = FilterConfig(root=str(tmp_path))
+    full.diarization.pipeline = cfg.pipeline
+    with pytest.raises(ShqipError, match="no such file or folder"):
+        prepare_clips(full)
