@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -175,3 +176,25 @@ def test_crop_files_decode_to_the_schema(real_root):
     wav = probe(root / s["files"]["wav"])
     assert (wav.audio_rate, wav.audio_channels) == (16000, 1)
     assert wav.duration == pytest.approx(s["duration"], abs=0.02)
+
+
+def test_filter_itself_honours_rotation_metadata(real_root, tmp_path):
+    """collect already stores phone videos upright; filter must also cope with a raw file that
+    still carries the rotation tag (collected by an older version, or placed by hand)."""
+    root, ids, _ = real_root
+    from filter.config import FilterConfig
+    from filter.video import process_video
+    from shqip_av.media import probe
+
+    record = next(r for r in read_jsonl(root / "raw" / "manifest.jsonl") if r["video_id"] == ids["rotated5"])
+    other = tmp_path / "root"
+    (other / "raw" / record["video_id"]).mkdir(parents=True)
+    sideways = root / "incoming" / "rotated5.mp4"
+    assert probe(sideways).rotation in (90, 270)
+    shutil.copy(sideways, other / record["files"]["video"])
+    shutil.copy(root / record["files"]["audio"], other / record["files"]["audio"])
+    result = process_video(record, str(other), FilterConfig(root=str(other)))
+    ref = _of(_load(root)[0], ids["insync5"])
+    assert [round(a["meta"]["start"], 1) for a in result.accepted] == [round(r["meta"]["start"], 1) for r in ref]
+    for a, r in zip(result.accepted, ref):
+        assert a["meta"]["quality"]["eye_distance_px"] == pytest.approx(r["meta"]["quality"]["eye_distance_px"], rel=0.03)

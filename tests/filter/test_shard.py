@@ -132,3 +132,13 @@ def test_max_bytes_rotates_shards(real_root, tmp_path):
     index = pack_shards(cfg)
     for split in SPLITS:  # one sample per shard when every sample exceeds the limit
         assert all(e["samples"] == 1 for e in index["splits"][split]["shards"])
+
+
+def test_report_summarises_the_root(packed):
+    from filter.report import report
+
+    root, _, index = packed
+    text = report(str(root))
+    kept = sum(index["splits"][s]["samples"] for s in SPLITS)
+    assert f"utterances kept: {kept}" in text and "hours per split: train" in text
+    assert "face-too-small" in text
