@@ -33,13 +33,9 @@ class FaceTrack:
     def end(self) -> int:  # exclusive
         return self.start + len(self.landmarks)
 
-    def covers(self, first: int, last: int) -> float:
-        """Fraction of frames first..last-1 this track has a real detection for."""
-        n = max(last - first, 1)
-        lo, hi = max(first, self.start), min(last, self.end)
-        if hi <= lo:
-            return 0.0
-        return float((~self.interpolated[lo - self.start:hi - self.start]).sum()) / n
+    def coverage(self, first: int, last: int) -> float:
+        """Fraction of frames first..last-1 the track spans (bridged gaps included)."""
+        return max(0, min(last, self.end) - max(first, self.start)) / max(last - first, 1)
 
     def window(self, first: int, last: int) -> slice:
         return slice(first - self.start, last - self.start)
@@ -87,9 +83,8 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class _OpenTrack:
-    def __init__(self, track_id: int, frame: int):
+    def __init__(self, track_id: int):
         self.track_id = track_id
-        self.start = frame
         self.frames: list[int] = []
         self.landmarks: list[np.ndarray] = []
         self.jaw: list[float] = []
@@ -147,7 +142,7 @@ def detection_size(info: MediaInfo, max_side: int) -> tuple[int, int] | None:
     return (max(2, int(round(info.width * scale / 2)) * 2), max(2, int(round(info.height * scale / 2)) * 2))
 
 
-def scan_faces(video: Path, info: MediaInfo, cfg: FaceConfig, fps: float, frames=None) -> FaceScan:
+def scan_faces(video: Path, info: MediaInfo, cfg: FaceConfig, fps: float) -> FaceScan:
     """Detect and track faces in every frame of ``video`` resampled to ``fps``.
 
     A detection counts only while its eye and nose points are inside the frame (with a margin):
@@ -161,7 +156,7 @@ def scan_faces(video: Path, info: MediaInfo, cfg: FaceConfig, fps: float, frames
     counts: list[int] = []
     next_id = 0
     size = detection_size(info, cfg.detect_max_side)
-    frames = frames if frames is not None else iter_frames(video, fps=fps, size=size, info=info)
+    frames = iter_frames(video, fps=fps, size=size, info=info)
     with create_landmarker(cfg) as landmarker:
         for index, frame in enumerate(frames):
             image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
@@ -191,7 +186,7 @@ def scan_faces(video: Path, info: MediaInfo, cfg: FaceConfig, fps: float, frames
                 open_tracks[ti].add(index, *detections[di])
             for di, d in enumerate(detections):
                 if di not in used_d:
-                    track = _OpenTrack(next_id, index)
+                    track = _OpenTrack(next_id)
                     next_id += 1
                     track.add(index, *d)
                     open_tracks.append(track)

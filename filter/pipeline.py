@@ -75,11 +75,7 @@ def _run_one(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
 
 
 def _error_result(record: dict, cfg: FilterConfig, exc: BaseException) -> VideoResult:
-    result = VideoResult(record["video_id"], cfg.fingerprint())
-    result.rejected.append({"key": record["video_id"], "stage": "filter", "reason": "error",
-                            "detail": f"{type(exc).__name__}: {exc}"[:500], "value": None,
-                            "video_id": record["video_id"], "url": record["source"]["url"]})
-    return result
+    return VideoResult(record["video_id"], cfg.fingerprint(), error=f"{type(exc).__name__}: {exc}"[:500])
 
 
 def _commit(root: DatasetRoot, record: dict, result: VideoResult) -> None:
@@ -123,10 +119,10 @@ def prepare_clips(cfg: FilterConfig) -> FilterStats:
     check_config(cfg)
     takedown = TakedownList.load(root.takedown)
     stats = FilterStats()
-    records, todo = [], []
+    records, todo, withdrawn = [], [], []
     for record in read_jsonl(manifest):
         if takedown.match_record(record):
-            stats.withdrawn += 1
+            withdrawn.append(record["video_id"])
             continue
         records.append(record)
         if _is_current(read_done(root, record["video_id"]), cfg, record):
@@ -134,20 +130,16 @@ def prepare_clips(cfg: FilterConfig) -> FilterStats:
         else:
             _forget(root, record["video_id"])
             todo.append(record)
-    stats.videos = len(records)
+    stats.videos, stats.withdrawn = len(records), len(withdrawn)
     root.path("clips").mkdir(parents=True, exist_ok=True)
     save_config(cfg, root.path("clips", "filter.yaml"))
-    if takedown:  # withdrawn videos never reach clips/, even if filtered before the takedown
-        for vid in {r["video_id"] for r in read_jsonl(manifest) if takedown.match_record(r)}:
-            _forget(root, vid)
-
-    failed: list[VideoResult] = []
+    for vid in withdrawn:  # withdrawn videos never reach clips/, even if filtered before the takedown
+        _forget(root, vid)
 
     def finish(record: dict, result: VideoResult) -> None:
-        if any(r["stage"] == "filter" and r["reason"] == "error" for r in result.rejected):
+        if result.error:
             stats.failed += 1
-            failed.append(result)
-            log.warning("%s: %s", record["video_id"], result.rejected[-1]["detail"])
+            log.warning("%s: %s", record["video_id"], result.error)
             return
         _commit(root, record, result)
         stats.processed += 1
@@ -173,8 +165,8 @@ def prepare_clips(cfg: FilterConfig) -> FilterStats:
                 finish(record, result)
 
     rebuild_manifests(root, records, stats)
-    for result in failed:  # reported, but not marked done: the next run retries them
-        stats.rejected["error"] += 1
+    if stats.failed:  # reported, but not marked done: the next run retries them
+        stats.rejected["error"] += stats.failed
     return stats
 
 

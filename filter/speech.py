@@ -3,6 +3,7 @@ min..max seconds split at pauses. Diarization labels speakers and finds overlapp
 
 from __future__ import annotations
 
+import functools
 import os
 import unicodedata
 from dataclasses import dataclass
@@ -71,6 +72,12 @@ class SileroVAD:
             regions.append((start, len(probs) * step))
         total = len(audio) / AUDIO_RATE
         return [(max(0.0, s - cfg.pad), min(total, e + cfg.pad)) for s, e in regions if e - s >= cfg.min_speech]
+
+
+@functools.lru_cache(maxsize=2)
+def silero_vad(model: str = "silero_vad") -> SileroVAD:
+    """One VAD session per process, reused for every video (the recurrent state is per call)."""
+    return SileroVAD(model)
 
 
 def utterances_from_regions(regions: list[tuple[float, float]], cfg: SpeechConfig) -> tuple[list[Utterance], list[Utterance]]:

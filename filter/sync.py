@@ -72,7 +72,7 @@ def energy_envelope(audio: np.ndarray, sample_rate: int, fps: float) -> np.ndarr
     idx = (np.arange(n) * hop).astype(int)
     width = int(round(hop))
     frames = np.stack([audio[i:i + width] for i in idx]) if n else np.zeros((0, width))
-    rms = np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1) + 1e-10)
+    rms = np.sqrt((frames ** 2).mean(axis=1) + 1e-10)
     return np.log(rms + 1e-4)
 
 
@@ -94,9 +94,10 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 class LandmarkEnergySync:
     """Lip opening from landmarks against the audio energy envelope (both as frame-to-frame
-    change), correlated at every offset within ±max_offset frames. The offset is the best-correlated shift; the confidence is the peak
-    correlation minus the median over all offsets (SyncNet's peak-over-median margin), so a mouth
-    that moves with *some* audio but not this audio scores low."""
+    change), correlated at every offset within ±max_offset frames. The offset is the
+    best-correlated shift; the confidence is the peak correlation minus the median over all
+    offsets (SyncNet's peak-over-median margin), so a mouth that moves with *some* audio but not
+    this audio scores low."""
 
     name = "landmark-energy"
 

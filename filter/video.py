@@ -15,7 +15,7 @@ import numpy as np
 
 from filter.config import FilterConfig
 from filter.faces import FaceTrack, scan_faces
-from filter.speech import (SINGLE_SPEAKER, SileroVAD, Utterance, diarize, label_utterances, load_diarization,
+from filter.speech import (Utterance, diarize, label_utterances, load_diarization, silero_vad,
                            utterances_from_captions, utterances_from_regions)
 from filter.sync import SyncInput, SyncResult, load_sync_scorer
 from shqip_av import __version__, geometry, schema
@@ -36,6 +36,7 @@ class VideoResult:
     accepted: list[dict] = field(default_factory=list)  # clips/manifest.jsonl records
     rejected: list[dict] = field(default_factory=list)  # clips/rejected.jsonl records
     stats: dict = field(default_factory=dict)
+    error: str | None = None  # the video crashed: reported, not marked done, retried next run
 
     def to_dict(self) -> dict:
         return {"video_id": self.video_id, "fingerprint": self.fingerprint, "accepted": self.accepted,
@@ -129,7 +130,7 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
         utterances, unusable = utterances_from_captions(droot.path(captions), total, cfg.speech)
         transcript_source = "captions"
     else:
-        regions = SileroVAD(cfg.speech.vad_model).speech_regions(audio, cfg.speech)
+        regions = silero_vad(cfg.speech.vad_model).speech_regions(audio, cfg.speech)
         utterances, unusable = utterances_from_regions(regions, cfg.speech)
         transcript_source = None
     for u in unusable:
@@ -176,7 +177,7 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
         qualified = []
         for t in present:
             key = schema.sample_key(vid, t.track_id, u.start)
-            span = (min(last, t.end) - max(first, t.start)) / (last - first)
+            span = t.coverage(first, last)
             decision = {"key": key, "start": u.start, "end": u.end, "track": t.track_id, "coverage": round(span, 4)}
             decisions.append(decision)
             window = t.window(max(first, t.start), min(last, t.end))
@@ -295,7 +296,7 @@ def _write_sample(job: _Job, raw: RawVideo, cfg: FilterConfig, staging: Path, re
         "license": raw.rights.license,
         "consent": consent.reference if consent else (raw.rights.license and f"licence: {raw.rights.license}"),
         "speaker": speaker_of(raw),
-        "diarization_label": job.utterance.speaker or SINGLE_SPEAKER,
+        "diarization_label": job.utterance.speaker,
         "start": round(start, 3),
         "end": round(end, 3),
         "fps": fps,
