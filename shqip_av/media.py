@@ -204,6 +204,42 @@ def read_audio(path: str | Path, *, sample_rate: int = AUDIO_RATE, start: float 
     return np.frombuffer(proc.stdout, dtype="<i2").astype(np.float32) / 32768.0
 
 
+@dataclass(frozen=True)
+class WavHeader:
+    sample_rate: int
+    channels: int
+    sample_width: int  # bytes per sample
+    frames: int
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def wav_header(data: bytes) -> WavHeader:
+    """The format of an in-memory WAV (as stored in shards) without decoding its samples."""
+    import io
+
+    try:
+        with wave.open(io.BytesIO(data), "rb") as w:
+            return WavHeader(w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes())
+    except (wave.Error, EOFError) as e:
+        raise MediaError(f"not a PCM WAV: {e}") from None
+
+
+def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
+    """Mono float32 samples in [-1, 1] and the rate of an in-memory 16-bit PCM WAV."""
+    import io
+
+    header = wav_header(data)
+    if header.sample_width != 2:
+        raise MediaError(f"WAV has {8 * header.sample_width}-bit samples, expected 16-bit PCM")
+    with wave.open(io.BytesIO(data), "rb") as w:
+        pcm = np.frombuffer(w.readframes(header.frames), dtype="<i2")
+    samples = pcm.reshape(-1, header.channels).mean(axis=1) if header.channels > 1 else pcm
+    return samples.astype(np.float32) / 32768.0, header.sample_rate
+
+
 def write_wav(path: str | Path, samples: np.ndarray, *, sample_rate: int = AUDIO_RATE) -> Path:
     """Mono PCM s16 WAV from float samples in [-1, 1] (atomic)."""
     pcm = (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767.0).round().astype("<i2")

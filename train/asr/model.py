@@ -1,0 +1,166 @@
+"""Loading Whisper for training and for scoring: base models, LoRA adapters, finished runs.
+
+What can be given as a model (``load_for_inference``):
+- a Hub id or a folder with a full Whisper checkpoint (``openai/whisper-small``, ``merged/``);
+- a folder with a peft LoRA adapter (``adapter_config.json``): its base model is loaded first;
+- a train.asr run folder (``runs/asr/<name>``): its adapter or model, with its processor.
+
+Problems that would otherwise surface an hour into a run stop here with one line: a model that
+cannot be found, a tokenizer without the language token (Whisper finds ``<|sq|>`` by its offset
+from ``<|startoftranscript|>``, so a shifted vocabulary silently trains the wrong language), or a
+generation config that does not know the language.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shqip_av import ShqipError
+from shqip_av.log import get_logger
+
+log = get_logger(__name__)
+
+
+class ModelError(ShqipError):
+    pass
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def load_processor(name_or_path: str, revision: str = "main"):
+    from transformers import WhisperProcessor
+
+    try:
+        return WhisperProcessor.from_pretrained(name_or_path, revision=revision)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"cannot load the Whisper processor of {name_or_path!r}: {_first_line(e)}") from None
+
+
+def load_whisper(name_or_path: str, revision: str = "main"):
+    from transformers import WhisperForConditionalGeneration
+
+    try:
+        return WhisperForConditionalGeneration.from_pretrained(name_or_path, revision=revision)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"cannot load Whisper model {name_or_path!r}: {_first_line(e)}") from None
+
+
+def language_token_id(tokenizer, language: str) -> int:
+    """The id of ``<|language|>``, checked the way the Whisper tokenizer will look it up."""
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    token = f"<|{language}|>"
+    if language not in LANGUAGES:
+        raise ModelError(f"{language!r} is not a Whisper language code (Albanian is 'sq')")
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if token_id is None or token_id == tokenizer.unk_token_id or tokenizer.convert_ids_to_tokens(token_id) != token:
+        raise ModelError(f"the tokenizer has no {token} language token; it cannot be fine-tuned for {language!r}")
+    start = tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
+    expected = start + 1 + list(LANGUAGES).index(language)
+    if token_id != expected:
+        raise ModelError(f"the tokenizer's {token} has id {token_id}, but Whisper expects {expected} "
+                         "(language tokens must follow <|startoftranscript|> in Whisper's order)")
+    return token_id
+
+
+def configure_generation(model, tokenizer, language: str, task: str, max_new_tokens: int | None = None) -> None:
+    """Language and task in the generation config (not forced_decoder_ids), checked against the tokenizer."""
+    token_id = language_token_id(tokenizer, language)
+    generation = model.generation_config
+    lang_to_id = getattr(generation, "lang_to_id", None) or {}
+    if lang_to_id.get(f"<|{language}|>") != token_id:
+        raise ModelError(f"the model's generation config does not map <|{language}|> to the tokenizer's id {token_id}")
+    generation.language = language
+    generation.task = task
+    generation.forced_decoder_ids = None
+    model.config.forced_decoder_ids = None
+    if max_new_tokens:
+        # one length limit only (transformers warns when max_length and max_new_tokens are both set);
+        # the prefix is <|startoftranscript|><|sq|><|transcribe|><|notimestamps|>
+        generation.max_new_tokens = None
+        generation.max_length = min(model.config.max_target_positions, max_new_tokens + 4)
+    tokenizer.set_prefix_tokens(language=language, task=task, predict_timestamps=False)
+
+
+def apply_spec_augment(model, section) -> None:
+    """Whisper's encoder masks time/frequency spans itself in training mode when configured."""
+    config = model.config
+    config.apply_spec_augment = bool(section.enabled)
+    config.mask_time_prob = section.mask_time_prob
+    config.mask_time_length = section.mask_time_length
+    config.mask_feature_prob = section.mask_feature_prob
+    config.mask_feature_length = section.mask_feature_length
+
+
+def add_lora(model, section):
+    from peft import LoraConfig, get_peft_model
+
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [m for m in section.target_modules if m not in names]
+    if missing:
+        raise ModelError(f"LoRA target module(s) {missing} not found in the model "
+                         "(Whisper has q_proj, k_proj, v_proj, out_proj, fc1, fc2)")
+    config = LoraConfig(r=section.r, lora_alpha=section.alpha, lora_dropout=section.dropout,
+                        target_modules=list(section.target_modules), bias="none")
+    return get_peft_model(model, config)
+
+
+def trainable_summary(model) -> str:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return f"{trainable:,} of {total:,} parameters trainable ({100 * trainable / max(total, 1):.2f} %)"
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    processor: Any
+    description: str
+    base_name: str  # the base Whisper it was fine-tuned from (itself for a base model)
+
+
+def load_for_inference(name_or_path: str, *, language: str = "sq", task: str = "transcribe",
+                       revision: str = "main") -> LoadedModel:
+    """Any Whisper the project deals with, ready to transcribe (see the module docstring)."""
+    path = Path(name_or_path)
+    if path.is_dir() and (path / "config.yaml").is_file() and (path / "processor").is_dir():
+        return _load_run(path, language, task)
+    if path.is_dir() and (path / "adapter_config.json").is_file():
+        base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+        processor_dir = path if (path / "preprocessor_config.json").is_file() else base
+        return _with_adapter(base, path, load_processor(processor_dir), language, task)
+    if not path.exists() and (name_or_path.startswith((".", "/")) or name_or_path.count("/") > 1):
+        raise ModelError(f"model folder not found: {name_or_path}")
+    processor = load_processor(name_or_path, revision)
+    model = load_whisper(name_or_path, revision)
+    configure_generation(model, processor.tokenizer, language, task)
+    return LoadedModel(model.eval(), processor, name_or_path, name_or_path)
+
+
+def _load_run(run: Path, language: str, task: str) -> LoadedModel:
+    processor = load_processor(str(run / "processor"))
+    if (run / "adapter").is_dir():
+        return _with_adapter(None, run / "adapter", processor, language, task, description=str(run))
+    if (run / "model").is_dir():
+        model = load_whisper(str(run / "model"))
+        configure_generation(model, processor.tokenizer, language, task)
+        return LoadedModel(model.eval(), processor, str(run), getattr(model.config, "_name_or_path", str(run)))
+    raise ModelError(f"{run} has no adapter/ or model/: the run has not finished (rerun train.asr to resume it)")
+
+
+def _with_adapter(base: str | None, adapter: Path, processor, language: str, task: str,
+                  description: str | None = None) -> LoadedModel:
+    from peft import PeftModel
+
+    if base is None:
+        base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+    model = load_whisper(base)
+    configure_generation(model, processor.tokenizer, language, task)
+    model = PeftModel.from_pretrained(model, str(adapter))
+    return LoadedModel(model.eval(), processor, description or str(adapter), base)

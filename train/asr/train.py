@@ -1,0 +1,358 @@
+"""Fine-tune Whisper on the shards: transformers' Seq2SeqTrainer, peft LoRA, accelerate underneath.
+
+The Trainer runs on accelerate: ``accelerate launch -m train.asr`` gives data-parallel training on
+several GPUs (or CPU processes), mixed precision and gradient accumulation without code of ours.
+What this module adds around it:
+
+- start-up checks (model, tokenizer language token, config, shards) before anything heavy runs;
+- sample eligibility with counted skips (train/asr/data.py);
+- checkpoints that are known to be complete: a marker is written after the Trainer has saved
+  weights, optimizer, scheduler, RNG states and trainer state; a run killed mid-way resumes from
+  the newest complete checkpoint, and an incomplete one is deleted;
+- the outputs of a finished run in runs/asr/<name>/ (see ``finish``), written once; a rerun of a
+  finished run with the same config changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from shqip_av.config import ConfigError, from_dict, load_yaml, save_config, to_dict
+from shqip_av.files import atomic_write_text, remove_tree
+from shqip_av.log import get_logger
+
+from train.asr import data as asr_data
+from train.asr import model as asr_model
+from train.asr.config import AsrConfig, check_config
+from train.asr.scoring import eligible_split, format_table, score_rows, transcribe, write_predictions
+
+log = get_logger(__name__)
+
+COMPLETE = "shqip-av-complete"
+# Keys that may change between a killed run and its resumption without changing what it trains.
+RESUMABLE_CHANGES = ("training.resume", "training.evaluate_base", "training.eval_batch_size",
+                     "training.num_workers", "data.report_splits", "data.max_eval_samples", "hub.")
+
+
+def mixed_precision(setting: str) -> str:
+    import torch
+
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_changes(saved: dict, current: dict) -> list[str]:
+    """Keys whose values differ in a way that would make resuming train something else."""
+    a, b = _flat(saved), _flat(current)
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and not k.startswith(RESUMABLE_CHANGES))
+
+
+def complete_checkpoints(folder: Path) -> list[Path]:
+    """Checkpoint folders with the completion marker, oldest first."""
+    found = [p for p in folder.glob("checkpoint-*") if (p / COMPLETE).is_file() and p.name.split("-")[-1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def prepare_run_dir(cfg: AsrConfig, is_main: bool) -> tuple[Path | None, bool]:
+    """(checkpoint to resume from or None, run already finished)."""
+    run = cfg.run_dir()
+    checkpoints = run / "checkpoints"
+    saved_path = run / "config.yaml"
+    current = to_dict(cfg)
+    if saved_path.is_file():
+        saved = to_dict(from_dict(AsrConfig, load_yaml(saved_path)))
+        changes = config_changes(saved, current)
+        if changes and cfg.training.resume != "never":
+            raise ConfigError(f"{run} holds a run with a different config ({', '.join(changes[:6])}); "
+                              "choose another name, or set training.resume=never to start it over")
+        if not changes and (run / "metrics.json").is_file() and cfg.training.resume != "never":
+            return None, True
+    if cfg.training.resume == "never":
+        if is_main:
+            for name in ("checkpoints", "adapter", "model", "merged", "processor", "predictions", "metrics.json"):
+                target = run / name
+                if target.is_dir():
+                    remove_tree(target)
+                elif target.exists():
+                    target.unlink()
+        return None, False
+    done = complete_checkpoints(checkpoints) if checkpoints.is_dir() else []
+    if is_main and checkpoints.is_dir():
+        newest = int(done[-1].name.split("-")[-1]) if done else -1
+        for partial in checkpoints.glob("checkpoint-*"):
+            step = partial.name.split("-")[-1]
+            if partial not in done and (not step.isdigit() or int(step) > newest):
+                log.warning("removing incomplete checkpoint %s (the run was stopped while saving it)", partial.name)
+                shutil.rmtree(partial, ignore_errors=True)
+    return (done[-1] if done else None), False
+
+
+def _checkpoint_marker():
+    from transformers import TrainerCallback
+
+    class MarkComplete(TrainerCallback):
+        """Writes the completion marker once the Trainer has saved a whole checkpoint."""
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                if folder.is_dir():
+                    atomic_write_text(folder / COMPLETE, f"step {state.global_step}\n")
+
+    return MarkComplete()
+
+
+def _compute_metrics(tokenizer):
+    import numpy as np
+
+    from train.asr.metric import score
+
+    def compute(prediction) -> dict:
+        predictions = np.where(prediction.predictions < 0, tokenizer.pad_token_id, prediction.predictions)
+        labels = np.where(prediction.label_ids < 0, tokenizer.pad_token_id, prediction.label_ids)
+        hyps = tokenizer.batch_decode(predictions, skip_special_tokens=True)
+        refs = tokenizer.batch_decode(labels, skip_special_tokens=True)
+        result = score([h.strip() for h in hyps], [r.strip() for r in refs])
+        return {k: v for k, v in result.items() if k in ("wer", "wer_normalized", "cer", "cer_normalized") and v is not None}
+
+    return compute
+
+
+def _training_arguments(cfg: AsrConfig, run: Path, has_eval: bool):
+    from transformers import Seq2SeqTrainingArguments
+
+    t = cfg.training
+    precision = mixed_precision(t.mixed_precision)
+    return Seq2SeqTrainingArguments(
+        output_dir=str(run / "checkpoints"),
+        max_steps=t.max_steps if t.max_steps > 0 else -1,
+        num_train_epochs=t.epochs,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation,
+        learning_rate=t.learning_rate,
+        warmup_steps=t.warmup_steps,
+        lr_scheduler_type=t.scheduler,
+        weight_decay=t.weight_decay,
+        fp16=precision == "fp16",
+        bf16=precision == "bf16",
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.keep_checkpoints,
+        logging_steps=t.logging_steps,
+        seed=t.seed,
+        data_seed=t.seed,
+        dataloader_num_workers=t.num_workers,
+        predict_with_generate=True,
+        generation_num_beams=t.num_beams,
+        remove_unused_columns=False,  # our collator picks the columns
+        label_names=["labels"],
+        ddp_find_unused_parameters=False,
+        report_to="none",
+    )
+
+
+def run_training(cfg: AsrConfig) -> dict:
+    """Train (or resume) and write the run's outputs; returns metrics.json's content."""
+    from accelerate import PartialState
+    from transformers import Seq2SeqTrainer, set_seed
+
+    check_config(cfg)
+    asr_data.check_shards(cfg.data.root)
+    state = PartialState()
+    run = cfg.run_dir()
+    resume_from, finished = prepare_run_dir(cfg, state.is_main_process)
+    if finished:
+        metrics = json.loads((run / "metrics.json").read_text())
+        log.info("run %s is already complete; nothing to do (metrics.json below)", run)
+        print(format_table(_table_rows(metrics)))
+        return metrics
+    state.wait_for_everyone()
+
+    processor = asr_model.load_processor(cfg.model.name_or_path, cfg.model.revision)
+    tokenizer = processor.tokenizer
+    set_seed(cfg.training.seed)
+    model = asr_model.load_whisper(cfg.model.name_or_path, cfg.model.revision)
+    asr_model.configure_generation(model, tokenizer, cfg.model.language, cfg.model.task, cfg.training.max_new_tokens)
+    asr_model.apply_spec_augment(model, cfg.model.spec_augment)
+    if cfg.model.finetune == "lora":
+        model = asr_model.add_lora(model, cfg.model.lora)
+    log.info("%s: %s", cfg.model.finetune, asr_model.trainable_summary(model))
+
+    max_seconds = min(cfg.data.max_seconds, float(processor.feature_extractor.chunk_length))
+    preparer = asr_data.FeaturePreparer(processor.feature_extractor, tokenizer)
+    data_counts: dict[str, asr_data.Eligibility] = {}
+
+    def split(name: str, limit: int = 0):
+        raw = asr_data.load_split(cfg.data.root, name, streaming=cfg.data.streaming)
+        eligibility = asr_data.Eligibility(tokenizer, cfg.data.max_label_tokens, cfg.data.min_seconds, max_seconds)
+        data_counts[name] = eligibility
+        if raw is None:
+            return None
+        kept = asr_data.select_eligible(raw, eligibility, desc=f"checking {name}")
+        if limit:
+            kept = kept.take(limit) if cfg.data.streaming else kept.select(range(min(limit, len(kept))))
+        return kept
+
+    train_set = split(cfg.data.train_split)
+    if train_set is None:
+        raise asr_data.DataError(f"split {cfg.data.train_split!r} has no shards under {cfg.data.root}/shards")
+    if not cfg.data.streaming:
+        summary = data_counts[cfg.data.train_split].summary()
+        log.info("%s: %d samples kept, skipped %s", cfg.data.train_split, summary["kept"], summary["skipped"] or "none")
+        if len(train_set) == 0:
+            raise asr_data.DataError(f"no trainable samples in {cfg.data.train_split!r}: skipped {summary['skipped']}")
+    else:
+        train_set = train_set.shuffle(seed=cfg.training.seed, buffer_size=cfg.data.shuffle_buffer)
+    eval_set = split(cfg.data.eval_split, cfg.data.max_eval_samples) if cfg.data.eval_split else None
+    if eval_set is not None and not cfg.data.streaming and len(eval_set) == 0:
+        eval_set = None
+    if eval_set is None:
+        log.warning("no %r samples: no evaluation during training", cfg.data.eval_split)
+
+    if state.is_main_process:
+        run.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run / "config.yaml")
+    collator = asr_data.SpeechCollator(model.config.decoder_start_token_id, tokenizer.pad_token_id)
+    trainer = Seq2SeqTrainer(
+        model=model, args=_training_arguments(cfg, run, eval_set is not None),
+        data_collator=collator,
+        train_dataset=asr_data.prepare(train_set, preparer),
+        eval_dataset=asr_data.prepare(eval_set, preparer) if eval_set is not None else None,
+        processing_class=processor,
+        compute_metrics=_compute_metrics(tokenizer),
+        callbacks=[_checkpoint_marker()],
+    )
+    if resume_from:
+        log.info("resuming from %s", resume_from)
+    started = time.time()
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    training = {"steps": trainer.state.global_step, "train_loss": result.training_loss,
+                "runtime_s": round(time.time() - started, 1), "resumed_from": resume_from.name if resume_from else None,
+                "history": trainer.state.log_history}
+    state.wait_for_everyone()
+    metrics: dict = {}
+    if state.is_main_process:
+        metrics = finish(cfg, trainer.model, processor, training, data_counts)
+    state.wait_for_everyone()
+    return metrics
+
+
+def _table_rows(metrics: dict) -> list[dict]:
+    rows = []
+    for split_name, by_model in metrics.get("splits", {}).items():
+        for which in ("base", "fine_tuned"):
+            if which in by_model:
+                label = metrics["base_model"] if which == "base" else f"{metrics['run']} (fine-tuned)"
+                rows.append({"split": split_name, "model": label, **by_model[which]})
+    return rows
+
+
+def finish(cfg: AsrConfig, model, processor, training: dict, data_counts: dict) -> dict:
+    """Write adapter/model, processor, predictions and metrics.json; score base vs. fine-tuned."""
+    run = cfg.run_dir()
+    model.eval()
+    _save_folder(run / ("adapter" if cfg.model.finetune == "lora" else "model"), model.save_pretrained)
+    _save_folder(run / "processor", processor.save_pretrained)
+
+    splits: dict[str, dict] = {}
+    base_model = None
+    if cfg.training.evaluate_base and cfg.model.finetune == "full":
+        base_model = asr_model.load_whisper(cfg.model.name_or_path, cfg.model.revision).to(next(model.parameters()).device)
+        asr_model.configure_generation(base_model, processor.tokenizer, cfg.model.language, cfg.model.task,
+                                       cfg.training.max_new_tokens)
+    gen = {"batch_size": cfg.training.eval_batch_size, "max_samples": cfg.data.max_eval_samples,
+           "num_beams": cfg.training.num_beams}
+    for name in cfg.data.report_splits:
+        dataset, eligibility = eligible_split(
+            cfg.data.root, name, processor.tokenizer, max_seconds=min(cfg.data.max_seconds, float(processor.feature_extractor.chunk_length)),
+            min_seconds=cfg.data.min_seconds, max_label_tokens=cfg.data.max_label_tokens)
+        data_counts.setdefault(name, eligibility)
+        if dataset is None or len(dataset) == 0:
+            log.warning("report split %r has no eligible samples; not scored", name)
+            continue
+        rows = transcribe(model, processor, dataset, desc=f"{name}: fine-tuned", **gen)
+        write_predictions(run / "predictions" / f"{name}.jsonl", rows)
+        splits[name] = {"fine_tuned": score_rows(rows)}
+        if cfg.training.evaluate_base:
+            if cfg.model.finetune == "lora":
+                with model.disable_adapter():
+                    base_rows = transcribe(model, processor, dataset, desc=f"{name}: base", **gen)
+            else:
+                base_rows = transcribe(base_model, processor, dataset, desc=f"{name}: base", **gen)
+            write_predictions(run / "predictions" / f"{name}.base.jsonl", base_rows)
+            splits[name]["base"] = score_rows(base_rows)
+
+    metrics = {
+        "run": cfg.name, "base_model": cfg.model.name_or_path, "finetune": cfg.model.finetune,
+        "language": cfg.model.language, "task": cfg.model.task,
+        "training": training,
+        "data": {name: e.summary() for name, e in data_counts.items()},
+        "splits": splits,
+    }
+    if cfg.model.merge and cfg.model.finetune == "lora":
+        merged = model.merge_and_unload()
+        _save_folder(run / "merged", merged.save_pretrained)
+        _save_folder(run / "merged", processor.save_pretrained, replace=False)
+    if cfg.hub.push:
+        push_to_hub(cfg, run)
+    atomic_write_text(run / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+    if splits:
+        print(format_table(_table_rows(metrics)))
+    log.info("run written to %s", run)
+    return metrics
+
+
+def _save_folder(target: Path, save, replace: bool = True) -> None:
+    """save_pretrained into a temporary sibling, then rename: no half-written model folder."""
+    if not replace and target.is_dir():
+        save(str(target))
+        return
+    tmp = target.with_name(target.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    save(str(tmp))
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+
+
+def push_to_hub(cfg: AsrConfig, run: Path) -> str:
+    """Upload the adapter (or full model) with its processor to cfg.hub.repo_id.
+
+    The token comes from $HF_TOKEN or the huggingface_hub login; it is never logged or written.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from shqip_av import ShqipError
+
+    weights = run / ("adapter" if cfg.model.finetune == "lora" else "model")
+    api = HfApi()
+    try:
+        api.create_repo(cfg.hub.repo_id, private=cfg.hub.private, exist_ok=True)
+        api.upload_folder(repo_id=cfg.hub.repo_id, folder_path=str(weights), commit_message=f"train.asr run {cfg.name}")
+        commit = api.upload_folder(repo_id=cfg.hub.repo_id, folder_path=str(run / "processor"),
+                                   commit_message=f"processor of train.asr run {cfg.name}")
+    except (HfHubHTTPError, OSError, ValueError) as e:
+        raise ShqipError(f"push to the Hub repo {cfg.hub.repo_id} failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    log.info("pushed %s to %s", run.name, cfg.hub.repo_id)
+    return str(getattr(commit, "commit_url", commit))
