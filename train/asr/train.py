@@ -32,9 +32,19 @@ from train.asr.scoring import eligible_split, format_table, score_rows, transcri
 log = get_logger(__name__)
 
 COMPLETE = "shqip-av-complete"
-# Keys that may change between a killed run and its resumption without changing what it trains.
-RESUMABLE_CHANGES = ("training.resume", "training.evaluate_base", "training.eval_batch_size",
+# Keys that may change between a killed run and its resumption without changing what it trains
+# (where the run folder lives, how the end is scored, the upload).
+RESUMABLE_CHANGES = ("name", "output", "training.resume", "training.evaluate_base", "training.eval_batch_size",
                      "training.num_workers", "data.report_splits", "data.max_eval_samples", "hub.")
+
+
+def no_accelerator() -> bool:
+    """True on a CPU-only machine. accelerate and the Trainer must both be told: otherwise processes
+    started by ``accelerate launch --multi_gpu`` (the torchrun launcher, which is also how several
+    CPU processes are started) each believe they are alone and train the same data twice."""
+    import torch
+
+    return not (torch.cuda.is_available() or torch.backends.mps.is_available())
 
 
 def mixed_precision(setting: str) -> str:
@@ -167,6 +177,7 @@ def _training_arguments(cfg: AsrConfig, run: Path, has_eval: bool):
         label_names=["labels"],
         ddp_find_unused_parameters=False,
         report_to="none",
+        use_cpu=no_accelerator(),
     )
 
 
@@ -177,7 +188,7 @@ def run_training(cfg: AsrConfig) -> dict:
 
     check_config(cfg)
     asr_data.check_shards(cfg.data.root)
-    state = PartialState()
+    state = PartialState(cpu=no_accelerator())
     run = cfg.run_dir()
     resume_from, finished = prepare_run_dir(cfg, state.is_main_process)
     if finished:
@@ -246,6 +257,7 @@ def run_training(cfg: AsrConfig) -> dict:
     started = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     training = {"steps": trainer.state.global_step, "train_loss": result.training_loss,
+                "processes": state.num_processes, "mixed_precision": mixed_precision(cfg.training.mixed_precision),
                 "runtime_s": round(time.time() - started, 1), "resumed_from": resume_from.name if resume_from else None,
                 "history": trainer.state.log_history}
     state.wait_for_everyone()

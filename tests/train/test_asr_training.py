@@ -1,0 +1,151 @@
+"""train.asr trains for real: a tiny random Whisper with LoRA on espeak-ng Albanian shards."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from shqip_av.config import from_dict
+from tests.conftest import REPO
+from train.asr.config import AsrConfig
+from train.asr.train import COMPLETE, run_training
+
+
+def tiny_config(root, model, output, **overrides) -> AsrConfig:
+    data = {
+        "name": "tiny", "output": str(output),
+        "model": {"name_or_path": str(model), "finetune": "lora",
+                  "lora": {"r": 32, "alpha": 64, "dropout": 0.0,
+                           "target_modules": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]},
+                  "spec_augment": {"enabled": False}},
+        "data": {"root": str(root), "report_splits": ["train", "test"]},
+        "training": {"max_steps": 300, "batch_size": 6, "eval_batch_size": 8, "learning_rate": 0.003,
+                     "warmup_steps": 20, "eval_steps": 100, "save_steps": 100, "logging_steps": 10,
+                     "num_workers": 0, "max_new_tokens": 48},
+    }
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split("__")
+        node = data
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return from_dict(AsrConfig, data)
+
+
+@pytest.mark.slow
+def test_lora_learns_the_training_utterances(asr_root, tiny_whisper, tmp_path):
+    """Learning check (not a timing): loss falls and WER on the training utterances drops from ~100 %."""
+    run = tmp_path / "run"
+    metrics = run_training(tiny_config(asr_root, tiny_whisper, run))
+    losses = [entry["loss"] for entry in metrics["training"]["history"] if "loss" in entry]
+    assert metrics["training"]["steps"] == 300
+    assert losses[-1] < 0.25 * losses[0]
+    train = metrics["splits"]["train"]
+    assert train["base"]["samples"] == train["fine_tuned"]["samples"] == 12
+    assert train["base"]["wer_normalized"] >= 0.9
+    assert train["fine_tuned"]["wer_normalized"] <= 0.3
+    # the held-out speaker's sentences are new to the model: reported, not expected to be good
+    assert metrics["splits"]["test"]["fine_tuned"]["samples"] == 4
+    assert metrics["data"]["train"] == {"kept": 12, "skipped": {"audio-too-long": 1, "empty-transcript": 1,
+                                                               "no-transcript": 1, "transcript-too-long": 1}}
+    # outputs of a finished run
+    assert (run / "adapter" / "adapter_config.json").is_file()
+    assert (run / "processor" / "tokenizer.json").is_file()
+    assert "learning_rate: 0.003" in (run / "config.yaml").read_text()
+    rows = [json.loads(line) for line in (run / "predictions" / "test.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and {"key", "reference", "prediction", "reference_normalized"} <= set(rows[0])
+    fine = [json.loads(line) for line in (run / "predictions" / "train.jsonl").read_text().splitlines()]
+    assert sum(r["prediction"] == r["reference"] for r in fine) >= 6
+    assert any(("ë" in r["prediction"] or "ç" in r["prediction"]) for r in fine)
+
+    # the stand-alone evaluator gives the same numbers for base and fine-tuned, side by side
+    from train.asr.evaluate import EvaluateConfig, evaluate_models
+
+    results = evaluate_models(EvaluateConfig(model=[str(tiny_whisper), str(run)], root=str(asr_root),
+                                             split=["train"], max_new_tokens=48))
+    assert results[0]["wer_normalized"] == pytest.approx(train["base"]["wer_normalized"])
+    assert results[1]["wer_normalized"] == pytest.approx(train["fine_tuned"]["wer_normalized"])
+
+    # a rerun of the finished run changes nothing
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    again = run_training(tiny_config(asr_root, tiny_whisper, run))
+    assert again == json.loads((run / "metrics.json").read_text())
+    assert before == {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+
+
+def _resume_config(root, model, run):
+    # dropout and SpecAugment on, so the restored torch and numpy RNG states matter
+    return tiny_config(root, model, run, training__max_steps=8, training__save_steps=4, training__eval_steps=4,
+                       training__batch_size=4, training__logging_steps=1, training__evaluate_base=False,
+                       data__report_splits=[], model__lora__dropout=0.1, model__spec_augment__enabled=True)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_result(asr_root, tiny_whisper, tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    run_training(_resume_config(asr_root, tiny_whisper, whole))
+    # what a kill just after step 4's checkpoint leaves: the config, checkpoint-4, a half-saved checkpoint-8
+    (killed / "checkpoints").mkdir(parents=True)
+    shutil.copy(whole / "config.yaml", killed / "config.yaml")
+    shutil.copytree(whole / "checkpoints" / "checkpoint-4", killed / "checkpoints" / "checkpoint-4")
+    partial = killed / "checkpoints" / "checkpoint-8"
+    partial.mkdir()
+    shutil.copy(whole / "checkpoints" / "checkpoint-8" / "adapter_model.safetensors", partial)
+
+    metrics = run_training(_resume_config(asr_root, tiny_whisper, killed))
+    assert metrics["training"]["resumed_from"] == "checkpoint-4"
+    assert metrics["training"]["steps"] == 8
+    state = json.loads((killed / "checkpoints" / "checkpoint-8" / "trainer_state.json").read_text())
+    assert state["global_step"] == 8
+    assert (killed / "checkpoints" / "checkpoint-8" / COMPLETE).is_file()
+    # the resumed steps saw the same batches and random masks: same losses (steps 1-4 come from
+    # checkpoint-4's log history, 5-8 were computed again), weights and optimizer state
+    logged = lambda m: [(e["step"], e["loss"]) for e in m["training"]["history"] if "loss" in e]
+    whole_metrics = json.loads((whole / "metrics.json").read_text())
+    assert [step for step, _ in logged(metrics)] == list(range(1, 9))
+    assert logged(metrics) == logged(whole_metrics)
+    a, b = load_file(whole / "adapter" / "adapter_model.safetensors"), load_file(killed / "adapter" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    opt_a = torch.load(whole / "checkpoints" / "checkpoint-8" / "optimizer.pt", weights_only=False)
+    opt_b = torch.load(killed / "checkpoints" / "checkpoint-8" / "optimizer.pt", weights_only=False)
+    for key, value in opt_a["state"].items():
+        assert torch.allclose(value["exp_avg"], opt_b["state"][key]["exp_avg"], atol=1e-6)
+        assert torch.equal(value["step"], opt_b["state"][key]["step"])
+
+    # a changed setting refuses to resume with one line naming it
+    from shqip_av.config import ConfigError
+
+    changed = _resume_config(asr_root, tiny_whisper, killed)
+    changed.training.learning_rate = 0.01
+    with pytest.raises(ConfigError, match="training.learning_rate"):
+        run_training(changed)
+
+
+@pytest.mark.slow
+def test_accelerate_launch_with_two_cpu_processes(asr_root, tiny_whisper, tmp_path):
+    run = tmp_path / "ddp"
+    accelerate = shutil.which("accelerate", path=str(REPO / ".venv" / "bin")) or shutil.which("accelerate")
+    proc = subprocess.run(
+        # --multi_gpu selects accelerate's torchrun launcher; on a machine without GPUs the two
+        # processes train on the CPU over gloo (accelerate's --cpu flag alone starts one process)
+        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+         "--dynamo_backend", "no", "-m", "train.asr", f"data.root={asr_root}", f"model.name_or_path={tiny_whisper}",
+         f"output={run}", "training.max_steps=4", "training.batch_size=2", "training.save_steps=2",
+         "training.eval_steps=2", "training.num_workers=0", "training.evaluate_base=false",
+         "data.report_splits=test", "training.max_new_tokens=8"],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["training"]["processes"] == 2
+    assert metrics["training"]["steps"] == 4
+    state = json.loads((run / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["train_batch_size"] == 2
+    # 2 processes × 2 samples per step × 4 steps: 16 samples, 1.33 epochs of the 12 eligible ones
+    assert state["epoch"] == pytest.approx(16 / 12, abs=0.01)
+    assert metrics["splits"]["test"]["fine_tuned"]["samples"] == 4
