@@ -124,7 +124,7 @@ def test_features_and_collator(asr_root, tiny_whisper):
     assert rows[0]["input_features"].shape == (80, 1000)  # 10 s window of the tiny model
     assert json.loads(json.dumps(rows[0]["text"])) == raw[0]["txt"].strip()
     sot = processor.tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
-    batch = SpeechCollator(sot, processor.tokenizer.pad_token_id)(rows)
+    batch = SpeechCollator(sot)(rows)
     assert batch["input_features"].shape == (3, 80, 1000)
     lengths = [len(r["labels"]) - 1 for r in rows]  # <|startoftranscript|> removed
     for i, n in enumerate(lengths):

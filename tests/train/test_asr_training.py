@@ -149,3 +149,21 @@ def test_accelerate_launch_with_two_cpu_processes(asr_root, tiny_whisper, tmp_pa
     # 2 processes × 2 samples per step × 4 steps: 16 samples, 1.33 epochs of the 12 eligible ones
     assert state["epoch"] == pytest.approx(16 / 12, abs=0.01)
     assert metrics["splits"]["test"]["fine_tuned"]["samples"] == 4
+
+
+@pytest.mark.slow
+def test_streaming_with_evaluation_during_training(asr_root, tiny_whisper, tmp_path):
+    cfg = tiny_config(asr_root, tiny_whisper, tmp_path / "stream", data__streaming=True, data__eval_split="test",
+                      data__report_splits=["test"], training__max_steps=4, training__batch_size=2,
+                      training__save_steps=2, training__eval_steps=2, training__evaluate_base=False,
+                      training__max_new_tokens=8)
+    metrics = run_training(cfg)
+    evaluations = [e for e in metrics["training"]["history"] if "eval_wer" in e]
+    assert [e["step"] for e in evaluations] == [2, 4]
+    assert all(0.0 <= e["eval_wer_normalized"] and 0.0 <= e["eval_cer"] for e in evaluations)
+    assert metrics["streaming"] is True
+    assert metrics["data"]["test"] == {"kept": 4, "skipped": {}}
+    # the stream skipped the four unusable training samples as it met them
+    assert set(metrics["data"]["train"]["skipped"]) == {"audio-too-long", "empty-transcript", "no-transcript",
+                                                        "transcript-too-long"}
+    assert metrics["splits"]["test"]["fine_tuned"]["samples"] == 4

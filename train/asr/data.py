@@ -206,7 +206,6 @@ class SpeechCollator:
     """
 
     decoder_start_token_id: int
-    pad_token_id: int
 
     def __call__(self, rows: list[dict]) -> dict:
         import torch

@@ -88,7 +88,8 @@ def build_tokenizer(lines: list[str], vocab_size: int):
     bpe.train_from_iterator(lines, vocab_size=vocab_size, min_frequency=2, show_progress=False)
     model = json.loads(bpe.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    tokenizer = WhisperTokenizer(vocab=model["vocab"], merges=merges)
+    # like openai/whisper-*: <|endoftext|> is also the padding token
+    tokenizer = WhisperTokenizer(vocab=model["vocab"], merges=merges, pad_token="<|endoftext|>")
     # Added tokens get consecutive ids after the BPE vocabulary, in this order.
     tokenizer.add_special_tokens({"additional_special_tokens": special_tokens()})
     return tokenizer

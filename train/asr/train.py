@@ -133,9 +133,12 @@ def _compute_metrics(tokenizer):
 
     from train.asr.metric import score
 
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
     def compute(prediction) -> dict:
-        predictions = np.where(prediction.predictions < 0, tokenizer.pad_token_id, prediction.predictions)
-        labels = np.where(prediction.label_ids < 0, tokenizer.pad_token_id, prediction.label_ids)
+        # -100 marks padding in labels and in predictions gathered across batches
+        predictions = np.where(prediction.predictions < 0, pad, prediction.predictions)
+        labels = np.where(prediction.label_ids < 0, pad, prediction.label_ids)
         hyps = tokenizer.batch_decode(predictions, skip_special_tokens=True)
         refs = tokenizer.batch_decode(labels, skip_special_tokens=True)
         result = score([h.strip() for h in hyps], [r.strip() for r in refs])
@@ -242,7 +245,7 @@ def run_training(cfg: AsrConfig) -> dict:
     if state.is_main_process:
         run.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run / "config.yaml")
-    collator = asr_data.SpeechCollator(model.config.decoder_start_token_id, tokenizer.pad_token_id)
+    collator = asr_data.SpeechCollator(model.config.decoder_start_token_id)
     trainer = Seq2SeqTrainer(
         model=model, args=_training_arguments(cfg, run, eval_set is not None),
         data_collator=collator,
@@ -296,12 +299,13 @@ def finish(cfg: AsrConfig, model, processor, training: dict, data_counts: dict) 
     for name in cfg.data.report_splits:
         dataset, eligibility = eligible_split(
             cfg.data.root, name, processor.tokenizer, max_seconds=min(cfg.data.max_seconds, float(processor.feature_extractor.chunk_length)),
-            min_seconds=cfg.data.min_seconds, max_label_tokens=cfg.data.max_label_tokens)
-        data_counts.setdefault(name, eligibility)
-        if dataset is None or len(dataset) == 0:
+            min_seconds=cfg.data.min_seconds, max_label_tokens=cfg.data.max_label_tokens,
+            streaming=cfg.data.streaming)
+        rows = transcribe(model, processor, dataset, desc=f"{name}: fine-tuned", **gen) if dataset is not None else []
+        data_counts[name] = eligibility  # one complete pass: the counts to report
+        if not rows:
             log.warning("report split %r has no eligible samples; not scored", name)
             continue
-        rows = transcribe(model, processor, dataset, desc=f"{name}: fine-tuned", **gen)
         write_predictions(run / "predictions" / f"{name}.jsonl", rows)
         splits[name] = {"fine_tuned": score_rows(rows)}
         if cfg.training.evaluate_base:
@@ -317,7 +321,8 @@ def finish(cfg: AsrConfig, model, processor, training: dict, data_counts: dict) 
         "run": cfg.name, "base_model": cfg.model.name_or_path, "finetune": cfg.model.finetune,
         "language": cfg.model.language, "task": cfg.model.task,
         "training": training,
-        "data": {name: e.summary() for name, e in data_counts.items()},
+        # with streaming, the train/eval counts cover every pass the stream made, not one epoch
+        "data": {name: e.summary() for name, e in data_counts.items()}, "streaming": cfg.data.streaming,
         "splits": splits,
     }
     if cfg.model.merge and cfg.model.finetune == "lora":
