@@ -7,7 +7,14 @@ WORKERS ?= 2
 SHARED_MODELS := $(abspath ../shared/models)
 export SHQIP_AV_MODELS ?= $(if $(wildcard $(SHARED_MODELS)/face_landmarker.task),$(SHARED_MODELS),)
 
-.PHONY: install doctor sample collect filter shard dataset demo test bench clean-demo
+ACCELERATE := $(VENV)/bin/accelerate launch --num_machines 1 --dynamo_backend no
+ASR_CONFIG ?= train/configs/whisper-small-sq.yaml
+# models to compare with `make evaluate-asr` (comma-separated ids or folders)
+ASR_MODELS ?= openai/whisper-small,$(ROOT)/runs/asr/whisper-small-sq
+DEMO := $(ROOT)/demo
+TINY := $(DEMO)/models/whisper-tiny-sq
+
+.PHONY: install doctor sample collect filter shard dataset demo asr-demo train-asr evaluate-asr test bench clean-demo
 
 install:
 	bash scripts/install.sh
@@ -32,15 +39,31 @@ shard:
 dataset: collect filter shard
 	$(PY) -m filter.report --root $(ROOT)
 
+# Whisper fine-tuning (one process; for several GPUs: accelerate launch --multi_gpu --num_processes N -m train.asr)
+train-asr:
+	$(ACCELERATE) --num_processes 1 -m train.asr --config $(ASR_CONFIG) data.root=$(ROOT)
+
+evaluate-asr:
+	$(PY) -m train.asr.evaluate --root $(ROOT) --model $(ASR_MODELS) --split test
+
 demo:
-	$(PY) -m collect.sample --root $(ROOT)/demo
-	$(MAKE) --no-print-directory dataset ROOT=$(ROOT)/demo
+	$(PY) -m collect.sample --root $(DEMO)
+	$(MAKE) --no-print-directory dataset ROOT=$(DEMO)
+	$(MAKE) --no-print-directory asr-demo
+
+# A tiny random Whisper (no weights can be downloaded offline) fine-tuned with LoRA on the sample;
+# prints WER before and after. The demo is offline by nature, hence HF_*_OFFLINE.
+asr-demo:
+	test -f $(TINY)/config.json || $(PY) -m train.asr.tiny --out $(TINY) --root $(DEMO)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(ACCELERATE) --num_processes 1 -m train.asr \
+		--config train/configs/tiny-demo.yaml data.root=$(DEMO) model.name_or_path=$(TINY)
 
 test:
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYANNOTE_METRICS_ENABLED=0 $(PY) -m pytest -q
 
 bench:
 	$(PY) bench/filter_throughput.py
+	$(PY) bench/asr_throughput.py
 
 clean-demo:
 	rm -rf $(ROOT)/demo

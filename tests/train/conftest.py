@@ -1,110 +1,19 @@
-"""ASR fixtures: shards of espeak-ng Albanian speech, and a tiny random Whisper trained on nothing.
-
-The shards are packed by the real filter.shard code from a clips manifest. Only their audio and
-transcripts are real; the face members (one short mp4 and zero landmark/affine arrays shared by
-every sample) are placeholders, because train.asr never reads them.
-"""
+"""ASR fixtures: shards of espeak-ng Albanian speech (espeak_shards.py) and a tiny random Whisper."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from tests.conftest import SHARED, ffmpeg
-
-TEXT = SHARED / "testdata" / "text" / "copa_4_kushtrim.txt"
-
-
-def albanian_sentences(count: int, skip: int = 0) -> list[str]:
-    """Short real Albanian sentences with ë or ç, from ../shared/testdata/text."""
-    if not TEXT.is_file():
-        pytest.skip("needs ../shared/testdata/text/copa_4_kushtrim.txt (the shared test data is not present)")
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("needs espeak-ng (apt-get install espeak-ng)")
-    lines = [line.strip() for line in TEXT.read_text(encoding="utf-8").splitlines()]
-    short = [line for line in lines if 3 <= len(line.split()) <= 8 and ("ë" in line or "ç" in line)]
-    return short[skip: skip + count]
-
-
-def speak(text: str, path: Path, voice: str = "sq") -> np.ndarray:
-    """espeak-ng Albanian speech as 16 kHz float32 samples."""
-    from shqip_av.media import read_audio
-
-    raw = path.with_suffix(".espeak.wav")
-    subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), "--", text], check=True, capture_output=True)
-    samples = read_audio(raw)
-    raw.unlink()
-    return samples
-
-
-def speaker_in(split: str, cfg) -> str:
-    from filter.shard import split_of
-
-    return next(f"espeak speaker {i}" for i in range(1000) if split_of(f"espeak speaker {i}", cfg) == split)
-
-
-def build_asr_root(root: Path, train_texts: list[str], test_texts: list[str], *, edge_cases: bool = True) -> Path:
-    """A dataset root whose shards hold espeak-ng utterances (train and test speakers)."""
-    from filter.shard import ShardConfig, pack_shards
-    from shqip_av.media import write_wav
-    from shqip_av.schema import SCHEMA_VERSION, sample_key
-
-    cfg = ShardConfig(root=str(root), train=0.5, validation=0.0, test=0.5)
-    clips = root / "clips"
-    common = clips / "common"
-    common.mkdir(parents=True)
-    ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=64x64:r=25:d=0.2", "-pix_fmt", "yuv420p", str(common / "face.mp4"))
-    np.save(common / "landmarks.npy", np.zeros((5, 478, 2), np.float32))
-    np.save(common / "affine.npy", np.zeros((5, 2, 3), np.float32))
-
-    items = [(speaker_in("train", cfg), t, None) for t in train_texts]
-    items += [(speaker_in("test", cfg), t, None) for t in test_texts]
-    if edge_cases:
-        train_speaker = speaker_in("train", cfg)
-        items += [(train_speaker, None, "no transcript"),                 # no .txt member
-                  (train_speaker, "   ", "empty transcript"),
-                  (train_speaker, " ".join(["Mirëdita, si jeni sot?"] * 120), "over-long transcript"),
-                  (train_speaker, "Një fjali shumë e gjatë.", "31 s of audio")]
-    records = []
-    for i, (speaker, text, case) in enumerate(items):
-        video_id = f"espeak-{i:03d}"
-        key = sample_key(video_id, 0, 0.0)
-        folder = clips / video_id
-        folder.mkdir()
-        samples = speak(text if text and text.strip() and case != "over-long transcript" else "Mirëdita", folder / "a")
-        if case == "31 s of audio":
-            samples = np.concatenate([samples, np.zeros(31 * 16000, np.float32)])
-        write_wav(folder / f"{key}.wav", samples)
-        duration = len(samples) / 16000
-        meta = {"schema_version": SCHEMA_VERSION, "video_id": video_id, "source_url": f"file:///{video_id}.mp4",
-                "license": "CC-BY-4.0", "consent": None, "speaker": speaker,
-                "diarization_label": "single-speaker-assumed", "start": 0.0, "end": duration, "fps": 25.0,
-                "num_frames": 5, "transcript_source": "manual" if text is not None else None,
-                "quality": {"eye_distance_px": 100.0, "sharpness": 100.0, "sync_confidence": 0.5,
-                            "sync_offset_frames": 0, "sync_method": "test"}}
-        (folder / f"{key}.json").write_text(json.dumps(meta))
-        files = {"mp4": "clips/common/face.mp4", "wav": f"clips/{video_id}/{key}.wav",
-                 "json": f"clips/{video_id}/{key}.json", "landmarks.npy": "clips/common/landmarks.npy",
-                 "affine.npy": "clips/common/affine.npy"}
-        if text is not None:
-            (folder / f"{key}.txt").write_text(text, encoding="utf-8")
-            files["txt"] = f"clips/{video_id}/{key}.txt"
-        records.append({"key": key, "video_id": video_id, "speaker": speaker, "url": meta["source_url"],
-                        "files": files, "duration": duration, "meta": meta})
-    (clips / "manifest.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    (clips / "rejected.jsonl").write_text("")
-    pack_shards(cfg)
-    return root
+from tests.train.espeak_shards import TEXT, albanian_sentences, build_asr_root, missing_inputs
 
 
 @pytest.fixture(scope="session")
 def asr_root(tmp_path_factory) -> Path:
     """12 training utterances, 4 test utterances (another speaker), and 4 samples to be skipped."""
+    if missing_inputs():
+        pytest.skip(missing_inputs())
     return build_asr_root(tmp_path_factory.mktemp("asr") / "data", albanian_sentences(12), albanian_sentences(4, skip=12))
 
 
