@@ -156,7 +156,7 @@ def test_streaming_with_evaluation_during_training(asr_root, tiny_whisper, tmp_p
     cfg = tiny_config(asr_root, tiny_whisper, tmp_path / "stream", data__streaming=True, data__eval_split="test",
                       data__report_splits=["test"], training__max_steps=4, training__batch_size=2,
                       training__save_steps=2, training__eval_steps=2, training__evaluate_base=False,
-                      training__max_new_tokens=8)
+                      training__max_new_tokens=8, model__merge=True)
     metrics = run_training(cfg)
     evaluations = [e for e in metrics["training"]["history"] if "eval_wer" in e]
     assert [e["step"] for e in evaluations] == [2, 4]
@@ -167,3 +167,81 @@ def test_streaming_with_evaluation_during_training(asr_root, tiny_whisper, tmp_p
     assert set(metrics["data"]["train"]["skipped"]) == {"audio-too-long", "empty-transcript", "no-transcript",
                                                         "transcript-too-long"}
     assert metrics["splits"]["test"]["fine_tuned"]["samples"] == 4
+
+    # the merged model is a plain Whisper checkpoint that transcribes like the adapter
+    from train.asr.model import load_for_inference
+    from train.asr.scoring import eligible_split, transcribe
+
+    merged = load_for_inference(str(tmp_path / "stream" / "merged"))
+    assert not hasattr(merged.model, "peft_config")
+    dataset, _ = eligible_split(asr_root, "test", merged.processor.tokenizer, max_seconds=10)
+    rows = transcribe(merged.model, merged.processor, dataset)
+    adapter_rows = [json.loads(line) for line in (tmp_path / "stream" / "predictions" / "test.jsonl").read_text().splitlines()]
+    assert [r["prediction"] for r in rows] == [r["prediction"] for r in adapter_rows]
+
+
+@pytest.mark.slow
+def test_full_fine_tuning_scores_the_base_model_beside_it(asr_root, tiny_whisper, tmp_path):
+    run = tmp_path / "full"
+    metrics = run_training(tiny_config(asr_root, tiny_whisper, run, model__finetune="full", training__max_steps=2,
+                                       training__learning_rate=1e-4, data__report_splits=["test"],
+                                       training__max_new_tokens=8))
+    assert (run / "model" / "model.safetensors").is_file() and not (run / "adapter").exists()
+    test = metrics["splits"]["test"]
+    assert test["base"]["samples"] == test["fine_tuned"]["samples"] == 4
+    assert (run / "predictions" / "test.base.jsonl").is_file()
+    from train.asr.model import load_for_inference
+
+    assert load_for_inference(str(run)).base_name.endswith("model")
+
+
+def test_push_to_hub_refused_is_one_line_and_keeps_the_token_out(tmp_path):
+    """A Hub that refuses (a local server on 127.0.0.1 via HF_ENDPOINT): a clear error, and the token
+    travels only in the Authorization header."""
+    import http.server
+    import threading
+
+    seen = []
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def _refuse(self):
+            seen.append((self.command, self.path, dict(self.headers)))
+            body = b'{"error": "refused by test server"}'
+            self.send_response(403)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_HEAD = _refuse
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    run = tmp_path / "run"
+    for folder in ("adapter", "processor"):
+        (run / folder).mkdir(parents=True)
+        (run / folder / "placeholder.json").write_text("{}")
+    token = "hf_testTOKENthatmustnotleak123"
+    script = ("from shqip_av.config import run_cli\n"
+              "from train.asr.config import AsrConfig\n"
+              "from train.asr.train import push_to_hub\n"
+              "cfg = AsrConfig(); cfg.hub.repo_id = 'someone/whisper-small-sq'\n"
+              f"run_cli(lambda: push_to_hub(cfg, __import__('pathlib').Path({str(run)!r})) and 0)\n")
+    import os
+
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}", "HF_TOKEN": token,
+           "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    server.shutdown()
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: push to the Hub repo someone/whisper-small-sq failed")
+    assert token not in proc.stdout + proc.stderr
+    assert seen, "the test server received no request"
+    for _, path, headers in seen:
+        assert token not in path
+        assert headers.get("authorization") == f"Bearer {token}" or headers.get("Authorization") == f"Bearer {token}"
+    assert not any(token in p.read_text(errors="ignore") for p in run.rglob("*") if p.is_file())

@@ -370,6 +370,10 @@ def push_to_hub(cfg: AsrConfig, run: Path) -> str:
         commit = api.upload_folder(repo_id=cfg.hub.repo_id, folder_path=str(run / "processor"),
                                    commit_message=f"processor of train.asr run {cfg.name}")
     except (HfHubHTTPError, OSError, ValueError) as e:
-        raise ShqipError(f"push to the Hub repo {cfg.hub.repo_id} failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        hint = " (is the token set, with write access? $HF_TOKEN or `hf auth login`)" if status in (401, 403) else ""
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ShqipError(f"push to the Hub repo {cfg.hub.repo_id} failed: {reason}{hint}; nothing was "
+                         "reported as pushed (the run itself is saved; rerun to retry)") from None
     log.info("pushed %s to %s", run.name, cfg.hub.repo_id)
     return str(getattr(commit, "commit_url", commit))
