@@ -226,7 +226,11 @@ def run_training(cfg: AsrConfig) -> dict:
             kept = kept.take(limit) if cfg.data.streaming else kept.select(range(min(limit, len(kept))))
         return kept
 
-    train_set = split(cfg.data.train_split)
+    if cfg.data.max_seconds > max_seconds:
+        log.info("data.max_seconds lowered to the model's %g s input window", max_seconds)
+    with state.main_process_first():  # one process builds the Arrow cache, the others then read it
+        train_set = split(cfg.data.train_split)
+        eval_set = split(cfg.data.eval_split, cfg.data.max_eval_samples) if cfg.data.eval_split else None
     if train_set is None:
         raise asr_data.DataError(f"split {cfg.data.train_split!r} has no shards under {cfg.data.root}/shards")
     if not cfg.data.streaming:
@@ -236,7 +240,6 @@ def run_training(cfg: AsrConfig) -> dict:
             raise asr_data.DataError(f"no trainable samples in {cfg.data.train_split!r}: skipped {summary['skipped']}")
     else:
         train_set = train_set.shuffle(seed=cfg.training.seed, buffer_size=cfg.data.shuffle_buffer)
-    eval_set = split(cfg.data.eval_split, cfg.data.max_eval_samples) if cfg.data.eval_split else None
     if eval_set is not None and not cfg.data.streaming and len(eval_set) == 0:
         eval_set = None
     if eval_set is None:
