@@ -136,7 +136,8 @@ def test_accelerate_launch_with_two_cpu_processes(asr_root, tiny_whisper, tmp_pa
         # processes train on the CPU over gloo (accelerate's --cpu flag alone starts one process)
         [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
          "--dynamo_backend", "no", "-m", "train.asr", f"data.root={asr_root}", f"model.name_or_path={tiny_whisper}",
-         f"output={run}", "training.max_steps=4", "training.batch_size=2", "training.save_steps=2",
+         f"output={run}", "training.max_steps=4", "training.batch_size=1", "training.gradient_accumulation=2",
+         "training.save_steps=2",
          "training.eval_steps=2", "training.num_workers=0", "training.evaluate_base=false",
          "data.report_splits=test", "training.max_new_tokens=8"],
         cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -145,9 +146,10 @@ def test_accelerate_launch_with_two_cpu_processes(asr_root, tiny_whisper, tmp_pa
     assert metrics["training"]["processes"] == 2
     assert metrics["training"]["steps"] == 4
     state = json.loads((run / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
-    assert state["train_batch_size"] == 2
-    # 2 processes × 2 samples per step × 4 steps: 16 samples, 1.33 epochs of the 12 eligible ones
-    assert state["epoch"] == pytest.approx(16 / 12, abs=0.01)
+    assert state["train_batch_size"] == 1
+    # each process gets 6 of the 12 eligible samples; 2 micro-batches of 1 per optimizer step make
+    # 3 steps an epoch, so 4 steps are 1.33 epochs (one process, or no accumulation, would differ)
+    assert state["epoch"] == pytest.approx(4 / 3, abs=0.01)
     assert metrics["splits"]["test"]["fine_tuned"]["samples"] == 4
 
 
