@@ -14,7 +14,9 @@ ASR_MODELS ?= openai/whisper-small,$(ROOT)/runs/asr/whisper-small-sq
 DEMO := $(ROOT)/demo
 TINY := $(DEMO)/models/whisper-tiny-sq
 
-.PHONY: install doctor sample collect filter shard dataset demo asr-demo train-asr evaluate-asr test bench clean-demo
+REPO ?=
+
+.PHONY: install doctor sample collect filter shard dataset demo asr-demo train-asr evaluate-asr cards publish test bench clean-demo
 
 install:
 	bash scripts/install.sh
@@ -50,6 +52,16 @@ demo:
 	$(PY) -m collect.sample --root $(DEMO)
 	$(MAKE) --no-print-directory dataset ROOT=$(DEMO)
 	$(MAKE) --no-print-directory asr-demo
+	$(MAKE) --no-print-directory cards ROOT=$(DEMO) RUN=runs/asr/tiny-demo
+
+# dataset card (and, with RUN=runs/asr/<name>, its model card)
+cards:
+	$(PY) -m cards dataset --root $(ROOT) $(if $(REPO),--repo $(REPO))
+	$(if $(RUN),$(PY) -m cards model --root $(ROOT) --run $(RUN))
+
+# publish the dataset to the Hub: make publish REPO=user/name [DRY=1]
+publish:
+	$(PY) -m cards publish --root $(ROOT) --repo $(REPO) $(if $(DRY),--dry-run)
 
 # A tiny random Whisper (no weights can be downloaded offline) fine-tuned with LoRA on the sample;
 # prints WER before and after. The demo is offline by nature, hence HF_*_OFFLINE.

@@ -361,9 +361,9 @@ def push_to_hub(cfg: AsrConfig, run: Path) -> str:
     The token comes from $HF_TOKEN or the huggingface_hub login; it is never logged or written.
     """
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     from shqip_av import ShqipError
+    from shqip_av.hub import describe, upload_errors
 
     weights = run / ("adapter" if cfg.model.finetune == "lora" else "model")
     api = HfApi()
@@ -372,11 +372,8 @@ def push_to_hub(cfg: AsrConfig, run: Path) -> str:
         api.upload_folder(repo_id=cfg.hub.repo_id, folder_path=str(weights), commit_message=f"train.asr run {cfg.name}")
         commit = api.upload_folder(repo_id=cfg.hub.repo_id, folder_path=str(run / "processor"),
                                    commit_message=f"processor of train.asr run {cfg.name}")
-    except (HfHubHTTPError, OSError, ValueError) as e:
-        status = getattr(getattr(e, "response", None), "status_code", None)
-        hint = " (is the token set, with write access? $HF_TOKEN or `hf auth login`)" if status in (401, 403) else ""
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ShqipError(f"push to the Hub repo {cfg.hub.repo_id} failed: {reason}{hint}; nothing was "
+    except upload_errors() as e:
+        raise ShqipError(f"push to the Hub repo {cfg.hub.repo_id} failed: {describe(e)}; nothing was "
                          "reported as pushed (the run itself is saved; rerun to retry)") from None
     log.info("pushed %s to %s", run.name, cfg.hub.repo_id)
     return str(getattr(commit, "commit_url", commit))

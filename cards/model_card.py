@@ -1,0 +1,137 @@
+"""python -m cards model --run runs/asr/<name>: the model card of a train.asr run.
+
+Writes <run>/README.md (ModelCard with ``model-index`` metadata, which the Hub shows as results)
+from the run's own metrics.json and config.yaml: base model, data, training settings, and WER/CER
+per split, raw and normalized, next to the base model scored by the same evaluator.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from shqip_av.config import load_yaml, option
+from shqip_av.files import DatasetRoot, atomic_write_text
+from shqip_av.log import get_logger
+
+from cards.facts import CardError
+
+log = get_logger(__name__)
+
+RATES = (("wer", "WER"), ("wer_normalized", "WER (normalized)"), ("cer", "CER"), ("cer_normalized", "CER (normalized)"))
+
+
+@dataclass
+class ModelCardConfig:
+    run: str = option("", "train.asr run folder (runs/asr/<name>, relative to --root or absolute)")
+    root: str = option("data", "dataset root")
+    dataset: str = option("", "Hub id of the dataset it was trained on (user/name), for the metadata")
+    repo: str = option("", "Hub model repo the card is for (user/name); used in the usage example")
+    license: str = option("apache-2.0", "licence of the released weights (Whisper's own is apache-2.0)")
+
+
+def resolve_run(run: str, root: str) -> Path:
+    if not run:
+        raise CardError("give --run: a train.asr run folder such as runs/asr/whisper-small-sq")
+    path = Path(run)
+    if not path.is_dir():
+        path = DatasetRoot(root).path(run)
+    if not path.is_dir():
+        raise CardError(f"run folder not found: {run}")
+    for needed, why in (("metrics.json", "the run has not finished (rerun train.asr to complete it)"),
+                        ("config.yaml", "the resolved training config is missing"),
+                        ("processor", "the processor is missing")):
+        if not (path / needed).exists():
+            raise CardError(f"{path} has no {needed}: {why}")
+    if not ((path / "adapter").is_dir() or (path / "model").is_dir()):
+        raise CardError(f"{path} has no adapter/ or model/: the run has not finished")
+    return path
+
+
+def _pct(value) -> str:
+    return "—" if value is None else f"{100 * value:.1f}"
+
+
+def build_model_card(cfg: ModelCardConfig) -> Path:
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    run = resolve_run(cfg.run, cfg.root)
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    config = load_yaml(run / "config.yaml")
+    if not metrics.get("splits"):
+        raise CardError(f"{run}/metrics.json has no scored split: set data.report_splits and rerun train.asr")
+    dataset = cfg.dataset or "shqip-av"
+    results = []
+    for split, by_model in metrics["splits"].items():
+        tuned = by_model.get("fine_tuned", {})
+        for key, name in RATES:
+            if tuned.get(key) is not None:
+                results.append(EvalResult(
+                    task_type="automatic-speech-recognition", task_name="Speech recognition",
+                    dataset_type=dataset, dataset_name=f"shqip-av ({split})", dataset_split=split,
+                    metric_type=key.split("_")[0], metric_name=name, metric_value=round(100 * tuned[key], 2)))
+    lora = metrics.get("finetune") == "lora"
+    data = ModelCardData(
+        language="sq", license=cfg.license, library_name="peft" if lora else "transformers",
+        # the Hub's base_model must be a Hub id; a local base folder is named in the text only
+        base_model=None if Path(metrics["base_model"]).exists() else metrics["base_model"], datasets=[cfg.dataset] if cfg.dataset else None,
+        metrics=["wer", "cer"], pipeline_tag="automatic-speech-recognition", model_name=metrics["run"],
+        tags=["whisper", "albanian", "shqip-av"] + (["lora"] if lora else []), eval_results=results)
+    card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_body(cfg, metrics, config, lora)}")
+    atomic_write_text(run / "README.md", str(card))
+    log.info("model card written to %s", run / "README.md")
+    return run / "README.md"
+
+
+def _body(cfg: ModelCardConfig, metrics: dict, config: dict, lora: bool) -> str:
+    base = metrics["base_model"]
+    t = config.get("training", {})
+    m = config.get("model", {})
+    lines = [f"# {metrics['run']}", "",
+             f"Whisper fine-tuned for Albanian (`{metrics['language']}`, task `{metrics['task']}`) from `{base}` "
+             + (f"with a LoRA adapter (rank {m.get('lora', {}).get('r')}, alpha {m.get('lora', {}).get('alpha')}, "
+                f"on {', '.join(m.get('lora', {}).get('target_modules', []))})" if lora else "by full fine-tuning")
+             + f", on the shqip-av dataset{f' (`{cfg.dataset}`)' if cfg.dataset else ''}.", "",
+             "## Results", "",
+             "Word and character error rates in %, on the texts as written and after Albanian normalization "
+             "(NFC, lower case, punctuation removed; ë and ç kept), for this model and the base model scored "
+             "by the same evaluator on the same samples.", "",
+             "| split | model | samples | WER | WER (norm.) | CER | CER (norm.) |", "|---|---|---|---|---|---|---|"]
+    for split, by_model in metrics["splits"].items():
+        for which, label in (("base", f"`{base}` (base)"), ("fine_tuned", "this model")):
+            r = by_model.get(which)
+            if r:
+                lines.append(f"| {split} | {label} | {r.get('samples', 0)} | " + " | ".join(_pct(r.get(k)) for k, _ in RATES) + " |")
+    tr = metrics.get("training", {})
+    lines += ["", "## Training", "",
+              f"- steps: {tr.get('steps')}, final training loss {tr.get('train_loss', 0):.4f}, "
+              f"{tr.get('processes', 1)} process(es), mixed precision `{tr.get('mixed_precision', 'no')}`",
+              f"- batch {t.get('batch_size')} per device × {t.get('gradient_accumulation')} accumulation, "
+              f"learning rate {t.get('learning_rate')} ({t.get('scheduler')}, {t.get('warmup_steps')} warm-up steps), "
+              f"seed {t.get('seed')}",
+              f"- SpecAugment: {'on' if m.get('spec_augment', {}).get('enabled') else 'off'}", "",
+              "Samples used per split (the others were skipped, with the reason):", "",
+              "| split | used | skipped |", "|---|---|---|"]
+    for split, counts in metrics.get("data", {}).items():
+        skipped = ", ".join(f"{k}: {v}" for k, v in counts.get("skipped", {}).items()) or "none"
+        lines.append(f"| {split} | {counts.get('kept', 0)} | {skipped} |")
+    repo = cfg.repo or "path/to/this/model"
+    if lora:
+        load = [f"model = PeftModel.from_pretrained(WhisperForConditionalGeneration.from_pretrained(\"{base}\"), \"{repo}\")"]
+        imports = "from peft import PeftModel\nfrom transformers import WhisperForConditionalGeneration, WhisperProcessor"
+    else:
+        load = [f"model = WhisperForConditionalGeneration.from_pretrained(\"{repo}\")"]
+        imports = "from transformers import WhisperForConditionalGeneration, WhisperProcessor"
+    lines += ["", "## Use", "", "```python", imports, *load,
+              f"processor = WhisperProcessor.from_pretrained(\"{repo}\")",
+              "features = processor(audio_16khz, sampling_rate=16000, return_tensors=\"pt\").input_features",
+              "ids = model.generate(input_features=features, language=\"sq\", task=\"transcribe\")",
+              "print(processor.batch_decode(ids, skip_special_tokens=True)[0])", "```", "",
+              "The full training config is `train_config.yaml` in this repository; the per-sample predictions "
+              "are in the run's `predictions/` folder.", "",
+              "## Limitations", "",
+              "- Trained on talking-head speech; expect higher error rates on noisy, far-field or telephone audio.",
+              "- Dialect coverage (Gheg/Tosk) follows the dataset, where it is not recorded; check both.",
+              "- Do not use its transcripts to identify or profile people; disclose any synthetic speech built on it."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,207 @@
+"""python -m cards publish --root data --repo user/name [--private] [--dry-run] [--run runs/asr/<name>]
+
+Publishes the dataset (shards, shards/index.json, the card and its pictures) as a Hub dataset
+repo, or with ``--run`` a train.asr run (adapter or model, processor, card, metrics) as a model
+repo, through huggingface_hub.
+
+1. The upload is assembled first, always, in <root>/cards/upload/<repo>/ (files hard-linked where
+   the file system allows, else copied): exactly the files and repo paths that will be sent.
+   ``--dry-run`` stops here and lists them. A dataset whose shards do not verify against
+   shards/index.json is never assembled (cards/facts.py).
+2. The repo's current files are listed. Files already there with the same content (sha256 for
+   LFS files, the git blob id otherwise) are skipped, so an interrupted publish resumes.
+3. Shards go up in commits of at most ``chunk_bytes``; the last commit carries the card, the
+   index and the deletions: shard or picture files in the repo that the dataset no longer has
+   (after a takedown and a re-shard, the withdrawn samples' old shards). The card appears only
+   once every shard is up, and nothing is reported as published before that last commit lands.
+
+The token comes from $HF_TOKEN or the huggingface_hub login (``hf auth login``); it goes to
+huggingface_hub only (which sends it in the Authorization header) and is never logged or written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from shqip_av.config import option
+from shqip_av.files import DatasetRoot, safe_id
+from shqip_av.log import get_logger
+
+from cards.facts import CardError
+
+log = get_logger(__name__)
+
+# repo paths a dataset publish owns: files there that the dataset no longer has are deleted
+DATASET_OWNED = ("shards/", "assets/")
+
+
+@dataclass
+class PublishConfig:
+    root: str = option("data", "dataset root")
+    repo: str = option("", "Hub repo to publish to (user/name)")
+    run: str = option("", "publish this train.asr run (runs/asr/<name>) as a model repo instead of the dataset")
+    private: bool = option(False, "create the repo private (an existing repo keeps its visibility)")
+    dry_run: bool = option(False, "assemble and list what would be uploaded; send nothing")
+    revision: str = option("main", "branch to commit to")
+    chunk_bytes: int = option(2_000_000_000, "most bytes of shards per commit")
+    contact: str = option("", "takedown contact written into the dataset card")
+    dataset: str = option("", "with --run: Hub id of the dataset the model was trained on")
+
+
+@dataclass(frozen=True)
+class UploadFile:
+    path_in_repo: str
+    local: Path
+    size: int
+    sha256: str
+    git_sha1: str
+
+
+def _hashes(path: Path) -> tuple[str, str]:
+    """(sha256, git blob sha1) of a file: the Hub identifies LFS files by the first, others by the second."""
+    sha256, sha1 = hashlib.sha256(), hashlib.sha1()
+    sha1.update(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            sha256.update(block)
+            sha1.update(block)
+    return sha256.hexdigest(), sha1.hexdigest()
+
+
+def _sources_dataset(cfg: PublishConfig) -> list[tuple[str, Path]]:
+    from cards.dataset_card import DatasetCardConfig, build_dataset_card
+
+    root = DatasetRoot(cfg.root)
+    card = build_dataset_card(DatasetCardConfig(root=cfg.root, repo=cfg.repo, contact=cfg.contact))
+    files = [("README.md", card)]
+    files += [(f"assets/{p.name}", p) for p in sorted((card.parent / "assets").glob("*.png"))]
+    files.append(("shards/index.json", root.path("shards", "index.json")))
+    for split in ("train", "validation", "test"):
+        files += [(f"shards/{split}/{p.name}", p) for p in sorted(root.path("shards", split).glob("*.tar"))]
+    return files
+
+
+def _sources_model(cfg: PublishConfig) -> list[tuple[str, Path]]:
+    from cards.model_card import ModelCardConfig, build_model_card, resolve_run
+
+    run = resolve_run(cfg.run, cfg.root)
+    card = build_model_card(ModelCardConfig(run=str(run), root=cfg.root, dataset=cfg.dataset, repo=cfg.repo))
+    weights = run / "adapter" if (run / "adapter").is_dir() else run / "model"
+    files = [("README.md", card), ("metrics.json", run / "metrics.json"), ("train_config.yaml", run / "config.yaml")]
+    files += [(p.name, p) for p in sorted(weights.iterdir()) if p.is_file() and p.name != "README.md"]
+    files += [(p.name, p) for p in sorted((run / "processor").iterdir()) if p.is_file()]
+    names = [name for name, _ in files]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise CardError(f"{run}: {clash[0]} exists in more than one of the folders to upload")
+    return files
+
+
+def staging_dir(cfg: PublishConfig) -> Path:
+    return DatasetRoot(cfg.root).path("cards", "upload", safe_id(cfg.repo.replace("/", "--")))
+
+
+def assemble(cfg: PublishConfig) -> tuple[Path, list[UploadFile]]:
+    """Build the upload folder (the exact content to send) and describe its files."""
+    if not cfg.repo or cfg.repo.count("/") != 1:
+        raise CardError("give --repo as user/name (the Hub repo to publish to)")
+    sources = _sources_model(cfg) if cfg.run else _sources_dataset(cfg)
+    folder = staging_dir(cfg)
+    if folder.exists():
+        shutil.rmtree(folder)
+    files = []
+    for path_in_repo, src in sources:
+        dst = folder / path_in_repo
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)  # shards can be large: no second copy where the file system allows
+        except OSError:
+            shutil.copy2(src, dst)
+        sha256, sha1 = _hashes(dst)
+        files.append(UploadFile(path_in_repo, dst, dst.stat().st_size, sha256, sha1))
+    return folder, files
+
+
+def remote_state(api, repo: str, repo_type: str, revision: str) -> dict[str, str]:
+    """path → content id (sha256 for LFS files, git blob sha1 otherwise) of the repo's files."""
+    state = {}
+    for entry in api.list_repo_tree(repo, repo_type=repo_type, revision=revision, recursive=True):
+        if getattr(entry, "blob_id", None) is None and getattr(entry, "lfs", None) is None:
+            continue  # a folder
+        lfs = getattr(entry, "lfs", None)
+        state[entry.path] = (lfs.sha256 if hasattr(lfs, "sha256") else lfs["sha256"]) if lfs else entry.blob_id
+    return state
+
+
+def commit_plan(files: list[UploadFile], remote: dict[str, str], *, owned: tuple[str, ...], chunk_bytes: int):
+    """The commits to make, as huggingface_hub operations: [[CommitOperationAdd…], …, [last]].
+
+    Files whose content is already in the repo are left out. Big files (shards) come first, in
+    commits of at most ``chunk_bytes``; the last commit has the small files (card, index, pictures)
+    and the deletions of repo files under ``owned`` prefixes that are no longer part of the upload.
+    """
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    def needed(f: UploadFile) -> bool:
+        return remote.get(f.path_in_repo) not in (f.sha256, f.git_sha1)
+
+    big = [f for f in files if f.path_in_repo.endswith(".tar") or f.size > 10_000_000]
+    small = [f for f in files if f not in big]
+    commits, current, size = [], [], 0
+    for f in (f for f in big if needed(f)):
+        if current and size + f.size > chunk_bytes:
+            commits.append(current)
+            current, size = [], 0
+        current.append(CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=str(f.local)))
+        size += f.size
+    if current:
+        commits.append(current)
+    keep = {f.path_in_repo for f in files}
+    last = [CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=str(f.local)) for f in small if needed(f)]
+    last += [CommitOperationDelete(path_in_repo=path) for path in sorted(remote)
+             if path.startswith(owned) and path not in keep]
+    if last:
+        commits.append(last)
+    return commits
+
+
+def publish(cfg: PublishConfig) -> dict:
+    """Assemble, then (unless dry-run) upload; returns a summary of what was done."""
+    folder, files = assemble(cfg)
+    total = sum(f.size for f in files)
+    summary = {"repo": cfg.repo, "folder": str(folder), "files": [(f.path_in_repo, f.size) for f in files],
+               "bytes": total, "published": False}
+    if cfg.dry_run:
+        return summary
+
+    from huggingface_hub import HfApi, get_token
+
+    from shqip_av.hub import describe, upload_errors
+
+    token = get_token()
+    if not token:
+        raise CardError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (nothing was published)")
+    repo_type = "model" if cfg.run else "dataset"
+    api = HfApi(token=token)
+    done = 0
+    try:
+        api.create_repo(cfg.repo, repo_type=repo_type, private=cfg.private, exist_ok=True)
+        remote = remote_state(api, cfg.repo, repo_type, cfg.revision)
+        # a model repo keeps files of ours it no longer gets; a dataset repo loses stale shards
+        owned = DATASET_OWNED if repo_type == "dataset" else ()
+        commits = commit_plan(files, remote, owned=owned, chunk_bytes=cfg.chunk_bytes)
+        for i, operations in enumerate(commits, 1):
+            api.create_commit(cfg.repo, operations, repo_type=repo_type, revision=cfg.revision,
+                              commit_message=f"shqip-av publish ({i}/{len(commits)})")
+            done = i
+    except upload_errors() as e:
+        where = f"after {done} of its commits" if done else "before anything was committed"
+        raise CardError(f"publish to {cfg.repo} failed {where}: {describe(e)} (nothing reported as published; "
+                        "rerun to continue)") from None
+    summary.update(published=True, commits=len(commits),
+                   url=f"https://huggingface.co/{'datasets/' if repo_type == 'dataset' else ''}{cfg.repo}")
+    return summary
