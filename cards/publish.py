@@ -171,6 +171,13 @@ def commit_plan(files: list[UploadFile], remote: dict[str, str], *, owned: tuple
 
 def publish(cfg: PublishConfig) -> dict:
     """Assemble, then (unless dry-run) upload; returns a summary of what was done."""
+    from huggingface_hub import HfApi, get_token
+
+    from shqip_av.hub import describe, upload_errors
+
+    token = None if cfg.dry_run else get_token()
+    if not cfg.dry_run and not token:  # said before any work is done
+        raise CardError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (nothing was published)")
     folder, files = assemble(cfg)
     total = sum(f.size for f in files)
     summary = {"repo": cfg.repo, "folder": str(folder), "files": [(f.path_in_repo, f.size) for f in files],
@@ -178,13 +185,6 @@ def publish(cfg: PublishConfig) -> dict:
     if cfg.dry_run:
         return summary
 
-    from huggingface_hub import HfApi, get_token
-
-    from shqip_av.hub import describe, upload_errors
-
-    token = get_token()
-    if not token:
-        raise CardError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (nothing was published)")
     repo_type = "model" if cfg.run else "dataset"
     api = HfApi(token=token)
     done = 0

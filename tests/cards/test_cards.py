@@ -1,0 +1,259 @@
+"""Cards from a dataset made by the demo pipeline, and the Hub publish path (offline)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+
+import pytest
+import webdataset as wds
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, ModelCard
+
+from cards.dataset_card import DatasetCardConfig, build_dataset_card, hub_license
+from cards.facts import CardError
+from cards.model_card import ModelCardConfig, build_model_card
+from cards.publish import PublishConfig, UploadFile, commit_plan, publish
+from tests.conftest import REPO
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "cards", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def _count_shards(root):
+    """Samples, seconds and speakers per split, read from the tars with webdataset (not from the index)."""
+    counts = {}
+    for split in ("train", "validation", "test"):
+        samples, seconds, speakers = 0, 0.0, set()
+        for tar in sorted((root / "shards" / split).glob("*.tar")):
+            for sample in wds.WebDataset(str(tar), shardshuffle=False):
+                meta = json.loads(sample["json"])
+                samples += 1
+                seconds += meta["end"] - meta["start"]
+                speakers.add(meta["speaker"])
+        counts[split] = (samples, seconds, len(speakers))
+    return counts
+
+
+def test_dataset_card_states_the_real_counts_and_parses_back(demo_root):
+    card_path = build_dataset_card(DatasetCardConfig(root=str(demo_root), repo="someone/shqip-av"))
+    card = DatasetCard.load(card_path)
+    meta = card.data.to_dict()
+    assert meta["language"] == ["sq"]
+    assert meta["license"] == "cc0-1.0"  # the sample clips are CC0 1.0 with release forms
+    assert "automatic-speech-recognition" in meta["task_categories"]
+    assert meta["size_categories"] == "n<1K"
+    splits = {f["split"]: f["path"] for f in meta["configs"][0]["data_files"]}
+    assert splits == {s: f"shards/{s}/*.tar" for s in ("train", "validation", "test")}
+
+    counts = _count_shards(demo_root)
+    assert sum(n for n, _, _ in counts.values()) == 12
+    for split, (n, seconds, speakers) in counts.items():
+        videos = len({json.loads(s["json"])["video_id"] for t in (demo_root / "shards" / split).glob("*.tar")
+                      for s in wds.WebDataset(str(t), shardshuffle=False)})
+        assert f"| {split} | {n} | {seconds / 3600:.3f} | {speakers} | {videos} | {n} | 1 |" in card.text
+    # how it was made: the funnel and reasons come from the records
+    assert "9 videos; 1 sources were not collected (no-consent: 1)" in card.text
+    assert "no-face: 1, no-speech: 1" in card.text
+    assert "| quality | 13 | 1 | 92.3 % | face-too-small (1) |" in card.text
+    assert "| quality.min_eye_distance | `80.0` |" in card.text
+    assert "| consent | 6 |" in card.text and "| CC0 1.0 | 6 | cc0-1.0 |" in card.text
+    for heading in ("## Takedown", "## Intended uses", "## Out-of-scope uses", "## Limitations", "## Sample schema"):
+        assert heading in card.text
+    assert "disclosed as synthetic" in card.text and "Gheg/Tosk" in card.text
+    for png in ("durations.png", "funnel.png"):
+        assert (card_path.parent / "assets" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"(assets/{png})" in card.text
+
+
+@pytest.mark.parametrize("name, hub_id", [
+    ("CC BY 4.0", "cc-by-4.0"), ("cc-by-sa-4.0", "cc-by-sa-4.0"), ("CC0 1.0", "cc0-1.0"),
+    ("Creative Commons Attribution license (reuse allowed)", "cc-by-3.0"), ("Public Domain Mark", "cc0-1.0"),
+    (None, "other"), ("Some custom terms", "other"),
+])
+def test_licence_names_map_to_hub_ids(name, hub_id):
+    assert hub_license(name, "other") == hub_id
+
+
+def test_model_card_reports_metrics_against_the_base_model(demo_run, demo_root):
+    path = build_model_card(ModelCardConfig(run=str(demo_run), root=str(demo_root), dataset="someone/shqip-av"))
+    card = ModelCard.load(path)
+    metrics = json.loads((demo_run / "metrics.json").read_text())
+    data = card.data
+    assert data.language == "sq" and data.library_name == "peft" and data.datasets == ["someone/shqip-av"]
+    assert data.pipeline_tag == "automatic-speech-recognition"
+    reported = {(r.dataset_split, r.metric_name): r.metric_value for r in data.eval_results}
+    for split, by_model in metrics["splits"].items():
+        tuned = by_model["fine_tuned"]
+        assert reported[(split, "WER")] == pytest.approx(round(100 * tuned["wer"], 2))
+        assert reported[(split, "CER (normalized)")] == pytest.approx(round(100 * tuned["cer_normalized"], 2))
+        base = by_model["base"]
+        assert f"| {split} | `{metrics['base_model']}` (base) | {base['samples']} | {100 * base['wer']:.1f} |" in card.text
+    assert "model-index" in path.read_text()
+
+
+def test_card_commands_stop_with_one_line_on_missing_or_broken_inputs(demo_root, tmp_path):
+    unfinished = tmp_path / "runs" / "asr" / "half"
+    (unfinished / "processor").mkdir(parents=True)
+    (unfinished / "config.yaml").write_text("name: half\n")
+    proc = _cli("model", "--root", str(tmp_path), "--run", "runs/asr/half")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: {unfinished} has no metrics.json: the run has not "
+                                                "finished (rerun train.asr to complete it)"]
+    proc = _cli("dataset", "--root", str(tmp_path))
+    assert proc.returncode == 2 and "shards/index.json is missing" in proc.stderr
+
+
+@pytest.fixture
+def broken_copy(demo_root, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(demo_root, root, ignore=shutil.ignore_patterns("runs", "cards", "cache"))
+    return root
+
+
+def test_a_corrupted_shard_stops_card_and_publish(broken_copy):
+    tar = next((broken_copy / "shards" / "train").glob("*.tar"))
+    data = bytearray(tar.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one byte flipped
+    tar.write_bytes(bytes(data))
+    for command in (["dataset", "--root", str(broken_copy)],
+                    ["publish", "--root", str(broken_copy), "--repo", "someone/x", "--dry-run"]):
+        proc = _cli(*command)
+        assert proc.returncode == 2
+        assert proc.stderr.strip().splitlines() == [
+            f"error: shard shards/train/{tar.name} does not match its sha256 in shards/index.json "
+            "(altered or corrupted: rerun `python -m filter.shard`)"]
+    assert not (broken_copy / "cards" / "upload").exists()
+    assert not (broken_copy / "cards" / "dataset" / "README.md").exists()
+
+
+def test_partial_extra_or_miscounted_shards_are_refused(broken_copy):
+    index_path = broken_copy / "shards" / "index.json"
+    original = index_path.read_text()
+    stale = broken_copy / "shards" / "test" / "shqip-av-test-000007.tar"
+    stale.write_bytes(b"")
+    with pytest.raises(CardError, match="shqip-av-test-000007.tar is not in shards/index.json"):
+        build_dataset_card(DatasetCardConfig(root=str(broken_copy)))
+    stale.unlink()
+    index = json.loads(original)
+    index["splits"]["train"]["shards"][0]["samples"] += 1
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(CardError, match="holds .* samples, the index says"):
+        build_dataset_card(DatasetCardConfig(root=str(broken_copy)))
+    index_path.write_text(original)
+    tar = next((broken_copy / "shards" / "validation").glob("*.tar"))
+    tar.write_bytes(tar.read_bytes()[:1000])
+    with pytest.raises(CardError, match="bytes, the index says"):
+        build_dataset_card(DatasetCardConfig(root=str(broken_copy)))
+
+
+def test_dry_run_is_exactly_what_publish_would_send(demo_root):
+    summary = publish(PublishConfig(root=str(demo_root), repo="someone/shqip-av", dry_run=True))
+    assert summary["published"] is False
+    folder = demo_root / "cards" / "upload" / "someone--shqip-av"
+    staged = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert staged == sorted(path for path, _ in summary["files"])
+    index = json.loads((demo_root / "shards" / "index.json").read_text())
+    tars = {e["path"]: e["sha256"] for s in index["splits"].values() for e in s["shards"]}
+    assert {p for p in staged if p.endswith(".tar")} == set(tars)
+    assert {"README.md", "shards/index.json", "assets/durations.png", "assets/funnel.png"} <= set(staged)
+    for path, sha in tars.items():
+        assert hashlib.sha256((folder / path).read_bytes()).hexdigest() == sha
+
+    # the operations a publish to an empty repo makes: every staged file, to the same repo path
+    from cards.publish import _hashes
+
+    files = [UploadFile(p, folder / p, (folder / p).stat().st_size, *_hashes(folder / p)) for p in staged]
+    commits = commit_plan(files, {}, owned=("shards/", "assets/"), chunk_bytes=10**12)
+    ops = [op for commit in commits for op in commit]
+    assert all(isinstance(op, CommitOperationAdd) for op in ops)
+    assert sorted((op.path_in_repo, op.path_or_fileobj) for op in ops) == sorted((p, str(folder / p)) for p in staged)
+    assert commits[-1][0].path_in_repo in ("README.md", "assets/durations.png", "assets/funnel.png", "shards/index.json")
+
+
+def test_republish_skips_uploaded_files_and_deletes_withdrawn_shards(tmp_path):
+    def file(path, content):
+        local = tmp_path / path.replace("/", "_")
+        local.write_bytes(content)
+        from cards.publish import _hashes
+
+        return UploadFile(path, local, len(content), *_hashes(local))
+
+    files = [file("README.md", b"card v2"), file("shards/index.json", b"{}"),
+             file("shards/train/shqip-av-train-000000.tar", b"a" * 600),
+             file("shards/train/shqip-av-train-000001.tar", b"b" * 600),
+             file("shards/test/shqip-av-test-000000.tar", b"rewritten after a takedown" * 30)]
+    remote = {
+        ".gitattributes": "x",
+        "README.md": "old card",
+        "shards/train/shqip-av-train-000000.tar": files[2].sha256,      # already uploaded (LFS sha256)
+        "shards/index.json": files[1].git_sha1,                         # already there (git blob id)
+        "shards/test/shqip-av-test-000000.tar": "sha of the old content",
+        "shards/test/shqip-av-test-000001.tar": "withdrawn sample's shard",
+        "notes/keep-me.md": "not ours",
+    }
+    commits = commit_plan(files, remote, owned=("shards/", "assets/"), chunk_bytes=1000)  # 600 + 780 > 1000
+    described = [[(type(op).__name__, op.path_in_repo) for op in commit] for commit in commits]
+    assert described == [
+        [("CommitOperationAdd", "shards/train/shqip-av-train-000001.tar")],
+        [("CommitOperationAdd", "shards/test/shqip-av-test-000000.tar")],
+        [("CommitOperationAdd", "README.md"), ("CommitOperationDelete", "shards/test/shqip-av-test-000001.tar")],
+    ]
+    assert isinstance(commits[-1][1], CommitOperationDelete)
+
+
+class _Refuse(http.server.BaseHTTPRequestHandler):
+    seen: list = []
+
+    def _refuse(self):
+        type(self).seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+        body = b'{"error": "refused by the test server"}'
+        self.send_response(403)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _refuse
+
+    def log_message(self, *args):
+        pass
+
+
+def test_publish_to_a_refusing_hub_fails_in_one_line_and_keeps_the_token_secret(demo_root, tmp_path):
+    _Refuse.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token = "hf_cardsTESTtokenNEVERshown42"
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}", "HF_TOKEN": token,
+           "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_DISABLE_TELEMETRY": "1"}
+    proc = _cli("publish", "--root", str(demo_root), "--repo", "someone/shqip-av", "-v", env=env)
+    server.shutdown()
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "error: publish to someone/shqip-av failed before anything was committed: 403")
+    assert "nothing reported as published" in proc.stderr
+    assert "published to" not in proc.stdout
+    assert token not in proc.stdout + proc.stderr
+    assert _Refuse.seen, "the test server received no request"
+    for _, path, headers in _Refuse.seen:
+        assert token not in path
+        assert headers.get("authorization") == f"Bearer {token}"
+    written = [p for p in list(demo_root.rglob("*")) + list(tmp_path.rglob("*")) if p.is_file() and p.stat().st_size < 10**7]
+    assert not any(token.encode() in p.read_bytes() for p in written)
+
+
+def test_publish_without_a_token_says_how_to_get_one(demo_root, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    env.update(HF_HOME=str(tmp_path / "empty-hf-home"), HF_HUB_OFFLINE="0")
+    proc = _cli("publish", "--root", str(demo_root), "--repo", "someone/shqip-av", env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("error: no Hugging Face token: set HF_TOKEN or run `hf auth login` "
+                                   "(nothing was published)")
