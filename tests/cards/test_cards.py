@@ -257,3 +257,40 @@ def test_publish_without_a_token_says_how_to_get_one(demo_root, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("error: no Hugging Face token: set HF_TOKEN or run `hf auth login` "
                                    "(nothing was published)")
+
+
+def test_after_a_takedown_the_republish_deletes_the_withdrawn_shards(broken_copy):
+    """Takedown → re-shard → publish plan against what the repo held before: the withdrawn
+    speaker's shard is deleted from the repo and the card/index are replaced."""
+    from cards.publish import _hashes
+    from collect.takedown import apply_takedown
+    from filter.shard import ShardConfig, pack_shards
+    from shqip_av.config import from_dict, load_yaml
+
+    before = publish(PublishConfig(root=str(broken_copy), repo="someone/shqip-av", dry_run=True))
+    folder = broken_copy / "cards" / "upload" / "someone--shqip-av"
+    remote = {path: _hashes(folder / path)[0] for path, _ in before["files"]}  # as if published
+    test_tar = "shards/test/" + next((broken_copy / "shards" / "test").glob("*.tar")).name
+    speaker = json.loads(next(iter(wds.WebDataset(str(broken_copy / test_tar), shardshuffle=False)))["json"])["speaker"]
+
+    (broken_copy / "takedown.txt").write_text(f"subject:{speaker}\n")
+    apply_takedown(broken_copy)
+    with pytest.raises(CardError, match="index.json is missing"):  # nothing publishable until re-sharded
+        publish(PublishConfig(root=str(broken_copy), repo="someone/shqip-av", dry_run=True))
+    pack_shards(from_dict(ShardConfig, {**load_yaml(broken_copy / "shards" / "shard.yaml"), "root": str(broken_copy)}))
+    after = publish(PublishConfig(root=str(broken_copy), repo="someone/shqip-av", dry_run=True))
+    assert test_tar not in dict(after["files"])
+    files = [UploadFile(p, folder / p, size, *_hashes(folder / p)) for p, size in after["files"]]
+    commits = commit_plan(files, remote, owned=("shards/", "assets/"), chunk_bytes=10**12)
+    ops = {(type(op).__name__, op.path_in_repo) for commit in commits for op in commit}
+    assert ("CommitOperationDelete", test_tar) in ops
+    assert ("CommitOperationAdd", "README.md") in ops and ("CommitOperationAdd", "shards/index.json") in ops
+    unchanged = [p for p, _ in after["files"] if p.endswith(".tar") and remote.get(p) == _hashes(folder / p)[0]]
+    assert unchanged and not any(("CommitOperationAdd", p) in ops for p in unchanged)
+
+
+def test_shards_still_holding_a_withdrawn_video_are_not_carded(broken_copy):
+    record = json.loads((broken_copy / "clips" / "manifest.jsonl").read_text().splitlines()[0])
+    (broken_copy / "takedown.txt").write_text(f"video:{record['video_id']}\n")  # listed, takedown not yet run
+    with pytest.raises(CardError, match=rf"is withdrawn \(video:{record['video_id']}\): run `python -m collect.takedown"):
+        publish(PublishConfig(root=str(broken_copy), repo="someone/shqip-av", dry_run=True))
