@@ -82,3 +82,32 @@ def sample_set(tmp_path_factory):
     root = tmp_path_factory.mktemp("sample-root")
     write_sample(root)
     return root
+
+
+class _RefusingHub(http.server.BaseHTTPRequestHandler):
+    """Answers every request with 403 and remembers (method, path, lower-cased headers)."""
+
+    def _refuse(self):
+        self.server.seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+        body = b'{"error": "refused by the test server"}'
+        self.send_response(403)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _refuse
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def refusing_hub():
+    """A 'Hub' on 127.0.0.1 that refuses everything: (endpoint URL for HF_ENDPOINT, requests seen)."""
+    server = _QuietServer(("127.0.0.1", 0), _RefusingHub)
+    server.seen = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", server.seen
+    server.shutdown()
+    server.server_close()

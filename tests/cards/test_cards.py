@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
-import threading
 
 import pytest
 import webdataset as wds
@@ -209,41 +207,20 @@ def test_republish_skips_uploaded_files_and_deletes_withdrawn_shards(tmp_path):
     assert isinstance(commits[-1][1], CommitOperationDelete)
 
 
-class _Refuse(http.server.BaseHTTPRequestHandler):
-    seen: list = []
-
-    def _refuse(self):
-        type(self).seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
-        body = b'{"error": "refused by the test server"}'
-        self.send_response(403)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _refuse
-
-    def log_message(self, *args):
-        pass
-
-
-def test_publish_to_a_refusing_hub_fails_in_one_line_and_keeps_the_token_secret(demo_root, tmp_path):
-    _Refuse.seen = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refuse)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def test_publish_to_a_refusing_hub_fails_in_one_line_and_keeps_the_token_secret(demo_root, tmp_path, refusing_hub):
+    endpoint, seen = refusing_hub
     token = "hf_cardsTESTtokenNEVERshown42"
-    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}", "HF_TOKEN": token,
+    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_TOKEN": token,
            "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_DISABLE_TELEMETRY": "1"}
     proc = _cli("publish", "--root", str(demo_root), "--repo", "someone/shqip-av", "-v", env=env)
-    server.shutdown()
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith(
         "error: publish to someone/shqip-av failed before anything was committed: 403")
     assert "nothing reported as published" in proc.stderr
     assert "published to" not in proc.stdout
     assert token not in proc.stdout + proc.stderr
-    assert _Refuse.seen, "the test server received no request"
-    for _, path, headers in _Refuse.seen:
+    assert seen, "the test server received no request"
+    for _, path, headers in seen:
         assert token not in path
         assert headers.get("authorization") == f"Bearer {token}"
     written = [p for p in list(demo_root.rglob("*")) + list(tmp_path.rglob("*")) if p.is_file() and p.stat().st_size < 10**7]

@@ -197,31 +197,12 @@ def test_full_fine_tuning_scores_the_base_model_beside_it(asr_root, tiny_whisper
     assert load_for_inference(str(run)).base_name.endswith("model")
 
 
-def test_push_to_hub_refused_is_one_line_and_keeps_the_token_out(tmp_path):
+def test_push_to_hub_refused_is_one_line_and_keeps_the_token_out(tmp_path, refusing_hub):
     """A Hub that refuses (a local server on 127.0.0.1 via HF_ENDPOINT): a clear error, and the token
     travels only in the Authorization header."""
-    import http.server
-    import threading
+    import os
 
-    seen = []
-
-    class Refuse(http.server.BaseHTTPRequestHandler):
-        def _refuse(self):
-            seen.append((self.command, self.path, dict(self.headers)))
-            body = b'{"error": "refused by test server"}'
-            self.send_response(403)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_POST = do_PUT = do_HEAD = _refuse
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint, seen = refusing_hub
     run = tmp_path / "run"
     for folder in ("adapter", "processor"):
         (run / folder).mkdir(parents=True)
@@ -232,18 +213,15 @@ def test_push_to_hub_refused_is_one_line_and_keeps_the_token_out(tmp_path):
               "from train.asr.train import push_to_hub\n"
               "cfg = AsrConfig(); cfg.hub.repo_id = 'someone/whisper-small-sq'\n"
               f"run_cli(lambda: push_to_hub(cfg, __import__('pathlib').Path({str(run)!r})) and 0)\n")
-    import os
-
-    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}", "HF_TOKEN": token,
-           "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_TOKEN": token, "HF_HUB_OFFLINE": "0",
+           "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_DISABLE_TELEMETRY": "1"}
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    server.shutdown()
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: push to the Hub repo someone/whisper-small-sq failed")
+    assert len(lines) == 1 and lines[0].startswith("error: push to the Hub repo someone/whisper-small-sq failed: 403")
     assert token not in proc.stdout + proc.stderr
     assert seen, "the test server received no request"
     for _, path, headers in seen:
         assert token not in path
-        assert headers.get("authorization") == f"Bearer {token}" or headers.get("Authorization") == f"Bearer {token}"
-    assert not any(token in p.read_text(errors="ignore") for p in run.rglob("*") if p.is_file())
+        assert headers.get("authorization") == f"Bearer {token}"
+    assert not any(token in p.read_text(errors="ignore") for p in tmp_path.rglob("*") if p.is_file())
