@@ -111,6 +111,17 @@ def build_dataset_card(cfg: DatasetCardConfig) -> Path:
     return out / "README.md"
 
 
+def _dialect_line(dialects: dict[str, tuple[int, float]]) -> str:
+    known = {d: v for d, v in dialects.items() if d != "not recorded"}
+    if not known:
+        return ("- **Dialects**: no video records its dialect (Gheg or Tosk; `dialect:` in sources.yaml), so the "
+                "dialect coverage is unknown; evaluate on both before relying on a model for either.")
+    parts = [f"{d}: {n} videos, {s / 60:.1f} min" for d, (n, s) in dialects.items()]
+    missing = [d for d in ("gheg", "tosk") if d not in known]
+    gap = f" There is no {' or '.join(missing)} material: expect worse results there." if missing else ""
+    return f"- **Dialects** (from sources.yaml): {'; '.join(parts)}.{gap}"
+
+
 def _body(cfg: DatasetCardConfig, index: dict, splits: dict, facts: dict) -> str:
     total = sum(f.samples for f in splits.values())
     hours = sum(f.hours for f in splits.values())
@@ -195,8 +206,7 @@ def _body(cfg: DatasetCardConfig, index: dict, splits: dict, facts: dict) -> str
     parts += ["", "## Limitations", "",
               f"- **Speaker balance**: {len(all_seconds)} speakers; the largest holds {_pct(biggest / total_seconds)} "
               f"of the audio, the median speaker {median:.1f} s. Models trained on it will fit the largest speakers best.",
-              "- **Dialects**: the Gheg/Tosk dialect of a video is not recorded by the collection, so the dialect "
-              "coverage is unknown; evaluate on both before relying on a model for either.",
+              _dialect_line(facts["dialects"]),
               f"- **Transcripts** exist only where the uploader provided captions ({sum(f.with_transcript for f in splits.values())} "
               f"of {total} utterances); they are not verified by hand.",
               "- The sync, face and sharpness filters are automatic and make mistakes in both directions."]

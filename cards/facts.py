@@ -176,13 +176,21 @@ def dataset_facts(root: str | Path) -> dict:
     bases = Counter()
     licences = Counter()
     kept = {c["video_id"] for c in clips}
+    seconds_of = Counter()
+    for c in clips:
+        seconds_of[c["video_id"]] += c.get("duration", 0.0)
+    dialects: dict[str, list] = defaultdict(lambda: [0, 0.0])  # dialect → [videos, seconds of utterances]
     for record in raw:
         if record["video_id"] in kept:
             rights = record.get("rights") or {}
             bases[rights.get("basis") or "unknown"] += 1
             licences[rights.get("license") or "none (explicit consent)"] += 1
+            entry = dialects[(record.get("source") or {}).get("dialect") or "not recorded"]
+            entry[0] += 1
+            entry[1] += seconds_of[record["video_id"]]
     return {"videos": videos, "funnel": funnel, "video_rejections": Counter(r["reason"] for r in whole).most_common(),
             "consent_basis": dict(bases), "licences": dict(licences),
+            "dialects": {d: (n, s) for d, (n, s) in sorted(dialects.items())},
             "all_rejections": Counter(r["reason"] for r in rejected).most_common()}
 
 

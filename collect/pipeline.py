@@ -190,7 +190,7 @@ class Collector:
                 channel_id=info.get("channel_id") or info.get("uploader_id"),
                 channel=info.get("channel") or info.get("uploader"), title=info.get("title") or entry.title,
                 upload_date=_iso_date(info.get("upload_date")), language=info.get("language") or entry.language,
-                speaker=entry.speaker)
+                speaker=entry.speaker, dialect=entry.dialect)
             decision = self._admit(entry, video_id, source, info.get("license"))
             if decision is None:
                 continue
@@ -229,7 +229,7 @@ class Collector:
                 continue
             source = SourceInfo(url=f"local:{shown}", extractor="local", id=video_id,
                                 title=entry.title or file.stem, language=entry.language, speaker=entry.speaker,
-                                channel=entry.consent.subject if entry.consent else None)
+                                dialect=entry.dialect, channel=entry.consent.subject if entry.consent else None)
             decision = self._admit(entry, video_id, source, None)
             if decision is None:
                 continue

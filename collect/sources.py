@@ -30,7 +30,9 @@ import yaml
 from shqip_av import ShqipError
 from shqip_av.records import Consent
 
-ENTRY_KEYS = {"url", "path", "consent", "license", "language", "max_videos", "title", "speaker", "captions"}
+ENTRY_KEYS = {"url", "path", "consent", "license", "language", "max_videos", "title", "speaker", "captions",
+              "dialect"}
+DIALECTS = ("gheg", "tosk", "mixed")  # the two main Albanian dialects, for the dataset card's coverage
 DEFAULT_KEYS = ENTRY_KEYS - {"url", "path", "title"}
 
 
@@ -50,6 +52,7 @@ class SourceEntry:
     max_videos: int = 0  # for playlists and channels; 0 = all
     title: str | None = None
     speaker: str | None = None
+    dialect: str | None = None  # gheg | tosk | mixed
     captions: bool = True
     line: int = 0  # where it is in sources.yaml, for messages
 
@@ -124,6 +127,12 @@ def _entry(raw: dict[str, tuple[yaml.Node, yaml.Node]], defaults: dict[str, Any]
     for key, conv in (("license", str), ("language", str), ("title", str), ("speaker", str)):
         if values.get(key) is not None:
             setattr(entry, key, conv(values[key]).strip())
+    if values.get("dialect") is not None:
+        dialect = str(values["dialect"]).strip().lower()
+        if dialect not in DIALECTS:
+            raise _err(path, (raw.get("dialect") or (None, node))[1],
+                       f"'dialect' must be one of {', '.join(DIALECTS)}, got {values['dialect']!r}")
+        entry.dialect = dialect
     if values.get("max_videos") is not None:
         mv = values["max_videos"]
         if not isinstance(mv, int) or isinstance(mv, bool) or mv < 0:

@@ -58,6 +58,7 @@ class SourceInfo:
     upload_date: str | None = None  # ISO date
     language: str | None = None
     speaker: str | None = None  # who is on camera, when the collector knows (sources.yaml 'speaker')
+    dialect: str | None = None  # gheg, tosk or mixed, when the collector knows (sources.yaml 'dialect')
 
 
 @dataclass

@@ -65,7 +65,8 @@ def test_dataset_card_states_the_real_counts_and_parses_back(demo_root):
     assert "| consent | 6 |" in card.text and "| CC0 1.0 | 6 | cc0-1.0 |" in card.text
     for heading in ("## Takedown", "## Intended uses", "## Out-of-scope uses", "## Limitations", "## Sample schema"):
         assert heading in card.text
-    assert "disclosed as synthetic" in card.text and "Gheg/Tosk" in card.text
+    assert "disclosed as synthetic" in card.text
+    assert "no video records its dialect (Gheg or Tosk" in card.text
     for png in ("durations.png", "funnel.png"):
         assert (card_path.parent / "assets" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"(assets/{png})" in card.text
@@ -271,3 +272,17 @@ def test_shards_still_holding_a_withdrawn_video_are_not_carded(broken_copy):
     (broken_copy / "takedown.txt").write_text(f"video:{record['video_id']}\n")  # listed, takedown not yet run
     with pytest.raises(CardError, match=rf"is withdrawn \(video:{record['video_id']}\): run `python -m collect.takedown"):
         publish(PublishConfig(root=str(broken_copy), repo="someone/shqip-av", dry_run=True))
+
+
+def test_recorded_dialects_are_counted_in_the_card(broken_copy):
+    manifest = broken_copy / "raw" / "manifest.jsonl"
+    kept = {json.loads(line)["video_id"] for line in (broken_copy / "clips" / "manifest.jsonl").read_text().splitlines()}
+    records = [json.loads(line) for line in manifest.read_text().splitlines()]
+    tagged = [r for r in records if r["video_id"] in kept][:2]
+    for r in tagged:
+        r["source"]["dialect"] = "gheg"  # as sources.yaml's `dialect: gheg` records it
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in records))
+    text = DatasetCard.load(build_dataset_card(DatasetCardConfig(root=str(broken_copy)))).text
+    assert "- **Dialects** (from sources.yaml): gheg: 2 videos" in text
+    assert "not recorded: 4 videos" in text
+    assert "There is no tosk material" in text

@@ -63,11 +63,13 @@ sources:
     consent: {kind: channel-permission, subject: Kanali, reference: letter 3, granted: 2025-02-01}
   - path: recordings/arta.mp4
     license: CC BY 4.0
+    dialect: Gheg
     consent: {kind: release, subject: Arta, reference: form 12}
 """)
     s = load_sources(p)
     a, b = s.entries
     assert a.url.endswith("@kanali") and a.max_videos == 5 and a.consent.kind == "channel-permission"
+    assert a.dialect is None and b.dialect == "gheg"
     assert b.path == tmp_path / "recordings" / "arta.mp4" and b.consent.granted is None and b.line == 8
 
 
@@ -80,6 +82,7 @@ sources:
     ("sources:\n  - url: https://x\n  - url: [unclosed\n", r"sources.yaml:\d+: invalid YAML"),
     ("sorces:\n  - url: https://x\n", r"sources.yaml:1: unknown top-level key 'sorces'"),
     ("sources: https://x\n", r"sources.yaml:1: 'sources' must be a list"),
+    ("sources:\n  - url: https://x\n    dialect: arbëresh\n", r"sources.yaml:3: 'dialect' must be one of gheg, tosk, mixed"),
 ])
 def test_malformed_sources_name_the_line(tmp_path, text, match):
     with pytest.raises(SourcesError, match=match):
