@@ -49,6 +49,7 @@ class PublishConfig:
     revision: str = option("main", "branch to commit to")
     chunk_bytes: int = option(2_000_000_000, "most bytes of shards per commit")
     contact: str = option("", "takedown contact written into the dataset card")
+    consent_license: str = option("other", "Hub licence id the dataset card gives consent-only videos")
     dataset: str = option("", "with --run: Hub id of the dataset the model was trained on")
 
 
@@ -76,7 +77,8 @@ def _sources_dataset(cfg: PublishConfig) -> list[tuple[str, Path]]:
     from cards.dataset_card import DatasetCardConfig, build_dataset_card
 
     root = DatasetRoot(cfg.root)
-    card = build_dataset_card(DatasetCardConfig(root=cfg.root, repo=cfg.repo, contact=cfg.contact))
+    card = build_dataset_card(DatasetCardConfig(root=cfg.root, repo=cfg.repo, contact=cfg.contact,
+                                                consent_license=cfg.consent_license))
     files = [("README.md", card)]
     files += [(f"assets/{p.name}", p) for p in sorted((card.parent / "assets").glob("*.png"))]
     files.append(("shards/index.json", root.path("shards", "index.json")))
