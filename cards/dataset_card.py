@@ -19,7 +19,7 @@ from shqip_av.log import get_logger
 from shqip_av.schema import META_FIELDS, SCHEMA_VERSION
 
 from cards import plots
-from cards.facts import SPLITS, dataset_facts, thresholds, verify_shards
+from cards.facts import NO_LICENCE, SPLITS, dataset_facts, thresholds, verify_shards
 
 log = get_logger(__name__)
 
@@ -59,6 +59,11 @@ def hub_license(name: str | None, consent_license: str) -> str:
     return "other"
 
 
+def _licence_id(name: str, cfg: DatasetCardConfig) -> str:
+    """Hub id of a licence as cards.facts names it (NO_LICENCE for consent-only videos)."""
+    return hub_license(None if name == NO_LICENCE else name, cfg.consent_license)
+
+
 def size_category(samples: int) -> str:
     for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
         if samples < limit:
@@ -92,8 +97,7 @@ def build_dataset_card(cfg: DatasetCardConfig) -> Path:
     funnel_steps += [(f"utterances after {f.stage.split('.')[1]}", f.entered - f.rejected) for f in facts["funnel"]]
     plots.funnel_chart(funnel_steps, out / "assets" / "funnel.png")
 
-    licences = sorted({hub_license(name if not name.startswith("none") else None, cfg.consent_license)
-                       for name in facts["licences"]}) or [cfg.consent_license]
+    licences = sorted({_licence_id(name, cfg) for name in facts["licences"]}) or [cfg.consent_license]
     present = [s for s in SPLITS if splits[s].samples]
     data = DatasetCardData(
         language=["sq"], license=licences if len(licences) > 1 else licences[0],
@@ -177,7 +181,7 @@ def _body(cfg: DatasetCardConfig, index: dict, splits: dict, facts: dict) -> str
               "(a release form or a channel's permission).", "",
               _table(["basis", "videos"], [[b, n] for b, n in sorted(basis.items())]), "",
               _table(["licence", "videos", "Hub id"],
-                     [[name, n, hub_license(name if not name.startswith("none") else None, cfg.consent_license)]
+                     [[name, n, _licence_id(name, cfg)]
                       for name, n in sorted(facts["licences"].items())])]
 
     parts += ["", "## Takedown", "",

@@ -10,7 +10,6 @@ survived each filter, licences and consent, speaker balance, the thresholds used
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tarfile
 from collections import Counter, defaultdict
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shqip_av import ShqipError
-from shqip_av.files import DatasetRoot
+from shqip_av.files import DatasetRoot, sha256_file
 from shqip_av.log import progress
 from shqip_av.manifest import read_jsonl
 from shqip_av.takedown import TakedownList
@@ -26,6 +25,7 @@ from shqip_av.takedown import TakedownList
 SPLITS = ("train", "validation", "test")
 # the order in which filter's stages see an utterance (DESIGN.md §3)
 FILTER_STAGES = ("filter.probe", "filter.speech", "filter.faces", "filter.quality", "filter.sync")
+NO_LICENCE = "none (explicit consent)"  # the licence column of videos admitted by a consent record alone
 
 
 class CardError(ShqipError):
@@ -82,11 +82,7 @@ def verify_shards(root: str | Path) -> tuple[dict, dict[str, SplitFacts]]:
         if path.stat().st_size != entry["bytes"]:
             raise CardError(f"shard {entry['path']} has {path.stat().st_size} bytes, the index says {entry['bytes']} "
                             "(partial or altered: rerun `python -m filter.shard`)")
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        if digest.hexdigest() != entry["sha256"]:
+        if sha256_file(path) != entry["sha256"]:
             raise CardError(f"shard {entry['path']} does not match its sha256 in shards/index.json "
                             "(altered or corrupted: rerun `python -m filter.shard`)")
         try:
@@ -184,7 +180,7 @@ def dataset_facts(root: str | Path) -> dict:
         if record["video_id"] in kept:
             rights = record.get("rights") or {}
             bases[rights.get("basis") or "unknown"] += 1
-            licences[rights.get("license") or "none (explicit consent)"] += 1
+            licences[rights.get("license") or NO_LICENCE] += 1
             entry = dialects[(record.get("source") or {}).get("dialect") or "not recorded"]
             entry[0] += 1
             entry[1] += seconds_of[record["video_id"]]

@@ -22,6 +22,7 @@ huggingface_hub only (which sends it in the Authorization header) and is never l
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -73,21 +74,24 @@ def _hashes(path: Path) -> tuple[str, str]:
     return sha256.hexdigest(), sha1.hexdigest()
 
 
-def _sources_dataset(cfg: PublishConfig) -> list[tuple[str, Path]]:
+def _sources_dataset(cfg: PublishConfig) -> list[tuple[str, Path, str | None]]:
+    """(repo path, local file, sha256 when already known) of a dataset upload. The card build has
+    just verified every shard against the index, so the shards' sha256 is taken from there."""
     from cards.dataset_card import DatasetCardConfig, build_dataset_card
 
     root = DatasetRoot(cfg.root)
     card = build_dataset_card(DatasetCardConfig(root=cfg.root, repo=cfg.repo, contact=cfg.contact,
                                                 consent_license=cfg.consent_license))
-    files = [("README.md", card)]
-    files += [(f"assets/{p.name}", p) for p in sorted((card.parent / "assets").glob("*.png"))]
-    files.append(("shards/index.json", root.path("shards", "index.json")))
+    index = json.loads(root.path("shards", "index.json").read_text(encoding="utf-8"))
+    files = [("README.md", card, None)]
+    files += [(f"assets/{p.name}", p, None) for p in sorted((card.parent / "assets").glob("*.png"))]
+    files.append(("shards/index.json", root.path("shards", "index.json"), None))
     for split in ("train", "validation", "test"):
-        files += [(f"shards/{split}/{p.name}", p) for p in sorted(root.path("shards", split).glob("*.tar"))]
+        files += [(e["path"], root.path(e["path"]), e["sha256"]) for e in index["splits"].get(split, {}).get("shards", [])]
     return files
 
 
-def _sources_model(cfg: PublishConfig) -> list[tuple[str, Path]]:
+def _sources_model(cfg: PublishConfig) -> list[tuple[str, Path, str | None]]:
     from cards.model_card import ModelCardConfig, build_model_card, resolve_run
 
     run = resolve_run(cfg.run, cfg.root)
@@ -100,7 +104,7 @@ def _sources_model(cfg: PublishConfig) -> list[tuple[str, Path]]:
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
         raise CardError(f"{run}: {clash[0]} exists in more than one of the folders to upload")
-    return files
+    return [(name, path, None) for name, path in files]
 
 
 def staging_dir(cfg: PublishConfig) -> Path:
@@ -116,14 +120,15 @@ def assemble(cfg: PublishConfig) -> tuple[Path, list[UploadFile]]:
     if folder.exists():
         shutil.rmtree(folder)
     files = []
-    for path_in_repo, src in sources:
+    for path_in_repo, src, known_sha256 in sources:
         dst = folder / path_in_repo
         dst.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(src, dst)  # shards can be large: no second copy where the file system allows
         except OSError:
             shutil.copy2(src, dst)
-        sha256, sha1 = _hashes(dst)
+        # shards are LFS files, identified by sha256 alone: no second read of gigabytes
+        sha256, sha1 = (known_sha256, "") if known_sha256 else _hashes(dst)
         files.append(UploadFile(path_in_repo, dst, dst.stat().st_size, sha256, sha1))
     return folder, files
 

@@ -27,10 +27,6 @@ def missing_inputs() -> str | None:
     return None
 
 
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
-
-
 def albanian_sentences(count: int, skip: int = 0) -> list[str]:
     """Short real Albanian sentences with ë or ç, from ../shared/testdata/text."""
     lines = [line.strip() for line in TEXT.read_text(encoding="utf-8").splitlines()]
@@ -58,14 +54,15 @@ def speaker_in(split: str, cfg) -> str:
 def build_asr_root(root: Path, train_texts: list[str], test_texts: list[str], *, edge_cases: bool = True) -> Path:
     """A dataset root whose shards hold espeak-ng utterances (train and test speakers)."""
     from filter.shard import ShardConfig, pack_shards
-    from shqip_av.media import write_wav
+    from shqip_av.media import run_ffmpeg, write_wav
     from shqip_av.schema import SCHEMA_VERSION, sample_key
 
     cfg = ShardConfig(root=str(root), train=0.5, validation=0.0, test=0.5)
     clips = root / "clips"
     common = clips / "common"
     common.mkdir(parents=True)
-    ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=64x64:r=25:d=0.2", "-pix_fmt", "yuv420p", str(common / "face.mp4"))
+    run_ffmpeg(["-f", "lavfi", "-i", "color=c=gray:s=64x64:r=25:d=0.2", "-pix_fmt", "yuv420p", str(common / "face.mp4")],
+               "placeholder face video")
     np.save(common / "landmarks.npy", np.zeros((5, 478, 2), np.float32))
     np.save(common / "affine.npy", np.zeros((5, 2, 3), np.float32))
 

@@ -45,8 +45,8 @@ def evaluate_models(cfg: EvaluateConfig) -> list[dict]:
     import torch
 
     from train.asr.data import check_shards
-    from train.asr.model import configure_generation, load_for_inference
-    from train.asr.scoring import eligible_split, score_rows, transcribe, write_predictions
+    from train.asr.model import load_for_inference
+    from train.asr.scoring import eligible_split, max_audio_seconds, score_rows, transcribe, write_predictions
 
     if not cfg.model:
         raise ConfigError("give at least one --model")
@@ -54,12 +54,11 @@ def evaluate_models(cfg: EvaluateConfig) -> list[dict]:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     results = []
     for name in cfg.model:
-        loaded = load_for_inference(name, language=cfg.language, task=cfg.task)
-        configure_generation(loaded.model, loaded.processor.tokenizer, cfg.language, cfg.task, cfg.max_new_tokens)
+        loaded = load_for_inference(name, language=cfg.language, task=cfg.task, max_new_tokens=cfg.max_new_tokens)
         model = loaded.model.to(device)
-        window = float(loaded.processor.feature_extractor.chunk_length)
         for split in cfg.split:
-            dataset, eligibility = eligible_split(cfg.root, split, loaded.processor.tokenizer, max_seconds=window,
+            dataset, eligibility = eligible_split(cfg.root, split, loaded.processor.tokenizer,
+                                                  max_seconds=max_audio_seconds(30.0, loaded.processor.feature_extractor),
                                                   max_label_tokens=WHISPER_MAX_LABEL_TOKENS)
             if dataset is None:
                 log.warning("split %r has no shards under %s/shards; skipped", split, cfg.root)

@@ -126,41 +126,43 @@ class LoadedModel:
 
 
 def load_for_inference(name_or_path: str, *, language: str = "sq", task: str = "transcribe",
-                       revision: str = "main") -> LoadedModel:
+                       revision: str = "main", max_new_tokens: int | None = None) -> LoadedModel:
     """Any Whisper the project deals with, ready to transcribe (see the module docstring)."""
+    generation = (language, task, max_new_tokens)
     path = Path(name_or_path)
     if path.is_dir() and (path / "config.yaml").is_file() and (path / "processor").is_dir():
-        return _load_run(path, language, task)
+        return _load_run(path, generation)
     if path.is_dir() and (path / "adapter_config.json").is_file():
-        base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
-        processor_dir = path if (path / "preprocessor_config.json").is_file() else base
-        return _with_adapter(base, path, load_processor(processor_dir), language, task)
+        processor_dir = path if (path / "preprocessor_config.json").is_file() else _adapter_base(path)
+        return _with_adapter(path, load_processor(str(processor_dir)), generation)
     if not path.exists() and (name_or_path.startswith((".", "/")) or name_or_path.count("/") > 1):
         raise ModelError(f"model folder not found: {name_or_path}")
     processor = load_processor(name_or_path, revision)
     model = load_whisper(name_or_path, revision)
-    configure_generation(model, processor.tokenizer, language, task)
+    configure_generation(model, processor.tokenizer, *generation)
     return LoadedModel(model.eval(), processor, name_or_path, name_or_path)
 
 
-def _load_run(run: Path, language: str, task: str) -> LoadedModel:
+def _adapter_base(adapter: Path) -> str:
+    return json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+
+
+def _load_run(run: Path, generation: tuple) -> LoadedModel:
     processor = load_processor(str(run / "processor"))
     if (run / "adapter").is_dir():
-        return _with_adapter(None, run / "adapter", processor, language, task, description=str(run))
+        return _with_adapter(run / "adapter", processor, generation, description=str(run))
     if (run / "model").is_dir():
         model = load_whisper(str(run / "model"))
-        configure_generation(model, processor.tokenizer, language, task)
+        configure_generation(model, processor.tokenizer, *generation)
         return LoadedModel(model.eval(), processor, str(run), getattr(model.config, "_name_or_path", str(run)))
     raise ModelError(f"{run} has no adapter/ or model/: the run has not finished (rerun train.asr to resume it)")
 
 
-def _with_adapter(base: str | None, adapter: Path, processor, language: str, task: str,
-                  description: str | None = None) -> LoadedModel:
+def _with_adapter(adapter: Path, processor, generation: tuple, description: str | None = None) -> LoadedModel:
     from peft import PeftModel
 
-    if base is None:
-        base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+    base = _adapter_base(adapter)
     model = load_whisper(base)
-    configure_generation(model, processor.tokenizer, language, task)
+    configure_generation(model, processor.tokenizer, *generation)
     model = PeftModel.from_pretrained(model, str(adapter))
     return LoadedModel(model.eval(), processor, description or str(adapter), base)

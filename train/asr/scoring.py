@@ -22,6 +22,11 @@ log = get_logger(__name__)
 RATE_KEYS = ("wer", "wer_normalized", "cer", "cer_normalized")
 
 
+def max_audio_seconds(limit: float, feature_extractor) -> float:
+    """The longest usable audio: the configured limit, never more than the model's input window."""
+    return min(limit, float(feature_extractor.chunk_length))
+
+
 def eligible_split(root: str | Path, split: str, tokenizer, *, max_seconds: float = 30.0,
                    min_seconds: float = 0.0, max_label_tokens: int = 448, streaming: bool = False):
     """(dataset, eligibility) for scoring; dataset is None when the split has no shards."""

@@ -56,12 +56,13 @@ class TinyWhisperConfig:
 def _corpus(cfg: TinyWhisperConfig) -> list[str]:
     lines: list[str] = []
     if cfg.root:
-        manifest = DatasetRoot(cfg.root).path("clips", "manifest.jsonl")
+        root = DatasetRoot(cfg.root)
+        manifest = root.path("clips", "manifest.jsonl")
         if manifest.exists():
             for record in read_jsonl(manifest):
                 txt = record.get("files", {}).get("txt")
                 if txt:
-                    lines.append(DatasetRoot(cfg.root).path(txt).read_text(encoding="utf-8").strip())
+                    lines.append(root.path(txt).read_text(encoding="utf-8").strip())
     for name in cfg.text:
         path = Path(name)
         if not path.is_file():

@@ -27,7 +27,8 @@ from shqip_av.log import get_logger
 from train.asr import data as asr_data
 from train.asr import model as asr_model
 from train.asr.config import AsrConfig, check_config
-from train.asr.scoring import eligible_split, format_table, score_rows, transcribe, write_predictions
+from train.asr.scoring import (eligible_split, format_table, max_audio_seconds, score_rows, transcribe,
+                               write_predictions)
 
 log = get_logger(__name__)
 
@@ -211,17 +212,16 @@ def run_training(cfg: AsrConfig) -> dict:
         model = asr_model.add_lora(model, cfg.model.lora)
     log.info("%s: %s", cfg.model.finetune, asr_model.trainable_summary(model))
 
-    max_seconds = min(cfg.data.max_seconds, float(processor.feature_extractor.chunk_length))
+    max_seconds = max_audio_seconds(cfg.data.max_seconds, processor.feature_extractor)
     preparer = asr_data.FeaturePreparer(processor.feature_extractor, tokenizer)
     data_counts: dict[str, asr_data.Eligibility] = {}
 
     def split(name: str, limit: int = 0):
-        raw = asr_data.load_split(cfg.data.root, name, streaming=cfg.data.streaming)
-        eligibility = asr_data.Eligibility(tokenizer, cfg.data.max_label_tokens, cfg.data.min_seconds, max_seconds)
-        data_counts[name] = eligibility
-        if raw is None:
+        kept, data_counts[name] = eligible_split(
+            cfg.data.root, name, tokenizer, max_seconds=max_seconds, min_seconds=cfg.data.min_seconds,
+            max_label_tokens=cfg.data.max_label_tokens, streaming=cfg.data.streaming)
+        if kept is None:
             return None
-        kept = asr_data.select_eligible(raw, eligibility, desc=f"checking {name}")
         if limit:
             kept = kept.take(limit) if cfg.data.streaming else kept.select(range(min(limit, len(kept))))
         return kept
@@ -301,8 +301,8 @@ def finish(cfg: AsrConfig, model, processor, training: dict, data_counts: dict) 
            "num_beams": cfg.training.num_beams}
     for name in cfg.data.report_splits:
         dataset, eligibility = eligible_split(
-            cfg.data.root, name, processor.tokenizer, max_seconds=min(cfg.data.max_seconds, float(processor.feature_extractor.chunk_length)),
-            min_seconds=cfg.data.min_seconds, max_label_tokens=cfg.data.max_label_tokens,
+            cfg.data.root, name, processor.tokenizer,
+            max_seconds=max_audio_seconds(cfg.data.max_seconds, processor.feature_extractor), min_seconds=cfg.data.min_seconds, max_label_tokens=cfg.data.max_label_tokens,
             streaming=cfg.data.streaming)
         rows = transcribe(model, processor, dataset, desc=f"{name}: fine-tuned", **gen) if dataset is not None else []
         data_counts[name] = eligibility  # one complete pass: the counts to report
