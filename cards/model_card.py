@@ -14,6 +14,7 @@ from pathlib import Path
 from shqip_av.config import load_yaml, option
 from shqip_av.files import DatasetRoot, atomic_write_text
 from shqip_av.log import get_logger
+from shqip_av.takedown import WITHDRAWN_MARKER
 
 from cards.facts import CardError
 
@@ -78,10 +79,23 @@ def build_model_card(cfg: ModelCardConfig) -> Path:
         base_model=None if Path(metrics["base_model"]).exists() else metrics["base_model"], datasets=[cfg.dataset] if cfg.dataset else None,
         metrics=["wer", "cer"], pipeline_tag="automatic-speech-recognition", model_name=metrics["run"],
         tags=["whisper", "albanian", "shqip-av"] + (["lora"] if lora else []), eval_results=results)
-    card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_body(cfg, metrics, config, lora)}")
+    card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_withdrawn(run)}{_body(cfg, metrics, config, lora)}")
     atomic_write_text(run / "README.md", str(card))
     log.info("model card written to %s", run / "README.md")
     return run / "README.md"
+
+
+def _withdrawn(run: Path) -> str:
+    """A warning at the top of the card when a takedown hit the data this run was trained on."""
+    marker = run / WITHDRAWN_MARKER
+    if not marker.is_file():
+        return ""
+    info = json.loads(marker.read_text(encoding="utf-8"))
+    what = (f"{info['videos']} video(s) it was trained on" if info.get("known") and info.get("videos")
+            else "data it may have been trained on (the run did not record its training videos)")
+    return (f"> **Trained on withdrawn data.** {what.capitalize()} were withdrawn from the dataset by a takedown "
+            f"(last on {info.get('last_takedown', 'an unknown date')}). A trained model cannot forget them: this "
+            f"version should no longer be distributed; retrain it on the current dataset.\n\n")
 
 
 def _body(cfg: ModelCardConfig, metrics: dict, config: dict, lora: bool) -> str:

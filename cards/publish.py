@@ -28,7 +28,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from shqip_av.config import option
+from shqip_av.config import option, validate
 from shqip_av.files import DatasetRoot, safe_id
 from shqip_av.log import get_logger
 
@@ -48,10 +48,14 @@ class PublishConfig:
     private: bool = option(False, "create the repo private (an existing repo keeps its visibility)")
     dry_run: bool = option(False, "assemble and list what would be uploaded; send nothing")
     revision: str = option("main", "branch to commit to")
-    chunk_bytes: int = option(2_000_000_000, "most bytes of shards per commit")
+    chunk_bytes: int = option(2_000_000_000, "most bytes of shards per commit", min=1)
     contact: str = option("", "takedown contact written into the dataset card")
     consent_license: str = option("other", "Hub licence id the dataset card gives consent-only videos")
     dataset: str = option("", "with --run: Hub id of the dataset the model was trained on")
+    max_delete_share: float = option(0.25, "largest share of the repo's shards one publish may delete "
+                                           "(more needs allow_delete)", min=0, max=1)
+    allow_delete: bool = option(False, "delete more of the repo's shards than max_delete_share allows "
+                                       "(after a large takedown, say)")
 
 
 @dataclass(frozen=True)
@@ -176,12 +180,34 @@ def commit_plan(files: list[UploadFile], remote: dict[str, str], *, owned: tuple
     return commits
 
 
+def check_deletions(commits: list, remote: dict[str, str], cfg: PublishConfig) -> None:
+    """Refuse, before any commit, a publish that would delete a large share of the repo's shards:
+    a local dataset that lost its shards must not take the published copy with it."""
+    from huggingface_hub import CommitOperationDelete
+
+    shards = [p for p in remote if p.startswith("shards/") and p.endswith(".tar")]
+    doomed = [op.path_in_repo for ops in commits for op in ops
+              if isinstance(op, CommitOperationDelete) and op.path_in_repo in shards]
+    if shards and doomed and not cfg.allow_delete and len(doomed) > cfg.max_delete_share * len(shards):
+        raise CardError(f"this publish would delete {len(doomed)} of the {len(shards)} shards in {cfg.repo} "
+                        f"(more than {cfg.max_delete_share:.0%}), e.g. {doomed[0]}; nothing was sent. Check the "
+                        f"local shards; if the deletion is intended (a takedown), rerun with --allow-delete")
+
+
 def publish(cfg: PublishConfig) -> dict:
     """Assemble, then (unless dry-run) upload; returns a summary of what was done."""
+    from shqip_av.lock import stage_lock
+
+    with stage_lock(cfg.root, "publish"):
+        return _publish(cfg)
+
+
+def _publish(cfg: PublishConfig) -> dict:
     from huggingface_hub import HfApi, get_token
 
     from shqip_av.hub import describe, upload_errors
 
+    validate(cfg)
     token = None if cfg.dry_run else get_token()
     if not cfg.dry_run and not token:  # said before any work is done
         raise CardError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (nothing was published)")
@@ -201,6 +227,7 @@ def publish(cfg: PublishConfig) -> dict:
         # a model repo keeps files of ours it no longer gets; a dataset repo loses stale shards
         owned = DATASET_OWNED if repo_type == "dataset" else ()
         commits = commit_plan(files, remote, owned=owned, chunk_bytes=cfg.chunk_bytes)
+        check_deletions(commits, remote, cfg)
         for i, operations in enumerate(commits, 1):
             api.create_commit(cfg.repo, operations, repo_type=repo_type, revision=cfg.revision,
                               commit_message=f"shqip-av publish ({i}/{len(commits)})")

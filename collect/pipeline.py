@@ -47,14 +47,14 @@ class CollectConfig:
                                           factory=lambda: list(DEFAULT_ALLOWLIST))
     caption_languages: list[str] = option(help="uploader caption languages kept as transcripts",
                                           factory=lambda: ["sq"])
-    min_duration: float = option(1.0, "videos shorter than this (seconds) are refused")
+    min_duration: float = option(1.0, "videos shorter than this (seconds) are refused", min=0)
     format: str = option(FetchOptions.format, "yt-dlp format selection")
-    retries: int = option(3, "download retries (exponential backoff)")
-    backoff_seconds: float = option(5.0, "first retry delay; doubles each retry")
+    retries: int = option(3, "download retries (exponential backoff)", min=0, max=100)
+    backoff_seconds: float = option(5.0, "first retry delay; doubles each retry", min=0, max=3600)
     rate_limit: str = option("", "download rate limit in bytes/s, yt-dlp syntax such as 2M (empty: none)")
-    sleep_interval: float = option(0.0, "seconds to wait between downloads")
+    sleep_interval: float = option(0.0, "seconds to wait between downloads", min=0, max=3600)
     cookies: str = option("", "Netscape cookies.txt for sources that need a login (never logged)")
-    socket_timeout: float = option(30.0, "network timeout in seconds")
+    socket_timeout: float = option(30.0, "network timeout in seconds", above=0, max=3600)
 
 
 @dataclass
@@ -249,6 +249,11 @@ class Collector:
 
 def prepare_raw(cfg: CollectConfig) -> CollectStats:
     """Collect everything sources.yaml lists into ``cfg.root``/raw; returns the run's counts."""
-    return Collector(cfg).run()
+    from shqip_av.config import validate
+    from shqip_av.lock import stage_lock
+
+    validate(cfg)
+    with stage_lock(cfg.root, "collect"):
+        return Collector(cfg).run()  # sources.yaml and takedown.txt are checked before any download
 
 

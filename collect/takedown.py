@@ -1,26 +1,45 @@
 """python -m collect.takedown --root data: remove withdrawn content everywhere it is.
 
 Everything matching <root>/takedown.txt (video ids, channels, consent subjects, URLs; see
-shqip_av.takedown) is removed from raw/ (folders, manifest lines, rejection lines, the
-download archive), work/<video_id>/, clips/ (folders and manifest/rejection lines) and from
-every shard tar that holds one of its samples (keys start with ``<video_id>_``). Shards are
-rewritten atomically; shards/index.json is then out of date and is removed, so nothing
-publishes stale counts or checksums until ``python -m filter.shard`` rebuilds it.
-Running it twice is a no-op.
+shqip_av.takedown) is removed from every place under the root that holds a person's audio,
+face or words:
+
+- raw/ (folders, manifest and rejection lines, the download archive), work/<video_id>/,
+  clips/ (folders, manifest and rejection lines);
+- every shard tar that holds one of its samples (keys start with ``<video_id>_``), rewritten
+  atomically; shards/index.json is then out of date and removed, so nothing publishes stale
+  counts or checksums until ``python -m filter.shard`` rebuilds it;
+- cards/upload/ (assembled Hub uploads hard-link the old tars) and cache/datasets (the Arrow
+  cache of train.asr holds audio and transcripts): both are rebuilt on demand, so they go whole;
+- runs/*/*/predictions/*.jsonl lines of the withdrawn samples (references and hypotheses);
+- a training run whose data held a withdrawn video gets ``withdrawn.json``, which its model
+  card states: a trained model cannot forget, it must be retrained.
+
+Last, every remaining file under the root (except takedown.txt) is searched for the withdrawn
+video ids and source URLs, and any hit is reported and makes the command fail. What cannot be
+reached from here: the Hub's history of an already-published dataset, and models already
+trained and published. Running it twice is a no-op; an entry that matches nothing is reported.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from collect.download import drop_archive_lines
 from shqip_av.config import option, parse_config, run_cli
-from shqip_av.files import DatasetRoot, atomic_output, remove_tree
+from shqip_av import ShqipError
+from shqip_av.files import DatasetRoot, atomic_output, atomic_write_text, remove_tree
+from shqip_av.lock import stage_locks
 from shqip_av.log import setup_logging
 from shqip_av.manifest import read_jsonl, write_jsonl
-from shqip_av.takedown import TakedownList
+from shqip_av.records import utc_now
+from shqip_av.takedown import TRAINED_ON, WITHDRAWN_MARKER, TakedownList, video_digest
+
+LEDGER = "raw/takedown-applied.jsonl"  # sha256 of applied entries, never the entries themselves
 
 
 @dataclass
@@ -36,10 +55,29 @@ class TakedownReport:
     samples_removed: int = 0
     shards_rewritten: int = 0
 
+    derived_removed: list[str] = field(default_factory=list)
+    runs_marked: list[str] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)  # entries that withdrew nothing, ever
+    still_found: list[str] = field(default_factory=list)  # files that still name a withdrawn video
+
     def summary(self) -> str:
-        return (f"takedown: {len(self.videos)} video(s) withdrawn; removed {self.files_removed} folder(s), "
-                f"{self.lines_removed} manifest/rejection line(s), {self.samples_removed} shard sample(s) "
-                f"from {self.shards_rewritten} shard(s)")
+        lines = [f"takedown: {len(self.videos)} video(s) withdrawn; removed {self.files_removed} folder(s), "
+                 f"{self.lines_removed} manifest/rejection/prediction line(s), {self.samples_removed} shard "
+                 f"sample(s) from {self.shards_rewritten} shard(s)"
+                 + (f", and {', '.join(self.derived_removed)} (rebuilt on demand)" if self.derived_removed else "")]
+        for run in self.runs_marked:
+            lines.append(f"takedown: {run} was trained on withdrawn data; its model card now says so "
+                         f"(retrain it; published copies are not reached from here)")
+        for entry in self.unmatched:
+            lines.append(f"takedown: entry {entry!r} matches nothing collected in this root (a typo?); "
+                         f"collect will still refuse anything it matches")
+        for path in self.still_found:
+            lines.append(f"takedown: {path} still names a withdrawn video; remove it by hand")
+        return "\n".join(lines)
+
+    @property
+    def ok(self) -> bool:
+        return not self.unmatched and not self.still_found
 
 
 def _filter_jsonl(path: Path, drop) -> int:
@@ -71,19 +109,112 @@ def _rewrite_shard(path: Path, video_ids: set[str]) -> int:
     return len(doomed)
 
 
+def _rewrite_predictions(path: Path, video_ids: set[str]) -> int:
+    def drop(row: dict) -> bool:
+        key = str(row.get("key") or "")
+        return row.get("video_id") in video_ids or any(key.startswith(f"{v}_") for v in video_ids)
+    return _filter_jsonl(path, drop)
+
+
+def _mark_runs(root: DatasetRoot, withdrawn: set[str], report: TakedownReport) -> None:
+    """Runs trained on a withdrawn video: say so in the run (the model card repeats it)."""
+    digests = {video_digest(v) for v in withdrawn}
+    for run in sorted(p for p in root.path("runs").glob("*/*") if p.is_dir()):
+        trained = run / TRAINED_ON
+        if trained.is_file():
+            try:
+                seen = set(json.loads(trained.read_text(encoding="utf-8")).get("video_sha256", []))
+            except ValueError:
+                seen = None
+        else:
+            seen = None  # a run that did not record its data may hold anything
+        hit = len(seen & digests) if seen is not None else None
+        if hit == 0:
+            continue
+        marker = run / WITHDRAWN_MARKER
+        previous = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {}
+        count = (previous.get("videos") or 0) + (hit or 0) if hit is not None else previous.get("videos")
+        atomic_write_text(marker, json.dumps({
+            "videos": count, "known": seen is not None,
+            "last_takedown": utc_now(),
+            "note": "this model was trained on data that has since been withdrawn; retrain it without "
+                    "that data and stop distributing this version"}, indent=2) + "\n")
+        report.runs_marked.append(root.relative(run))
+
+
+def _sweep(root: DatasetRoot, needles: set[bytes]) -> list[str]:
+    """Every file under the root (but takedown.txt and the lock files) that still contains one of
+    ``needles``: the check that the removal above was complete, done by searching, not by
+    trusting the list of places."""
+    if not needles:
+        return []
+    longest = max(len(n) for n in needles)
+    skip = {root.takedown, root.path(LEDGER)}
+    hits = []
+    for path in sorted(root.root.rglob("*")):
+        if not path.is_file() or path.is_symlink() or path in skip or ".locks" in path.parts:
+            continue
+        tail = b""
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 22):
+                window = tail + block
+                if any(n in window for n in needles):
+                    hits.append(root.relative(path))
+                    break
+                tail = window[-longest:]
+    return hits
+
+
+def _ledger(root: DatasetRoot) -> set[str]:
+    """sha256 of the takedown entries applied before (so a rerun does not call them unmatched)."""
+    path = root.path(LEDGER)
+    return {r["entry_sha256"] for r in read_jsonl(path)} if path.is_file() else set()
+
+
+def _entry_digest(takedown: TakedownList, i: int) -> str:
+    kind, value = takedown.entries[i]
+    return hashlib.sha256(f"{kind}:{value}".encode("utf-8")).hexdigest()
+
+
 def apply_takedown(root: str | Path) -> TakedownReport:
-    root = DatasetRoot(root)
+    droot = DatasetRoot(root)
+    if not droot.root.is_dir():
+        raise ShqipError(f"dataset root {droot.root} does not exist")
+    if not droot.takedown.is_file():
+        raise ShqipError(f"{droot.takedown} does not exist: write the withdrawn video ids, channels or "
+                         f"consent subjects there, one per line")
+    with stage_locks(droot, "collect", "filter", "shard", "publish"):
+        return _apply(droot)
+
+
+def _apply(root: DatasetRoot) -> TakedownReport:
     takedown = TakedownList.load(root.takedown)
     report = TakedownReport()
     if not takedown:
         return report
     raw_manifest = root.path("raw", "manifest.jsonl")
     records = list(read_jsonl(raw_manifest))
-    withdrawn = {r["video_id"] for r in records if takedown.match_record(r)}
+    clip_records = list(read_jsonl(root.path("clips", "manifest.jsonl")))
+    refused = list(read_jsonl(root.path("raw", "rejected.jsonl")))
+    matched: set[int] = set()
+    withdrawn = set()
+    for r in records:
+        hits = takedown.matching_record(r)
+        if hits:
+            matched.update(hits)
+            withdrawn.add(r["video_id"])
     # clip records carry video_id and speaker; a subject withdrawn there counts too
-    withdrawn |= {r["video_id"] for r in read_jsonl(root.path("clips", "manifest.jsonl"))
-                  if r.get("video_id") and takedown.match_record(r)}
+    for r in clip_records:
+        hits = takedown.matching_record(r) if r.get("video_id") else []
+        if hits:
+            matched.update(hits)
+            withdrawn.add(r["video_id"])
+    for r in refused:  # sources collect refused because of the takedown list: the entry works
+        matched.update(takedown.matching(url=r.get("url"), video_id=r.get("key")))
     report.videos = sorted(withdrawn)
+    applied_before = _ledger(root)
+    report.unmatched = [takedown.describe(i) for i in range(len(takedown.entries))
+                        if i not in matched and _entry_digest(takedown, i) not in applied_before]
     if not withdrawn:
         return report
     urls = {r["source"]["url"] for r in records if r["video_id"] in withdrawn}
@@ -98,7 +229,7 @@ def apply_takedown(root: str | Path) -> TakedownReport:
     drop_archive_lines(root.path("raw", "download-archive.txt"), lambda extractor, vid: vid in ids)
     for vid in sorted(withdrawn):
         for folder in (root.path("raw", vid), root.path("raw", ".partial", vid), root.path("work", vid),
-                       root.path("clips", vid)):
+                       *(root.path("clips", f"{vid}{s}") for s in ("", ".partial", ".old"))):
             report.files_removed += remove_tree(folder)
     shards = root.path("shards")
     if shards.is_dir():
@@ -109,6 +240,19 @@ def apply_takedown(root: str | Path) -> TakedownReport:
                 report.shards_rewritten += 1
         if report.shards_rewritten:
             remove_tree(shards / "index.json")
+    # derived copies that are rebuilt on demand go whole
+    for rel in ("cards/upload", "cache/datasets"):
+        if remove_tree(root.path(rel)):
+            report.derived_removed.append(rel)
+    for path in sorted(root.path("runs").glob("*/*/predictions/*.jsonl")):
+        report.lines_removed += _rewrite_predictions(path, withdrawn)
+    _mark_runs(root, withdrawn, report)
+    needles = {v.encode() for v in withdrawn} | {u.encode() for u in urls}
+    report.still_found = _sweep(root, needles)
+    ledger = list(read_jsonl(root.path(LEDGER))) if root.path(LEDGER).is_file() else []
+    ledger += [{"entry_sha256": _entry_digest(takedown, i), "applied": utc_now()} for i in sorted(matched)
+               if _entry_digest(takedown, i) not in applied_before]
+    write_jsonl(root.path(LEDGER), ledger)
     return report
 
 
@@ -121,7 +265,7 @@ def main(argv=None) -> int:
     if report.shards_rewritten:
         print("shards/index.json removed: rebuild it with `python -m filter.shard --root "
               f"{cfg.root}` before publishing")
-    return 0
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

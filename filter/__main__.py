@@ -10,8 +10,9 @@ def main(argv=None) -> int:
     cfg, args = parse_config(FilterConfig, argv, prog="python -m filter",
                              description="Turn collected videos (<root>/raw) into accepted utterances (<root>/clips).")
     setup_logging(args.verbose)
-    print(prepare_clips(cfg).summary())
-    return 0
+    stats = prepare_clips(cfg)
+    print(stats.summary())
+    return 1 if stats.failed else 0  # failed videos are a problem the caller must see
 
 
 if __name__ == "__main__":

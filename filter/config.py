@@ -21,39 +21,39 @@ class ConfigurationError(ShqipError):
 
 @dataclass
 class ProbeConfig:
-    min_fps: float = option(23.0, "videos whose average frame rate is below this are rejected")
-    min_side: int = option(64, "smallest accepted frame width/height in pixels")
-    max_side: int = option(8192, "largest accepted frame width/height in pixels")
-    max_aspect: float = option(4.0, "largest accepted ratio of the long to the short frame side")
-    fps: float = option(25.0, "frame rate of the analysis and of the output crops (VFR is resampled to it)")
+    min_fps: float = option(23.0, "videos whose average frame rate is below this are rejected", min=1, max=1000)
+    min_side: int = option(64, "smallest accepted frame width/height in pixels", min=16, max=100000)
+    max_side: int = option(8192, "largest accepted frame width/height in pixels", min=16, max=100000)
+    max_aspect: float = option(4.0, "largest accepted ratio of the long to the short frame side", min=1, max=100)
+    fps: float = option(25.0, "frame rate of the analysis and of the output crops (VFR is resampled to it)", min=1, max=240)
 
 
 @dataclass
 class FaceConfig:
     model: str = option("face_landmarker", "MediaPipe FaceLandmarker: a model name (resolved by shqip_av.models) or a .task path")
-    max_faces: int = option(4, "faces tracked per frame")
-    detection_confidence: float = option(0.5, "MediaPipe min_face_detection_confidence")
-    presence_confidence: float = option(0.5, "MediaPipe min_face_presence_confidence")
-    tracking_confidence: float = option(0.5, "MediaPipe min_tracking_confidence")
-    detect_max_side: int = option(1280, "frames are scaled down to at most this side for detection (landmarks are mapped back to source pixels)")
-    link_iou: float = option(0.3, "a detection continues a track when its box overlaps the track's last box by at least this IoU")
-    max_gap: int = option(2, "missing frames a track may bridge (interpolated)")
-    min_track_frames: int = option(12, "shorter tracks are dropped")
-    edge_margin: float = option(0.02, "a face whose eye/nose points come closer than this fraction of the frame to an edge counts as leaving the frame")
-    smooth_sigma: float = option(1.5, "Gaussian smoothing (in frames) of the eye and nose points used for alignment")
+    max_faces: int = option(4, "faces tracked per frame", min=1, max=32)
+    detection_confidence: float = option(0.5, "MediaPipe min_face_detection_confidence", min=0, max=1)
+    presence_confidence: float = option(0.5, "MediaPipe min_face_presence_confidence", min=0, max=1)
+    tracking_confidence: float = option(0.5, "MediaPipe min_tracking_confidence", min=0, max=1)
+    detect_max_side: int = option(1280, "frames are scaled down to at most this side for detection (landmarks are mapped back to source pixels)", min=64, max=100000)
+    link_iou: float = option(0.3, "a detection continues a track when its box overlaps the track's last box by at least this IoU", min=0, max=1)
+    max_gap: int = option(2, "missing frames a track may bridge (interpolated)", min=0, max=1000)
+    min_track_frames: int = option(12, "shorter tracks are dropped", min=2, max=1000000)
+    edge_margin: float = option(0.02, "a face whose eye/nose points come closer than this fraction of the frame to an edge counts as leaving the frame", min=0, max=0.49)
+    smooth_sigma: float = option(1.5, "Gaussian smoothing (in frames) of the eye and nose points used for alignment", min=0, max=100)
 
 
 @dataclass
 class SpeechConfig:
     use_captions: bool = option(True, "use uploader captions as speech segments and transcripts when present")
     vad_model: str = option("silero_vad", "Silero VAD ONNX: a model name or a path")
-    vad_threshold: float = option(0.5, "speech probability that starts speech")
-    vad_neg_threshold: float = option(0.35, "speech probability below which speech ends")
-    min_speech: float = option(0.25, "shorter speech regions are ignored (s)")
-    pad: float = option(0.05, "padding added around each speech region (s)")
-    split_pause: float = option(0.3, "pauses at least this long split utterances (s)")
-    min_utterance: float = option(1.0, "shortest utterance kept (s)")
-    max_utterance: float = option(12.0, "longest utterance kept (s); longer speech is split at its longest pause")
+    vad_threshold: float = option(0.5, "speech probability that starts speech", min=0, max=1)
+    vad_neg_threshold: float = option(0.35, "speech probability below which speech ends", min=0, max=1)
+    min_speech: float = option(0.25, "shorter speech regions are ignored (s)", min=0, max=60)
+    pad: float = option(0.05, "padding added around each speech region (s)", min=0, max=10)
+    split_pause: float = option(0.3, "pauses at least this long split utterances (s)", min=0, max=60)
+    min_utterance: float = option(1.0, "shortest utterance kept (s)", above=0, max=600)
+    max_utterance: float = option(12.0, "longest utterance kept (s); longer speech is split at its longest pause", above=0, max=600)
 
 
 @dataclass
@@ -62,36 +62,42 @@ class DiarizationConfig:
                                "pyannote/speaker-diarization-community-1 (needs a token and network). "
                                "Empty: no diarization, every video is assumed to hold one speaker")
     token_env: str = option("HF_TOKEN", "environment variable holding a Hub token for gated pipelines (never logged)")
-    max_overlap: float = option(0.2, "utterances with more overlapping speech than this (s) are dropped")
+    max_overlap: float = option(0.2, "utterances with more overlapping speech than this (s) are dropped", min=0, max=600)
     device: str = option("cpu", "torch device for diarization")
 
 
 @dataclass
 class QualityConfig:
-    min_eye_distance: float = option(80.0, "smallest median eye-to-eye distance in source pixels")
-    min_sharpness: float = option(15.0, "smallest median variance of the Laplacian of the 256×256 crop")
-    min_coverage: float = option(1.0, "fraction of the utterance's frames the face track must cover")
+    min_eye_distance: float = option(80.0, "smallest median eye-to-eye distance in source pixels", min=0, max=100000)
+    min_sharpness: float = option(15.0, "smallest median variance of the Laplacian of the 256×256 crop", min=0)
+    min_coverage: float = option(1.0, "fraction of the utterance's frames the face track must cover", min=0, max=1)
+    max_yaw: float = option(40.0, "head turned left/right: largest |yaw| in degrees (90th percentile over the utterance's frames)", min=0, max=180)
+    max_pitch: float = option(35.0, "head tilted up/down: largest |pitch| in degrees (90th percentile)", min=0, max=180)
+    max_roll: float = option(35.0, "head turned in the image plane: largest |roll| in degrees (90th percentile); "
+                                   "a face lying sideways in the pixels (a wrong rotate tag) has |roll| near 90", min=0, max=180)
+    max_alignment_error: float = option(0.2, "largest distance of an eye or nose point from the crop template after "
+                                             "alignment, as a share of the template's eye distance, in any frame", above=0, max=10)
 
 
 @dataclass
 class SyncConfig:
     method: str = option("landmark-energy", "landmark-energy (training-free) or the path of a trained sync expert")
-    max_offset: int = option(15, "offsets searched, in frames either way")
-    min_window: float = option(3.0, "shorter utterances are scored on this many seconds of their face track around them")
-    min_confidence: float = option(0.3, "smallest accepted sync confidence (peak correlation minus the median over offsets)")
-    max_abs_offset: int = option(3, "largest accepted |offset| in frames")
+    max_offset: int = option(15, "offsets searched, in frames either way", min=1, max=100)
+    min_window: float = option(3.0, "shorter utterances are scored on this many seconds of their face track around them", min=0, max=60)
+    min_confidence: float = option(0.3, "smallest accepted sync confidence (peak correlation minus the median over offsets)", min=0)
+    max_abs_offset: int = option(3, "largest accepted |offset| in frames", min=0, max=100)
 
 
 @dataclass
 class CropConfig:
-    size: int = option(256, "side of the canonical face crop")
-    crf: int = option(18, "H.264 quality of the crop videos (lower is better)")
+    size: int = option(256, "side of the canonical face crop", min=64, max=1024)
+    crf: int = option(18, "H.264 quality of the crop videos (lower is better)", min=0, max=51)
 
 
 @dataclass
 class FilterConfig:
     root: str = option("data", "dataset root; filter reads raw/ and writes work/ and clips/ inside it")
-    workers: int = option(1, "videos processed in parallel (processes)")
+    workers: int = option(1, "videos processed in parallel (processes)", min=1, max=256)
     probe: ProbeConfig = option(factory=ProbeConfig)
     faces: FaceConfig = option(factory=FaceConfig)
     speech: SpeechConfig = option(factory=SpeechConfig)
@@ -99,6 +105,16 @@ class FilterConfig:
     quality: QualityConfig = option(factory=QualityConfig)
     sync: SyncConfig = option(factory=SyncConfig)
     crop: CropConfig = option(factory=CropConfig)
+
+    def check(self) -> None:
+        """Settings that are valid alone but contradict each other."""
+        pairs = [("probe.min_side", self.probe.min_side, "probe.max_side", self.probe.max_side),
+                 ("speech.min_utterance", self.speech.min_utterance, "speech.max_utterance", self.speech.max_utterance),
+                 ("speech.vad_neg_threshold", self.speech.vad_neg_threshold, "speech.vad_threshold", self.speech.vad_threshold),
+                 ("sync.max_abs_offset", self.sync.max_abs_offset, "sync.max_offset", self.sync.max_offset)]
+        for low_key, low, high_key, high in pairs:
+            if low > high:
+                raise ConfigurationError(f"{low_key} ({low}) must not exceed {high_key} ({high})")
 
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where or how fast they are computed)."""

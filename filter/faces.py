@@ -12,7 +12,7 @@ from scipy.ndimage import gaussian_filter1d
 from filter.config import FaceConfig
 from shqip_av import geometry
 from shqip_av.media import MediaInfo, iter_frames
-from shqip_av.models import resolve_model
+from shqip_av.models import ModelFileError, resolve_model
 
 NUM_LANDMARKS = 478
 JAW_OPEN = "jawOpen"
@@ -28,6 +28,7 @@ class FaceTrack:
     align: np.ndarray  # (T, 3, 2) float64, smoothed right-eye / left-eye / nose points
     jaw_open: np.ndarray  # (T,) MediaPipe jawOpen blendshape
     interpolated: np.ndarray  # (T,) bool: frames bridged over a short gap
+    pose: np.ndarray | None = None  # (T, 3) float32 yaw, pitch, roll in degrees (MediaPipe's transformation matrix)
 
     @property
     def end(self) -> int:  # exclusive
@@ -57,6 +58,8 @@ class FaceScan:
             p = f"track{t.track_id}_"
             arrays.update({p + "start": np.int64(t.start), p + "landmarks": t.landmarks, p + "align": t.align,
                            p + "jaw_open": t.jaw_open, p + "interpolated": t.interpolated})
+            if t.pose is not None:
+                arrays[p + "pose"] = t.pose
         with open(path, "wb") as fh:
             np.savez_compressed(fh, **arrays)
 
@@ -65,7 +68,8 @@ class FaceScan:
         with np.load(path) as z:
             ids = sorted({int(k[5:].split("_")[0]) for k in z.files if k.startswith("track")})
             tracks = [FaceTrack(i, int(z[f"track{i}_start"]), z[f"track{i}_landmarks"], z[f"track{i}_align"],
-                                z[f"track{i}_jaw_open"], z[f"track{i}_interpolated"]) for i in ids]
+                                z[f"track{i}_jaw_open"], z[f"track{i}_interpolated"],
+                                z[f"track{i}_pose"] if f"track{i}_pose" in z.files else None) for i in ids]
             w, h = (int(v) for v in z["size"])
             return cls(int(z["num_frames"]), float(z["fps"]), w, h, tracks, z["faces_per_frame"])
 
@@ -88,12 +92,14 @@ class _OpenTrack:
         self.frames: list[int] = []
         self.landmarks: list[np.ndarray] = []
         self.jaw: list[float] = []
+        self.pose: list[np.ndarray] = []
         self.box: np.ndarray | None = None
 
-    def add(self, frame: int, landmarks: np.ndarray, jaw: float, box: np.ndarray) -> None:
+    def add(self, frame: int, landmarks: np.ndarray, jaw: float, box: np.ndarray, pose: np.ndarray) -> None:
         self.frames.append(frame)
         self.landmarks.append(landmarks)
         self.jaw.append(jaw)
+        self.pose.append(pose)
         self.box = box
 
     def finish(self, sigma: float) -> FaceTrack:
@@ -101,6 +107,7 @@ class _OpenTrack:
         start, end = int(frames[0]), int(frames[-1]) + 1
         lm = np.stack(self.landmarks).astype(np.float32)
         jaw = np.array(self.jaw, dtype=np.float32)
+        pose = np.stack(self.pose).astype(np.float32)
         full = np.arange(start, end)
         interpolated = ~np.isin(full, frames)
         if interpolated.any():  # bridge short gaps linearly
@@ -108,10 +115,21 @@ class _OpenTrack:
             lm = np.stack([np.interp(full, frames, flat[:, j]) for j in range(flat.shape[1])], axis=1)
             lm = lm.reshape(len(full), NUM_LANDMARKS, 2).astype(np.float32)
             jaw = np.interp(full, frames, jaw).astype(np.float32)
+            pose = np.stack([np.interp(full, frames, pose[:, j]) for j in range(3)], axis=1).astype(np.float32)
         align = geometry.alignment_points(lm)
         if sigma > 0 and len(full) > 1:
             align = gaussian_filter1d(align, sigma, axis=0, mode="nearest")
-        return FaceTrack(self.track_id, start, lm, align, jaw, interpolated)
+        return FaceTrack(self.track_id, start, lm, align, jaw, interpolated, pose)
+
+
+def head_pose(matrix) -> np.ndarray:
+    """Yaw, pitch, roll in degrees from MediaPipe's 4×4 facial transformation matrix (canonical
+    face → camera). Roll is the turn in the image plane: a face lying sideways has |roll| ≈ 90."""
+    r = np.asarray(matrix, dtype=np.float64)[:3, :3]
+    yaw = np.degrees(np.arcsin(np.clip(-r[2, 0], -1.0, 1.0)))
+    pitch = np.degrees(np.arctan2(r[2, 1], r[2, 2]))
+    roll = np.degrees(np.arctan2(r[1, 0], r[0, 0]))
+    return np.array([yaw, pitch, roll], dtype=np.float32)
 
 
 def create_landmarker(cfg: FaceConfig):
@@ -119,7 +137,9 @@ def create_landmarker(cfg: FaceConfig):
     from mediapipe.tasks.python import BaseOptions
     from mediapipe.tasks.python.vision import FaceLandmarker, FaceLandmarkerOptions, RunningMode
 
-    model = Path(cfg.model) if cfg.model.endswith(".task") else resolve_model(cfg.model)
+    model = Path(cfg.model).expanduser() if cfg.model.endswith(".task") else resolve_model(cfg.model)
+    if not model.is_file():
+        raise ModelFileError(f"{model}: no such model file")
     options = FaceLandmarkerOptions(
         base_options=BaseOptions(model_asset_path=str(model)),
         running_mode=RunningMode.VIDEO,
@@ -172,7 +192,9 @@ def scan_faces(video: Path, info: MediaInfo, cfg: FaceConfig, fps: float) -> Fac
                 jaw = 0.0
                 if result.face_blendshapes:
                     jaw = next((c.score for c in result.face_blendshapes[i] if c.category_name == JAW_OPEN), 0.0)
-                detections.append((pts, jaw, _box(pts)))
+                pose = head_pose(result.facial_transformation_matrixes[i]) \
+                    if result.facial_transformation_matrixes else np.zeros(3, dtype=np.float32)
+                detections.append((pts, jaw, _box(pts), pose))
             counts.append(len(result.face_landmarks))
             # greedy linking by box overlap, best pairs first
             pairs = sorted(((_iou(t.box, d[2]), ti, di) for ti, t in enumerate(open_tracks)

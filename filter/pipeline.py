@@ -16,15 +16,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from filter.config import ConfigurationError, FilterConfig
+from filter.faces import create_landmarker
+from filter.speech import silero_vad
 from filter.sync import load_sync_scorer
 from filter.video import VideoResult, process_video
 from shqip_av import ShqipError
-from shqip_av.config import save_config
+from shqip_av.config import save_config, validate
 from shqip_av.files import DatasetRoot, atomic_write_text, remove_tree
+from shqip_av.lock import stage_lock
 from shqip_av.log import get_logger, progress
 from shqip_av.manifest import dumps, read_jsonl, write_jsonl
 from shqip_av.records import utc_now
 from shqip_av.takedown import TakedownList
+from shqip_av.workers import die_with_parent
 
 log = get_logger(__name__)
 DONE = "done.json"
@@ -43,9 +47,13 @@ class FilterStats:
 
     def summary(self) -> str:
         top = ", ".join(f"{r} {n}" for r, n in self.rejected.most_common(6)) or "none"
-        return (f"filter: {self.videos} videos ({self.processed} processed now, {self.skipped} already done, "
+        text = (f"filter: {self.videos} videos ({self.processed} processed now, {self.skipped} already done, "
                 f"{self.failed} failed, {self.withdrawn} withdrawn); {self.utterances} utterances kept "
                 f"({self.seconds / 3600:.3f} h); rejections: {top}")
+        if self.failed:
+            text += (f"\nfilter: {self.failed} video(s) failed (see the warnings above); their earlier results, "
+                     f"if any, were kept; rerun the same command to retry them")
+        return text
 
 
 def read_done(root: DatasetRoot, video_id: str) -> dict | None:
@@ -58,9 +66,12 @@ def read_done(root: DatasetRoot, video_id: str) -> dict | None:
         return None  # a torn marker means not done
 
 
-def _is_current(done: dict | None, cfg: FilterConfig, record: dict) -> bool:
-    return bool(done) and done.get("fingerprint") == cfg.fingerprint() and \
-        done.get("video_sha256") == record["media"]["sha256"]
+def _is_current(root: DatasetRoot, done: dict | None, cfg: FilterConfig, record: dict) -> bool:
+    """Done with this config and this video, and every file it accepted still in place (a clip
+    deleted by hand makes the video redo instead of failing shard forever)."""
+    if not done or done.get("fingerprint") != cfg.fingerprint() or done.get("video_sha256") != record["media"]["sha256"]:
+        return False
+    return all(root.path(rel).is_file() for sample in done.get("accepted", []) for rel in sample["files"].values())
 
 
 def _run_one(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
@@ -79,28 +90,65 @@ def _error_result(record: dict, cfg: FilterConfig, exc: BaseException) -> VideoR
 
 
 def _commit(root: DatasetRoot, record: dict, result: VideoResult) -> None:
-    """Move the staged samples into clips/<video_id>/ and write the done marker (last)."""
+    """Replace the video's previous output by the new one. The old clips stay in place until the
+    new ones are there: they are moved aside (clips/<id>.old), the staged folder moved in, the
+    done marker written, and only then the old folder removed. ``_recover`` finishes or undoes
+    a commit that a kill interrupted."""
     vid = record["video_id"]
-    staging, final = root.path("clips", f"{vid}.partial"), root.path("clips", vid)
-    remove_tree(final)
+    staging, final, old = (root.path("clips", f"{vid}{s}") for s in (".partial", "", ".old"))
+    remove_tree(old)
+    if final.exists():
+        os.replace(final, old)
     if staging.is_dir():
         os.replace(staging, final)
     marker = {"video_id": vid, "fingerprint": result.fingerprint, "video_sha256": record["media"]["sha256"],
               "finished_at": utc_now(), **result.to_dict()}
     atomic_write_text(root.path("work", vid, DONE), dumps(marker) + "\n")
+    remove_tree(old)
+
+
+def _recover(root: DatasetRoot) -> None:
+    """A commit killed between moving the old clips aside and moving the new ones in: put the
+    old ones back (their done marker still describes them)."""
+    for old in root.path("clips").glob("*.old"):
+        final = old.with_name(old.name[: -len(".old")])
+        if final.exists():
+            remove_tree(old)
+        else:
+            os.replace(old, final)
 
 
 def _forget(root: DatasetRoot, vid: str) -> None:
-    """Undo an outdated result before redoing the video."""
-    for folder in (root.path("clips", vid), root.path("clips", f"{vid}.partial")):
-        remove_tree(folder)
+    """Remove a withdrawn video's result (takedown: nothing of it may stay in clips/)."""
+    for suffix in ("", ".partial", ".old"):
+        remove_tree(root.path("clips", f"{vid}{suffix}"))
     marker = root.path("work", vid, DONE)
     if marker.exists():
         marker.unlink()
 
 
 def check_config(cfg: FilterConfig) -> None:
-    """Settings that cannot work stop the run before any video is touched."""
+    """Settings that cannot work stop the run before any video is touched: ranges, model files
+    (each is opened once here, so a missing or broken file is one line, not N failed videos)."""
+    try:
+        validate(cfg)
+    except ShqipError as e:
+        raise ConfigurationError(str(e)) from None
+    cfg.check()
+    try:
+        create_landmarker(cfg.faces).close()
+    except ShqipError as e:
+        raise ConfigurationError(f"faces.model: {e}") from None
+    except Exception as e:  # noqa: BLE001 - MediaPipe raises RuntimeError/ValueError on a bad file
+        raise ConfigurationError(f"faces.model {cfg.faces.model!r} cannot be loaded by MediaPipe: "
+                                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    try:
+        silero_vad(cfg.speech.vad_model)
+    except ShqipError as e:
+        raise ConfigurationError(f"speech.vad_model: {e}") from None
+    except Exception as e:  # noqa: BLE001 - onnxruntime's errors on a bad file
+        raise ConfigurationError(f"speech.vad_model {cfg.speech.vad_model!r} cannot be loaded: "
+                                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     load_sync_scorer(cfg.sync)
     p = cfg.diarization.pipeline
     if p and not Path(p).expanduser().exists() and not re.fullmatch(r"[\w.-]+/[\w.-]+", p):
@@ -114,9 +162,14 @@ def prepare_clips(cfg: FilterConfig) -> FilterStats:
     manifest = root.path("raw", "manifest.jsonl")
     if not manifest.is_file():
         raise ShqipError(f"{manifest} does not exist: run `python -m collect --root {cfg.root}` first")
-    if cfg.workers < 1:
-        raise ShqipError("workers must be at least 1")
     check_config(cfg)
+    with stage_lock(root, "filter"):
+        return _prepare_clips(root, cfg, manifest)
+
+
+def _prepare_clips(root: DatasetRoot, cfg: FilterConfig, manifest: Path) -> FilterStats:
+    root.path("clips").mkdir(parents=True, exist_ok=True)
+    _recover(root)
     takedown = TakedownList.load(root.takedown)
     stats = FilterStats()
     records, todo, withdrawn = [], [], []
@@ -125,13 +178,11 @@ def prepare_clips(cfg: FilterConfig) -> FilterStats:
             withdrawn.append(record["video_id"])
             continue
         records.append(record)
-        if _is_current(read_done(root, record["video_id"]), cfg, record):
+        if _is_current(root, read_done(root, record["video_id"]), cfg, record):
             stats.skipped += 1
-        else:
-            _forget(root, record["video_id"])
+        else:  # redone; its previous output stays until the new one is committed
             todo.append(record)
     stats.videos, stats.withdrawn = len(records), len(withdrawn)
-    root.path("clips").mkdir(parents=True, exist_ok=True)
     save_config(cfg, root.path("clips", "filter.yaml"))
     for vid in withdrawn:  # withdrawn videos never reach clips/, even if filtered before the takedown
         _forget(root, vid)
@@ -171,6 +222,7 @@ def prepare_clips(cfg: FilterConfig) -> FilterStats:
 
 
 def _init_worker() -> None:
+    die_with_parent()  # a killed filter must not leave workers writing into the root
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import cv2
 
@@ -192,5 +244,5 @@ def rebuild_manifests(root: DatasetRoot, records: list[dict], stats: FilterStats
     write_jsonl(root.path("clips", "manifest.jsonl"), accepted)
     write_jsonl(root.path("clips", "rejected.jsonl"), rejected)
     # staged folders of videos that are no longer in raw/ (withdrawn, or a crash mid-commit)
-    for path in root.path("clips").glob("*.partial"):
+    for path in [*root.path("clips").glob("*.partial"), *root.path("clips").glob("*.old")]:
         shutil.rmtree(path, ignore_errors=True)

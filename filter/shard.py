@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tarfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,9 @@ from pathlib import Path
 import webdataset as wds
 
 from shqip_av import ShqipError, schema
-from shqip_av.config import option, parse_config, run_cli, save_config, to_dict
-from shqip_av.files import DatasetRoot, atomic_write_text, sha256_file
+from shqip_av.config import option, parse_config, run_cli, save_config, to_dict, validate
+from shqip_av.files import DatasetRoot, atomic_write_text, remove_tree, sha256_file
+from shqip_av.lock import stage_lock
 from shqip_av.log import get_logger, progress, setup_logging
 from shqip_av.manifest import read_jsonl
 from shqip_av.takedown import TakedownList
@@ -31,12 +33,15 @@ TAR_OVERHEAD = 1024  # a member's header plus its padding, at most
 @dataclass
 class ShardConfig:
     root: str = option("data", "dataset root; reads clips/, writes shards/")
-    max_samples: int = option(1000, "most samples per shard")
-    max_bytes: int = option(1_000_000_000, "most bytes per shard (a single larger sample still gets a shard)")
-    train: float = option(0.8, "share of speakers in the train split")
-    validation: float = option(0.1, "share of speakers in the validation split")
-    test: float = option(0.1, "share of speakers in the test split")
+    max_samples: int = option(1000, "most samples per shard", min=1)
+    max_bytes: int = option(1_000_000_000, "most bytes per shard (a single larger sample still gets a shard)", min=1)
+    train: float = option(0.8, "share of speakers in the train split", min=0, max=1)
+    validation: float = option(0.1, "share of speakers in the validation split", min=0, max=1)
+    test: float = option(0.1, "share of speakers in the test split", min=0, max=1)
     salt: str = option("shqip-av-v1", "mixed into the speaker hash; changing it reshuffles speakers between splits")
+    max_shrink: float = option(0.5, "largest share of the samples now in shards/ that a repack may drop; "
+                                    "more (or an empty result) needs allow_shrink", min=0, max=1)
+    allow_shrink: bool = option(False, "replace the shards even when the new set is empty or much smaller")
 
 
 def split_of(speaker: str, cfg: ShardConfig) -> str:
@@ -60,10 +65,53 @@ def shard_name(split: str, index: int) -> str:
 def _sample_files(root: DatasetRoot, record: dict) -> dict[str, Path]:
     files = {member: root.path(rel) for member, rel in record["files"].items()}
     missing = [m for m in schema.REQUIRED if m not in files or not files[m].is_file()]
-    if missing:
+    if missing:  # filter redoes a done video whose files are gone, so this advice works
         raise ShqipError(f"sample {record['key']}: missing {', '.join(missing)} under clips/; "
-                         f"rerun `python -m filter --root {root.root}`")
+                         f"rerun `python -m filter --root {root.root}` (it redoes that video)")
+    try:
+        schema.check_sample_files(files, record["meta"])
+    except schema.SchemaError as e:
+        vid = record["video_id"]
+        raise ShqipError(f"sample {record['key']} is not a valid sample: {e}; delete "
+                         f"{root.path('clips', vid)} and rerun `python -m filter --root {root.root}` "
+                         f"to redo that video") from None
     return files
+
+
+def current_keys(root: DatasetRoot) -> dict[str, set[str]]:
+    """split → sample keys in the shards now on disk (read from the tars, not the index, which a
+    takedown removes)."""
+    keys: dict[str, set[str]] = {}
+    for split in SPLITS:
+        found: set[str] = set()
+        for tar in sorted(root.path("shards", split).glob("shqip-av-*.tar")):
+            try:
+                with tarfile.open(tar) as tf:
+                    found |= {Path(name).name.split(".", 1)[0] for name in tf.getnames()}
+            except (tarfile.TarError, OSError):
+                continue  # a damaged shard is replaced anyway
+        keys[split] = found
+    return keys
+
+
+def check_shrink(root: DatasetRoot, new: dict[str, list], cfg: ShardConfig) -> None:
+    """Refuse to replace shards by an empty or much smaller set unless told to: a broken filter
+    run that kept nothing must not wipe a built dataset (and, through publish, the Hub copy)."""
+    old = current_keys(root)
+    old_total = sum(len(k) for k in old.values())
+    new_keys = {r["key"] for samples in new.values() for r, _ in samples}
+    dropped = set().union(*old.values()) - new_keys
+    if not old_total or not dropped or cfg.allow_shrink:
+        return
+    new_total = len(new_keys)
+    if new_total and len(dropped) <= cfg.max_shrink * old_total:
+        return
+    videos = sorted({schema.video_id_of_key(k) for k in dropped})
+    per_split = ", ".join(f"{s} {len(old[s])}→{len(new[s])}" for s in SPLITS)
+    raise ShqipError(f"refusing to replace {old_total} samples in shards/ by {new_total} ({per_split}): "
+                     f"{len(dropped)} samples of {len(videos)} video(s) would be dropped "
+                     f"({', '.join(videos[:5])}{', …' if len(videos) > 5 else ''}); check the filter run "
+                     f"(clips/manifest.jsonl), or pass --allow-shrink to replace them anyway")
 
 
 def _plan(samples: list[tuple[dict, dict[str, Path]]], cfg: ShardConfig) -> list[list[tuple[dict, dict[str, Path]]]]:
@@ -97,9 +145,13 @@ def _write_shard(path: Path, samples: list[tuple[dict, dict[str, Path]]]) -> Non
 
 def pack_shards(cfg: ShardConfig) -> dict:
     """clips/ → shards/<split>/*.tar + shards/index.json. Returns the index."""
-    if cfg.max_samples < 1 or cfg.max_bytes < 1:
-        raise ShqipError("max_samples and max_bytes must be positive")
+    validate(cfg)
     root = DatasetRoot(cfg.root)
+    with stage_lock(root, "shard"):
+        return _pack_shards(root, cfg)
+
+
+def _pack_shards(root: DatasetRoot, cfg: ShardConfig) -> dict:
     manifest = root.path("clips", "manifest.jsonl")
     if not manifest.is_file():
         raise ShqipError(f"{manifest} does not exist: run `python -m filter --root {cfg.root}` first")
@@ -113,6 +165,9 @@ def pack_shards(cfg: ShardConfig) -> dict:
         schema.check_meta(record["meta"])
         by_split[split_of(record["speaker"], cfg)].append((record, _sample_files(root, record)))
 
+    check_shrink(root, by_split, cfg)
+    # the old index goes first: a reader never sees an index describing tars being replaced
+    remove_tree(root.path("shards", "index.json"))
     index = {"schema_version": schema.SCHEMA_VERSION, "members": schema.MEMBERS, "splits": {},
              "config": {k: v for k, v in to_dict(cfg).items() if k != "root"}}
     for split in SPLITS:
@@ -147,6 +202,7 @@ def pack_shards(cfg: ShardConfig) -> dict:
         "by_stage": dict(Counter(r["stage"] for r in rejected).most_common()),
     }
     index["withdrawn_samples"] = withdrawn
+    index["config"].pop("allow_shrink")  # how this run was allowed, not what the shards are
     atomic_write_text(root.path("shards", "index.json"), _json(index))
     save_config(cfg, root.path("shards", "shard.yaml"))
     return index

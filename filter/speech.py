@@ -14,7 +14,7 @@ import numpy as np
 from filter.config import ConfigurationError, DiarizationConfig, SpeechConfig
 from shqip_av.captions import read_vtt
 from shqip_av.media import AUDIO_RATE
-from shqip_av.models import resolve_model
+from shqip_av.models import ModelFileError, resolve_model
 
 
 @dataclass
@@ -40,6 +40,8 @@ class SileroVAD:
         import onnxruntime as ort
 
         path = model if model.endswith(".onnx") else str(resolve_model(model))
+        if not Path(path).expanduser().is_file():
+            raise ModelFileError(f"{path}: no such model file")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])

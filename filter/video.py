@@ -176,7 +176,7 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
             continue
         qualified = []
         for t in present:
-            key = schema.sample_key(vid, t.track_id, u.start)
+            key = schema.sample_key(vid, t.track_id, first / fps)  # the sample's start, as in its .json
             span = t.coverage(first, last)
             decision = {"key": key, "start": u.start, "end": u.end, "track": t.track_id, "coverage": round(span, 4)}
             decisions.append(decision)
@@ -189,6 +189,10 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
             if span < cfg.quality.min_coverage:
                 reject("faces", "face-track-incomplete", "the face is not tracked through the whole utterance "
                        "(it leaves the frame or is lost)", span, key=key)
+                continue
+            problem = _pose_problem(t, window, cfg, decision)
+            if problem:
+                reject("quality", *problem, key=key)
                 continue
             # short utterances are scored on a longer stretch of the same track: a second of
             # speech holds too few syllables for a reliable offset
@@ -218,6 +222,30 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
         _render(video, info, fps, jobs, raw, cfg, staging, reject, result, audio, transcript_source)
     result.accepted.sort(key=lambda r: (r["meta"]["start"], r["key"]))
     return result
+
+
+def _pose_problem(track: FaceTrack, window: slice, cfg: FilterConfig, decision: dict) -> tuple | None:
+    """(reason, detail, value) when the head is turned too far, or when the canonical alignment
+    fails in some frame (eyes and nose cannot be brought onto the template by a similarity:
+    tracking jumped, or the landmarks are wrong); None when the face is usable."""
+    q = cfg.quality
+    if track.pose is not None:
+        yaw, pitch, roll = np.percentile(np.abs(track.pose[window]), 90, axis=0)
+        decision.update(yaw=round(float(yaw), 1), pitch=round(float(pitch), 1), roll=round(float(roll), 1))
+        for name, value, limit in (("roll", roll, q.max_roll), ("yaw", yaw, q.max_yaw), ("pitch", pitch, q.max_pitch)):
+            if value > limit:
+                hint = " (a face lying sideways: is the video's rotation tag wrong?)" if name == "roll" and value > 60 else ""
+                return "head-pose", f"|{name}| {value:.0f}° exceeds {limit:g}°{hint}", float(value)
+    target = geometry.template(cfg.crop.size)
+    eye_gap = float(np.linalg.norm(target[1] - target[0]))
+    points = track.align[window]
+    worst = max(float(np.abs(geometry.apply_affine(geometry.fit_similarity(p, target), p) - target).max())
+                for p in points) / eye_gap if len(points) else 0.0
+    decision["alignment_error"] = round(worst, 4)
+    if worst > q.max_alignment_error:
+        return "alignment-failed", (f"eye/nose points {worst:.2f} eye distances off the crop template after "
+                                    f"alignment (limit {q.max_alignment_error:g})"), worst
+    return None
 
 
 def _sync_window(first: int, last: int, track: FaceTrack, min_frames: int) -> tuple[int, int]:
@@ -278,13 +306,18 @@ def _write_sample(job: _Job, raw: RawVideo, cfg: FilterConfig, staging: Path, re
     key = job.key
     start, end = job.first / fps, job.last / fps
     num_frames = job.last - job.first
+    lm = geometry.apply_affine(affines, job.track.landmarks[job.track.window(job.first, job.last)])
+    arrays = {"landmarks": lm.astype(np.float32), "affine": affines.astype(np.float32)}
+    try:
+        schema.check_arrays(arrays["landmarks"], arrays["affine"], num_frames, cfg.crop.size)
+    except schema.SchemaError as e:  # checked before anything of the sample is written
+        reject("crop", "invalid-sample", str(e), key=key)
+        return
+    for name, array in arrays.items():
+        atomic_write_bytes(staging / f"{key}.{name}.npy", _npy_bytes(array))
     write_video(staging / f"{key}.mp4", crops, fps=fps, crf=cfg.crop.crf, extra_video_args=["-threads", "1"])
     a0, a1 = int(round(start * AUDIO_RATE)), int(round(end * AUDIO_RATE))
     write_wav(staging / f"{key}.wav", audio[a0:a1])
-    lm = geometry.apply_affine(affines, job.track.landmarks[job.track.window(job.first, job.last)])
-    for name, array in (("landmarks", lm.astype(np.float32)), ("affine", affines.astype(np.float32))):
-        buf = _npy_bytes(array)
-        atomic_write_bytes(staging / f"{key}.{name}.npy", buf)
     text = job.utterance.text
     if text:
         atomic_write_text(staging / f"{key}.txt", unicodedata.normalize("NFC", text))
@@ -308,7 +341,7 @@ def _write_sample(job: _Job, raw: RawVideo, cfg: FilterConfig, staging: Path, re
         "track": job.track.track_id,
         "producer": f"shqip-av {__version__}",
     }
-    schema.check_meta(meta)
+    schema.check_meta_values(meta)
     atomic_write_text(staging / f"{key}.json", dumps(meta) + "\n")
     members = ["mp4", "wav", "json", "landmarks.npy", "affine.npy"] + (["txt"] if text else [])
     result.accepted.append({

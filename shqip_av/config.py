@@ -32,9 +32,13 @@ class ConfigError(ShqipError):
     pass
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", *, factory: Callable | None = None):
-    """A config field with its documentation (shown by ``--help`` and in saved configs)."""
-    meta = {"help": help}
+def option(default: Any = dataclasses.MISSING, help: str = "", *, factory: Callable | None = None,
+           min: float | None = None, max: float | None = None, above: float | None = None,
+           choices: Sequence[str] | None = None):
+    """A config field with its documentation (shown by ``--help`` and in saved configs) and, for
+    numbers, its valid range: ``min``/``max`` inclusive, ``above`` exclusive; for strings, ``choices``.
+    Values outside are refused when the config is built, before a stage touches any data."""
+    meta = {"help": help, "min": min, "max": max, "above": above, "choices": tuple(choices) if choices else None}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -118,11 +122,46 @@ def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
             raise ConfigError(f"unknown config key '{prefix}{key}'{hint}")
         kwargs[name] = _coerce(value, hints[name], f"{prefix}{name}")
+        check_range(fields[name], kwargs[name], f"{prefix}{name}")
     missing = [n for n, f in fields.items() if n not in kwargs
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
         raise ConfigError(f"config key '{prefix}{missing[0]}' is required")
     return cls(**kwargs)
+
+
+def range_text(f: dataclasses.Field) -> str:
+    """The valid range of a field in words ('' when it has none)."""
+    lo, hi, above, choices = (f.metadata.get(k) for k in ("min", "max", "above", "choices"))
+    if choices:
+        return "one of " + ", ".join(choices)
+    parts = ([f"> {above:g}"] if above is not None else []) + ([f">= {lo:g}"] if lo is not None else []) + \
+        ([f"<= {hi:g}"] if hi is not None else [])
+    return " and ".join(parts)
+
+
+def check_range(f: dataclasses.Field, value: Any, key: str) -> None:
+    lo, hi, above, choices = (f.metadata.get(k) for k in ("min", "max", "above", "choices"))
+    if value is None:
+        return
+    if choices and value not in choices:
+        raise ConfigError(f"config key '{key}' must be {range_text(f)}, got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value != value or (lo is not None and value < lo) or (hi is not None and value > hi) or \
+                (above is not None and value <= above):
+            raise ConfigError(f"config key '{key}' must be {range_text(f)}, got {value!r}")
+
+
+def validate(cfg: Any, prefix: str = "") -> Any:
+    """Check every field of a config object (built from a file or in code) against its range;
+    stages call this before touching any data. Returns ``cfg``."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            validate(value, f"{prefix}{f.name}.")
+        else:
+            check_range(f, value, f"{prefix}{f.name}")
+    return cfg
 
 
 def to_dict(cfg: Any) -> dict:
@@ -183,7 +222,10 @@ def _leaf_fields(cls: type, prefix: str = ""):
                 default = f.default_factory()
             else:
                 default = None
-            yield f"{prefix}{f.name}", tp, f.metadata.get("help", ""), default
+            help_text = f.metadata.get("help", "")
+            if range_text(f):
+                help_text = f"{help_text} ({range_text(f)})" if help_text else f"({range_text(f)})"
+            yield f"{prefix}{f.name}", tp, help_text, default
 
 
 def _cli_value(text: str, tp: Any) -> Any:

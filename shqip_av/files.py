@@ -115,6 +115,28 @@ def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return Path(dst)
 
 
+MAX_TEXT_BYTES = 16 * 1024 * 1024  # a sources list, takedown list or config is never this big
+
+
+def read_text_file(path: str | os.PathLike, what: str, max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """A user-written UTF-8 text file (sources.yaml, takedown.txt, a config), with one-line errors
+    naming the file (and the line of a bad byte) instead of a traceback."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ShqipError(f"{path}: {what} is {size / 1e6:.0f} MB; more than {max_bytes / 1e6:.0f} MB is not a {what}")
+        data = path.read_bytes()
+    except OSError as e:
+        raise ShqipError(f"{path}: cannot read the {what}: {e.strerror}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ShqipError(f"{path}:{line}: the {what} is not UTF-8 text (byte 0x{data[e.start]:02x}); "
+                         f"save it as UTF-8") from None
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

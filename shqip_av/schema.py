@@ -59,3 +59,87 @@ def check_meta(meta: dict[str, Any]) -> None:
         raise SchemaError(f"transcript_source {src!r} is not captions, manual or asr:<model>")
     if not meta["end"] > meta["start"]:
         raise SchemaError("sample end is not after its start")
+
+
+# Landmarks of the whole face in crop coordinates: the template puts eyes and nose well inside
+# the crop; the face outline may reach a little past its edges. Anything further out means the
+# alignment failed (a sideways face, a tracking jump), and the sample is not valid.
+LANDMARK_MARGIN = 0.5  # of the crop side, either side
+MIN_CROP, MAX_CROP = 64, 1024
+
+
+def check_arrays(landmarks, affine, num_frames: int, crop_size: int) -> None:
+    """Raise SchemaError naming the first problem of a sample's arrays (filter writes, shard packs)."""
+    import numpy as np
+
+    if not MIN_CROP <= crop_size <= MAX_CROP:
+        raise SchemaError(f"crop size {crop_size} is outside {MIN_CROP}..{MAX_CROP}")
+    lm, af = np.asarray(landmarks), np.asarray(affine)
+    if lm.dtype != np.float32 or lm.ndim != 3 or lm.shape[1:] != (478, 2):
+        raise SchemaError(f"landmarks are {lm.dtype} {lm.shape}, expected float32 (T, 478, 2)")
+    if af.dtype != np.float32 or af.ndim != 3 or af.shape[1:] != (2, 3):
+        raise SchemaError(f"affine is {af.dtype} {af.shape}, expected float32 (T, 2, 3)")
+    if not len(lm) == len(af) == num_frames or num_frames < 1:
+        raise SchemaError(f"frame counts differ: landmarks {len(lm)}, affine {len(af)}, num_frames {num_frames}")
+    if not (np.isfinite(lm).all() and np.isfinite(af).all()):
+        raise SchemaError("landmarks or affine hold NaN or infinite values")
+    lo, hi = -LANDMARK_MARGIN * crop_size, (1 + LANDMARK_MARGIN) * crop_size
+    if lm.min() < lo or lm.max() > hi:
+        raise SchemaError(f"landmarks reach {lm.min():.0f}..{lm.max():.0f} px, outside {lo:.0f}..{hi:.0f} "
+                          f"for a {crop_size} px crop (the alignment failed)")
+    scale = np.sqrt(np.abs(np.linalg.det(af[:, :, :2].astype(np.float64))))
+    if (scale <= 0).any():
+        raise SchemaError("an affine transform is degenerate (zero scale)")
+
+
+def check_meta_values(meta: dict[str, Any]) -> None:
+    """Value ranges of the metadata, beyond the fields being present (``check_meta``)."""
+    import math
+
+    check_meta(meta)
+    if meta["start"] < 0:
+        raise SchemaError(f"sample start {meta['start']} is negative")
+    if not (isinstance(meta["fps"], (int, float)) and meta["fps"] > 0):
+        raise SchemaError(f"fps {meta['fps']!r} is not positive")
+    if not (isinstance(meta["num_frames"], int) and meta["num_frames"] >= 1):
+        raise SchemaError(f"num_frames {meta['num_frames']!r} is not a positive integer")
+    for name in ("eye_distance_px", "sharpness", "sync_confidence"):
+        value = meta["quality"][name]
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise SchemaError(f"quality.{name} {value!r} is not a finite number")
+
+
+def check_sample_files(files: dict, meta: dict[str, Any]) -> None:
+    """Check a staged sample on disk (``files``: member → path) against its metadata: array
+    shapes and ranges, the crop video's size and frame count, the audio format and length."""
+    import numpy as np
+
+    from shqip_av.media import MediaError, probe, wav_header
+
+    check_meta_values(meta)
+    try:
+        info = probe(files["mp4"])
+    except MediaError as e:
+        raise SchemaError(f"crop video: {e}") from None
+    if info.width != info.height or not info.has_video or info.has_audio:
+        raise SchemaError(f"crop video is {info.width}x{info.height}{' with audio' if info.has_audio else ''}; "
+                          f"expected a square video without audio")
+    if info.num_frames and info.num_frames != meta["num_frames"]:
+        raise SchemaError(f"crop video has {info.num_frames} frames, metadata says {meta['num_frames']}")
+    try:
+        lm = np.load(files["landmarks.npy"], allow_pickle=False, mmap_mode="r")
+        af = np.load(files["affine.npy"], allow_pickle=False, mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise SchemaError(f"unreadable .npy member: {e}") from None
+    check_arrays(lm, af, meta["num_frames"], info.width)
+    with open(files["wav"], "rb") as fh:
+        try:
+            header = wav_header(fh.read())
+        except MediaError as e:
+            raise SchemaError(f"audio: {e}") from None
+    if (header.sample_rate, header.channels, header.sample_width) != (SAMPLE_RATE, 1, 2):
+        raise SchemaError(f"audio is {header.sample_rate} Hz, {header.channels} channel(s), "
+                          f"{8 * header.sample_width}-bit; expected {SAMPLE_RATE} Hz mono 16-bit")
+    expected = meta["num_frames"] / meta["fps"]
+    if abs(header.seconds - expected) > 1.5 / meta["fps"]:
+        raise SchemaError(f"audio lasts {header.seconds:.3f} s, the video {expected:.3f} s")

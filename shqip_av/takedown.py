@@ -13,25 +13,36 @@ Channel names and consent subjects compare case-insensitively; ids and URLs exac
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from shqip_av import ShqipError
+from shqip_av.files import read_text_file
 
 KINDS = ("video", "channel", "subject", "url")
+# A training run lists the videos it learned from as sha256 digests (not the ids: the run must
+# not become another copy of who is in the data); a takedown marks runs whose list it hits.
+TRAINED_ON = "trained_on.json"
+WITHDRAWN_MARKER = "withdrawn.json"
+
+
+def video_digest(video_id: str) -> str:
+    return hashlib.sha256(video_id.encode("utf-8")).hexdigest()
 
 
 @dataclass
 class TakedownList:
     entries: list[tuple[str | None, str]] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)  # where each entry is in takedown.txt
 
     @classmethod
     def load(cls, path: str | Path) -> "TakedownList":
         path = Path(path)
         if not path.exists():
             return cls()
-        entries = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        entries, lines = [], []
+        for number, line in enumerate(read_text_file(path, "takedown list").splitlines(), 1):
             line = line.split("#", 1)[0].strip() if not line.lstrip().startswith("http") else line.strip()
             if not line:
                 continue
@@ -43,27 +54,51 @@ class TakedownList:
                 entries.append((kind.strip().lower(), value))
             else:
                 entries.append((None, line))
-        return cls(entries)
+            lines.append(number)
+        return cls(entries, lines)
 
     def __bool__(self) -> bool:
         return bool(self.entries)
 
+    def describe(self, index: int) -> str:
+        kind, value = self.entries[index]
+        where = f"line {self.lines[index]}: " if index < len(self.lines) else ""
+        return f"{where}{kind + ':' if kind else ''}{value}"
+
     def match(self, *, video_id: str | None = None, platform_id: str | None = None, url: str | None = None,
               channel_id: str | None = None, channel: str | None = None, subject: str | None = None) -> str | None:
         """The entry that withdraws this item, or None."""
+        hits = self.matching(video_id=video_id, platform_id=platform_id, url=url, channel_id=channel_id,
+                             channel=channel, subject=subject)
+        if not hits:
+            return None
+        kind, value = self.entries[hits[0]]
+        return f"{kind}:{value}" if kind else value
+
+    def matching(self, *, video_id: str | None = None, platform_id: str | None = None, url: str | None = None,
+                 channel_id: str | None = None, channel: str | None = None, subject: str | None = None) -> list[int]:
+        """Indexes of every entry that withdraws this item."""
         exact = {"video": {video_id, platform_id}, "url": {url}, "channel": {channel_id}}
         folded = {"channel": {(channel or "").casefold()}, "subject": {(subject or "").casefold()}}
-        for kind, value in self.entries:
+        hits = []
+        for i, (kind, value) in enumerate(self.entries):
             kinds = [kind] if kind else list(KINDS)
-            for k in kinds:
-                if value in (exact.get(k) or set()) - {None} or value.casefold() in (folded.get(k) or set()) - {""}:
-                    return f"{kind}:{value}" if kind else value
-        return None
+            if any(value in (exact.get(k) or set()) - {None} or value.casefold() in (folded.get(k) or set()) - {""}
+                   for k in kinds):
+                hits.append(i)
+        return hits
 
     def match_record(self, record: dict) -> str | None:
         """Match a raw-manifest-like record (any stage's record that carries these fields)."""
-        source = record.get("source") or {}
-        consent = ((record.get("rights") or {}).get("consent") or {})
-        return self.match(video_id=record.get("video_id"), platform_id=source.get("id"), url=source.get("url"),
-                          channel_id=source.get("channel_id"), channel=source.get("channel"),
-                          subject=consent.get("subject") or record.get("speaker"))
+        return self.match(**_fields(record))
+
+    def matching_record(self, record: dict) -> list[int]:
+        return self.matching(**_fields(record))
+
+
+def _fields(record: dict) -> dict:
+    source = record.get("source") or {}
+    consent = ((record.get("rights") or {}).get("consent") or {})
+    return dict(video_id=record.get("video_id"), platform_id=source.get("id"), url=source.get("url") or record.get("url"),
+                channel_id=source.get("channel_id"), channel=source.get("channel"),
+                subject=consent.get("subject") or record.get("speaker"))

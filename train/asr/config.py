@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from shqip_av.config import ConfigError, option
+from shqip_av.config import validate, ConfigError, option
 from shqip_av.files import DatasetRoot
 
 WHISPER_MAX_LABEL_TOKENS = 448  # the decoder's position limit in every released Whisper
@@ -13,9 +13,9 @@ WHISPER_MAX_LABEL_TOKENS = 448  # the decoder's position limit in every released
 
 @dataclass
 class LoraSection:
-    r: int = option(32, "LoRA rank")
-    alpha: int = option(64, "LoRA alpha (the update is scaled by alpha / r)")
-    dropout: float = option(0.05, "dropout on the LoRA input")
+    r: int = option(32, "LoRA rank", min=1, max=4096)
+    alpha: int = option(64, "LoRA alpha (the update is scaled by alpha / r)", min=1)
+    dropout: float = option(0.05, "dropout on the LoRA input", min=0, max=0.99)
     target_modules: list[str] = option(help="module names that get LoRA adapters",
                                        factory=lambda: ["q_proj", "v_proj"])
 
@@ -23,10 +23,10 @@ class LoraSection:
 @dataclass
 class SpecAugmentSection:
     enabled: bool = option(True, "mask spans of the log-mel input while training (Whisper's built-in SpecAugment)")
-    mask_time_prob: float = option(0.05, "share of time frames that start a masked span")
-    mask_time_length: int = option(10, "length of a masked time span, in frames")
-    mask_feature_prob: float = option(0.0, "share of mel bins that start a masked span")
-    mask_feature_length: int = option(10, "length of a masked frequency span, in bins")
+    mask_time_prob: float = option(0.05, "share of time frames that start a masked span", min=0, max=1)
+    mask_time_length: int = option(10, "length of a masked time span, in frames", min=1)
+    mask_feature_prob: float = option(0.0, "share of mel bins that start a masked span", min=0, max=1)
+    mask_feature_length: int = option(10, "length of a masked frequency span, in bins", min=1)
 
 
 @dataclass
@@ -50,35 +50,35 @@ class DataSection:
                                       factory=lambda: ["validation", "test"])
     streaming: bool = option(False, "stream the shards instead of converting them to an Arrow cache "
                                     "(for data larger than the disk cache; needs training.max_steps)")
-    shuffle_buffer: int = option(1000, "shuffle buffer when streaming")
-    min_seconds: float = option(0.3, "skip utterances shorter than this")
-    max_seconds: float = option(30.0, "skip utterances longer than this (never more than the model's input window)")
+    shuffle_buffer: int = option(1000, "shuffle buffer when streaming", min=1)
+    min_seconds: float = option(0.3, "skip utterances shorter than this", min=0)
+    max_seconds: float = option(30.0, "skip utterances longer than this (never more than the model's input window)", above=0)
     max_label_tokens: int = option(WHISPER_MAX_LABEL_TOKENS, "skip transcripts longer than this in tokens "
-                                                             "(special tokens included)")
-    max_eval_samples: int = option(0, "score at most this many samples per split (0: all)")
+                                                             "(special tokens included)", min=1)
+    max_eval_samples: int = option(0, "score at most this many samples per split (0: all)", min=0)
 
 
 @dataclass
 class TrainingSection:
-    max_steps: int = option(4000, "optimizer steps (0: run `epochs` epochs instead)")
-    epochs: float = option(3.0, "epochs when max_steps is 0")
-    batch_size: int = option(16, "samples per device per step")
-    eval_batch_size: int = option(16, "samples per device when scoring")
-    gradient_accumulation: int = option(1, "micro-batches per optimizer step")
-    learning_rate: float = option(1e-3, "peak learning rate (1e-3 suits LoRA; use about 1e-5 for full fine-tuning)")
-    warmup_steps: int = option(50, "linear warm-up steps")
+    max_steps: int = option(4000, "optimizer steps (0: run `epochs` epochs instead)", min=0)
+    epochs: float = option(3.0, "epochs when max_steps is 0", above=0)
+    batch_size: int = option(16, "samples per device per step", min=1)
+    eval_batch_size: int = option(16, "samples per device when scoring", min=1)
+    gradient_accumulation: int = option(1, "micro-batches per optimizer step", min=1)
+    learning_rate: float = option(1e-3, "peak learning rate (1e-3 suits LoRA; use about 1e-5 for full fine-tuning)", above=0, max=1)
+    warmup_steps: int = option(50, "linear warm-up steps", min=0)
     scheduler: str = option("linear", "learning-rate schedule after warm-up (transformers name)")
-    weight_decay: float = option(0.0, "AdamW weight decay")
+    weight_decay: float = option(0.0, "AdamW weight decay", min=0, max=1)
     mixed_precision: str = option("auto", "no, fp16, bf16, or auto (bf16 on GPUs that have it, fp16 on "
                                           "other GPUs, none on CPU)")
-    eval_steps: int = option(500, "score eval_split every this many steps")
-    save_steps: int = option(500, "write a checkpoint every this many steps")
-    keep_checkpoints: int = option(2, "checkpoints kept on disk (older ones are deleted)")
-    logging_steps: int = option(25, "log loss and learning rate every this many steps")
+    eval_steps: int = option(500, "score eval_split every this many steps", min=1)
+    save_steps: int = option(500, "write a checkpoint every this many steps", min=1)
+    keep_checkpoints: int = option(2, "checkpoints kept on disk (older ones are deleted)", min=1)
+    logging_steps: int = option(25, "log loss and learning rate every this many steps", min=1)
     seed: int = option(42, "seed for weights, data order and augmentation")
-    num_workers: int = option(2, "data-loading worker processes per device")
-    max_new_tokens: int = option(225, "generation length limit when scoring")
-    num_beams: int = option(1, "beam size when scoring")
+    num_workers: int = option(2, "data-loading worker processes per device", min=0, max=256)
+    max_new_tokens: int = option(225, "generation length limit when scoring", min=1, max=448)
+    num_beams: int = option(1, "beam size when scoring", min=1, max=64)
     resume: str = option("auto", "auto (continue from the last complete checkpoint of this run), never "
                                  "(start over, deleting this run's checkpoints)")
     evaluate_base: bool = option(True, "also score the untouched base model on report_splits")
@@ -108,6 +108,7 @@ class AsrConfig:
 
 def check_config(cfg: AsrConfig) -> None:
     """Settings that cannot work, caught before any model is loaded."""
+    validate(cfg)
     if cfg.model.finetune not in ("lora", "full"):
         raise ConfigError(f"model.finetune must be lora or full, got {cfg.model.finetune!r}")
     if cfg.model.task not in ("transcribe", "translate"):

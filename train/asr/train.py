@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from shqip_av.config import ConfigError, from_dict, load_yaml, save_config, to_dict
-from shqip_av.files import atomic_write_text, remove_tree
+from shqip_av.files import DatasetRoot, atomic_write_text, remove_tree
 from shqip_av.log import get_logger
 
 from train.asr import data as asr_data
@@ -185,6 +185,20 @@ def _training_arguments(cfg: AsrConfig, run: Path, has_eval: bool):
     )
 
 
+def record_training_videos(root: str, run: Path, splits: list[str]) -> Path:
+    """<run>/trained_on.json: sha256 of every video id in the shards this run trains (and selects)
+    on. collect.takedown marks the run when one of them is withdrawn; the model card says so."""
+    from filter.shard import current_keys
+    from shqip_av.schema import video_id_of_key
+    from shqip_av.takedown import TRAINED_ON, video_digest
+
+    keys = current_keys(DatasetRoot(root))
+    videos = {video_id_of_key(k) for split in splits for k in keys.get(split, ())}
+    run.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(run / TRAINED_ON, json.dumps(
+        {"splits": splits, "video_sha256": sorted(video_digest(v) for v in videos)}, indent=1) + "\n")
+
+
 def run_training(cfg: AsrConfig) -> dict:
     """Train (or resume) and write the run's outputs; returns metrics.json's content."""
     from accelerate import PartialState
@@ -200,6 +214,9 @@ def run_training(cfg: AsrConfig) -> dict:
         log.info("run %s is already complete; nothing to do (metrics.json below)", run)
         print(format_table(_table_rows(metrics)))
         return metrics
+    if state.is_main_process:  # which videos this model learns from, for takedowns (as digests)
+        record_training_videos(cfg.data.root, run, [cfg.data.train_split] +
+                               ([cfg.data.eval_split] if cfg.data.eval_split else []))
     state.wait_for_everyone()
 
     processor = asr_model.load_processor(cfg.model.name_or_path, cfg.model.revision)
@@ -332,11 +349,12 @@ def finish(cfg: AsrConfig, model, processor, training: dict, data_counts: dict) 
         merged = model.merge_and_unload()
         _save_folder(run / "merged", merged.save_pretrained)
         _save_folder(run / "merged", processor.save_pretrained, replace=False)
-    if cfg.hub.push:
-        push_to_hub(cfg, run)
+    # the run's results are written first: a failed push must leave a complete run behind
     atomic_write_text(run / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     if splits:
         print(format_table(_table_rows(metrics)))
+    if cfg.hub.push:
+        push_to_hub(cfg, run)
     log.info("run written to %s", run)
     return metrics
 
@@ -373,7 +391,8 @@ def push_to_hub(cfg: AsrConfig, run: Path) -> str:
         commit = api.upload_folder(repo_id=cfg.hub.repo_id, folder_path=str(run / "processor"),
                                    commit_message=f"processor of train.asr run {cfg.name}")
     except upload_errors() as e:
-        raise ShqipError(f"push to the Hub repo {cfg.hub.repo_id} failed: {describe(e)}; nothing was "
-                         "reported as pushed (the run itself is saved; rerun to retry)") from None
+        raise ShqipError(f"push to the Hub repo {cfg.hub.repo_id} failed: {describe(e)}; the run is complete in "
+                         f"{run}; push it again with `python -m cards publish --root {cfg.data.root} "
+                         f"--repo {cfg.hub.repo_id} --run {run}`") from None
     log.info("pushed %s to %s", run.name, cfg.hub.repo_id)
     return str(getattr(commit, "commit_url", commit))
