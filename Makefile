@@ -76,6 +76,7 @@ test:
 bench:
 	$(PY) bench/filter_throughput.py
 	$(PY) bench/asr_throughput.py
+	$(PY) bench/filter_memory.py
 
 clean-demo:
 	rm -rf $(ROOT)/demo

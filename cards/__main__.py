@@ -28,19 +28,19 @@ def main(argv: list[str] | None = None) -> int:
         from cards.dataset_card import DatasetCardConfig, build_dataset_card
 
         cfg, args = parse_config(DatasetCardConfig, rest, prog, "Write the dataset card from the dataset's records.")
-        setup_logging(args.verbose)
+        setup_logging(args.verbose, root=cfg.root)
         print(build_dataset_card(cfg))
     elif command == "model":
         from cards.model_card import ModelCardConfig, build_model_card
 
         cfg, args = parse_config(ModelCardConfig, rest, prog, "Write the model card of a train.asr run.")
-        setup_logging(args.verbose)
+        setup_logging(args.verbose, root=cfg.root)
         print(build_model_card(cfg))
     else:
         from cards.publish import PublishConfig, publish
 
         cfg, args = parse_config(PublishConfig, rest, prog, "Publish the dataset (or a run) to the Hugging Face Hub.")
-        setup_logging(args.verbose)
+        setup_logging(args.verbose, root=cfg.root)
         summary = publish(cfg)
         for path, size in summary["files"]:
             print(f"{size:>14,}  {path}")

@@ -282,7 +282,7 @@ def write_sample(root: str | Path, force: bool = False) -> list[Path]:
 def main(argv=None) -> int:
     cfg, args = parse_config(SampleConfig, argv, prog="python -m collect.sample",
                              description="Write the embedded sample clips and their sources.yaml.")
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, root=cfg.root)
     made = write_sample(cfg.root, cfg.force)
     print(f"sample: {len(made)} clips in {DatasetRoot(cfg.root).path('incoming', 'sample')}; "
           f"sources.yaml written; next: python -m collect --root {cfg.root}")

@@ -21,6 +21,7 @@ file and line, because a typo in a 500-line source list must be findable.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,15 @@ from typing import Any
 import yaml
 
 from shqip_av import ShqipError
+from shqip_av.config import compose_yaml
+from shqip_av.files import read_text_file
 from shqip_av.records import Consent
 
 ENTRY_KEYS = {"url", "path", "consent", "license", "language", "max_videos", "title", "speaker", "captions",
               "dialect"}
 DIALECTS = ("gheg", "tosk", "mixed")  # the two main Albanian dialects, for the dataset card's coverage
 DEFAULT_KEYS = ENTRY_KEYS - {"url", "path", "title"}
+SCALAR_KEYS = {"url", "path", "license", "language", "max_videos", "title", "speaker", "captions", "dialect"}
 
 
 class SourcesError(ShqipError):
@@ -97,6 +101,10 @@ def _entry(raw: dict[str, tuple[yaml.Node, yaml.Node]], defaults: dict[str, Any]
     for key, (key_node, _) in raw.items():
         if key not in ENTRY_KEYS:
             raise _err(path, key_node, f"unknown key '{key}' in a source entry (known: {', '.join(sorted(ENTRY_KEYS))})")
+        value_node = raw[key][1]
+        if key in SCALAR_KEYS and not isinstance(value_node, yaml.ScalarNode):
+            kind = "a list" if isinstance(value_node, yaml.SequenceNode) else "a mapping"
+            raise _err(path, value_node, f"'{key}' must be a single value, not {kind}")
     values = dict(defaults)
     values.update({k: _construct(v) for k, (_, v) in raw.items()})
     if ("url" in values) == ("path" in values):
@@ -118,10 +126,13 @@ def _entry(raw: dict[str, tuple[yaml.Node, yaml.Node]], defaults: dict[str, Any]
         unknown = set(c) - {"kind", "subject", "reference", "granted"}
         if unknown:
             raise _err(path, cnode, f"unknown consent key(s) {', '.join(sorted(map(str, unknown)))}")
+        for key in ("kind", "subject", "reference"):
+            if isinstance(c.get(key), (list, dict)):
+                raise _err(path, cnode, f"consent '{key}' must be a single value, not {type(c[key]).__name__}")
         try:
             entry.consent = Consent(kind=str(c.get("kind", "")), subject=str(c.get("subject") or ""),
                                     reference=str(c.get("reference") or ""),
-                                    granted=None if c.get("granted") is None else str(c["granted"]))
+                                    granted=_granted(c.get("granted")))
         except ShqipError as e:
             raise _err(path, cnode, str(e)) from None
     for key, conv in (("license", str), ("language", str), ("title", str), ("speaker", str)):
@@ -145,18 +156,32 @@ def _entry(raw: dict[str, tuple[yaml.Node, yaml.Node]], defaults: dict[str, Any]
     return entry
 
 
+def _granted(value: Any) -> str | None:
+    """The consent date as an ISO date; a date in the future, or not a date, is an error."""
+    if value is None:
+        return None
+    if isinstance(value, datetime.datetime):
+        value = value.date()
+    if not isinstance(value, datetime.date):
+        try:
+            value = datetime.date.fromisoformat(str(value).strip())
+        except ValueError:
+            raise ShqipError(f"consent 'granted' must be a date such as 2025-02-01, got {value!r}") from None
+    if value > datetime.date.today():
+        raise ShqipError(f"consent 'granted' {value.isoformat()} is in the future")
+    return value.isoformat()
+
+
 def load_sources(path: str | Path) -> Sources:
     """Parse and validate sources.yaml; any problem is a SourcesError naming file and line."""
     path = Path(path)
     if not path.is_file():
         raise SourcesError(f"{path}: sources file not found (write one, or run `python -m collect.sample` for the demo set)")
-    text = path.read_text(encoding="utf-8")
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise SourcesError(f"{path}{line}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+        text = read_text_file(path, "sources file")
+    except ShqipError as e:
+        raise SourcesError(str(e)) from None
+    root = compose_yaml(text, path, SourcesError)
     if root is None:
         raise SourcesError(f"{path}: empty; it needs a 'sources:' list")
     top = _mapping(root, path, "sources.yaml")
@@ -171,6 +196,8 @@ def load_sources(path: str | Path) -> Sources:
         for key, (key_node, value_node) in _mapping(dnode, path, "'defaults'").items():
             if key not in DEFAULT_KEYS:
                 raise _err(path, key_node, f"'{key}' cannot be a default (allowed: {', '.join(sorted(DEFAULT_KEYS))})")
+            if key in SCALAR_KEYS and not isinstance(value_node, yaml.ScalarNode):
+                raise _err(path, value_node, f"'{key}' must be a single value")
             defaults[key] = _construct(value_node)
     snode = top["sources"][1]
     if not isinstance(snode, yaml.SequenceNode):

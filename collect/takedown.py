@@ -259,7 +259,7 @@ def _apply(root: DatasetRoot) -> TakedownReport:
 def main(argv=None) -> int:
     cfg, args = parse_config(TakedownConfig, argv, prog="python -m collect.takedown",
                              description="Remove everything listed in <root>/takedown.txt from the dataset.")
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, root=cfg.root)
     report = apply_takedown(cfg.root)
     print(report.summary())
     if report.shards_rewritten:

@@ -11,6 +11,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from filter.config import FaceConfig
 from shqip_av import geometry
+from shqip_av.log import native_stderr_filtered
 from shqip_av.media import MediaInfo, iter_frames
 from shqip_av.models import ModelFileError, resolve_model
 
@@ -177,10 +178,16 @@ def scan_faces(video: Path, info: MediaInfo, cfg: FaceConfig, fps: float) -> Fac
     next_id = 0
     size = detection_size(info, cfg.detect_max_side)
     frames = iter_frames(video, fps=fps, size=size, info=info)
-    with create_landmarker(cfg) as landmarker:
+    with native_stderr_filtered():  # MediaPipe's start-up lines (glog, TF Lite) come here
+        landmarker = create_landmarker(cfg)
+    with landmarker:
         for index, frame in enumerate(frames):
             image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
-            result = landmarker.detect_for_video(image, int(round(index * 1000.0 / fps)))
+            if index == 0:  # the first inference logs its own start-up lines
+                with native_stderr_filtered():
+                    result = landmarker.detect_for_video(image, 0)
+            else:
+                result = landmarker.detect_for_video(image, int(round(index * 1000.0 / fps)))
             detections = []
             for i, face in enumerate(result.face_landmarks):
                 pts = np.array([(p.x * width, p.y * height) for p in face], dtype=np.float32)

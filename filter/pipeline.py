@@ -24,7 +24,7 @@ from shqip_av import ShqipError
 from shqip_av.config import save_config, validate
 from shqip_av.files import DatasetRoot, atomic_write_text, remove_tree
 from shqip_av.lock import stage_lock
-from shqip_av.log import get_logger, progress
+from shqip_av.log import get_logger, native_stderr_filtered, progress
 from shqip_av.manifest import dumps, read_jsonl, write_jsonl
 from shqip_av.records import utc_now
 from shqip_av.takedown import TakedownList
@@ -136,7 +136,8 @@ def check_config(cfg: FilterConfig) -> None:
         raise ConfigurationError(str(e)) from None
     cfg.check()
     try:
-        create_landmarker(cfg.faces).close()
+        with native_stderr_filtered():
+            create_landmarker(cfg.faces).close()
     except ShqipError as e:
         raise ConfigurationError(f"faces.model: {e}") from None
     except Exception as e:  # noqa: BLE001 - MediaPipe raises RuntimeError/ValueError on a bad file

@@ -1,5 +1,7 @@
-"""python -m filter.report --root data: a short summary of a dataset root (videos in,
-utterances kept, hours per split, top rejection reasons)."""
+"""python -m filter.report --root data: a short summary of a dataset root.
+
+It says how many videos came in, how many utterances were kept, the hours per split and the
+top rejection reasons."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import argparse
 import json
 from collections import Counter
 
+from shqip_av import ShqipError
 from shqip_av.config import run_cli
 from shqip_av.files import DatasetRoot
 from shqip_av.manifest import read_jsonl
@@ -17,6 +20,10 @@ _ORDER = ["train", "validation", "test"]
 
 def report(root: str) -> str:
     droot = DatasetRoot(root)
+    if not droot.root.is_dir():
+        raise ShqipError(f"dataset root {droot.root} does not exist")
+    if not droot.path("raw", "manifest.jsonl").is_file():
+        raise ShqipError(f"{droot.root} has no raw/manifest.jsonl: run `python -m collect --root {root}` first")
     raw = sum(1 for _ in read_jsonl(droot.path("raw", "manifest.jsonl")))
     refused = sum(1 for _ in read_jsonl(droot.path("raw", "rejected.jsonl")))
     kept = list(read_jsonl(droot.path("clips", "manifest.jsonl")))
@@ -34,8 +41,9 @@ def report(root: str) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m filter.report", description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default="data")
+    parser = argparse.ArgumentParser(prog="python -m filter.report", description=__doc__.split(": ", 1)[1],
+                                     epilog="Run it after python -m filter and python -m filter.shard.")
+    parser.add_argument("--root", default="data", help="dataset root (default: data)")
     print(report(parser.parse_args(argv).root))
     return 0
 

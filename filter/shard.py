@@ -222,7 +222,7 @@ def summary(index: dict) -> str:
 def main(argv=None) -> int:
     cfg, args = parse_config(ShardConfig, argv, prog="python -m filter.shard",
                              description="Pack accepted clips into speaker-disjoint WebDataset shards.")
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, root=cfg.root)
     print(summary(pack_shards(cfg)))
     return 0
 

@@ -46,21 +46,32 @@ class SileroVAD:
         opts.intra_op_num_threads = opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
 
-    def probabilities(self, audio: np.ndarray) -> np.ndarray:
-        """Speech probability per 32 ms window."""
+    BLOCK = 30 * AUDIO_RATE // WINDOW * WINDOW  # audio is read ~30 s at a time
+
+    def probabilities(self, audio) -> np.ndarray:
+        """Speech probability per 32 ms window. ``audio`` is an array or anything sliceable with a
+        length (``shqip_av.media.PcmWav``); it is read in blocks, never whole."""
         n = int(np.ceil(len(audio) / self.WINDOW))
-        padded = np.zeros(n * self.WINDOW + self.CONTEXT, dtype=np.float32)
-        padded[self.CONTEXT:self.CONTEXT + len(audio)] = audio
         state = np.zeros((2, 1, 128), dtype=np.float32)
         sr = np.array(AUDIO_RATE, dtype=np.int64)
         out = np.empty(n, dtype=np.float32)
-        for i in range(n):
-            chunk = padded[i * self.WINDOW:(i + 1) * self.WINDOW + self.CONTEXT][None, :]
-            prob, state = self.session.run(None, {"input": chunk, "state": state, "sr": sr})
-            out[i] = float(prob[0, 0])
-        return out
+        context = np.zeros(self.CONTEXT, dtype=np.float32)
+        i = 0
+        for block_start in range(0, n * self.WINDOW, self.BLOCK):
+            block = np.asarray(audio[block_start:block_start + self.BLOCK], dtype=np.float32)
+            windows = int(np.ceil(len(block) / self.WINDOW)) if len(block) else 0
+            padded = np.zeros(self.CONTEXT + windows * self.WINDOW, dtype=np.float32)
+            padded[:self.CONTEXT] = context
+            padded[self.CONTEXT:self.CONTEXT + len(block)] = block
+            for w in range(windows):
+                chunk = padded[w * self.WINDOW:(w + 1) * self.WINDOW + self.CONTEXT][None, :]
+                prob, state = self.session.run(None, {"input": chunk, "state": state, "sr": sr})
+                out[i] = float(prob[0, 0])
+                i += 1
+            context = padded[-self.CONTEXT:].copy()
+        return out[:i]
 
-    def speech_regions(self, audio: np.ndarray, cfg: SpeechConfig) -> list[tuple[float, float]]:
+    def speech_regions(self, audio, cfg: SpeechConfig) -> list[tuple[float, float]]:
         probs = self.probabilities(audio)
         step = self.WINDOW / AUDIO_RATE
         regions, start, speaking = [], 0.0, False

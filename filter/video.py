@@ -22,7 +22,7 @@ from shqip_av import __version__, geometry, schema
 from shqip_av.files import DatasetRoot, atomic_write_bytes, atomic_write_text
 from shqip_av.log import get_logger
 from shqip_av.manifest import dumps
-from shqip_av.media import (AUDIO_RATE, MediaError, check_decodes, iter_frames, probe, read_audio, write_video,
+from shqip_av.media import (AUDIO_RATE, MediaError, check_decodes, iter_frames, open_audio, probe, write_video,
                             write_wav)
 from shqip_av.records import RawVideo, Rejection
 
@@ -122,8 +122,9 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
                         height=info.height, variable_frame_rate=info.variable_frame_rate, rotation=info.rotation)
 
     # 2. speech segments (cheap, and without speech there is nothing to look at)
+    # read on demand, never whole: memory stays bounded however long the video is
     audio_path = droot.path(raw.files.audio)
-    audio = read_audio(audio_path if audio_path.is_file() else video)
+    audio = open_audio(audio_path if audio_path.is_file() else work / "audio.wav", fallback=video)
     total = len(audio) / AUDIO_RATE
     captions = raw.files.captions.get(raw.source.language or "sq") or next(iter(raw.files.captions.values()), None)
     if cfg.speech.use_captions and captions:
@@ -145,7 +146,7 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
 
     # 3. diarization
     pipeline = load_diarization(cfg.diarization)
-    turns = diarize(pipeline, audio) if pipeline is not None else None
+    turns = diarize(pipeline, audio[:]) if pipeline is not None else None  # pyannote takes the whole waveform
     label_utterances(utterances, turns)
     result.stats["diarization"] = cfg.diarization.pipeline if pipeline is not None else \
         "none: no pyannote pipeline configured, one speaker per video assumed"
@@ -264,7 +265,7 @@ def sharpness(crop: np.ndarray) -> float:
 
 
 def _render(video, info, fps, jobs: list[_Job], raw: RawVideo, cfg: FilterConfig, staging: Path, reject,
-            result: VideoResult, audio: np.ndarray, transcript_source: str | None) -> None:
+            result: VideoResult, audio, transcript_source: str | None) -> None:
     """Second pass over the frames: canonical crops for the accepted jobs, then the samples."""
     size = cfg.crop.size
     target = geometry.template(size)
@@ -295,7 +296,7 @@ def _render(video, info, fps, jobs: list[_Job], raw: RawVideo, cfg: FilterConfig
 
 
 def _write_sample(job: _Job, raw: RawVideo, cfg: FilterConfig, staging: Path, reject, result: VideoResult,
-                  audio: np.ndarray, transcript_source: str | None, fps: float) -> None:
+                  audio, transcript_source: str | None, fps: float) -> None:
     crops, affines = job.crops, np.array(job.affines, dtype=np.float64)
     job.crops, job.affines = [], []
     sharp = float(np.median([sharpness(c) for c in crops[::5]]))

@@ -168,18 +168,52 @@ def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def load_yaml(path: str | Path) -> dict:
-    path = Path(path)
+MAX_YAML_NODES = 200_000  # after expanding aliases; a real config or source list is far below
+
+
+def compose_yaml(text: str, path: str | Path, error: type[ShqipError] = ConfigError) -> yaml.Node | None:
+    """Parse YAML into its node graph, refusing documents whose aliases expand beyond
+    ``MAX_YAML_NODES`` (an alias bomb would otherwise take gigabytes when its values are used)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
+        raise error(f"{where}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+    sizes: dict[int, int] = {}
+
+    def expanded(node: yaml.Node) -> int:  # memoized: linear in the file, whatever the expansion
+        if id(node) in sizes:
+            return sizes[id(node)]
+        sizes[id(node)] = 1  # a cycle counts once
+        if isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(expanded(n) for n in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total = 1 + sum(expanded(k) + expanded(v) for k, v in node.value)
+        else:
+            total = 1
+        sizes[id(node)] = min(total, 10 * MAX_YAML_NODES)
+        return sizes[id(node)]
+
+    if root is not None and expanded(root) > MAX_YAML_NODES:
+        raise error(f"{path}: the YAML expands to more than {MAX_YAML_NODES} values through its aliases "
+                    f"(&anchors and *references); refusing to load it")
+    return root
+
+
+def load_yaml(path: str | Path) -> dict:
+    from shqip_av.files import read_text_file
+
+    path = Path(path)
+    try:
+        text = read_text_file(path, "config file")
+    except ShqipError as e:
+        raise ConfigError(str(e)) from None
+    node = compose_yaml(text, path)
+    try:
+        data = yaml.SafeLoader(text).construct_document(node) if node is not None else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -7,9 +7,13 @@ log file or the terminal.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import sys
+import time
+import warnings
 from typing import Iterable, Iterator, TypeVar
 
 from tqdm.auto import tqdm
@@ -38,8 +42,46 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def setup_logging(verbose: bool = False) -> None:
-    """Configure the root logger once: one line per message on stderr, tokens redacted."""
+# Library warnings every run would print, which say nothing the user can act on
+_KNOWN_WARNINGS = [
+    (r".*torchaudio.*(deprecated|backend).*", Warning),
+    (r".*pkg_resources is deprecated.*", Warning),
+    (r".*TypedStorage is deprecated.*", UserWarning),
+    (r".*SymbolDatabase.GetPrototype\(\) is deprecated.*", UserWarning),
+    (r".*`torch_dtype` is deprecated.*", Warning),
+]
+
+
+def interactive() -> bool:
+    """True when stderr is a terminal: progress bars then; periodic lines in logs otherwise."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def use_root_caches(root: str | os.PathLike) -> None:
+    """Point third-party caches (matplotlib's config, Hugging Face's modules and datasets, numba)
+    into <root>/cache/ so that a stage writes nothing outside the dataset root. Only variables the
+    user has not set are changed, and it must run before those libraries are imported."""
+    from pathlib import Path
+
+    cache = Path(root).expanduser().resolve() / "cache"
+    for var, sub in (("MPLCONFIGDIR", "matplotlib"), ("HF_MODULES_CACHE", "hf_modules"),
+                     ("HF_DATASETS_CACHE", "datasets"), ("NUMBA_CACHE_DIR", "numba")):
+        os.environ.setdefault(var, str(cache / sub))
+
+
+def setup_logging(verbose: bool = False, root: str | os.PathLike | None = None) -> None:
+    """Configure the root logger once: one line per message on stderr, tokens redacted; quiet
+    known library chatter; in a non-interactive log, no progress bars from libraries either."""
+    if root is not None:
+        use_root_caches(root)
+    for pattern, category in _KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern, category=category)
+    if not interactive():
+        for var in ("HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS", "TQDM_DISABLE"):
+            os.environ.setdefault(var, "1")
     root = logging.getLogger()
     if getattr(root, "_shqip_av_configured", False):
         root.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -59,7 +101,47 @@ def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(name)
 
 
-def progress(items: Iterable[T], *, desc: str, total: int | None = None, unit: str = "it") -> Iterator[T]:
-    """A progress bar on stderr for long loops (hidden when stderr is not a terminal)."""
-    return iter(tqdm(items, desc=desc, total=total, unit=unit, dynamic_ncols=True,
-                     disable=None, file=sys.stderr))
+def progress(items: Iterable[T], *, desc: str, total: int | None = None, unit: str = "it",
+             every: float = 30.0) -> Iterator[T]:
+    """A progress bar on a terminal; in a log (stderr not a terminal) one line every ``every``
+    seconds and one at the end, instead of a line per update."""
+    if interactive():
+        yield from tqdm(items, desc=desc, total=total, unit=unit, dynamic_ncols=True, file=sys.stderr)
+        return
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
+    log = logging.getLogger("shqip_av.progress")
+    start = last = time.monotonic()
+    done = 0
+    for item in items:
+        yield item
+        done += 1
+        now = time.monotonic()
+        if now - last >= every:
+            last = now
+            log.info("%s: %d%s %s (%.0f s)", desc, done, f"/{total}" if total else "", unit, now - start)
+    if done:
+        log.info("%s: %d%s %s done in %.0f s", desc, done, f"/{total}" if total else "", unit, time.monotonic() - start)
+
+
+@contextlib.contextmanager
+def native_stderr_filtered(noise: tuple[str, ...] = ("W0000 ", "I0000 ", "INFO: Created TensorFlow",
+                                                     "WARNING: Logging before InitGoogle")):
+    """Run a block with file descriptor 2 captured, then pass on every line but ``noise``.
+    MediaPipe's C++ logging (glog, TF Lite) writes there directly, bypassing Python's logging."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode("utf-8", "replace").splitlines():
+                if line.strip() and not line.startswith(noise):
+                    print(line, file=sys.stderr)

@@ -190,6 +190,53 @@ def transcode_upright(src: str | Path, dst: str | Path, *, crf: int = 18) -> Pat
     return Path(dst)
 
 
+class PcmWav:
+    """A 16-bit PCM WAV read on demand: ``len()`` in samples and ``wav[a:b]`` → mono float32, so
+    code written for an in-memory array works on hours of audio with bounded memory."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            with wave.open(str(self.path), "rb") as w:
+                self.sample_rate, self.channels = w.getframerate(), w.getnchannels()
+                width, self.frames = w.getsampwidth(), w.getnframes()
+        except (wave.Error, EOFError, OSError) as e:
+            raise MediaError(f"{self.path}: not a readable PCM WAV: {e}") from None
+        if width != 2:
+            raise MediaError(f"{self.path}: {8 * width}-bit samples, expected 16-bit PCM")
+
+    def __len__(self) -> int:
+        return self.frames
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            raise TypeError("PcmWav supports contiguous slices only")
+        start, stop, _ = index.indices(self.frames)
+        if stop <= start:
+            return np.zeros(0, dtype=np.float32)
+        with wave.open(str(self.path), "rb") as w:
+            w.setpos(start)
+            pcm = np.frombuffer(w.readframes(stop - start), dtype="<i2")
+        if self.channels > 1:
+            pcm = pcm.reshape(-1, self.channels).mean(axis=1)
+        return pcm.astype(np.float32) / 32768.0
+
+
+def open_audio(path: str | Path, fallback: str | Path | None = None) -> PcmWav:
+    """``path`` as a 16 kHz mono PCM WAV, or, when it is missing or in another format, the audio
+    of ``fallback`` (or of ``path``) converted into ``path``'s place first."""
+    path = Path(path)
+    try:
+        wav = PcmWav(path)
+        if (wav.sample_rate, wav.channels) == (AUDIO_RATE, 1):
+            return wav
+    except MediaError:
+        if fallback is None:
+            raise
+    extract_audio(fallback or path, path)
+    return PcmWav(path)
+
+
 def read_audio(path: str | Path, *, sample_rate: int = AUDIO_RATE, start: float | None = None,
                duration: float | None = None) -> np.ndarray:
     """Mono float32 samples in [-1, 1] at ``sample_rate``."""

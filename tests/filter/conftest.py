@@ -17,7 +17,7 @@ AUDIO = SHARED / "testdata" / "audio"
 VARIANTS = {
     "insync5": "five", "vfr1": "one", "vfr5": "five", "aoc": "aoc", "shifted5": "five", "mismatch5": "five",
     "rotated5": "five", "fps50_5": "five", "fps60_5": "five", "small_demo1": "demo1",
-    "two_faces": "five", "leaving_aoc": "aoc", "tiny": "nobody",
+    "two_faces": "five", "leaving_aoc": "aoc", "tiny": "nobody", "sideways5": "five",
 }
 
 
@@ -38,6 +38,8 @@ def make_variants(folder: Path) -> None:
     ffmpeg("-i", str(v5), "-vf", "transpose=1", *x264, "-c:a", "copy", str(folder / "side.mp4"))
     ffmpeg("-i", str(folder / "side.mp4"), "-c", "copy", "-metadata:s:v:0", "rotate=90", out("rotated5"))
     (folder / "side.mp4").unlink()
+    # upright pixels with a wrong rotate tag: decoded "upright", the face lies on its side
+    ffmpeg("-i", str(v5), "-c", "copy", "-metadata:s:v:0", "rotate=90", out("sideways5"))
     for rate in (50, 60):
         ffmpeg("-i", str(v5), "-vf", f"fps={rate}", *x264, "-c:a", "copy", out(f"fps{rate}_5"))
     # variable frame rate: 50 fps with every third frame dropped (timestamps kept), about 33 fps

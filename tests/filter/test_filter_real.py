@@ -198,3 +198,18 @@ def test_filter_itself_honours_rotation_metadata(real_root, tmp_path):
     assert [round(a["meta"]["start"], 1) for a in result.accepted] == [round(r["meta"]["start"], 1) for r in ref]
     for a, r in zip(result.accepted, ref):
         assert a["meta"]["quality"]["eye_distance_px"] == pytest.approx(r["meta"]["quality"]["eye_distance_px"], rel=0.03)
+
+
+def test_a_face_lying_sideways_is_rejected_by_head_pose(real_root):
+    """Upright pixels with a wrong rotate tag: MediaPipe still finds the face, but on its side;
+    the head-pose filter (roll from MediaPipe's transformation matrix) rejects every utterance."""
+    root, ids, _ = real_root
+    accepted, rejected = _load(root)
+    assert not _of(accepted, ids["sideways5"])
+    mine = _of(rejected, ids["sideways5"])
+    assert mine and {r["reason"] for r in mine} == {"head-pose"}
+    assert all(r["value"] > 60 and "sideways" in r["detail"] for r in mine)
+    # the correctly tagged rotated clip and the upright ones pass the same filter
+    assert _of(accepted, ids["rotated5"]) and _of(accepted, ids["insync5"])
+    for d in _decisions(root, ids["insync5"]):
+        assert d["roll"] < 35 and d["alignment_error"] < 0.2

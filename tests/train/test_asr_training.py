@@ -225,3 +225,34 @@ def test_push_to_hub_refused_is_one_line_and_keeps_the_token_out(tmp_path, refus
         assert token not in path
         assert headers.get("authorization") == f"Bearer {token}"
     assert not any(token in p.read_text(errors="ignore") for p in tmp_path.rglob("*") if p.is_file())
+
+
+def test_a_refused_push_leaves_a_complete_run_and_names_the_command_to_push_again(asr_root, tiny_whisper, tmp_path,
+                                                                                   refusing_hub):
+    """The run's results are written before the push: a Hub that refuses must not cost metrics.json."""
+    import os
+
+    endpoint, _ = refusing_hub
+    run = tmp_path / "run"
+    cfg = tiny_config(asr_root, tiny_whisper, run, training__max_steps=2, training__save_steps=2,
+                      training__eval_steps=2, data__report_splits=["test"], training__evaluate_base=False)
+    script = ("import sys, yaml\n"
+              "from shqip_av.config import from_dict, run_cli\n"
+              "from train.asr.config import AsrConfig\n"
+              "from train.asr.train import run_training\n"
+              "cfg = from_dict(AsrConfig, yaml.safe_load(open(sys.argv[1])))\n"
+              "run_cli(lambda: run_training(cfg) and 0)\n")
+    from shqip_av.config import to_dict
+
+    cfg.hub.push, cfg.hub.repo_id = True, "someone/whisper-tiny-sq"
+    (tmp_path / "cfg.yaml").write_text(__import__("yaml").safe_dump(to_dict(cfg)))
+    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_TOKEN": "hf_testTOKENthatmustnotleak123", "HF_HUB_OFFLINE": "0",
+           "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_DISABLE_TELEMETRY": "1"}
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "cfg.yaml")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    error = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(error) == 1 and "python -m cards publish" in error[0] and f"--run {run}" in error[0]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["splits"]["test"]["fine_tuned"]["samples"] == 4
+    assert (run / "adapter" / "adapter_config.json").is_file() and (run / "trained_on.json").is_file()

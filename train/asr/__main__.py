@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
         AsrConfig, argv, prog="accelerate launch -m train.asr",
         description="Fine-tune Whisper for Albanian on the dataset's shards (LoRA by default); "
                     "outputs in <root>/runs/asr/<name>/.")
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, root=cfg.data.root)
     from train.asr.train import run_training
 
     run_training(cfg)

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg, args = parse_config(EvaluateConfig, argv, prog="python -m train.asr.evaluate",
                              description=__doc__.split("\n\n")[0])
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, root=cfg.root)
     results = evaluate_models(cfg)
     if not results:
         log.warning("nothing was scored")
