@@ -12,6 +12,8 @@ face or words:
 - cards/upload/ (assembled Hub uploads hard-link the old tars) and cache/datasets (the Arrow
   cache of train.asr holds audio and transcripts): both are rebuilt on demand, so they go whole;
 - runs/*/*/predictions/*.jsonl lines of the withdrawn samples (references and hypotheses);
+- the user's own source files of withdrawn videos (sources.yaml ``path`` entries) and their
+  caption files, when they lie inside the root (``--keep-sources`` keeps them, and says so);
 - a training run whose data held a withdrawn video gets ``withdrawn.json``, which its model
   card states: a trained model cannot forget, it must be retrained.
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
+from glob import escape as glob_escape
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +48,8 @@ LEDGER = "raw/takedown-applied.jsonl"  # sha256 of applied entries, never the en
 @dataclass
 class TakedownConfig:
     root: str = option("data", "dataset root")
+    keep_sources: bool = option(False, "keep your own source files (sources.yaml 'path' entries) of withdrawn "
+                                       "videos that lie inside the root; by default they are deleted too")
 
 
 @dataclass
@@ -58,6 +63,8 @@ class TakedownReport:
     derived_removed: list[str] = field(default_factory=list)
     runs_marked: list[str] = field(default_factory=list)
     unmatched: list[str] = field(default_factory=list)  # entries that withdrew nothing, ever
+    sources_removed: list[str] = field(default_factory=list)  # the user's own source files, deleted
+    sources_kept: list[str] = field(default_factory=list)  # ... or kept with --keep-sources
     still_found: list[str] = field(default_factory=list)  # files that still name a withdrawn video
 
     def summary(self) -> str:
@@ -68,6 +75,10 @@ class TakedownReport:
         for run in self.runs_marked:
             lines.append(f"takedown: {run} was trained on withdrawn data; its model card now says so "
                          f"(retrain it; published copies are not reached from here)")
+        for path in self.sources_removed:
+            lines.append(f"takedown: deleted the source file {path} (listed in sources.yaml; collect now refuses it)")
+        for path in self.sources_kept:
+            lines.append(f"takedown: kept the source file {path} (--keep-sources); it still holds the withdrawn footage")
         for entry in self.unmatched:
             lines.append(f"takedown: entry {entry!r} matches nothing collected in this root (a typo?); "
                          f"collect will still refuse anything it matches")
@@ -176,7 +187,22 @@ def _entry_digest(takedown: TakedownList, i: int) -> str:
     return hashlib.sha256(f"{kind}:{value}".encode("utf-8")).hexdigest()
 
 
-def apply_takedown(root: str | Path) -> TakedownReport:
+def _local_sources(root: DatasetRoot, records: list[dict], withdrawn: set[str]) -> list[Path]:
+    """The user's own source files (and caption sidecars) of withdrawn videos, when inside the root."""
+    found = []
+    for r in records:
+        url = r["source"]["url"]
+        if r["video_id"] not in withdrawn or not url.startswith("local:"):
+            continue
+        try:
+            path = root.path(url[len("local:"):])
+        except ShqipError:
+            continue  # outside the root: not ours to touch
+        found += [p for p in [path, *path.parent.glob(f"{glob_escape(path.stem)}.*.vtt")] if p.is_file()]
+    return found
+
+
+def apply_takedown(root: str | Path, keep_sources: bool = False) -> TakedownReport:
     droot = DatasetRoot(root)
     if not droot.root.is_dir():
         raise ShqipError(f"dataset root {droot.root} does not exist")
@@ -184,10 +210,10 @@ def apply_takedown(root: str | Path) -> TakedownReport:
         raise ShqipError(f"{droot.takedown} does not exist: write the withdrawn video ids, channels or "
                          f"consent subjects there, one per line")
     with stage_locks(droot, "collect", "filter", "shard", "publish"):
-        return _apply(droot)
+        return _apply(droot, keep_sources)
 
 
-def _apply(root: DatasetRoot) -> TakedownReport:
+def _apply(root: DatasetRoot, keep_sources: bool) -> TakedownReport:
     takedown = TakedownList.load(root.takedown)
     report = TakedownReport()
     if not takedown:
@@ -240,6 +266,12 @@ def _apply(root: DatasetRoot) -> TakedownReport:
                 report.shards_rewritten += 1
         if report.shards_rewritten:
             remove_tree(shards / "index.json")
+    for path in _local_sources(root, records, withdrawn):
+        if keep_sources:
+            report.sources_kept.append(root.relative(path))
+        else:
+            path.unlink()
+            report.sources_removed.append(root.relative(path))
     # derived copies that are rebuilt on demand go whole
     for rel in ("cards/upload", "cache/datasets"):
         if remove_tree(root.path(rel)):
@@ -260,7 +292,7 @@ def main(argv=None) -> int:
     cfg, args = parse_config(TakedownConfig, argv, prog="python -m collect.takedown",
                              description="Remove everything listed in <root>/takedown.txt from the dataset.")
     setup_logging(args.verbose, root=cfg.root)
-    report = apply_takedown(cfg.root)
+    report = apply_takedown(cfg.root, keep_sources=cfg.keep_sources)
     print(report.summary())
     if report.shards_rewritten:
         print("shards/index.json removed: rebuild it with `python -m filter.shard --root "
