@@ -119,6 +119,9 @@ def verify_shards(root: str | Path) -> tuple[dict, dict[str, SplitFacts]]:
         if extra:
             raise CardError(f"shards/{split}/{extra[0]} is not in shards/index.json (a stale or partial shard: "
                             "rerun `python -m filter.shard`)")
+    if not sum(f.samples for f in facts.values()):  # a card (and a publish) of nothing is a mistake
+        raise CardError("the shards hold no samples: check the filter and shard runs (python -m filter.report "
+                        f"--root {root}) before writing a card")
     return index, facts
 
 

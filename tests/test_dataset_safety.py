@@ -358,3 +358,15 @@ def test_a_stage_writes_nothing_outside_the_root(demo_root, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert not [p for p in home.rglob("*") if p.is_file()]
     assert (root / "cache" / "matplotlib").is_dir()
+
+
+def test_cards_refuse_a_dataset_with_no_samples(built):
+    from filter.shard import ShardConfig, pack_shards
+
+    salt = json.loads((built / "shards" / "index.json").read_text())["config"]["salt"]
+    (built / "clips" / "manifest.jsonl").write_text("", encoding="utf-8")
+    pack_shards(ShardConfig(root=str(built), salt=salt, allow_shrink=True))
+    before = _snapshot(built, "cards")
+    proc = _run("cards", "dataset", "--root", str(built))
+    assert proc.returncode == 2 and "no samples" in _errors(proc)[0]
+    assert _snapshot(built, "cards") == before

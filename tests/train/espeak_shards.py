@@ -1,8 +1,8 @@
 """Shards of espeak-ng Albanian speech, for the ASR tests and bench/asr_throughput.py.
 
 The shards are packed by the real filter.shard code from a clips manifest. Only their audio and
-transcripts are real; the face members (one short mp4 and zero landmark/affine arrays shared by
-every sample) are placeholders, because train.asr never reads them.
+transcripts are real; the face members (grey placeholder videos and constant landmark/affine arrays, one set per
+sample) are placeholders, because train.asr never reads them.
 """
 
 from __future__ import annotations
@@ -59,12 +59,15 @@ def build_asr_root(root: Path, train_texts: list[str], test_texts: list[str], *,
 
     cfg = ShardConfig(root=str(root), train=0.5, validation=0.0, test=0.5)
     clips = root / "clips"
-    common = clips / "common"
-    common.mkdir(parents=True)
-    run_ffmpeg(["-f", "lavfi", "-i", "color=c=gray:s=64x64:r=25:d=0.2", "-pix_fmt", "yuv420p", str(common / "face.mp4")],
-               "placeholder face video")
-    np.save(common / "landmarks.npy", np.zeros((5, 478, 2), np.float32))
-    np.save(common / "affine.npy", np.zeros((5, 2, 3), np.float32))
+    clips.mkdir(parents=True)
+
+    def placeholder_face(folder, key: str, frames: int) -> None:
+        """A grey 64×64 crop video as long as the audio, with landmark and affine arrays that pass
+        the schema checks (shard packs only valid samples)."""
+        run_ffmpeg(["-f", "lavfi", "-i", "color=c=gray:s=64x64:r=25", "-frames:v", str(frames), "-pix_fmt", "yuv420p",
+                    str(folder / f"{key}.mp4")], "placeholder face video")
+        np.save(folder / f"{key}.landmarks.npy", np.full((frames, 478, 2), 32.0, np.float32))
+        np.save(folder / f"{key}.affine.npy", np.tile(np.eye(2, 3, dtype=np.float32), (frames, 1, 1)))
 
     items = [(speaker_in("train", cfg), t, None) for t in train_texts]
     items += [(speaker_in("test", cfg), t, None) for t in test_texts]
@@ -83,18 +86,19 @@ def build_asr_root(root: Path, train_texts: list[str], test_texts: list[str], *,
         samples = speak(text if text and text.strip() and case != "over-long transcript" else "Mirëdita", folder / "a")
         if case == "31 s of audio":
             samples = np.concatenate([samples, np.zeros(31 * 16000, np.float32)])
+        frames = max(1, round(len(samples) / 16000 * 25))
+        samples = np.pad(samples, (0, max(0, frames * 640 - len(samples))))[: frames * 640]
         write_wav(folder / f"{key}.wav", samples)
+        placeholder_face(folder, key, frames)
         duration = len(samples) / 16000
         meta = {"schema_version": SCHEMA_VERSION, "video_id": video_id, "source_url": f"file:///{video_id}.mp4",
                 "license": "CC-BY-4.0", "consent": None, "speaker": speaker,
                 "diarization_label": "single-speaker-assumed", "start": 0.0, "end": duration, "fps": 25.0,
-                "num_frames": 5, "transcript_source": "manual" if text is not None else None,
+                "num_frames": frames, "transcript_source": "manual" if text is not None else None,
                 "quality": {"eye_distance_px": 100.0, "sharpness": 100.0, "sync_confidence": 0.5,
                             "sync_offset_frames": 0, "sync_method": "test"}}
         (folder / f"{key}.json").write_text(json.dumps(meta))
-        files = {"mp4": "clips/common/face.mp4", "wav": f"clips/{video_id}/{key}.wav",
-                 "json": f"clips/{video_id}/{key}.json", "landmarks.npy": "clips/common/landmarks.npy",
-                 "affine.npy": "clips/common/affine.npy"}
+        files = {m: f"clips/{video_id}/{key}.{m}" for m in ("mp4", "wav", "json", "landmarks.npy", "affine.npy")}
         if text is not None:
             (folder / f"{key}.txt").write_text(text, encoding="utf-8")
             files["txt"] = f"clips/{video_id}/{key}.txt"
