@@ -217,7 +217,15 @@ class Collector:
         elif path.is_file():
             files = [path]
         else:
-            self._reject(str(path), "missing-file", f"{path} does not exist (sources.yaml line {entry.line})")
+            base = self.sources.path.parent.resolve()
+            shown = path.resolve().relative_to(base).as_posix() if base in path.resolve().parents else path.name
+            withdrawn = self.takedown.match(url=f"local:{shown}", channel=entry.consent.subject if entry.consent else None,
+                                            subject=entry.consent.subject if entry.consent else None)
+            if withdrawn:  # a takedown deleted the file: say why it is gone, not merely that it is
+                self._reject(str(path), "takedown", f"withdrawn by takedown.txt entry '{withdrawn}' "
+                             f"(its file was deleted by the takedown)")
+            else:
+                self._reject(str(path), "missing-file", f"{path} does not exist (sources.yaml line {entry.line})")
             return
         base = self.sources.path.parent.resolve()
         for file in files:

@@ -3,6 +3,8 @@ the analysis rate, detections linked into face tracks, alignment points smoothed
 
 from __future__ import annotations
 
+import os
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,13 +21,47 @@ NUM_LANDMARKS = 478
 JAW_OPEN = "jawOpen"
 
 
+class LandmarkStore:
+    """A track's (T, 478, 2) float32 landmarks in a .npy file, read by slices with ``pread``: a
+    track of a three-hour video (about 1 GB of landmarks) never sits in memory, and nothing is
+    memory-mapped (mapped pages would count as the process's memory as soon as they are read)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        with open(self.path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(fh)
+            self.offset = fh.tell()
+        if fortran or dtype != np.float32 or len(shape) != 3 or shape[1:] != (NUM_LANDMARKS, 2):
+            raise ValueError(f"{self.path}: not a (T, {NUM_LANDMARKS}, 2) float32 landmark file")
+        self.shape = shape
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            return np.load(self.path, allow_pickle=False)[index]  # rare: fancy indexing reads it all
+        start, stop, _ = index.indices(len(self))
+        row = NUM_LANDMARKS * 2 * 4
+        if stop <= start:
+            return np.zeros((0, NUM_LANDMARKS, 2), np.float32)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            data = os.pread(fd, (stop - start) * row, self.offset + start * row)
+        finally:
+            os.close(fd)
+        return np.frombuffer(data, dtype=np.float32).reshape(stop - start, NUM_LANDMARKS, 2).copy()
+
+
 @dataclass
 class FaceTrack:
     """One face followed through consecutive frames (``start`` .. ``start + len - 1``)."""
 
     track_id: int
     start: int
-    landmarks: np.ndarray  # (T, 478, 2) float32, source-frame pixels (upright)
+    landmarks: np.ndarray | LandmarkStore  # (T, 478, 2) float32, source-frame pixels (upright); slice it
     align: np.ndarray  # (T, 3, 2) float64, smoothed right-eye / left-eye / nose points
     jaw_open: np.ndarray  # (T,) MediaPipe jawOpen blendshape
     interpolated: np.ndarray  # (T,) bool: frames bridged over a short gap
@@ -57,8 +93,12 @@ class FaceScan:
                   "size": np.array([self.width, self.height]), "faces_per_frame": self.faces_per_frame}
         for t in self.tracks:
             p = f"track{t.track_id}_"
-            arrays.update({p + "start": np.int64(t.start), p + "landmarks": t.landmarks, p + "align": t.align,
+            arrays.update({p + "start": np.int64(t.start), p + "align": t.align,
                            p + "jaw_open": t.jaw_open, p + "interpolated": t.interpolated})
+            if isinstance(t.landmarks, LandmarkStore):  # already on disk beside faces.npz: referenced
+                arrays[p + "landmarks_file"] = np.array(t.landmarks.path.name)
+            else:
+                arrays[p + "landmarks"] = t.landmarks
             if t.pose is not None:
                 arrays[p + "pose"] = t.pose
         with open(path, "wb") as fh:
@@ -68,7 +108,12 @@ class FaceScan:
     def load(cls, path: Path) -> "FaceScan":
         with np.load(path) as z:
             ids = sorted({int(k[5:].split("_")[0]) for k in z.files if k.startswith("track")})
-            tracks = [FaceTrack(i, int(z[f"track{i}_start"]), z[f"track{i}_landmarks"], z[f"track{i}_align"],
+            def landmarks(i: int):
+                if f"track{i}_landmarks" in z.files:
+                    return z[f"track{i}_landmarks"]
+                return LandmarkStore(Path(path).parent / str(z[f"track{i}_landmarks_file"]))
+
+            tracks = [FaceTrack(i, int(z[f"track{i}_start"]), landmarks(i), z[f"track{i}_align"],
                                 z[f"track{i}_jaw_open"], z[f"track{i}_interpolated"],
                                 z[f"track{i}_pose"] if f"track{i}_pose" in z.files else None) for i in ids]
             w, h = (int(v) for v in z["size"])
@@ -88,39 +133,89 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class _OpenTrack:
-    def __init__(self, track_id: int):
+    """A track being built. With a ``folder``, detected landmarks go straight to a file there
+    (only the small per-frame values stay in memory); without one they are kept in a list."""
+
+    def __init__(self, track_id: int, folder: Path | None = None):
         self.track_id = track_id
-        self.frames: list[int] = []
+        self.folder = folder
+        self.raw = open(folder / f".track{track_id}.raw", "w+b") if folder is not None else None
+        # per-frame values in compact typed arrays (a Python list of small arrays costs ~10× more)
+        self.align_points = array("d")  # 6 values a frame
+        self.frames = array("q")
         self.landmarks: list[np.ndarray] = []
-        self.jaw: list[float] = []
-        self.pose: list[np.ndarray] = []
+        self.jaw = array("f")
+        self.pose = array("f")  # 3 values a frame
         self.box: np.ndarray | None = None
 
     def add(self, frame: int, landmarks: np.ndarray, jaw: float, box: np.ndarray, pose: np.ndarray) -> None:
         self.frames.append(frame)
-        self.landmarks.append(landmarks)
+        self.align_points.extend(geometry.alignment_points(landmarks).ravel().tolist())
+        if self.raw is not None:
+            self.raw.write(np.ascontiguousarray(landmarks, dtype=np.float32).tobytes())
+        else:
+            self.landmarks.append(landmarks)
         self.jaw.append(jaw)
-        self.pose.append(pose)
+        self.pose.extend(np.asarray(pose, dtype=np.float32).tolist())
         self.box = box
 
     def finish(self, sigma: float) -> FaceTrack:
-        frames = np.array(self.frames)
+        frames = np.frombuffer(self.frames, dtype=np.int64)
         start, end = int(frames[0]), int(frames[-1]) + 1
-        lm = np.stack(self.landmarks).astype(np.float32)
         jaw = np.array(self.jaw, dtype=np.float32)
-        pose = np.stack(self.pose).astype(np.float32)
+        pose = np.frombuffer(self.pose, dtype=np.float32).reshape(-1, 3).copy()
+        align = np.frombuffer(self.align_points, dtype=np.float64).reshape(-1, 3, 2).copy()
         full = np.arange(start, end)
         interpolated = ~np.isin(full, frames)
-        if interpolated.any():  # bridge short gaps linearly
-            flat = lm.reshape(len(frames), -1)
-            lm = np.stack([np.interp(full, frames, flat[:, j]) for j in range(flat.shape[1])], axis=1)
-            lm = lm.reshape(len(full), NUM_LANDMARKS, 2).astype(np.float32)
+        if interpolated.any():  # bridge short gaps linearly (landmarks, and what derives from them)
             jaw = np.interp(full, frames, jaw).astype(np.float32)
             pose = np.stack([np.interp(full, frames, pose[:, j]) for j in range(3)], axis=1).astype(np.float32)
-        align = geometry.alignment_points(lm)
+            align = np.stack([np.interp(full, frames, align[:, k, j]) for k in range(3) for j in range(2)],
+                             axis=1).reshape(len(full), 3, 2)
+        if self.raw is None:
+            lm = _bridge(np.stack(self.landmarks).astype(np.float32), frames, full)
+        else:
+            lm = self._write_landmarks(frames, full)
         if sigma > 0 and len(full) > 1:
             align = gaussian_filter1d(align, sigma, axis=0, mode="nearest")
         return FaceTrack(self.track_id, start, lm, align, jaw, interpolated, pose)
+
+    def _write_landmarks(self, frames: np.ndarray, full: np.ndarray) -> LandmarkStore:
+        """The detected rows (in .raw) → faces-track<N>.landmarks.npy with every gap frame filled by
+        linear interpolation, row by row: memory stays at a few rows whatever the track's length."""
+        row = NUM_LANDMARKS * 2 * 4
+        self.raw.flush()
+        path = self.folder / f"faces-track{self.track_id}.landmarks.npy"
+        position = {int(f): i for i, f in enumerate(frames)}
+
+        def read(i: int) -> np.ndarray:
+            self.raw.seek(i * row)
+            return np.frombuffer(self.raw.read(row), dtype=np.float32).reshape(NUM_LANDMARKS, 2)
+
+        with open(path, "wb") as out:
+            np.lib.format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False,
+                                                       "shape": (len(full), NUM_LANDMARKS, 2)})
+            for f in full:
+                i = position.get(int(f))
+                if i is not None:
+                    out.write(read(i).tobytes())
+                    continue
+                after = int(np.searchsorted(frames, f))  # the detections either side of the gap
+                lo, hi = read(after - 1).astype(np.float64), read(after).astype(np.float64)
+                w = (f - frames[after - 1]) / (frames[after] - frames[after - 1])
+                out.write(((1 - w) * lo + w * hi).astype(np.float32).tobytes())
+        self.raw.close()
+        Path(self.raw.name).unlink()
+        return LandmarkStore(path)
+
+
+def _bridge(lm: np.ndarray, frames: np.ndarray, full: np.ndarray) -> np.ndarray:
+    """In-memory landmarks with gaps filled linearly (tracks scanned without a folder)."""
+    if len(full) == len(frames):
+        return lm
+    flat = lm.reshape(len(frames), -1).astype(np.float64)
+    out = np.stack([np.interp(full, frames, flat[:, j]) for j in range(flat.shape[1])], axis=1)
+    return out.reshape(len(full), NUM_LANDMARKS, 2).astype(np.float32)
 
 
 def head_pose(matrix) -> np.ndarray:
@@ -163,8 +258,10 @@ def detection_size(info: MediaInfo, max_side: int) -> tuple[int, int] | None:
     return (max(2, int(round(info.width * scale / 2)) * 2), max(2, int(round(info.height * scale / 2)) * 2))
 
 
-def scan_faces(video: Path, info: MediaInfo, cfg: FaceConfig, fps: float) -> FaceScan:
-    """Detect and track faces in every frame of ``video`` resampled to ``fps``.
+def scan_faces(video: Path, info: MediaInfo, cfg: FaceConfig, fps: float, folder: Path | None = None) -> FaceScan:
+    """Detect and track faces in every frame of ``video`` resampled to ``fps``. With ``folder``
+    (the video's work folder), each track's landmarks are written there as they come, so memory
+    does not grow with the video's length.
 
     A detection counts only while its eye and nose points are inside the frame (with a margin):
     a face leaving the frame ends or interrupts its track."""
@@ -172,9 +269,12 @@ def scan_faces(video: Path, info: MediaInfo, cfg: FaceConfig, fps: float) -> Fac
 
     width, height = info.width, info.height
     margin_x, margin_y = cfg.edge_margin * width, cfg.edge_margin * height
+    if folder is not None:  # files of an earlier scan of this video
+        for old in [*folder.glob("faces-track*.landmarks.npy"), *folder.glob(".track*.raw")]:
+            old.unlink()
     open_tracks: list[_OpenTrack] = []
     done: list[FaceTrack] = []
-    counts: list[int] = []
+    counts = array("h")  # detections per frame
     next_id = 0
     size = detection_size(info, cfg.detect_max_side)
     frames = iter_frames(video, fps=fps, size=size, info=info)
@@ -215,7 +315,7 @@ def scan_faces(video: Path, info: MediaInfo, cfg: FaceConfig, fps: float) -> Fac
                 open_tracks[ti].add(index, *detections[di])
             for di, d in enumerate(detections):
                 if di not in used_d:
-                    track = _OpenTrack(next_id)
+                    track = _OpenTrack(next_id, folder)
                     next_id += 1
                     track.add(index, *d)
                     open_tracks.append(track)
@@ -227,7 +327,10 @@ def scan_faces(video: Path, info: MediaInfo, cfg: FaceConfig, fps: float) -> Fac
                     still.append(t)
             open_tracks = still
     done.extend(t.finish(cfg.smooth_sigma) for t in open_tracks)
+    for t in done:
+        if len(t.landmarks) < cfg.min_track_frames and isinstance(t.landmarks, LandmarkStore):
+            t.landmarks.path.unlink()  # a dropped track leaves no file behind
     tracks = sorted((t for t in done if len(t.landmarks) >= cfg.min_track_frames), key=lambda t: (t.start, t.track_id))
     for new_id, t in enumerate(tracks):  # dense, ordered ids: stable sample keys
         t.track_id = new_id
-    return FaceScan(len(counts), fps, width, height, tracks, np.array(counts, dtype=np.int16))
+    return FaceScan(len(counts), fps, width, height, tracks, np.frombuffer(counts, dtype=np.int16).copy())

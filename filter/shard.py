@@ -99,17 +99,14 @@ def check_shrink(root: DatasetRoot, new: dict[str, list], cfg: ShardConfig) -> N
     run that kept nothing must not wipe a built dataset (and, through publish, the Hub copy)."""
     old = current_keys(root)
     old_total = sum(len(k) for k in old.values())
-    new_keys = {r["key"] for samples in new.values() for r, _ in samples}
-    dropped = set().union(*old.values()) - new_keys
-    if not old_total or not dropped or cfg.allow_shrink:
+    new_total = sum(len(samples) for samples in new.values())
+    if not old_total or cfg.allow_shrink or (new_total and new_total >= (1 - cfg.max_shrink) * old_total):
         return
-    new_total = len(new_keys)
-    if new_total and len(dropped) <= cfg.max_shrink * old_total:
-        return
-    videos = sorted({schema.video_id_of_key(k) for k in dropped})
+    new_videos = {r["video_id"] for samples in new.values() for r, _ in samples}
+    videos = sorted({schema.video_id_of_key(k) for keys in old.values() for k in keys} - new_videos)
     per_split = ", ".join(f"{s} {len(old[s])}→{len(new[s])}" for s in SPLITS)
     raise ShqipError(f"refusing to replace {old_total} samples in shards/ by {new_total} ({per_split}): "
-                     f"{len(dropped)} samples of {len(videos)} video(s) would be dropped "
+                     f"every sample of {len(videos)} video(s) would be dropped "
                      f"({', '.join(videos[:5])}{', …' if len(videos) > 5 else ''}); check the filter run "
                      f"(clips/manifest.jsonl), or pass --allow-shrink to replace them anyway")
 

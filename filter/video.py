@@ -152,7 +152,7 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
         "none: no pyannote pipeline configured, one speaker per video assumed"
 
     # 4. faces
-    scan = scan_faces(video, info, cfg.faces, fps)
+    scan = scan_faces(video, info, cfg.faces, fps, folder=work)
     scan.save(work / "faces.npz")
     result.stats.update(frames=scan.num_frames, tracks=len(scan.tracks),
                         face_frames=round(float((scan.faces_per_frame > 0).mean()) if scan.num_frames else 0.0, 4))

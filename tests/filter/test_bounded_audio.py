@@ -43,14 +43,17 @@ def test_blockwise_vad_on_a_wav_read_on_demand_equals_one_pass(tmp_path):
     assert (reference > 0.5).mean() > 0.3  # it really is speech
 
 
+# VmHWM is the peak RSS of this process image (ru_maxrss would also count the parent's memory
+# at fork time, which Linux carries across exec)
 _SPEECH_STAGE = """
-import resource, sys
+import sys
 from filter.config import SpeechConfig
 from filter.speech import silero_vad
 from shqip_av.media import open_audio
 audio = open_audio(sys.argv[1])
 regions = silero_vad(sys.argv[2]).speech_regions(audio, SpeechConfig())
-print(len(regions), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(len(regions), hwm)
 """
 
 

@@ -214,9 +214,6 @@ def run_training(cfg: AsrConfig) -> dict:
         log.info("run %s is already complete; nothing to do (metrics.json below)", run)
         print(format_table(_table_rows(metrics)))
         return metrics
-    if state.is_main_process:  # which videos this model learns from, for takedowns (as digests)
-        record_training_videos(cfg.data.root, run, [cfg.data.train_split] +
-                               ([cfg.data.eval_split] if cfg.data.eval_split else []))
     state.wait_for_everyone()
 
     processor = asr_model.load_processor(cfg.model.name_or_path, cfg.model.revision)
@@ -250,6 +247,9 @@ def run_training(cfg: AsrConfig) -> dict:
         eval_set = split(cfg.data.eval_split, cfg.data.max_eval_samples) if cfg.data.eval_split else None
     if train_set is None:
         raise asr_data.DataError(f"split {cfg.data.train_split!r} has no shards under {cfg.data.root}/shards")
+    if state.is_main_process:  # which videos this model learns from, for takedowns (as digests)
+        record_training_videos(cfg.data.root, run, [cfg.data.train_split] +
+                               ([cfg.data.eval_split] if cfg.data.eval_split else []))
     if not cfg.data.streaming:
         summary = data_counts[cfg.data.train_split].summary()
         log.info("%s: %d samples kept, skipped %s", cfg.data.train_split, summary["kept"], summary["skipped"] or "none")
