@@ -1,0 +1,143 @@
+"""The sync expert (DESIGN.md §7.2): a SyncNet-style pair of encoders, and the LSE metrics.
+
+It lives in filter because filter uses it (``sync.method: <folder or Hub id>``); train.lipsync
+trains it and scores generated video with the same code (DESIGN.md §1 import rule).
+
+- Video: the lower half of T consecutive canonical crops (the crop is canonical, so the mouth
+  region is fixed), grey, stacked as T channels.
+- Audio: the log-mel window of those frames from ``shqip_av.audio`` (80 × ceil(3.2·T)).
+- Each encoder ends in an L2-normalised embedding; the distance of a pair is the Euclidean
+  distance of the embeddings (0..2), the score their cosine similarity.
+
+LSE, as syncnet_python defines it: for each video window, the distance to the audio at every
+offset within ±K frames; the mean over windows per offset; LSE-D is the minimum of that curve,
+LSE-C the median minus the minimum. One difference, on purpose: the offset's sign follows
+filter's convention (positive = the audio is late), where syncnet_python reports the opposite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from shqip_av import audio as frontend
+
+
+@dataclass
+class SyncExpertConfig:
+    frames: int = 5  # T video frames per window
+    crop_size: int = 96  # canonical crops are resized to this side; the lower half is used
+    channels: tuple[int, ...] = (32, 64, 128, 256)  # conv widths of both encoders
+    embedding: int = 256
+
+    @property
+    def mel_frames(self) -> int:
+        return frontend.mel_length(self.frames)
+
+
+def _torch():
+    import torch
+    from torch import nn
+
+    return torch, nn
+
+
+def build_expert(config: SyncExpertConfig | dict):
+    """A SyncExpert module (torch imported here so filter imports nothing heavy by default)."""
+    return _expert_class()(**(asdict(config) if isinstance(config, SyncExpertConfig) else dict(config)))
+
+
+_CLASS = None
+
+
+def _expert_class():
+    global _CLASS
+    if _CLASS is not None:
+        return _CLASS
+    torch, nn = _torch()
+    from huggingface_hub import PyTorchModelHubMixin
+
+    def block(cin: int, cout: int, stride) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                             nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+    class SyncExpert(nn.Module, PyTorchModelHubMixin, library_name="shqip-av", tags=["shqip-av", "sync-expert",
+                                                                                     "audio-visual"]):
+        """``forward(video, mel)`` → (video embedding, audio embedding), each (B, embedding), unit length.
+
+        video: (B, T, H/2, H) grey lower halves in [0, 1]; mel: (B, 80, ceil(3.2·T))."""
+
+        def __init__(self, frames: int = 5, crop_size: int = 96, channels=(32, 64, 128, 256), embedding: int = 256):
+            super().__init__()
+            self.config_ = SyncExpertConfig(frames, crop_size, tuple(channels), embedding)
+            widths = [frames, *channels]
+            self.video = nn.Sequential(*[block(a, b, 2) for a, b in zip(widths[:-1], widths[1:])],
+                                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels[-1], embedding))
+            widths = [1, *channels]
+            # mel windows are short in time (16 columns): stride over frequency only after the first block
+            self.audio = nn.Sequential(*[block(a, b, (2, 1) if i else 1) for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))],
+                                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels[-1], embedding))
+
+        @property
+        def sync_config(self) -> SyncExpertConfig:
+            return self.config_
+
+        def embed_video(self, video):
+            return nn.functional.normalize(self.video(video), dim=-1)
+
+        def embed_audio(self, mel):
+            # log-mel values are around -11..+5: a fixed affine keeps them near unit scale
+            return nn.functional.normalize(self.audio(((mel + 4.0) / 4.0).unsqueeze(1)), dim=-1)
+
+        def forward(self, video, mel):
+            return self.embed_video(video), self.embed_audio(mel)
+
+    _CLASS = SyncExpert
+    return SyncExpert
+
+
+def lower_halves(crops: np.ndarray, size: int) -> np.ndarray:
+    """(N, H, W, 3) uint8 canonical crops → (N, size/2, size) float32 grey lower halves in [0, 1]."""
+    import cv2
+
+    out = np.empty((len(crops), size // 2, size), np.float32)
+    for i, crop in enumerate(crops):
+        grey = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY)
+        small = cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA)
+        out[i] = small[size // 2:] / 255.0
+    return out
+
+
+@dataclass
+class LSE:
+    distance: float  # LSE-D: the minimum of the mean distance per offset
+    confidence: float  # LSE-C: median minus minimum
+    offset: int  # frames; positive = the audio is late
+    curve: list[float]  # mean distance per offset, -K..K
+
+
+def lse_from_distances(distances: np.ndarray) -> LSE:
+    """``distances[i, j]``: video window i against the audio shifted by j - K frames (K = the
+    number of offsets either way). Averaged over the windows (NaN entries, where the audio runs
+    out, are left out), then syncnet_python's minimum and median − minimum."""
+    distances = np.asarray(distances, dtype=np.float64)
+    k = (distances.shape[1] - 1) // 2
+    curve = np.nanmean(distances, axis=0)
+    best = int(np.nanargmin(curve))
+    minimum = float(curve[best])
+    return LSE(round(minimum, 4), round(float(np.nanmedian(curve)) - minimum, 4), best - k,
+               [round(float(c), 4) for c in curve])
+
+
+def distance_matrix(video_emb: np.ndarray, audio_emb: np.ndarray, max_offset: int) -> np.ndarray:
+    """(N, D) video-window embeddings and (N + 2K, D) audio-window embeddings where audio row
+    i + K is aligned with video row i → (N, 2K + 1) Euclidean distances; column j pairs video i
+    with the audio of frames i + (j - K), i.e. audio that is j - K frames late."""
+    n, k = len(video_emb), max_offset
+    if len(audio_emb) != n + 2 * k:
+        raise ValueError(f"{len(audio_emb)} audio windows for {n} video windows and ±{k} offsets")
+    out = np.empty((n, 2 * k + 1))
+    for j in range(2 * k + 1):
+        out[:, j] = np.linalg.norm(video_emb - audio_emb[j:j + n], axis=1)
+    return out

@@ -1,0 +1,89 @@
+"""The audio front end of the sync expert, the lip-sync generator and dubbing (DESIGN.md §7.1).
+
+16 kHz mono → 80-bin log-mel: n_fft 800, window 800 (Hann), hop 200, so 80 mel frames a second;
+slaney mel scale and norm, 55–7600 Hz. The STFT is centred, so mel frame m describes the audio
+around m / 80 s. At 25 fps video frame t starts at t / 25 s = mel frame 3.2·t, and the audio of
+the T video frames starting at frame t is the mel frames [round(3.2·t), round(3.2·t) + ceil(3.2·T)),
+zero-padded beyond the ends. ``mel_window`` is the only implementation of that mapping: training
+and inference both call it, because a window one frame off silently ruins sync.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+N_FFT = 800
+WIN_LENGTH = 800
+HOP_LENGTH = 200
+N_MELS = 80
+F_MIN, F_MAX = 55.0, 7600.0
+MEL_RATE = SAMPLE_RATE / HOP_LENGTH  # 80 mel frames per second
+VIDEO_FPS = 25.0
+LOG_FLOOR = 1e-5
+SILENCE = math.log(LOG_FLOOR)  # the log-mel value of zero audio
+
+
+def mel_per_video_frame(fps: float = VIDEO_FPS) -> float:
+    return MEL_RATE / fps  # 3.2 at 25 fps
+
+
+@functools.lru_cache(maxsize=1)
+def _mel_basis() -> np.ndarray:
+    from transformers.audio_utils import mel_filter_bank
+
+    # (n_freq, n_mels) slaney filters, as librosa.filters.mel(htk=False, norm="slaney") makes them
+    return mel_filter_bank(num_frequency_bins=N_FFT // 2 + 1, num_mel_filters=N_MELS, min_frequency=F_MIN,
+                           max_frequency=F_MAX, sampling_rate=SAMPLE_RATE, norm="slaney", mel_scale="slaney",
+                           dtype=np.float32)
+
+
+def log_mel(audio) -> "torch.Tensor":  # noqa: F821 - torch imported lazily
+    """(N,) or (B, N) float waveform at 16 kHz → (80, M) or (B, 80, M) log-mel, M = N // 200 + 1."""
+    import torch
+
+    wave = torch.as_tensor(np.asarray(audio, dtype=np.float32) if not isinstance(audio, torch.Tensor) else audio,
+                           dtype=torch.float32)
+    single = wave.dim() == 1
+    if single:
+        wave = wave[None]
+    window = torch.hann_window(WIN_LENGTH, device=wave.device)
+    spec = torch.stft(wave, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=WIN_LENGTH, window=window,
+                      center=True, pad_mode="reflect" if wave.shape[-1] > N_FFT // 2 else "constant",
+                      return_complex=True)
+    power = spec.abs() ** 2  # (B, freq, M)
+    basis = torch.from_numpy(_mel_basis()).to(wave.device)
+    mel = torch.einsum("fm,bft->bmt", basis, power)
+    out = torch.log(torch.clamp(mel, min=LOG_FLOOR))
+    return out[0] if single else out
+
+
+def mel_start(frame: int, fps: float = VIDEO_FPS) -> int:
+    """The first mel frame of video frame ``frame``."""
+    return int(round(mel_per_video_frame(fps) * frame))
+
+
+def mel_length(num_frames: int, fps: float = VIDEO_FPS) -> int:
+    """Mel frames covering ``num_frames`` video frames (16 for the expert's 5 frames at 25 fps)."""
+    return int(math.ceil(mel_per_video_frame(fps) * num_frames - 1e-9))
+
+
+def mel_window(mel, frame: int, num_frames: int, fps: float = VIDEO_FPS):
+    """The audio of video frames [frame, frame + num_frames): mel columns
+    [round(3.2·frame), + ceil(3.2·num_frames)), padded with silence (the log floor: zero audio)
+    where they fall outside ``mel``; (…, 80, M) → (…, 80, L). Works on numpy arrays and torch tensors."""
+    start, length = mel_start(frame, fps), mel_length(num_frames, fps)
+    total = mel.shape[-1]
+    lo, hi = max(start, 0), min(start + length, total)
+    if isinstance(mel, np.ndarray):
+        out = np.full(mel.shape[:-1] + (length,), SILENCE, dtype=mel.dtype)
+    else:
+        import torch
+
+        out = torch.full(mel.shape[:-1] + (length,), SILENCE, dtype=mel.dtype, device=mel.device)
+    if hi > lo:
+        out[..., lo - start:hi - start] = mel[..., lo:hi]
+    return out
