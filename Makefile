@@ -16,7 +16,7 @@ TINY := $(DEMO)/models/whisper-tiny-sq
 
 REPO ?=
 
-.PHONY: install doctor sample collect filter shard dataset demo asr-demo train-asr evaluate-asr cards publish test bench clean-demo
+.PHONY: install doctor sample collect filter shard dataset demo asr-demo train-asr train-expert evaluate-asr cards publish test bench clean-demo
 
 install:
 	bash scripts/install.sh
@@ -44,6 +44,11 @@ dataset: collect filter shard
 # Whisper fine-tuning (one process; for several GPUs: accelerate launch --multi_gpu --num_processes N -m train.asr)
 train-asr:
 	$(ACCELERATE) --num_processes 1 -m train.asr --config $(ASR_CONFIG) data.root=$(ROOT)
+
+# the sync expert (in progress: filter does not use it yet)
+EXPERT_CONFIG ?= train/configs/expert-tiny.yaml
+train-expert:
+	$(ACCELERATE) --num_processes 1 -m train.lipsync.expert --config $(EXPERT_CONFIG) data.root=$(ROOT)
 
 evaluate-asr:
 	$(PY) -m train.asr.evaluate --root $(ROOT) --model $(ASR_MODELS) --split test

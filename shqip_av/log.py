@@ -49,6 +49,7 @@ _KNOWN_WARNINGS = [
     (r".*TypedStorage is deprecated.*", UserWarning),
     (r".*SymbolDatabase.GetPrototype\(\) is deprecated.*", UserWarning),
     (r".*`torch_dtype` is deprecated.*", Warning),
+    (r".*`is_gradient_checkpointing` is deprecated.*", FutureWarning),  # raised inside transformers' Trainer
 ]
 
 
@@ -92,7 +93,7 @@ def setup_logging(verbose: bool = False, root: str | os.PathLike | None = None) 
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     # third-party chatter stays at warnings unless asked for
-    for noisy in ("urllib3", "filelock", "matplotlib", "PIL", "fsspec", "httpx"):
+    for noisy in ("urllib3", "filelock", "matplotlib", "PIL", "fsspec", "httpx", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     root._shqip_av_configured = True  # type: ignore[attr-defined]
 
