@@ -81,13 +81,26 @@ def _complete(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[5:]))
 
 
+# settings that do not change what is trained
+RESUMABLE = {"output", "training.num_workers"}
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _check_resume(cfg: ExpertConfig, run: Path) -> bool:
     """True when the run is finished; refuses a run folder that holds another config."""
     saved = run / "config.yaml"
     if saved.is_file():
-        old = to_dict(from_dict(ExpertConfig, load_yaml(saved)))
-        new = to_dict(cfg)
-        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        old, new = _flat(to_dict(from_dict(ExpertConfig, load_yaml(saved)))), _flat(to_dict(cfg))
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE)
         if changed:
             raise ConfigError(f"{run} holds a run with a different config ({', '.join(changed)}); choose another name")
         return (run / "metrics.json").is_file()
