@@ -81,17 +81,38 @@ class QualityConfig:
 
 @dataclass
 class SyncConfig:
-    method: str = option("landmark-energy", "landmark-energy (training-free) or the path of a trained sync expert")
+    method: str = option("landmark-energy", "landmark-energy (training-free), or a trained sync expert: a folder "
+                                            "(runs/lipsync/<name>/expert) or a Hub id")
     max_offset: int = option(15, "offsets searched, in frames either way", min=1, max=100)
     min_window: float = option(3.0, "shorter utterances are scored on this many seconds of their face track around them", min=0, max=60)
     min_confidence: float = option(0.3, "smallest accepted sync confidence (peak correlation minus the median over offsets)", min=0)
     max_abs_offset: int = option(3, "largest accepted |offset| in frames", min=0, max=100)
+    expert_min_confidence: float = option(-1.0, "with a trained expert: smallest accepted LSE-C (median minus minimum "
+                                                "of the mean embedding distance over offsets); -1: the value calibrated "
+                                                "when the expert was trained (its thresholds.json)", min=-1)
+    expert_max_distance: float = option(2.0, "with a trained expert: largest accepted LSE-D (the minimum mean distance; "
+                                             "embeddings have unit length, so 0..2; 2 means no limit: LSE-D varies "
+                                             "with the face and the voice more than LSE-C does)", min=0, max=2)
+    correct_offset: bool = option(False, "shift the audio onto the video when the measured offset is non-zero "
+                                         "but at most max_correction frames, instead of judging it by max_abs_offset")
+    max_correction: int = option(2, "largest offset (frames) correct_offset repairs", min=0, max=15)
 
 
 @dataclass
 class CropConfig:
     size: int = option(256, "side of the canonical face crop", min=64, max=1024)
     crf: int = option(18, "H.264 quality of the crop videos (lower is better)", min=0, max=51)
+
+
+def _weights_digest(method: str) -> str:
+    """sha256 of a local sync expert's weights ('' for landmark-energy or a Hub id)."""
+    from pathlib import Path
+
+    for folder in (Path(method).expanduser(), Path(method).expanduser() / "expert"):
+        weights = folder / "model.safetensors"
+        if weights.is_file():
+            return hashlib.sha256(weights.read_bytes()).hexdigest()
+    return ""
 
 
 @dataclass
@@ -123,4 +144,5 @@ class FilterConfig:
             data.pop(key)
         data["diarization"].pop("device")
         data["version"] = __version__
+        data["sync_weights"] = _weights_digest(self.sync.method)  # a retrained expert at the same path redoes
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

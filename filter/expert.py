@@ -97,6 +97,18 @@ def _expert_class():
     return SyncExpert
 
 
+def load_expert(source: str):
+    """A SyncExpert from a folder (runs/lipsync/<name>/expert, or the run folder itself) or a Hub id."""
+    from pathlib import Path
+
+    path = Path(source).expanduser()
+    if path.is_dir() and not (path / "config.json").is_file() and (path / "expert" / "config.json").is_file():
+        path = path / "expert"
+    if not path.is_dir() and (Path(source).is_absolute() or source.startswith((".", "~")) or source.count("/") != 1):
+        raise FileNotFoundError(f"{source}: no such folder")
+    return _expert_class().from_pretrained(str(path) if path.is_dir() else source)
+
+
 def lower_halves(crops: np.ndarray, size: int) -> np.ndarray:
     """(N, H, W, 3) uint8 canonical crops → (N, size/2, size) float32 grey lower halves in [0, 1]."""
     import cv2
@@ -128,6 +140,72 @@ def lse_from_distances(distances: np.ndarray) -> LSE:
     minimum = float(curve[best])
     return LSE(round(minimum, 4), round(float(np.nanmedian(curve)) - minimum, 4), best - k,
                [round(float(c), 4) for c in curve])
+
+
+def _batches(items, size: int):
+    items = list(items)
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def expert_lse(model, halves, mel, pad_before: int, pad_after: int, max_offset: int, device: str = "cpu") -> LSE | None:
+    """LSE of one stretch of video: ``halves`` (N, s/2, s) lower halves of its crops, ``mel`` the
+    log-mel of its audio with ``pad_before``/``pad_after`` extra frames either side. Each window of
+    T frames is compared with the audio at every offset within ±max_offset; offsets that fewer
+    than half of the windows can see are left out. None when the stretch is shorter than a window.
+    The one implementation filter, training calibration and evaluation share."""
+    import torch
+
+    t, k = model.sync_config.frames, max_offset
+    halves = torch.as_tensor(np.asarray(halves, dtype=np.float32))
+    n = len(halves) - t + 1
+    if n < 1:
+        return None
+    starts = range(0, pad_before + len(halves) + pad_after - t + 1)  # audio windows, in audio frames
+    with torch.no_grad():
+        video = torch.cat([model.embed_video(torch.stack([halves[i:i + t] for i in batch]).to(device))
+                           for batch in _batches(range(n), 256)]).cpu().numpy()
+        audio = torch.cat([model.embed_audio(torch.stack([torch.as_tensor(frontend.mel_window(mel, j, t))
+                                                          for j in batch]).float().to(device))
+                           for batch in _batches(starts, 256)]).cpu().numpy()
+    distances = np.full((n, 2 * k + 1), np.nan)
+    for col, offset in enumerate(range(-k, k + 1)):
+        index = np.arange(n) + pad_before + offset  # the audio window `offset` frames later
+        ok = (index >= 0) & (index < len(audio))
+        distances[ok, col] = np.linalg.norm(video[ok] - audio[index[ok]], axis=1)
+    usable = np.isfinite(distances).sum(axis=0) >= max(1, n // 2)
+    if not usable.any():
+        return None
+    distances[:, ~usable] = np.nan
+    return lse_from_distances(distances)
+
+
+def calibrate(model, samples: list, max_offset: int = 15, device: str = "cpu") -> dict:
+    """Limits for filter from held-out samples ((halves, mel) pairs): LSE-C and LSE-D of each
+    sample with its own audio and with another sample's audio; the limits sit halfway between the
+    10th percentile of the first and the 90th of the second (LSE-D: the other way round)."""
+    own, foreign = [], []
+    for i, (halves, mel) in enumerate(samples):
+        a = expert_lse(model, halves, mel, 0, 0, max_offset, device)
+        other = samples[(i + 1) % len(samples)][1]
+        m = other[:, : mel.shape[1]]
+        if m.shape[1] < mel.shape[1]:
+            m = np.concatenate([m, np.full((m.shape[0], mel.shape[1] - m.shape[1]), frontend.SILENCE, m.dtype)], axis=1)
+        b = expert_lse(model, halves, m, 0, 0, max_offset, device) if len(samples) > 1 else None
+        if a is not None:
+            own.append(a)
+        if b is not None:
+            foreign.append(b)
+    if not own or not foreign:
+        return {}
+    c_own, c_foreign = np.percentile([x.confidence for x in own], 10), np.percentile([x.confidence for x in foreign], 90)
+    d_own, d_foreign = np.percentile([x.distance for x in own], 90), np.percentile([x.distance for x in foreign], 10)
+    return {"min_confidence": round(float((c_own + c_foreign) / 2), 4),
+            "distance_midpoint": round(float((d_own + d_foreign) / 2), 4),  # informational: filter limits LSE-C
+            "samples": len(own),
+            "own_offset_zero": round(float(np.mean([abs(x.offset) <= 1 for x in own])), 4),
+            "own_confidence_p10": round(float(c_own), 4), "foreign_confidence_p90": round(float(c_foreign), 4),
+            "own_distance_p90": round(float(d_own), 4), "foreign_distance_p10": round(float(d_foreign), 4)}
 
 
 def distance_matrix(video_emb: np.ndarray, audio_emb: np.ndarray, max_offset: int) -> np.ndarray:

@@ -32,6 +32,7 @@ class SyncInput:
     fps: float
     pad_before: int  # frames of audio available before the first video frame (≤ max_offset)
     pad_after: int
+    crops: np.ndarray | None = None  # (T, S, S, 3) uint8 canonical crops of the same frames (scorers that need them)
 
 
 @dataclass
@@ -40,10 +41,12 @@ class SyncResult:
     offset_frames: int
     method: str
     curve: list[float]  # score per offset, -max_offset..max_offset (NaN where not computable)
+    distance: float | None = None  # LSE-D, for scorers that measure a distance (the expert)
 
 
 class SyncScorer(Protocol):
     name: str
+    needs_crops: bool  # True: SyncInput.crops must be given (filter renders them first)
 
     def score(self, item: SyncInput) -> SyncResult: ...
 
@@ -100,6 +103,7 @@ class LandmarkEnergySync:
     this audio scores low."""
 
     name = "landmark-energy"
+    needs_crops = False
 
     def __init__(self, max_offset: int = 15):
         self.max_offset = max_offset
@@ -128,8 +132,61 @@ class LandmarkEnergySync:
         return SyncResult(round(confidence, 4), best - self.max_offset, self.name, [round(c, 4) for c in curve])
 
 
+class ExpertSync:
+    """A trained sync expert (filter.expert.SyncExpert) as a SyncScorer, LSE-style: every window
+    of ``frames`` crops against the audio at every offset within ±max_offset frames; the mean
+    distance per offset gives the offset (its minimum), LSE-D (the minimum) and the confidence
+    LSE-C (median − minimum). Offsets follow this module's sign (positive: audio late)."""
+
+    needs_crops = True
+
+    def __init__(self, source: str, max_offset: int = 15, device: str = "cpu"):
+        from filter.expert import load_expert
+
+        self.model = load_expert(source).to(device).eval()
+        self.name = f"expert:{source}"
+        self.max_offset, self.device = max_offset, device
+        self.config = self.model.sync_config
+        self.thresholds = load_thresholds(source)
+
+    def score(self, item: SyncInput) -> SyncResult:
+        from filter.expert import expert_lse, lower_halves
+        from shqip_av import audio as frontend
+
+        if item.crops is None:
+            raise ValueError("the sync expert needs the canonical crops of the utterance")
+        lse = expert_lse(self.model, lower_halves(item.crops, self.config.crop_size), frontend.log_mel(item.audio),
+                         item.pad_before, item.pad_after, self.max_offset, self.device)
+        if lse is None:
+            return SyncResult(0.0, 0, self.name, [], None)
+        return SyncResult(lse.confidence, lse.offset, self.name, lse.curve, lse.distance)
+
+
+def load_thresholds(source: str) -> dict:
+    """The LSE limits calibrated when the expert was trained (thresholds.json beside its weights)."""
+    import json
+    from pathlib import Path
+
+    for folder in (Path(source).expanduser(), Path(source).expanduser() / "expert"):
+        if (folder / "thresholds.json").is_file():
+            return json.loads((folder / "thresholds.json").read_text(encoding="utf-8"))
+    return {}
+
+
+_EXPERTS: dict = {}
+
+
 def load_sync_scorer(cfg: SyncConfig) -> SyncScorer:
+    """The scorer ``sync.method`` names: landmark-energy, or a trained expert (a folder such as
+    runs/lipsync/<name>/expert, or a Hub id), loaded once per process."""
     if cfg.method == LandmarkEnergySync.name:
         return LandmarkEnergySync(cfg.max_offset)
-    raise ConfigurationError(f"sync.method {cfg.method!r}: trained sync experts come with train.lipsync and are not "
-                     f"available yet; use sync.method=landmark-energy")
+    key = (cfg.method, cfg.max_offset)
+    if key not in _EXPERTS:
+        try:
+            _EXPERTS[key] = ExpertSync(cfg.method, cfg.max_offset)
+        except Exception as e:  # noqa: BLE001 - a missing folder, a bad Hub id, broken weights: one line
+            raise ConfigurationError(f"sync.method {cfg.method!r} is neither landmark-energy nor a loadable sync "
+                                     f"expert (a folder with config.json and model.safetensors, or a Hub id): "
+                                     f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    return _EXPERTS[key]

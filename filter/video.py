@@ -52,10 +52,80 @@ class _Job:
     first: int  # frame range [first, last)
     last: int
     eye_distance: float
-    sync: SyncResult
+    sync: SyncResult | None
     key: str
     crops: list = field(default_factory=list)
+    correction: int = 0  # frames the audio is shifted by to meet the video (sync.correct_offset)
     affines: list = field(default_factory=list)
+
+
+@dataclass
+class _Candidate:
+    """An (utterance, track) that passed size, coverage and pose, waiting for its sync score,
+    measured on frames [s0, s1) with pad_before/pad_after frames of audio either side."""
+
+    job: _Job
+    decision: dict
+    s0: int
+    s1: int
+    pad_before: int
+    pad_after: int
+
+
+def _sync_limits(cfg: FilterConfig, scorer):
+    """The confidence limits of the configured method → a function giving (reason, detail, value) or None."""
+    q = cfg.sync
+    if scorer.needs_crops:
+        calibrated = getattr(scorer, "thresholds", {})
+        low = q.expert_min_confidence if q.expert_min_confidence >= 0 else calibrated.get("min_confidence", 0.0)
+        high = q.expert_max_distance
+
+        def expert(sync: SyncResult):
+            if sync.confidence < low:
+                return ("sync-low-confidence", f"LSE-C below {low} (best offset {sync.offset_frames} frames)",
+                        sync.confidence)
+            if sync.distance is not None and sync.distance > high:
+                return ("sync-low-confidence", f"LSE-D above {high} (best offset {sync.offset_frames} frames)",
+                        sync.distance)
+            return None
+        return expert
+
+    def energy(sync: SyncResult):
+        if sync.confidence < q.min_confidence:
+            return ("sync-low-confidence", f"confidence below {q.min_confidence} (best offset "
+                    f"{sync.offset_frames} frames)", sync.confidence)
+        return None
+    return energy
+
+
+def _score_from_crops(video, info, fps: float, candidates: list[_Candidate], cfg: FilterConfig, score) -> None:
+    """One pass over the frames: each candidate's canonical crops over [s0, s1) are collected and
+    scored as soon as they are complete, then dropped (memory holds only the open candidates)."""
+    if not candidates:
+        return
+    size = cfg.crop.size
+    target = geometry.template(size)
+    pending = sorted(candidates, key=lambda c: c.s0)
+    active: list[tuple[_Candidate, list]] = []
+    end = max(c.s1 for c in candidates)
+    frames = iter_frames(video, fps=fps, info=info)
+    try:
+        for index, frame in enumerate(frames):
+            while pending and pending[0].s0 <= index:
+                active.append((pending.pop(0), []))
+            for c, crops in active:
+                affine = geometry.fit_similarity(c.job.track.align[index - c.job.track.start], target)
+                crops.append(cv2.warpAffine(frame, affine, (size, size), flags=cv2.INTER_CUBIC,
+                                            borderMode=cv2.BORDER_REPLICATE))
+            for item in [a for a in active if a[0].s1 <= index + 1]:
+                active.remove(item)
+                item[0].job.sync = score(item[0], np.stack(item[1]))
+            if index + 1 >= end:
+                break
+    finally:
+        frames.close()
+    for c, crops in active + [(c, []) for c in pending]:  # the video ended early
+        c.job.sync = score(c, np.stack(crops)) if crops else SyncResult(0.0, 0, "none", [])
 
 
 def speaker_of(raw: RawVideo) -> str:
@@ -163,6 +233,7 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
     # 5. per utterance: coverage, size, sync; several qualifying tracks → the best sync
     scorer = load_sync_scorer(cfg.sync)
     jobs: list[_Job] = []
+    groups: list[list[_Candidate]] = []  # per utterance, the tracks that passed the checks before sync
     decisions: list[dict] = []  # every measurement, kept in work/<video_id>/decisions.json
     for u in utterances:
         if u.overlap > cfg.diarization.max_overlap:
@@ -175,7 +246,7 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
             reject("faces", "no-face", f"no face during {u.start:.2f}–{u.end:.2f} s", 0.0,
                    key=schema.sample_key(vid, "u", u.start))
             continue
-        qualified = []
+        group: list[_Candidate] = []
         for t in present:
             key = schema.sample_key(vid, t.track_id, first / fps)  # the sample's start, as in its .json
             span = t.coverage(first, last)
@@ -200,18 +271,43 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
             s0, s1 = _sync_window(first, last, t, int(round(cfg.sync.min_window * fps)))
             pad_before = min(cfg.sync.max_offset, s0)
             pad_after = max(0, min(cfg.sync.max_offset, int(total * fps) - s1))
-            segment = audio[int((s0 - pad_before) * AUDIO_RATE / fps):int((s1 + pad_after) * AUDIO_RATE / fps)]
-            sync = scorer.score(SyncInput(t.landmarks[t.window(s0, s1)], segment, AUDIO_RATE, fps, pad_before, pad_after))
-            decision.update(sync_confidence=sync.confidence, sync_offset_frames=sync.offset_frames, sync_curve=sync.curve)
-            if sync.confidence < cfg.sync.min_confidence:
-                reject("sync", "sync-low-confidence", f"confidence below {cfg.sync.min_confidence} "
-                       f"(best offset {sync.offset_frames} frames)", sync.confidence, key=key)
+            group.append(_Candidate(_Job(u, t, first, last, eye, None, key), decision, s0, s1, pad_before, pad_after))
+        if group:
+            groups.append(group)
+
+    # sync: from landmarks right away, or (a trained expert) from canonical crops in one more pass
+    def sync_input(c: "_Candidate", crops=None) -> SyncInput:
+        segment = audio[int((c.s0 - c.pad_before) * AUDIO_RATE / fps):int((c.s1 + c.pad_after) * AUDIO_RATE / fps)]
+        return SyncInput(c.job.track.landmarks[c.job.track.window(c.s0, c.s1)], segment, AUDIO_RATE, fps,
+                         c.pad_before, c.pad_after, crops)
+
+    candidates = [c for group in groups for c in group]
+    if scorer.needs_crops:
+        _score_from_crops(video, info, fps, candidates, cfg, lambda c, crops: scorer.score(sync_input(c, crops)))
+    else:
+        for c in candidates:
+            c.job.sync = scorer.score(sync_input(c))
+    limits = _sync_limits(cfg, scorer)
+    for group in groups:
+        qualified = []
+        for c in group:
+            sync, key = c.job.sync, c.job.key
+            c.decision.update(sync_confidence=sync.confidence, sync_offset_frames=sync.offset_frames,
+                              sync_curve=sync.curve, sync_method=sync.method)
+            if sync.distance is not None:
+                c.decision["sync_distance"] = sync.distance
+            problem = limits(sync)
+            if problem:
+                reject("sync", *problem, key=key)
                 continue
-            if abs(sync.offset_frames) > cfg.sync.max_abs_offset:
+            if sync.offset_frames and cfg.sync.correct_offset and abs(sync.offset_frames) <= cfg.sync.max_correction:
+                c.job.correction = sync.offset_frames  # the audio is shifted onto the video when written
+                c.decision["sync_correction_frames"] = sync.offset_frames
+            elif abs(sync.offset_frames) > cfg.sync.max_abs_offset:
                 reject("sync", "sync-offset", f"audio is {sync.offset_frames} frames off the video "
                        f"(positive: audio late; limit ±{cfg.sync.max_abs_offset})", sync.offset_frames, key=key)
                 continue
-            qualified.append(_Job(u, t, first, last, eye, sync, key))
+            qualified.append(c.job)
         qualified.sort(key=lambda j: -j.sync.confidence)
         for other in qualified[1:]:
             reject("sync", "other-face-selected", f"{len(qualified)} faces qualify; the one with the best sync "
@@ -318,7 +414,13 @@ def _write_sample(job: _Job, raw: RawVideo, cfg: FilterConfig, staging: Path, re
         atomic_write_bytes(staging / f"{key}.{name}.npy", _npy_bytes(array))
     write_video(staging / f"{key}.mp4", crops, fps=fps, crf=cfg.crop.crf, extra_video_args=["-threads", "1"])
     a0, a1 = int(round(start * AUDIO_RATE)), int(round(end * AUDIO_RATE))
-    write_wav(staging / f"{key}.wav", audio[a0:a1])
+    shift = int(round(job.correction * AUDIO_RATE / fps))  # late audio (+) is taken from later on
+    piece = audio[max(0, a0 + shift):max(0, a1 + shift)]
+    if len(piece) < a1 - a0:  # shifted past an end of the recording: silence fills in
+        before = max(0, -(a0 + shift))
+        piece = np.concatenate([np.zeros(before, np.float32), piece,
+                                np.zeros(a1 - a0 - before - len(piece), np.float32)])
+    write_wav(staging / f"{key}.wav", piece)
     text = job.utterance.text
     if text:
         atomic_write_text(staging / f"{key}.txt", unicodedata.normalize("NFC", text))
@@ -338,7 +440,8 @@ def _write_sample(job: _Job, raw: RawVideo, cfg: FilterConfig, staging: Path, re
         "transcript_source": transcript_source if text else None,
         "quality": {"eye_distance_px": round(job.eye_distance, 2), "sharpness": round(sharp, 2),
                     "sync_confidence": job.sync.confidence, "sync_offset_frames": job.sync.offset_frames,
-                    "sync_method": job.sync.method},
+                    "sync_method": job.sync.method, "sync_correction_frames": job.correction,
+                    **({"sync_distance": job.sync.distance} if job.sync.distance is not None else {})},
         "track": job.track.track_id,
         "producer": f"shqip-av {__version__}",
     }

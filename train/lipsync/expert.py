@@ -112,7 +112,7 @@ def run_training(cfg: ExpertConfig) -> dict:
     from accelerate import Accelerator
     from torch.utils.data import DataLoader
 
-    from filter.expert import build_expert
+    from filter.expert import build_expert, calibrate
     from train.lipsync.data import PairDataset, SplitData, collate, load_split, summary
 
     validate(cfg)
@@ -222,10 +222,16 @@ def run_training(cfg: ExpertConfig) -> dict:
                "validation": summary(evaluation), "final": final, "history": history,
                "scale": float(accelerator.unwrap_model(head).weight.item())}
     if accelerator.is_main_process:
-        model = accelerator.unwrap_model(expert)
+        model = accelerator.unwrap_model(expert).eval()
+        # filter's default limits for this expert: LSE on held-out samples, own vs. foreign audio
+        thresholds = calibrate(model, [(s.video.astype(np.float32), s.mel) for s in evaluation.samples],
+                               device=str(accelerator.device))
+        metrics["calibration"] = thresholds
         tmp = run / "expert.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
+        if thresholds:
+            atomic_write_text(tmp / "thresholds.json", json.dumps(thresholds, indent=2) + "\n")
         target = run / "expert"
         if target.exists():
             shutil.rmtree(target)
