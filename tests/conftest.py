@@ -154,3 +154,20 @@ def demo_run(demo_root, tmp_path_factory) -> Path:
                      "max_new_tokens": 8}})
     run_training(cfg)
     return demo_root / "runs" / "asr" / "tiny"
+
+
+@pytest.fixture(scope="session")
+def demo_expert(demo_root, tmp_path_factory):
+    """A tiny sync expert trained once per session on the demo shards' train split (validation:
+    another speaker); (run folder, metrics). The test split's speaker is never seen by it."""
+    from shqip_av.config import from_dict
+    from train.lipsync.expert import ExpertConfig, run_training
+
+    run = tmp_path_factory.mktemp("expert") / "run"
+    cfg = from_dict(ExpertConfig, {
+        "name": "tiny", "output": str(run),
+        "model": {"frames": 5, "crop_size": 48, "channels": [16, 32, 64], "embedding": 64},
+        "data": {"root": str(demo_root), "max_shift": 12},
+        "training": {"max_steps": 300, "batch_size": 32, "learning_rate": 0.002, "eval_pairs": 256,
+                     "eval_steps": 100, "save_steps": 150}})
+    return run, run_training(cfg)

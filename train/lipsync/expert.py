@@ -202,7 +202,7 @@ def run_training(cfg: ExpertConfig) -> dict:
         accelerator.backward(loss)
         optimizer.step()
         step += 1
-        running.append(float(loss))
+        running.append(loss.item())
         if step % t.eval_steps == 0 or step == t.max_steps:
             entry = {"step": step, "loss": round(float(np.mean(running)), 4), **evaluate(step)}
             history.append(entry)
