@@ -109,3 +109,25 @@ def test_a_missing_expert_is_one_line_before_any_video(demo_root, tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "sync.method" in lines[0] and "nope" in lines[0]
+
+
+@pytest.mark.slow
+def test_evaluate_scores_a_shard_split_and_video_files(demo_root, demo_expert, variants, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from train.lipsync.evaluate import EvaluateConfig, evaluate_split, evaluate_video
+
+    root, _, expert = variants
+    split = evaluate_split(EvaluateConfig(expert=str(demo_expert[0]), root=str(demo_root), split="test"))
+    assert split["samples"] > 0 and split["aligned_vs_shifted_accuracy"] > 0.6, split
+    assert split["offset_zero_share"] >= 0.5
+    for name, expected in (("insync", 0), ("late400", 10), ("early400", -10)):
+        result = evaluate_video(EvaluateConfig(expert=expert, video=str(root / "incoming" / f"{name}.mp4")))
+        assert abs(result["offset"] - expected) <= 1, (name, result["offset"])
+    proc = subprocess.run([sys.executable, "-m", "train.lipsync.evaluate", "--expert", str(tmp_path / "nope"),
+                           "--video", str(root / "incoming" / "insync.mp4")], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "nope" in lines[0], proc.stderr
