@@ -16,7 +16,7 @@ TINY := $(DEMO)/models/whisper-tiny-sq
 
 REPO ?=
 
-.PHONY: install doctor sample collect filter shard dataset demo asr-demo train-asr train-expert evaluate-asr cards publish test bench clean-demo
+.PHONY: install doctor sample collect filter shard dataset demo asr-demo train-asr train-expert expert-demo evaluate-asr cards publish test bench clean-demo
 
 install:
 	bash scripts/install.sh
@@ -45,10 +45,16 @@ dataset: collect filter shard
 train-asr:
 	$(ACCELERATE) --num_processes 1 -m train.asr --config $(ASR_CONFIG) data.root=$(ROOT)
 
-# the sync expert (in progress: filter does not use it yet)
+# the sync expert; filter uses it with sync.method=$(ROOT)/runs/lipsync/<name>
 EXPERT_CONFIG ?= train/configs/expert-tiny.yaml
 train-expert:
 	$(ACCELERATE) --num_processes 1 -m train.lipsync.expert --config $(EXPERT_CONFIG) data.root=$(ROOT)
+
+# a tiny sync expert trained on the demo shards, then scored on them (LSE-D/LSE-C, aligned vs. shifted;
+# in-sample: the demo's speakers all fall in train, so 20 % of its samples are held out for validation)
+expert-demo:
+	$(ACCELERATE) --num_processes 1 -m train.lipsync.expert --config train/configs/expert-tiny.yaml data.root=$(DEMO)
+	$(PY) -m train.lipsync.evaluate --expert $(DEMO)/runs/lipsync/expert-tiny --root $(DEMO) --split train
 
 evaluate-asr:
 	$(PY) -m train.asr.evaluate --root $(ROOT) --model $(ASR_MODELS) --split test
@@ -57,6 +63,7 @@ demo:
 	$(PY) -m collect.sample --root $(DEMO)
 	$(MAKE) --no-print-directory dataset ROOT=$(DEMO)
 	$(MAKE) --no-print-directory asr-demo
+	$(MAKE) --no-print-directory expert-demo
 	$(MAKE) --no-print-directory cards ROOT=$(DEMO) RUN=runs/asr/tiny-demo
 
 # dataset card (and, with RUN=runs/asr/<name>, its model card)
