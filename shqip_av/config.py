@@ -164,6 +164,17 @@ def validate(cfg: Any, prefix: str = "") -> Any:
     return cfg
 
 
+def flatten(data: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} → {"a.b": 1}: the dotted keys of a nested config dict."""
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 

@@ -20,7 +20,7 @@ import shutil
 import time
 from pathlib import Path
 
-from shqip_av.config import ConfigError, from_dict, load_yaml, save_config, to_dict
+from shqip_av.config import ConfigError, flatten, from_dict, load_yaml, save_config, to_dict
 from shqip_av.files import DatasetRoot, atomic_write_text, remove_tree
 from shqip_av.log import get_logger
 
@@ -58,19 +58,9 @@ def mixed_precision(setting: str) -> str:
     return "no"
 
 
-def _flat(data: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def config_changes(saved: dict, current: dict) -> list[str]:
     """Keys whose values differ in a way that would make resuming train something else."""
-    a, b = _flat(saved), _flat(current)
+    a, b = flatten(saved), flatten(current)
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and not k.startswith(RESUMABLE_CHANGES))
 
 

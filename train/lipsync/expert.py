@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from shqip_av import ShqipError
-from shqip_av.config import ConfigError, from_dict, load_yaml, option, parse_config, run_cli, save_config, to_dict, validate
+from shqip_av.config import (ConfigError, flatten, from_dict, load_yaml, option, parse_config, run_cli, save_config,
+                              to_dict, validate)
 from shqip_av.files import DatasetRoot, atomic_write_text
 from shqip_av.log import get_logger, setup_logging
 
@@ -85,21 +86,11 @@ def _complete(folder: Path) -> list[Path]:
 RESUMABLE = {"output", "training.num_workers"}
 
 
-def _flat(data: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def _check_resume(cfg: ExpertConfig, run: Path) -> bool:
     """True when the run is finished; refuses a run folder that holds another config."""
     saved = run / "config.yaml"
     if saved.is_file():
-        old, new = _flat(to_dict(from_dict(ExpertConfig, load_yaml(saved)))), _flat(to_dict(cfg))
+        old, new = flatten(to_dict(from_dict(ExpertConfig, load_yaml(saved)))), flatten(to_dict(cfg))
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE)
         if changed:
             raise ConfigError(f"{run} holds a run with a different config ({', '.join(changed)}); choose another name")
