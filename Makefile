@@ -89,6 +89,7 @@ bench:
 	$(PY) bench/filter_throughput.py
 	$(PY) bench/asr_throughput.py
 	$(PY) bench/filter_memory.py
+	$(PY) bench/expert_throughput.py
 
 clean-demo:
 	rm -rf $(ROOT)/demo

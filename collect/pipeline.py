@@ -261,7 +261,7 @@ def prepare_raw(cfg: CollectConfig) -> CollectStats:
     from shqip_av.lock import stage_lock
 
     validate(cfg)
-    with stage_lock(cfg.root, "collect"):
+    with stage_lock(cfg.root, "collect", create=True):
         return Collector(cfg).run()  # sources.yaml and takedown.txt are checked before any download
 
 

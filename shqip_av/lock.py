@@ -33,9 +33,12 @@ def _holder(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def stage_lock(root: DatasetRoot | str | os.PathLike, stage: str) -> Iterator[Path]:
-    """Hold the lock of ``stage`` on ``root`` for the block; refuse at once when it is taken."""
+def stage_lock(root: DatasetRoot | str | os.PathLike, stage: str, *, create: bool = False) -> Iterator[Path]:
+    """Hold the lock of ``stage`` on ``root`` for the block; refuse at once when it is taken.
+    Only a stage that may start a new root (collect) creates it."""
     droot = root if isinstance(root, DatasetRoot) else DatasetRoot(root)
+    if not create and not droot.root.is_dir():
+        raise ShqipError(f"dataset root {droot.root} does not exist")
     path = droot.path(".locks", f"{stage}.lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
