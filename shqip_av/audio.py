@@ -13,7 +13,12 @@ from __future__ import annotations
 import functools
 import math
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 SAMPLE_RATE = 16_000
 N_FFT = 800
@@ -41,7 +46,7 @@ def _mel_basis() -> np.ndarray:
                            dtype=np.float32)
 
 
-def log_mel(audio) -> "torch.Tensor":  # noqa: F821 - torch imported lazily
+def log_mel(audio) -> "torch.Tensor":
     """(N,) or (B, N) float waveform at 16 kHz → (80, M) or (B, 80, M) log-mel, M = N // 200 + 1."""
     import torch
 
