@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shqip_av import ShqipError
+from shqip_av import ShqipError, schema
 from shqip_av.files import DatasetRoot, sha256_file
 from shqip_av.log import progress
 from shqip_av.manifest import read_jsonl
@@ -49,15 +49,7 @@ class SplitFacts:
 
 def _members(path: Path):
     """(key, {suffix: bytes of json/txt, or None}) per sample of a WebDataset tar, in order."""
-    samples: dict[str, dict] = {}
-    with tarfile.open(path) as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            key, _, suffix = member.name.partition(".")
-            wanted = suffix in ("json", "txt")
-            samples.setdefault(key, {})[suffix] = tar.extractfile(member).read() if wanted else None
-    return samples
+    return dict(schema.read_tar_samples(path, wanted=("json", "txt")))
 
 
 def verify_shards(root: str | Path) -> tuple[dict, dict[str, SplitFacts]]:

@@ -40,6 +40,7 @@ from shqip_av.lock import stage_locks
 from shqip_av.log import setup_logging
 from shqip_av.manifest import read_jsonl, write_jsonl
 from shqip_av.records import utc_now
+from shqip_av.schema import split_member
 from shqip_av.takedown import TRAINED_ON, WITHDRAWN_MARKER, TakedownList, video_digest
 
 LEDGER = "raw/takedown-applied.jsonl"  # sha256 of applied entries, never the entries themselves
@@ -104,12 +105,12 @@ def _filter_jsonl(path: Path, drop) -> int:
 def _rewrite_shard(path: Path, video_ids: set[str]) -> int:
     """Copy a tar without the members of withdrawn videos; returns how many samples went."""
     def withdrawn(name: str) -> bool:
-        key = Path(name).name.split(".", 1)[0]
+        key = split_member(name)[0]
         return any(key.startswith(f"{v}_") for v in video_ids)
 
     with tarfile.open(path) as src:
         members = src.getmembers()
-        doomed = {Path(m.name).name.split(".", 1)[0] for m in members if withdrawn(m.name)}
+        doomed = {split_member(m.name)[0] for m in members if withdrawn(m.name)}
         if not doomed:
             return 0
         with atomic_output(path, suffix=".tar") as tmp:

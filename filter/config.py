@@ -105,17 +105,6 @@ class CropConfig:
     crf: int = option(18, "H.264 quality of the crop videos (lower is better)", min=0, max=51)
 
 
-def _weights_digest(method: str) -> str:
-    """sha256 of a local sync expert's weights ('' for landmark-energy or a Hub id)."""
-    from pathlib import Path
-
-    for folder in (Path(method).expanduser(), Path(method).expanduser() / "expert"):
-        weights = folder / "model.safetensors"
-        if weights.is_file():
-            return hashlib.sha256(weights.read_bytes()).hexdigest()
-    return ""
-
-
 @dataclass
 class FilterConfig:
     root: str = option("data", "dataset root; filter reads raw/ and writes work/ and clips/ inside it")
@@ -140,10 +129,12 @@ class FilterConfig:
 
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where or how fast they are computed)."""
+        from filter.expert import weights_digest
+
         data = to_dict(self)
         for key in ("root", "workers"):
             data.pop(key)
         data["diarization"].pop("device")
         data["version"] = __version__
-        data["sync_weights"] = _weights_digest(self.sync.method)  # a retrained expert at the same path redoes
+        data["sync_weights"] = weights_digest(self.sync.method)  # a retrained expert at the same path redoes
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

@@ -97,16 +97,51 @@ def _expert_class():
     return SyncExpert
 
 
-def load_expert(source: str):
-    """A SyncExpert from a folder (runs/lipsync/<name>/expert, or the run folder itself) or a Hub id."""
+def expert_folder(source: str):
+    """The local folder of an expert named by ``source`` (runs/lipsync/<name>/expert, or the run
+    folder itself), or None when ``source`` is not a local folder (then it may be a Hub id)."""
     from pathlib import Path
 
     path = Path(source).expanduser()
     if path.is_dir() and not (path / "config.json").is_file() and (path / "expert" / "config.json").is_file():
         path = path / "expert"
-    if not path.is_dir() and (Path(source).is_absolute() or source.startswith((".", "~")) or source.count("/") != 1):
+    return path if path.is_dir() else None
+
+
+def load_expert(source: str):
+    """A SyncExpert from a folder (see ``expert_folder``) or a Hub id."""
+    folder = expert_folder(source)
+    if folder is None and (source.startswith(("/", ".", "~")) or source.count("/") != 1):
         raise FileNotFoundError(f"{source}: no such folder")
-    return _expert_class().from_pretrained(str(path) if path.is_dir() else source)
+    return _expert_class().from_pretrained(str(folder) if folder else source)
+
+
+def expert_thresholds(source: str) -> dict:
+    """The LSE limits calibrated when the expert was trained (thresholds.json beside its weights)."""
+    import json
+
+    folder = expert_folder(source)
+    path = folder / "thresholds.json" if folder else None
+    return json.loads(path.read_text(encoding="utf-8")) if path and path.is_file() else {}
+
+
+_DIGESTS: dict = {}
+
+
+def weights_digest(source: str) -> str:
+    """sha256 of a local expert's weights ('' for anything else), computed once per file version:
+    filter's config fingerprint, which is taken for every video, includes it."""
+    from shqip_av.files import sha256_file
+
+    folder = expert_folder(source)
+    weights = folder / "model.safetensors" if folder else None
+    if not weights or not weights.is_file():
+        return ""
+    stat = weights.stat()
+    key = (str(weights.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_file(weights)
+    return _DIGESTS[key]
 
 
 def lower_halves(crops: np.ndarray, size: int) -> np.ndarray:

@@ -87,7 +87,7 @@ def current_keys(root: DatasetRoot) -> dict[str, set[str]]:
         for tar in sorted(root.path("shards", split).glob("shqip-av-*.tar")):
             try:
                 with tarfile.open(tar) as tf:
-                    found |= {Path(name).name.split(".", 1)[0] for name in tf.getnames()}
+                    found |= {schema.split_member(name)[0] for name in tf.getnames()}
             except (tarfile.TarError, OSError):
                 continue  # a damaged shard is replaced anyway
         keys[split] = found

@@ -141,13 +141,13 @@ class ExpertSync:
     needs_crops = True
 
     def __init__(self, source: str, max_offset: int = 15, device: str = "cpu"):
-        from filter.expert import load_expert
+        from filter.expert import expert_thresholds, load_expert
 
         self.model = load_expert(source).to(device).eval()
         self.name = f"expert:{source}"
         self.max_offset, self.device = max_offset, device
         self.config = self.model.sync_config
-        self.thresholds = load_thresholds(source)
+        self.thresholds = expert_thresholds(source)
 
     def score(self, item: SyncInput) -> SyncResult:
         from filter.expert import expert_lse, lower_halves
@@ -160,17 +160,6 @@ class ExpertSync:
         if lse is None:
             return SyncResult(0.0, 0, self.name, [], None)
         return SyncResult(lse.confidence, lse.offset, self.name, lse.curve, lse.distance)
-
-
-def load_thresholds(source: str) -> dict:
-    """The LSE limits calibrated when the expert was trained (thresholds.json beside its weights)."""
-    import json
-    from pathlib import Path
-
-    for folder in (Path(source).expanduser(), Path(source).expanduser() / "expert"):
-        if (folder / "thresholds.json").is_file():
-            return json.loads((folder / "thresholds.json").read_text(encoding="utf-8"))
-    return {}
 
 
 _EXPERTS: dict = {}

@@ -54,9 +54,7 @@ class _Job:
     eye_distance: float
     sync: SyncResult | None
     key: str
-    crops: list = field(default_factory=list)
     correction: int = 0  # frames the audio is shifted by to meet the video (sync.correct_offset)
-    affines: list = field(default_factory=list)
 
 
 @dataclass
@@ -98,33 +96,43 @@ def _sync_limits(cfg: FilterConfig, scorer):
     return energy
 
 
-def _score_from_crops(video, info, fps: float, candidates: list[_Candidate], cfg: FilterConfig, score) -> None:
-    """One pass over the frames: each candidate's canonical crops over [s0, s1) are collected and
-    scored as soon as they are complete, then dropped (memory holds only the open candidates)."""
-    if not candidates:
-        return
-    size = cfg.crop.size
+def stream_crops(video, info, fps: float, spans: list, size: int):
+    """One pass over the frames: the canonical crops and frame→crop transforms of each span
+    (item, track, first, last) are collected and yielded as (item, crops, affines) as soon as the
+    span ends, or, when the video ends early, with what it had. Memory holds only the open spans.
+    filter's sync scoring and rendering, and train.lipsync.evaluate, all crop through here."""
     target = geometry.template(size)
-    pending = sorted(candidates, key=lambda c: c.s0)
-    active: list[tuple[_Candidate, list]] = []
-    end = max(c.s1 for c in candidates)
+    pending = sorted(spans, key=lambda span: span[2])
+    active: list[tuple] = []
+    end = max((span[3] for span in spans), default=0)
     frames = iter_frames(video, fps=fps, info=info)
     try:
         for index, frame in enumerate(frames):
-            while pending and pending[0].s0 <= index:
-                active.append((pending.pop(0), []))
-            for c, crops in active:
-                affine = geometry.fit_similarity(c.job.track.align[index - c.job.track.start], target)
+            while pending and pending[0][2] <= index:
+                item, track, _, last = pending.pop(0)
+                active.append((item, track, last, [], []))
+            for _, track, _, crops, affines in active:
+                affine = geometry.fit_similarity(track.align[index - track.start], target)
+                affines.append(affine)
                 crops.append(cv2.warpAffine(frame, affine, (size, size), flags=cv2.INTER_CUBIC,
                                             borderMode=cv2.BORDER_REPLICATE))
-            for item in [a for a in active if a[0].s1 <= index + 1]:
-                active.remove(item)
-                item[0].job.sync = score(item[0], np.stack(item[1]))
+            for span in [a for a in active if a[2] <= index + 1]:
+                active.remove(span)
+                yield span[0], span[3], span[4]
             if index + 1 >= end:
                 break
     finally:
         frames.close()
-    for c, crops in active + [(c, []) for c in pending]:  # the video ended early
+    for item, _, _, crops, affines in active:  # the video ended early
+        yield item, crops, affines
+    for item, *_ in pending:
+        yield item, [], []
+
+
+def _score_from_crops(video, info, fps: float, candidates: list[_Candidate], cfg: FilterConfig, score) -> None:
+    """Each candidate is scored on its canonical crops over [s0, s1) as soon as they are complete."""
+    spans = [(c, c.job.track, c.s0, c.s1) for c in candidates]
+    for c, crops, _ in stream_crops(video, info, fps, spans, cfg.crop.size):
         c.job.sync = score(c, np.stack(crops)) if crops else SyncResult(0.0, 0, "none", [])
 
 
@@ -363,38 +371,17 @@ def sharpness(crop: np.ndarray) -> float:
 def _render(video, info, fps, jobs: list[_Job], raw: RawVideo, cfg: FilterConfig, staging: Path, reject,
             result: VideoResult, audio, transcript_source: str | None) -> None:
     """Second pass over the frames: canonical crops for the accepted jobs, then the samples."""
-    size = cfg.crop.size
-    target = geometry.template(size)
-    pending = sorted(jobs, key=lambda j: j.first)
-    active: list[_Job] = []
-    end = max(j.last for j in jobs)
-    frames = iter_frames(video, fps=fps, info=info)
-    try:
-        for index, frame in enumerate(frames):
-            while pending and pending[0].first <= index:
-                active.append(pending.pop(0))
-            for job in active:
-                affine = geometry.fit_similarity(job.track.align[index - job.track.start], target)
-                job.affines.append(affine)
-                job.crops.append(cv2.warpAffine(frame, affine, (size, size), flags=cv2.INTER_CUBIC,
-                                                borderMode=cv2.BORDER_REPLICATE))
-            for job in [j for j in active if j.last <= index + 1]:
-                active.remove(job)
-                _write_sample(job, raw, cfg, staging, reject, result, audio, transcript_source, fps)
-            if index + 1 >= end:
-                break
-    finally:
-        frames.close()
-    for job in active + pending:  # the video ended early (fewer frames than the audio)
-        if len(job.crops) >= 2:
-            job.last = job.first + len(job.crops)
-            _write_sample(job, raw, cfg, staging, reject, result, audio, transcript_source, fps)
+    spans = [(job, job.track, job.first, job.last) for job in jobs]
+    for job, crops, affines in stream_crops(video, info, fps, spans, cfg.crop.size):
+        if len(crops) < 2:  # the video ended (fewer frames than the audio) before this job had any
+            continue
+        job.last = job.first + len(crops)
+        _write_sample(job, crops, np.array(affines, dtype=np.float64), raw, cfg, staging, reject, result, audio,
+                      transcript_source, fps)
 
 
-def _write_sample(job: _Job, raw: RawVideo, cfg: FilterConfig, staging: Path, reject, result: VideoResult,
-                  audio, transcript_source: str | None, fps: float) -> None:
-    crops, affines = job.crops, np.array(job.affines, dtype=np.float64)
-    job.crops, job.affines = [], []
+def _write_sample(job: _Job, crops: list, affines: np.ndarray, raw: RawVideo, cfg: FilterConfig, staging: Path,
+                  reject, result: VideoResult, audio, transcript_source: str | None, fps: float) -> None:
     sharp = float(np.median([sharpness(c) for c in crops[::5]]))
     if sharp < cfg.quality.min_sharpness:
         reject("quality", "blurry", f"median Laplacian variance below {cfg.quality.min_sharpness}", sharp, key=job.key)

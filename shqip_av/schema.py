@@ -40,6 +40,29 @@ def sample_key(video_id: str, track: int | str, start: float) -> str:
     return f"{video_id.replace('.', '-')}_{track}_{int(round(start * 1000))}"
 
 
+def split_member(name: str) -> tuple[str, str]:
+    """A tar member name → (sample key, member suffix), split where WebDataset splits: at the
+    first dot of the file name (so "k_0_480.landmarks.npy" → ("k_0_480", "landmarks.npy"))."""
+    key, _, suffix = name.rsplit("/", 1)[-1].partition(".")
+    return key, suffix
+
+
+def read_tar_samples(path, wanted=None):
+    """(key, {suffix: bytes}) per sample of a WebDataset tar, in order. With ``wanted`` (suffixes),
+    only those members are read; the others map to None."""
+    import tarfile
+
+    samples: dict[str, dict] = {}
+    with tarfile.open(path) as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            key, suffix = split_member(member.name)
+            read = wanted is None or suffix in wanted
+            samples.setdefault(key, {})[suffix] = tar.extractfile(member).read() if read else None
+    yield from samples.items()
+
+
 def video_id_of_key(key: str) -> str:
     return key.rsplit("_", 2)[0]
 

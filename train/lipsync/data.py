@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import glob
 import json
-import tarfile
 import tempfile
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -26,6 +24,7 @@ from shqip_av import audio as frontend
 from shqip_av.files import DatasetRoot
 from shqip_av.log import get_logger, progress
 from shqip_av.media import decode_wav, iter_frames
+from shqip_av.schema import read_tar_samples
 
 log = get_logger(__name__)
 
@@ -42,23 +41,6 @@ class DecodedSample:
 class SplitData:
     samples: list[DecodedSample] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
-
-
-def _tar_samples(path: Path):
-    """(key, {member: bytes}) of a WebDataset tar, in order."""
-    groups: dict[str, dict[str, bytes]] = defaultdict(dict)
-    order = []
-    with tarfile.open(path) as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            name = Path(member.name).name
-            key, _, ext = name.partition(".")
-            if key not in groups:
-                order.append(key)
-            groups[key][ext] = tar.extractfile(member).read()
-    for key in order:
-        yield key, groups[key]
 
 
 def decode_sample(key: str, members: dict[str, bytes], frames: int, size: int) -> DecodedSample | str:
@@ -96,7 +78,7 @@ def load_split(root: str, split: str, frames: int, size: int, limit: int = 0) ->
     tars = sorted(glob.glob(str(droot.path("shards", split) / "*.tar")))
     data = SplitData()
     for tar in tars:
-        for key, members in progress(list(_tar_samples(Path(tar))), desc=f"decoding {split}", unit="sample"):
+        for key, members in progress(list(read_tar_samples(tar)), desc=f"decoding {split}", unit="sample"):
             decoded = decode_sample(key, members, frames, size)
             if isinstance(decoded, str):
                 data.skipped[decoded] += 1

@@ -94,14 +94,12 @@ def evaluate_split(cfg: EvaluateConfig) -> dict:
 
 def evaluate_video(cfg: EvaluateConfig) -> dict:
     """LSE of a video file's main face track (the longest), as filter would track and crop it."""
-    import cv2
-
     from filter.config import FilterConfig
     from filter.expert import expert_lse, load_expert, lower_halves
     from filter.faces import scan_faces
+    from filter.video import stream_crops
     from shqip_av import audio as frontend
-    from shqip_av import geometry
-    from shqip_av.media import iter_frames, probe, read_audio
+    from shqip_av.media import probe, read_audio
 
     path = Path(cfg.video)
     if not path.is_file():
@@ -114,12 +112,7 @@ def evaluate_video(cfg: EvaluateConfig) -> dict:
     if not scan.tracks:
         raise ShqipError(f"{path}: no face track found")
     track = max(scan.tracks, key=lambda t: len(t.landmarks))
-    size, target = fcfg.crop.size, geometry.template(fcfg.crop.size)
-    crops = []
-    for index, frame in enumerate(iter_frames(path, fps=fps, info=info)):
-        if track.start <= index < track.end:
-            affine = geometry.fit_similarity(track.align[index - track.start], target)
-            crops.append(cv2.warpAffine(frame, affine, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE))
+    _, crops, _ = next(stream_crops(path, info, fps, [(None, track, track.start, track.end)], fcfg.crop.size))
     wave = read_audio(path)
     mel = frontend.mel_window(frontend.log_mel(wave).numpy(), track.start, len(crops))  # the track's own audio
     lse = expert_lse(model, lower_halves(np.stack(crops), model.sync_config.crop_size), mel, 0, 0, cfg.max_offset)
