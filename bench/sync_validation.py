@@ -136,10 +136,12 @@ def main() -> int:
         mine = [r for r in rows if r[0] == clip]
         print(f"  {clip:45s} tuned without it: min_confidence {min_conf:.2f}, max_abs_offset {max_off}; "
               + ", ".join(f"{v}:{decide(c, o, min_conf, max_off)[0]}({o:+d},{c:.2f})" for _, v, c, o in mine))
-    defaults = [(expected(v), decide(c, o, 0.3, 3)) for _, v, c, o in rows]
+    shipped = FilterConfig().sync
+    limits = (shipped.min_confidence, shipped.max_abs_offset)
+    defaults = [(expected(v), decide(c, o, *limits)) for _, v, c, o in rows]
     print(table("\nleave-one-clip-out (limits tuned on the other clips):", held_out))
-    print(table("\nshipped defaults (min_confidence 0.3, max_abs_offset 3):", defaults))
-    by_variant = Counter((v, decide(c, o, 0.3, 3)) for _, v, c, o in rows)
+    print(table(f"\nshipped defaults (min_confidence {limits[0]}, max_abs_offset {limits[1]}):", defaults))
+    by_variant = Counter((v, decide(c, o, *limits)) for _, v, c, o in rows)
     print("\nwith the defaults, per variant: " + ", ".join(
         f"{v} {by_variant[(v, 'keep')]}/{by_variant[(v, 'keep')] + by_variant[(v, 'reject')]} kept"
         for v in [*VARIANTS, "foreign"]))

@@ -1,8 +1,10 @@
-"""python -m cards model --run runs/asr/<name>: the model card of a train.asr run.
+"""python -m cards model --run runs/asr/<name> | runs/lipsync/<name>: the model card of a run.
 
 Writes <run>/README.md (ModelCard with ``model-index`` metadata, which the Hub shows as results)
-from the run's own metrics.json and config.yaml: base model, data, training settings, and WER/CER
-per split, raw and normalized, next to the base model scored by the same evaluator.
+from the run's own metrics.json and config.yaml. A train.asr run: base model, data, training
+settings, and WER/CER per split, raw and normalized, next to the base model scored by the same
+evaluator. A sync-expert run (runs/lipsync/<name> with expert/): architecture, the data it saw,
+validation accuracy of aligned vs. shifted windows, and the LSE limits calibrated for filter.
 """
 
 from __future__ import annotations
@@ -25,21 +27,30 @@ RATES = (("wer", "WER"), ("wer_normalized", "WER (normalized)"), ("cer", "CER"),
 
 @dataclass
 class ModelCardConfig:
-    run: str = option("", "train.asr run folder (runs/asr/<name>, relative to --root or absolute)")
+    run: str = option("", "run folder (runs/asr/<name> or runs/lipsync/<name>, relative to --root or absolute)")
     root: str = option("data", "dataset root")
     dataset: str = option("", "Hub id of the dataset it was trained on (user/name), for the metadata")
     repo: str = option("", "Hub model repo the card is for (user/name); used in the usage example")
     license: str = option("apache-2.0", "licence of the released weights (Whisper's own is apache-2.0)")
 
 
+def is_expert_run(path: Path) -> bool:
+    return (path / "expert" / "config.json").is_file()
+
+
 def resolve_run(run: str, root: str) -> Path:
     if not run:
-        raise CardError("give --run: a train.asr run folder such as runs/asr/whisper-small-sq")
+        raise CardError("give --run: a run folder such as runs/asr/whisper-small-sq or runs/lipsync/expert-base")
     path = Path(run)
     if not path.is_dir():
         path = DatasetRoot(root).path(run)
     if not path.is_dir():
         raise CardError(f"run folder not found: {run}")
+    if is_expert_run(path):
+        for needed in ("metrics.json", "config.yaml", "expert/model.safetensors"):
+            if not (path / needed).is_file():
+                raise CardError(f"{path} has no {needed}: the expert's training has not finished (rerun it)")
+        return path
     for needed, why in (("metrics.json", "the run has not finished (rerun train.asr to complete it)"),
                         ("config.yaml", "the resolved training config is missing"),
                         ("processor", "the processor is missing")):
@@ -58,6 +69,8 @@ def build_model_card(cfg: ModelCardConfig) -> Path:
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     run = resolve_run(cfg.run, cfg.root)
+    if is_expert_run(run):
+        return build_expert_card(cfg, run)
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     config = load_yaml(run / "config.yaml")
     if not metrics.get("splits"):
@@ -149,3 +162,71 @@ def _body(cfg: ModelCardConfig, metrics: dict, config: dict, lora: bool) -> str:
               "- Dialect coverage (Gheg/Tosk) follows the dataset, where it is not recorded; check both.",
               "- Do not use its transcripts to identify or profile people; disclose any synthetic speech built on it."]
     return "\n".join(lines) + "\n"
+
+
+def build_expert_card(cfg: ModelCardConfig, run: Path) -> Path:
+    """The card of a sync-expert run (train.lipsync.expert): <run>/README.md."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    config = load_yaml(run / "config.yaml")
+    final, cal = metrics.get("final") or {}, metrics.get("calibration") or {}
+    name = metrics.get("run", run.name)
+    results = [EvalResult(task_type="audio-visual-sync", task_name="Audio-visual sync (aligned vs. shifted windows)",
+                          dataset_type=cfg.dataset or "shqip-av", dataset_name="shqip-av (held-out samples)",
+                          dataset_split="validation", metric_type="accuracy", metric_name=label,
+                          metric_value=round(100 * final[key], 2))
+               for key, label in (("eval_accuracy", "sync accuracy"), ("eval_accuracy_aligned", "accuracy, aligned"),
+                                  ("eval_accuracy_shifted", "accuracy, shifted")) if final.get(key) is not None]
+    data = ModelCardData(license=cfg.license, library_name="shqip-av", model_name=name,
+                         datasets=[cfg.dataset] if cfg.dataset else None, metrics=["accuracy"],
+                         tags=["shqip-av", "sync-expert", "audio-visual", "lip-sync", "albanian"],
+                         eval_results=results or None)
+    m, d, t = config.get("model", {}), config.get("data", {}), config.get("training", {})
+    model = json.loads((run / "expert" / "config.json").read_text(encoding="utf-8"))
+    repo = cfg.repo or "path/to/this/expert"
+    tr, va = metrics.get("train", {}), metrics.get("validation", {})
+    lines = [f"# {name}", "",
+             "A SyncNet-style audio-visual sync expert trained by shqip-av: two encoders map the lower half of "
+             f"{model.get('frames')} consecutive canonical face crops ({model.get('crop_size')} px, grey) and the "
+             "80-bin log-mel of the same frames to unit-length embeddings; their distance is small when the "
+             "mouth and the speech belong together. shqip-av uses it to filter its dataset (`sync.method`), as "
+             "the sync loss of its lip-sync generator, and to score lip-sync (LSE-D / LSE-C as syncnet_python "
+             "defines them).", "",
+             "## Results", "",
+             "Accuracy of aligned vs. shifted (by at least "
+             f"{d.get('min_shift', 3)} frames) or foreign-speaker windows, on samples held out from training:", "",
+             "| | accuracy |", "|---|---|",
+             *(f"| {label} | {_pct(final.get(key))} % |" for key, label in
+               (("eval_accuracy", "all pairs"), ("eval_accuracy_aligned", "aligned"), ("eval_accuracy_shifted", "shifted or foreign"))),
+             ""]
+    if cal:
+        lines += ["Limits calibrated on the held-out samples (`thresholds.json`; filter's default for "
+                  "`sync.expert_min_confidence`):", "",
+                  f"- LSE-C: own audio, 10th percentile {cal.get('own_confidence_p10')}; another speaker's audio, "
+                  f"90th percentile {cal.get('foreign_confidence_p90')}; limit {cal.get('min_confidence')}",
+                  f"- LSE-D: own audio, 90th percentile {cal.get('own_distance_p90')}; another speaker's, "
+                  f"10th percentile {cal.get('foreign_distance_p10')}",
+                  f"- held-out samples whose own audio is found within ±1 frame: {_pct(cal.get('own_offset_zero'))} % "
+                  f"(of {cal.get('samples')})", ""]
+    lines += ["## Training", "",
+              f"- data: {tr.get('samples')} training samples from {tr.get('speakers')} speakers ({tr.get('frames')} frames); "
+              f"{va.get('samples')} held-out samples from {va.get('speakers')} speakers",
+              f"- {metrics.get('steps')} steps, batch {t.get('batch_size')}, learning rate {t.get('learning_rate')}, "
+              f"mixed precision `{t.get('mixed_precision', 'no')}`, seed {t.get('seed')}",
+              f"- negatives: shifts of {d.get('min_shift')}–{d.get('max_shift')} frames, and another speaker's audio "
+              f"({d.get('other_speaker_share')} of the negatives)",
+              f"- encoders: widths {m.get('channels')}, embedding {m.get('embedding')}", "",
+              "## Use", "", "```python", "from filter.expert import load_expert, expert_lse",
+              f"expert = load_expert(\"{repo}\")  # SyncExpert.from_pretrained",
+              "```", "",
+              f"Filter a dataset with it: `python -m filter --root data sync.method={repo}`; score a video: "
+              f"`python -m train.lipsync.evaluate --expert {repo} --video IN.mp4`.", "",
+              "## Limitations", "",
+              "- It has seen only the speakers, faces and recording conditions of its training data; check its "
+              "accuracy on footage like yours (`python -m train.lipsync.evaluate`) before trusting its judgement.",
+              "- It judges sync, not identity or consent; do not use it to identify people."]
+    card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_withdrawn(run)}" + "\n".join(lines) + "\n")
+    atomic_write_text(run / "README.md", str(card))
+    log.info("model card written to %s", run / "README.md")
+    return run / "README.md"

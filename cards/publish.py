@@ -44,7 +44,8 @@ DATASET_OWNED = ("shards/", "assets/")
 class PublishConfig:
     root: str = option("data", "dataset root")
     repo: str = option("", "Hub repo to publish to (user/name)")
-    run: str = option("", "publish this train.asr run (runs/asr/<name>) as a model repo instead of the dataset")
+    run: str = option("", "publish this run (runs/asr/<name> or a sync expert's runs/lipsync/<name>) as a model "
+                          "repo instead of the dataset")
     private: bool = option(False, "create the repo private (an existing repo keeps its visibility)")
     dry_run: bool = option(False, "assemble and list what would be uploaded; send nothing")
     revision: str = option("main", "branch to commit to")
@@ -96,14 +97,17 @@ def _sources_dataset(cfg: PublishConfig) -> list[tuple[str, Path, str | None]]:
 
 
 def _sources_model(cfg: PublishConfig) -> list[tuple[str, Path, str | None]]:
-    from cards.model_card import ModelCardConfig, build_model_card, resolve_run
+    from cards.model_card import ModelCardConfig, build_model_card, is_expert_run, resolve_run
 
     run = resolve_run(cfg.run, cfg.root)
     card = build_model_card(ModelCardConfig(run=str(run), root=cfg.root, dataset=cfg.dataset, repo=cfg.repo))
-    weights = run / "adapter" if (run / "adapter").is_dir() else run / "model"
     files = [("README.md", card), ("metrics.json", run / "metrics.json"), ("train_config.yaml", run / "config.yaml")]
-    files += [(p.name, p) for p in sorted(weights.iterdir()) if p.is_file() and p.name != "README.md"]
-    files += [(p.name, p) for p in sorted((run / "processor").iterdir()) if p.is_file()]
+    if is_expert_run(run):  # config.json + model.safetensors (+ thresholds.json): SyncExpert.from_pretrained(repo)
+        folders = [run / "expert"]
+    else:
+        folders = [run / "adapter" if (run / "adapter").is_dir() else run / "model", run / "processor"]
+    for folder in folders:
+        files += [(p.name, p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != "README.md"]
     names = [name for name, _ in files]
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import webdataset as wds
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, ModelCard
 
@@ -286,3 +287,26 @@ def test_recorded_dialects_are_counted_in_the_card(broken_copy):
     assert "- **Dialects** (from sources.yaml): gheg: 2 videos" in text
     assert "not recorded: 4 videos" in text
     assert "There is no tosk material" in text
+
+
+def test_a_sync_expert_run_gets_a_card_and_publishes_as_a_loadable_model_repo(demo_expert, demo_root, tmp_path):
+    """The expert's model card carries its validation accuracy as model-index results, and the folder
+    a publish would upload loads with SyncExpert.from_pretrained to the same weights (the Hub itself
+    cannot be reached here: the dry run stops before sending)."""
+    from safetensors.torch import load_file
+
+    from filter.expert import load_expert
+
+    run, metrics = demo_expert
+    card = ModelCard.load(build_model_card(ModelCardConfig(run=str(run), root=str(demo_root), repo="someone/expert")))
+    results = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    assert results["sync accuracy"] == round(100 * metrics["final"]["eval_accuracy"], 2)
+    assert "sync-expert" in card.data.tags and "someone/expert" in card.text
+    summary = publish(PublishConfig(root=str(demo_root), repo="someone/expert", run=str(run), dry_run=True))
+    staged = {path for path, _ in summary["files"]}
+    assert {"README.md", "config.json", "model.safetensors", "thresholds.json", "metrics.json"} <= staged
+    folder = demo_root / "cards" / "upload" / "someone--expert"
+    loaded = load_expert(str(folder))
+    original = load_file(run / "expert" / "model.safetensors")
+    assert all(torch.equal(original[k], v) for k, v in loaded.state_dict().items() if k in original)
+    assert loaded.sync_config == load_expert(str(run)).sync_config
