@@ -43,8 +43,9 @@ class SplitData:
     skipped: Counter = field(default_factory=Counter)
 
 
-def decode_sample(key: str, members: dict[str, bytes], frames: int, size: int) -> DecodedSample | str:
-    """A DecodedSample, or the reason it cannot be used."""
+def decode_media(members: dict[str, bytes], frames: int):
+    """(metadata, 16 kHz wave, RGB crops (N, 256, 256, 3)) of a shard sample, or the reason it
+    cannot be used: the one place the expert's and the generator's data are decoded."""
     if not {"mp4", "wav", "json"} <= set(members):
         return "missing-members"
     meta = json.loads(members["json"])
@@ -68,6 +69,15 @@ def decode_sample(key: str, members: dict[str, bytes], frames: int, size: int) -
         return "fewer-frames-than-a-window"
     if len(wave) < (len(crops) - 1) * frontend.SAMPLE_RATE / fps:
         return "audio-shorter-than-frames"
+    return meta, wave, crops
+
+
+def decode_sample(key: str, members: dict[str, bytes], frames: int, size: int) -> DecodedSample | str:
+    """A DecodedSample, or the reason it cannot be used."""
+    decoded = decode_media(members, frames)
+    if isinstance(decoded, str):
+        return decoded
+    meta, wave, crops = decoded
     mel = frontend.log_mel(wave).numpy()
     return DecodedSample(key, str(meta.get("speaker")), lower_halves(crops, size).astype(np.float16), mel)
 

@@ -86,12 +86,12 @@ def _complete(folder: Path) -> list[Path]:
 RESUMABLE = {"output", "training.num_workers"}
 
 
-def _check_resume(cfg: ExpertConfig, run: Path) -> bool:
+def _check_resume(cfg, run: Path, resumable=RESUMABLE) -> bool:
     """True when the run is finished; refuses a run folder that holds another config."""
     saved = run / "config.yaml"
     if saved.is_file():
-        old, new = flatten(to_dict(from_dict(ExpertConfig, load_yaml(saved)))), flatten(to_dict(cfg))
-        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE)
+        old, new = flatten(to_dict(from_dict(type(cfg), load_yaml(saved)))), flatten(to_dict(cfg))
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in resumable)
         if changed:
             raise ConfigError(f"{run} holds a run with a different config ({', '.join(changed)}); choose another name")
         return (run / "metrics.json").is_file()

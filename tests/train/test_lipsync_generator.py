@@ -1,0 +1,135 @@
+"""train.lipsync (the generator): no leak from the mask or the references, Hub-style save and
+load, clear refusals, resume to the same weights, and a learning check on the demo shards."""
+
+from __future__ import annotations
+
+import glob
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from shqip_av.config import ConfigError, from_dict
+from shqip_av.schema import read_tar_samples
+from train.lipsync.generator import MOUTH_BOX, build_generator, load_generator, mouth_mask
+from train.lipsync.references import MOUTH_POINTS, ReferencePicker
+
+TINY = {"size": 32, "frames": 5, "references": 2, "channels": [16, 32], "audio_dim": 16}
+
+
+def _landmarks(root):
+    """Every sample's landmarks (crop coordinates) in a dataset root's shards."""
+    out = []
+    for tar in sorted(glob.glob(str(root / "shards" / "*" / "*.tar"))):
+        for _, members in read_tar_samples(tar, wanted={"landmarks.npy"}):
+            import io
+
+            out.append(np.load(io.BytesIO(members["landmarks.npy"])))
+    return out
+
+
+def _inputs(seed=0, size=32, frames=5, refs=2):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(2, frames, 3, size, size, generator=g), torch.rand(2, refs, 3, size, size, generator=g),
+            torch.randn(2, frames, 80, 16, generator=g))
+
+
+def test_the_mask_covers_the_mouth_in_every_crop_of_the_sample_and_real_clips(demo_root, real_root):
+    x0, y0, x1, y1 = (v * 256 for v in MOUTH_BOX)
+    root, _, _ = real_root
+    clips = [np.load(p) for p in glob.glob(str(root / "clips" / "*" / "*.landmarks.npy"))]
+    sets = {"sample": _landmarks(demo_root), "real": clips}
+    for name, landmarks in sets.items():
+        assert landmarks, name
+        lips = np.concatenate([lm[:, list(MOUTH_POINTS)] for lm in landmarks])
+        inside = (lips[..., 0] > x0) & (lips[..., 0] < x1) & (lips[..., 1] > y0) & (lips[..., 1] < y1)
+        assert inside.all(), f"{name}: {(~inside).sum()} lip points outside the mask"
+
+
+def test_references_are_never_near_the_target_and_span_mouth_shapes(demo_root):
+    landmarks = max(_landmarks(demo_root), key=len)
+    picker = ReferencePicker(landmarks, k=3, exclude=5)
+    opening = np.linalg.norm(landmarks[:, 13] - landmarks[:, 14], axis=1)
+    spreads = []
+    for first in range(0, len(landmarks) - 5 + 1):
+        refs = picker.pick(first, 5)
+        assert len(refs) == 3
+        assert all(r < first - 5 or r > first + 4 + 5 for r in refs), (first, refs)
+        spreads.append(np.ptp(opening[refs]))
+    # k-means over mouth shapes: the references show both open and closed mouths
+    assert np.median(spreads) > 0.5 * np.ptp(opening)
+    # a face with too few frames for K distinct clusters outside the window: filled, and counted
+    short = ReferencePicker(landmarks[:14], k=3, exclude=5)
+    assert len(short.pick(0, 5)) == 3 and short.fallbacks > 0
+
+
+def test_pixels_under_the_mask_never_reach_the_output():
+    torch.manual_seed(0)
+    model = build_generator(TINY).eval()
+    frames, refs, mel = _inputs()
+    mask = torch.from_numpy(mouth_mask(32)).bool()
+    other = frames.clone()
+    other[..., mask] = torch.rand_like(other[..., mask])
+    with torch.no_grad():
+        a, b = model(frames, refs, mel), model(other, refs, mel)
+    assert torch.equal(a, b)
+    assert torch.equal(a[..., ~mask], frames[..., ~mask])  # outside the mask: the input itself
+    with torch.no_grad():  # and the audio does change the mouth
+        assert not torch.equal(model(frames, refs, mel + 3.0)[..., mask], a[..., mask])
+
+
+def test_the_generator_saves_and_reloads_like_a_hub_model(tmp_path):
+    torch.manual_seed(1)
+    model = build_generator(TINY).eval()
+    model.save_pretrained(tmp_path / "generator")
+    assert {"config.json", "model.safetensors"} <= {p.name for p in (tmp_path / "generator").iterdir()}
+    again = load_generator(str(tmp_path)).eval()
+    frames, refs, mel = _inputs(2)
+    with torch.no_grad():
+        assert torch.equal(model(frames, refs, mel), again(frames, refs, mel))
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        load_generator(str(tmp_path / "nope"))
+
+
+def _cfg(root, output, **overrides):
+    from train.lipsync.train import GeneratorTrainConfig
+
+    base = {"name": "t", "output": str(output), "model": dict(TINY),
+            "data": {"root": str(root)}, "loss": {"sync": 0.0},
+            "training": {"batch_size": 2, "eval_windows": 4, "learning_rate": 0.002}}
+    for key, value in overrides.items():
+        section, _, name = key.partition(".")
+        base.setdefault(section, {})[name] = value
+    return from_dict(GeneratorTrainConfig, base)
+
+
+def test_missing_or_broken_expert_is_one_clear_line(demo_root, tmp_path):
+    from train.lipsync.train import run_training
+
+    with pytest.raises(ConfigError, match="loss.sync > 0 needs loss.expert"):
+        run_training(_cfg(demo_root, tmp_path / "a", **{"loss.sync": 0.1}))
+    with pytest.raises(ConfigError, match="cannot load the sync expert"):
+        run_training(_cfg(demo_root, tmp_path / "b", **{"loss.sync": 0.1, "loss.expert": str(tmp_path / "nope")}))
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_killed_run_resumes_to_the_same_weights_and_a_changed_setting_is_refused(demo_root, tmp_path):
+    from safetensors.torch import load_file
+
+    from train.lipsync.train import run_training
+
+    steps = {"training.max_steps": 4, "training.eval_steps": 2, "training.save_steps": 2}
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    run_training(_cfg(demo_root, whole, **steps))
+    (killed / "checkpoints").mkdir(parents=True)
+    shutil.copytree(whole / "checkpoints" / "step-2", killed / "checkpoints" / "step-2")
+    shutil.copy(whole / "config.yaml", killed / "config.yaml")
+    (killed / "checkpoints" / "step-4").mkdir()  # a checkpoint cut off half-way
+    metrics = run_training(_cfg(demo_root, killed, **steps))
+    assert metrics["resumed_from"] == 2 and not (killed / "checkpoints" / "step-4").exists()
+    a, b = load_file(whole / "generator" / "model.safetensors"), load_file(killed / "generator" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (whole / "samples" / "step-000004.png").is_file()
+    with pytest.raises(ConfigError, match="training.learning_rate"):
+        run_training(_cfg(demo_root, killed, **steps, **{"training.learning_rate": 0.01}))

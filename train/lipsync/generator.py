@@ -1,0 +1,140 @@
+"""The lip-sync generator (DESIGN.md §7.3): T canonical crops with the mouth masked, K reference
+crops of the same face and the audio of each frame → the T crops with the mouth regenerated.
+
+- The mask is fixed in crop coordinates (the crop is canonical: eyes and nose tip sit on a template),
+  generous: from just below the nose tip to the bottom edge, cheek to cheek. ``mouth_mask``.
+- Per frame, a small U-Net sees the masked frame, the mask and the K references; the frame's audio
+  (the log-mel of the 5 frames centred on it, ``shqip_av.audio``) enters at the bottleneck; a
+  temporal convolution across the T frames of the window keeps the mouth smooth in time.
+- The output keeps the input outside the mask: only the masked pixels are generated, so nothing
+  under the mask of the input can leak into the result, and paste-back only changes the mouth.
+
+Saves and loads like a Hub model (config.json + model.safetensors; ``from_pretrained``, ``push_to_hub``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from shqip_av import audio as frontend
+
+# relative box (x0, y0, x1, y1) of the mask in a canonical crop: the template's nose tip is at
+# y = 140/256 = 0.55 and its eyes 66/256 apart, centred; real upper lips reach 0.56, chins the bottom edge
+MOUTH_BOX = (0.2, 0.52, 0.8, 1.0)
+AUDIO_FRAMES = 5  # video frames of audio each generated frame hears (centred on it)
+
+
+def mouth_mask(size: int) -> np.ndarray:
+    """(size, size) float32, 1 inside the mouth box."""
+    x0, y0, x1, y1 = (int(round(v * size)) for v in MOUTH_BOX)
+    mask = np.zeros((size, size), np.float32)
+    mask[y0:y1, x0:x1] = 1.0
+    return mask
+
+
+def frame_audio(mel: np.ndarray, first: int, frames: int) -> np.ndarray:
+    """(frames, 80, mel_length(AUDIO_FRAMES)) log-mel windows, one centred on each video frame
+    first..first+frames-1 (``shqip_av.audio.mel_window``; silence beyond the ends)."""
+    half = AUDIO_FRAMES // 2
+    return np.stack([frontend.mel_window(mel, t - half, AUDIO_FRAMES) for t in range(first, first + frames)])
+
+
+@dataclass
+class GeneratorConfig:
+    size: int = 64  # crop side the generator works at
+    frames: int = 5  # T: frames generated together
+    references: int = 3  # K reference crops
+    channels: tuple[int, ...] = (32, 64, 128)  # U-Net widths, one per down-sampling
+    audio_dim: int = 128
+
+
+_CLASS = None
+
+
+def build_generator(config: GeneratorConfig | dict):
+    return _generator_class()(**(asdict(config) if isinstance(config, GeneratorConfig) else dict(config)))
+
+
+def load_generator(source: str):
+    """A LipSyncGenerator from a run folder (runs/lipsync/<name>, its generator/), a model folder or a Hub id."""
+    from pathlib import Path
+
+    path = Path(source).expanduser()
+    if path.is_dir() and not (path / "config.json").is_file() and (path / "generator" / "config.json").is_file():
+        path = path / "generator"
+    if not path.is_dir() and (source.startswith(("/", ".", "~")) or source.count("/") != 1):
+        raise FileNotFoundError(f"{source}: no such folder")
+    return _generator_class().from_pretrained(str(path) if path.is_dir() else source)
+
+
+def _generator_class():
+    global _CLASS
+    if _CLASS is not None:
+        return _CLASS
+    import torch
+    from huggingface_hub import PyTorchModelHubMixin
+    from torch import nn
+    from torch.nn import functional as F
+
+    def conv(cin, cout, stride=1):
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(min(8, cout), cout), nn.SiLU())
+
+    class LipSyncGenerator(nn.Module, PyTorchModelHubMixin, library_name="shqip-av",
+                           tags=["shqip-av", "lip-sync", "talking-head", "audio-visual"]):
+        """``forward(frames, references, mel)`` → generated frames.
+
+        frames: (B, T, 3, S, S) canonical crops in [0, 1] (the mouth is masked inside);
+        references: (B, K, 3, S, S); mel: (B, T, 80, M) from ``frame_audio``. Returns (B, T, 3, S, S)."""
+
+        def __init__(self, size: int = 64, frames: int = 5, references: int = 3, channels=(32, 64, 128),
+                     audio_dim: int = 128):
+            super().__init__()
+            self.config_ = GeneratorConfig(size, frames, references, tuple(channels), audio_dim)
+            self.register_buffer("mask", torch.from_numpy(mouth_mask(size)), persistent=False)
+            widths = [32, *channels]
+            self.stem = conv(4 + 3 * references, 32)  # masked frame, mask, references
+            self.down = nn.ModuleList([nn.Sequential(conv(a, b, 2), conv(b, b)) for a, b in zip(widths[:-1], widths[1:])])
+            bottom = channels[-1]
+            self.audio = nn.Sequential(conv(1, 32), conv(32, 64, (2, 1)), conv(64, 128, 2), conv(128, 128, 2),
+                                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, audio_dim))
+            self.fuse = conv(bottom + audio_dim, bottom)
+            self.temporal = nn.Conv3d(bottom, bottom, (3, 1, 1), padding=(1, 0, 0))
+            ups = [*reversed(channels[:-1]), 32]
+            skips = [*reversed(widths[:-1])]
+            self.up = nn.ModuleList()
+            cin = bottom
+            for cout, skip in zip(ups, skips):
+                self.up.append(nn.Sequential(conv(cin + skip, cout), conv(cout, cout)))
+                cin = cout
+            self.out = nn.Conv2d(cin, 3, 1)
+
+        @property
+        def generator_config(self) -> GeneratorConfig:
+            return self.config_
+
+        def forward(self, frames, references, mel):
+            b, t, _, s, _ = frames.shape
+            mask = self.mask.to(frames.dtype)
+            masked = frames * (1 - mask)  # whatever was under the mask never reaches the network
+            refs = references.flatten(1, 2).unsqueeze(1).expand(b, t, -1, s, s)
+            x = torch.cat([masked, mask.expand(b, t, 1, s, s), refs], 2).flatten(0, 1)
+            skips = [self.stem(x)]
+            h = skips[0]
+            for down in self.down:
+                h = down(h)
+                skips.append(h)
+            a = self.audio(((mel.flatten(0, 1) + 4.0) / 4.0).unsqueeze(1))
+            h = self.fuse(torch.cat([h, a[:, :, None, None].expand(-1, -1, *h.shape[2:])], 1))
+            c, hh, ww = h.shape[1:]
+            seq = h.view(b, t, c, hh, ww).transpose(1, 2)
+            h = (seq + self.temporal(seq)).transpose(1, 2).reshape(b * t, c, hh, ww)
+            for up, skip in zip(self.up, reversed(skips[:-1])):
+                h = F.interpolate(h, size=skip.shape[2:], mode="bilinear", align_corners=False)
+                h = up(torch.cat([h, skip], 1))
+            generated = torch.sigmoid(self.out(h)).view(b, t, 3, s, s)
+            return masked + generated * mask  # outside the mask: the input itself
+
+    _CLASS = LipSyncGenerator
+    return LipSyncGenerator

@@ -1,0 +1,324 @@
+"""accelerate launch -m train.lipsync --config train/configs/generator-tiny.yaml [key=value ...]
+
+Trains the lip-sync generator (train.lipsync.generator) on the dataset's shards: each step, B
+windows of T frames with the mouth masked, K references of the same face and the audio of each
+frame. Losses: L1 and (MS-)SSIM inside the mask, and after ``loss.sync_warmup`` steps the sync
+loss of the frozen expert (the distance of the generated mouth's embedding to its audio's).
+Validation (masked L1, PSNR inside the mask, the expert's distance) every ``training.eval_steps``
+with a sample grid (real | masked input | generated) as PNG; checkpoints with a completion marker
+every ``training.save_steps``; a rerun resumes from the newest complete one to the same weights.
+A NaN loss stops the run naming the step; the last complete checkpoint stays.
+
+Outputs in <root>/runs/lipsync/<name>/: generator/ (config.json + model.safetensors,
+``LipSyncGenerator.from_pretrained``), metrics.json, config.yaml, samples/, checkpoints/.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shqip_av import ShqipError
+from shqip_av.config import ConfigError, option, parse_config, run_cli, save_config, validate
+from shqip_av.files import DatasetRoot, atomic_write_text
+from shqip_av.log import get_logger, setup_logging
+from train.lipsync.expert import COMPLETE, _check_resume, _complete
+
+log = get_logger(__name__)
+
+
+@dataclass
+class GenModelSection:
+    size: int = option(64, "crop side the generator works at (canonical crops are resized)", min=16, max=512)
+    frames: int = option(5, "frames generated together (T)", min=1, max=25)
+    references: int = option(3, "reference crops (K), chosen by k-means over mouth landmarks", min=1, max=16)
+    channels: list[int] = option(help="U-Net widths, one per down-sampling", factory=lambda: [32, 64, 128])
+    audio_dim: int = option(128, "audio embedding size", min=8, max=4096)
+
+
+@dataclass
+class GenDataSection:
+    root: str = option("data", "dataset root holding shards/<split>/*.tar")
+    train_split: str = option("train", "split to train on")
+    eval_split: str = option("validation", "split validated on (held-out train samples when empty)")
+    holdout: float = option(0.2, "share of train samples held out when eval_split has none", min=0, max=0.9)
+    exclude: int = option(5, "references are never within this many frames of the generated window", min=0, max=100)
+    speaker: str = option("", "train on this speaker's samples only (speaker fine-tuning)")
+    max_samples: int = option(0, "decode at most this many samples per split (0: all)", min=0)
+
+
+@dataclass
+class LossSection:
+    l1: float = option(1.0, "weight of the L1 loss inside the mask", min=0)
+    ssim: float = option(0.2, "weight of 1 - (MS-)SSIM inside the mask", min=0)
+    sync: float = option(0.05, "weight of the expert's sync loss (0: off)", min=0)
+    sync_warmup: int = option(200, "steps before the sync loss is switched on", min=0)
+    expert: str = option("", "the frozen sync expert: a folder (runs/lipsync/<name>) or a Hub id; needed when sync > 0")
+
+
+@dataclass
+class GenTrainingSection:
+    max_steps: int = option(2000, "optimizer steps", min=1)
+    batch_size: int = option(8, "windows per step", min=1)
+    gradient_accumulation: int = option(1, "steps of gradients per optimizer step", min=1)
+    learning_rate: float = option(5e-4, "Adam learning rate", above=0, max=1)
+    eval_steps: int = option(200, "validate (and write a sample grid) every this many steps", min=1)
+    eval_windows: int = option(32, "validation windows (fixed)", min=1)
+    save_steps: int = option(200, "checkpoint every this many steps", min=1)
+    num_workers: int = option(0, "data-loading worker processes", min=0, max=64)
+    seed: int = option(42, "seed for weights and windows")
+    mixed_precision: str = option("no", "no, fp16 or bf16", choices=("no", "fp16", "bf16"))
+
+
+@dataclass
+class GeneratorTrainConfig:
+    name: str = option("generator", "run name: outputs go to <root>/runs/lipsync/<name>/")
+    output: str = option("", "output folder instead of <root>/runs/lipsync/<name>")
+    model: GenModelSection = option(factory=GenModelSection)
+    data: GenDataSection = option(factory=GenDataSection)
+    loss: LossSection = option(factory=LossSection)
+    training: GenTrainingSection = option(factory=GenTrainingSection)
+
+    def run_dir(self) -> Path:
+        return Path(self.output) if self.output else DatasetRoot(self.data.root).path("runs", "lipsync", self.name)
+
+
+RESUMABLE = {"output", "training.num_workers"}
+
+
+def masked_l1(generated, real, mask):
+    return ((generated - real).abs() * mask).sum() / (mask.sum() * generated.shape[0] * generated.shape[1] * 3)
+
+
+def mouth_region(x, box):
+    """(B, T, 3, S, S) → (B·T, 3, h, w): the mask's rectangle."""
+    y0, y1, x0, x1 = box
+    return x.flatten(0, 1)[:, :, y0:y1, x0:x1]
+
+
+def ssim_loss(generated, real, box):
+    from pytorch_msssim import ms_ssim, ssim
+
+    a, b = mouth_region(generated, box), mouth_region(real, box)
+    if min(a.shape[-2:]) > 6 * 16:  # MS-SSIM's five scales need room for a 7-pixel window
+        return 1 - ms_ssim(a, b, data_range=1.0, win_size=7)
+    return 1 - ssim(a, b, data_range=1.0, win_size=min(7, (min(a.shape[-2:]) // 2) * 2 - 1))
+
+
+def psnr_in_mask(generated, real, mask) -> float:
+    mse = float((((generated - real) ** 2) * mask).sum() / (mask.sum() * generated.shape[0] * generated.shape[1] * 3))
+    return 10 * math.log10(1.0 / max(mse, 1e-10))
+
+
+class ExpertJudge:
+    """The frozen sync expert applied to generated windows: distance of each window's mouth
+    embedding to its audio embedding (differentiable in the frames)."""
+
+    def __init__(self, source: str, frames: int, device):
+        import torch
+
+        from filter.expert import load_expert
+
+        try:
+            self.model = load_expert(source).to(device).eval()
+        except Exception as exc:  # noqa: BLE001 - one line at start-up, whatever the loader raised
+            raise ConfigError(f"loss.expert: cannot load the sync expert {source!r}: {str(exc).splitlines()[0]}") from None
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.size, self.t = self.model.sync_config.crop_size, self.model.sync_config.frames
+        if self.t > frames:
+            raise ConfigError(f"the expert judges {self.t} frames at once; model.frames is {frames}")
+        self.torch = torch
+
+    def distance(self, frames, mel):
+        """frames (B, T, 3, S, S); mel (B, 80, mel_length(T_expert)) of the first T_expert frames."""
+        from torch.nn import functional as F
+
+        x = frames[:, : self.t]
+        grey = (0.299 * x[:, :, 0] + 0.587 * x[:, :, 1] + 0.114 * x[:, :, 2])
+        grey = F.interpolate(grey, size=(self.size, self.size), mode="area")
+        v = self.model.embed_video(grey[:, :, self.size // 2:])
+        a = self.model.embed_audio(mel)
+        return (v - a).norm(dim=-1)
+
+
+def save_grid(path: Path, real, generated, mask, rows: int = 4) -> None:
+    """PNG: per row, one frame of a window: real | masked input | generated."""
+    import cv2
+
+    from shqip_av.files import atomic_write_bytes
+
+    tiles = []
+    for i in range(min(rows, real.shape[0])):
+        r, g = real[i, 0], generated[i, 0]
+        m = r * (1 - mask)
+        tiles.append(np.concatenate([np.moveaxis(x.detach().float().cpu().numpy(), 0, -1) for x in (r, m, g)], axis=1))
+    image = (np.clip(np.concatenate(tiles, axis=0), 0, 1) * 255).astype(np.uint8)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if ok:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, png.tobytes())
+
+
+def run_training(cfg: GeneratorTrainConfig) -> dict:
+    import torch
+    from accelerate import Accelerator
+    from torch.utils.data import DataLoader
+
+    from shqip_av import audio as frontend
+    from train.lipsync.faces import FaceData, WindowDataset, collate, load_faces
+    from train.lipsync.generator import MOUTH_BOX, build_generator
+
+    validate(cfg)
+    m, d, lo, t = cfg.model, cfg.data, cfg.loss, cfg.training
+    if lo.sync > 0 and not lo.expert:
+        raise ConfigError("loss.sync > 0 needs loss.expert (a trained sync expert: runs/lipsync/<name>); "
+                          "or set loss.sync=0")
+    if not list(DatasetRoot(d.root).path("shards", d.train_split).glob("*.tar")):
+        raise ShqipError(f"no shards under {d.root}/shards/{d.train_split}: run python -m filter.shard first")
+    run = cfg.run_dir()
+    if _check_resume(cfg, run, RESUMABLE):
+        log.info("run %s is already complete; nothing to do", run)
+        return json.loads((run / "metrics.json").read_text())
+    accelerator = Accelerator(mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.gradient_accumulation,
+                              cpu=not torch.cuda.is_available())
+    judge = ExpertJudge(lo.expert, m.frames, accelerator.device) if lo.sync > 0 else None
+    if accelerator.is_main_process:
+        run.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run / "config.yaml")
+    load = dict(size=m.size, frames=m.frames, references=m.references, exclude=d.exclude, limit=d.max_samples,
+                speaker=d.speaker or None)
+    train = load_faces(d.root, d.train_split, **load)
+    evaluation = load_faces(d.root, d.eval_split, **load) if d.eval_split else FaceData()
+    if not evaluation.samples and d.holdout > 0 and len(train.samples) > 1:
+        order = np.random.default_rng(t.seed).permutation(len(train.samples))
+        cut = max(1, int(round(len(order) * d.holdout)))
+        evaluation = FaceData([train.samples[i] for i in order[:cut]])
+        train = FaceData([train.samples[i] for i in order[cut:]], train.skipped)
+    if not train.samples:
+        raise ShqipError(f"no usable training samples in {d.root}/shards/{d.train_split}"
+                         f"{f' for speaker {d.speaker!r}' if d.speaker else ''} (skipped: {dict(train.skipped) or 'none'})")
+    log.info("train: %s; validation: %s", train.summary(), evaluation.summary())
+
+    torch.manual_seed(t.seed)
+    generator = build_generator({"size": m.size, "frames": m.frames, "references": m.references,
+                                 "channels": list(m.channels), "audio_dim": m.audio_dim})
+    optimizer = torch.optim.Adam(generator.parameters(), lr=t.learning_rate, betas=(0.5, 0.999))
+    checkpoints = run / "checkpoints"
+    done = _complete(checkpoints) if checkpoints.is_dir() else []
+    start = int(done[-1].name[5:]) if done else 0
+    per_step = t.batch_size * t.gradient_accumulation
+    windows = WindowDataset(train.samples, m.frames, seed=t.seed, length=t.max_steps * per_step, start=start * per_step)
+    loader = DataLoader(windows, batch_size=t.batch_size, shuffle=False, num_workers=t.num_workers, collate_fn=collate)
+    generator, optimizer, loader = accelerator.prepare(generator, optimizer, loader)
+    if done:
+        accelerator.load_state(str(done[-1]))
+        log.info("resuming from %s", done[-1].name)
+    if accelerator.is_main_process and checkpoints.is_dir():
+        for partial in checkpoints.glob("step-*"):
+            if partial not in done:
+                shutil.rmtree(partial, ignore_errors=True)
+    s = m.size
+    box = tuple(int(round(v * s)) for v in (MOUTH_BOX[1], MOUTH_BOX[3], MOUTH_BOX[0], MOUTH_BOX[2]))
+    mask = accelerator.unwrap_model(generator).mask.to(accelerator.device)
+    t_expert = judge.t if judge else m.frames
+    mel_cols = frontend.mel_length(t_expert)  # the expert's window: the first t_expert frames
+
+    val = None
+    if evaluation.samples:
+        vset = WindowDataset(evaluation.samples, m.frames, seed=t.seed + 1, length=t.eval_windows)
+        val = collate([vset[i] for i in range(len(vset))])
+    history, running = [], []
+
+    def evaluate(step: int) -> dict:
+        if val is None:
+            return {}
+        generator.eval()
+        with torch.no_grad():
+            frames, refs, mel, _, sync_mel = (x.to(accelerator.device) for x in val)
+            out = generator(frames, refs, mel)
+            result = {"step": step, "eval_l1": round(float(masked_l1(out, frames, mask)), 5),
+                      "eval_psnr_mask": round(psnr_in_mask(out, frames, mask), 3)}
+            if judge is not None:
+                result["eval_sync_distance"] = round(float(judge.distance(out, sync_mel[..., :mel_cols]).mean()), 4)
+                result["eval_sync_distance_real"] = round(float(judge.distance(frames, sync_mel[..., :mel_cols]).mean()), 4)
+        generator.train()
+        if accelerator.is_main_process:
+            save_grid(run / "samples" / f"step-{step:06d}.png", frames, out, mask)
+        log.info("step %d: %s", step, result)
+        return result
+
+    generator.train()
+    step, first_loss = start, None
+    for frames, refs, mel, _, sync_mel in loader:
+        with accelerator.accumulate(generator):
+            out = generator(frames, refs, mel)
+            parts = {"l1": masked_l1(out, frames, mask)}
+            if lo.ssim > 0:
+                parts["ssim"] = ssim_loss(out, frames, box)
+            loss = lo.l1 * parts["l1"] + lo.ssim * parts.get("ssim", 0.0)
+            if judge is not None and step >= lo.sync_warmup:
+                parts["sync"] = judge.distance(out, sync_mel[..., :mel_cols]).mean()
+                loss = loss + lo.sync * parts["sync"]
+            if not torch.isfinite(loss):
+                last = _complete(checkpoints)[-1].name if checkpoints.is_dir() and _complete(checkpoints) else "none"
+                raise ShqipError(f"step {step + 1}: the loss is {float(loss)} ({', '.join(f'{k} {float(v):.4g}' for k, v in parts.items())}); "
+                                 f"stopped; the last complete checkpoint ({last}) is kept")
+            accelerator.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad()
+        if not accelerator.sync_gradients:
+            continue
+        step += 1
+        running.append({k: float(v.detach()) for k, v in parts.items()})
+        if step % t.eval_steps == 0 or step == t.max_steps:
+            mean = {f"train_{k}": round(float(np.mean([r[k] for r in running if k in r])), 5) for k in running[-1]}
+            history.append({"step": step, **mean, **evaluate(step)})
+            running = []
+        if step % t.save_steps == 0 and step < t.max_steps:
+            target = checkpoints / f"step-{step}"
+            accelerator.save_state(str(target))
+            if accelerator.is_main_process:
+                atomic_write_text(target / COMPLETE, f"step {step}\n")
+                for old in _complete(checkpoints)[:-2]:
+                    shutil.rmtree(old, ignore_errors=True)
+        if step >= t.max_steps:
+            break
+    accelerator.wait_for_everyone()
+    metrics = {"run": cfg.name, "steps": step, "resumed_from": start or None, "train": train.summary(),
+               "validation": evaluation.summary(), "history": history,
+               "final": history[-1] if history else {}, "reference_fallbacks": int(sum(x.picker.fallbacks for x in train.samples))}
+    if accelerator.is_main_process:
+        model = accelerator.unwrap_model(generator).eval()
+        tmp = run / "generator.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        target = run / "generator"
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+        atomic_write_text(run / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        log.info("generator written to %s", target)
+    return metrics
+
+
+
+def main(argv=None) -> int:
+    cfg, args = parse_config(GeneratorTrainConfig, argv, prog="accelerate launch -m train.lipsync",
+                             description="Train the lip-sync generator on the dataset's shards; outputs in "
+                                         "<root>/runs/lipsync/<name>/.")
+    setup_logging(args.verbose, root=cfg.data.root)
+    metrics = run_training(cfg)
+    final = metrics.get("final") or {}
+    print(f"generator: {metrics['steps']} steps; validation L1 in the mask {final.get('eval_l1')}, "
+          f"PSNR in the mask {final.get('eval_psnr_mask')} dB")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
