@@ -16,7 +16,7 @@ TINY := $(DEMO)/models/whisper-tiny-sq
 
 REPO ?=
 
-.PHONY: install doctor sample collect filter shard dataset demo asr-demo train-asr train-expert expert-demo evaluate-asr cards publish test bench clean-demo
+.PHONY: install doctor sample collect filter shard dataset demo asr-demo train-asr train-expert expert-demo train-generator generator-demo evaluate-asr cards publish test bench clean-demo
 
 install:
 	bash scripts/install.sh
@@ -56,6 +56,19 @@ expert-demo:
 	$(ACCELERATE) --num_processes 1 -m train.lipsync.expert --config train/configs/expert-tiny.yaml data.root=$(DEMO)
 	$(PY) -m train.lipsync.evaluate --expert $(DEMO)/runs/lipsync/expert-tiny --root $(DEMO) --split train
 
+# the lip-sync generator; its sync loss needs a trained expert (make train-expert)
+GENERATOR_CONFIG ?= train/configs/generator-tiny.yaml
+train-generator:
+	$(ACCELERATE) --num_processes 1 -m train.lipsync --config $(GENERATOR_CONFIG) data.root=$(ROOT) loss.expert=$(ROOT)/runs/lipsync/expert-tiny
+
+# the tiny generator trained on the demo shards, scored, and one sample re-voiced with another
+# speaker's sentence (runs/lipsync/generator-tiny/revoice/revoiced.mp4, side by side)
+GEN_DEMO := $(DEMO)/runs/lipsync/generator-tiny
+generator-demo:
+	$(ACCELERATE) --num_processes 1 -m train.lipsync --config train/configs/generator-tiny.yaml data.root=$(DEMO) loss.expert=$(DEMO)/runs/lipsync/expert-tiny
+	$(PY) -m train.lipsync.evaluate --generator $(GEN_DEMO) --expert $(DEMO)/runs/lipsync/expert-tiny --root $(DEMO) --split train --max-samples 4 --out $(GEN_DEMO)/eval
+	$(PY) -m train.lipsync.revoice --generator $(GEN_DEMO) --root $(DEMO)
+
 evaluate-asr:
 	$(PY) -m train.asr.evaluate --root $(ROOT) --model $(ASR_MODELS) --split test
 
@@ -64,6 +77,7 @@ demo:
 	$(MAKE) --no-print-directory dataset ROOT=$(DEMO)
 	$(MAKE) --no-print-directory asr-demo
 	$(MAKE) --no-print-directory expert-demo
+	$(MAKE) --no-print-directory generator-demo
 	$(MAKE) --no-print-directory cards ROOT=$(DEMO) RUN=runs/asr/tiny-demo
 
 # dataset card (and, with RUN=runs/asr/<name>, its model card)

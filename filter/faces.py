@@ -334,3 +334,27 @@ def scan_faces(video: Path, info: MediaInfo, cfg: FaceConfig, fps: float, folder
     for new_id, t in enumerate(tracks):  # dense, ordered ids: stable sample keys
         t.track_id = new_id
     return FaceScan(len(counts), fps, width, height, tracks, np.frombuffer(counts, dtype=np.int16).copy())
+
+
+def crop_landmarks(crops: np.ndarray, cfg: FaceConfig | None = None, side: int = 256) -> np.ndarray:
+    """MediaPipe landmarks of the one face in each canonical crop: (N, 478, 2) in the crops' own
+    pixel coordinates, NaN where no face is found. Crops smaller than ``side`` are upscaled
+    first (the landmarker needs a face of some size). Used to measure generated mouths."""
+    import cv2
+    import mediapipe as mp
+
+    cfg = cfg or FaceConfig()
+    crops = np.asarray(crops)
+    out = np.full((len(crops), 478, 2), np.nan, np.float32)
+    scale = side / crops.shape[1]
+    with native_stderr_filtered():  # start-up and first-inference lines of MediaPipe
+        landmarker = create_landmarker(FaceConfig(**{**cfg.__dict__, "max_faces": 1}))
+    with native_stderr_filtered(), landmarker:
+        for i, crop in enumerate(crops):
+            image = crop if scale == 1 else cv2.resize(crop, (side, side), interpolation=cv2.INTER_CUBIC)
+            result = landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB,
+                                                          data=np.ascontiguousarray(image)), i * 40)
+            if result.face_landmarks:
+                points = result.face_landmarks[0]
+                out[i] = np.array([[p.x, p.y] for p in points[:478]], np.float32) * (side / scale)
+    return out

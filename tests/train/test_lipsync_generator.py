@@ -133,3 +133,96 @@ def test_a_killed_run_resumes_to_the_same_weights_and_a_changed_setting_is_refus
     assert (whole / "samples" / "step-000004.png").is_file()
     with pytest.raises(ConfigError, match="training.learning_rate"):
         run_training(_cfg(demo_root, killed, **steps, **{"training.learning_rate": 0.01}))
+
+
+def _loudness(mel, n):
+    """Mean log-mel energy of each video frame's audio (3.2 mel frames per frame)."""
+    return np.array([mel[:, int(round(3.2 * t)):int(round(3.2 * t)) + 3].mean() for t in range(n)])
+
+
+def _opening(crops):
+    from filter.faces import crop_landmarks
+    from shqip_av.geometry import eye_distance
+
+    lm = crop_landmarks(crops)
+    return np.linalg.norm(lm[:, 13] - lm[:, 14], axis=1) / eye_distance(lm)
+
+
+@pytest.mark.slow
+def test_the_generator_learns_to_follow_the_audio_not_to_copy(demo_generator, demo_root):
+    """Learning check: a face driven by another speaker's sentence (audio the face never spoke) opens
+    its generated mouth with that audio's loudness, measured by MediaPipe on the generated crops;
+    the face's own frames (what copying the references would give) follow it far less."""
+    from train.lipsync.faces import load_faces
+    from train.lipsync.inference import generate_track
+
+    run, metrics = demo_generator
+    history = metrics["history"]
+    assert history[-1]["eval_l1"] < 0.8 * history[0]["eval_l1"], history  # the masked-region error fell
+    model = load_generator(str(run))
+    c = model.generator_config
+    faces = load_faces(str(demo_root), "train", size=c.size, frames=c.frames, references=c.references, exclude=5).samples
+    voices = [s for split in ("validation", "test")
+              for s in load_faces(str(demo_root), split, size=c.size, frames=c.frames, references=c.references, exclude=5).samples]
+    assert faces and voices
+    generated, copied = [], []
+    for face in sorted(faces, key=lambda s: -len(s.crops))[:2]:
+        for voice in voices[:2]:
+            n = min(len(face.crops), voice.mel.shape[1] * 10 // 32)
+            loud = _loudness(voice.mel, n)
+            out = generate_track(model, face.crops[:n], face.landmarks[:n], voice.mel)
+            a, b = _opening(out), _opening(face.crops[:n])
+            ok = ~np.isnan(a) & ~np.isnan(b)
+            assert ok.mean() > 0.9  # MediaPipe finds the generated faces
+            generated.append(np.corrcoef(a[ok], loud[ok])[0, 1])
+            copied.append(np.corrcoef(b[ok], loud[ok])[0, 1])
+    assert np.mean(generated) > 0.3 and np.mean(generated) > np.mean(copied) + 0.15, (generated, copied)
+
+
+@pytest.mark.slow
+def test_speaker_fine_tuning_needs_a_release_and_lowers_that_speakers_error(demo_generator, demo_root, tmp_path):
+    import json
+
+    from train.lipsync.finetune import ConsentError, FinetuneConfig, run_finetune
+
+    run, _ = demo_generator
+    root = tmp_path / "data"
+    shutil.copytree(demo_root / "shards", root / "shards")
+    (root / "raw").mkdir()
+    records = [json.loads(line) for line in (demo_root / "raw" / "manifest.jsonl").read_text().splitlines()]
+    speaker = records[0]["rights"]["consent"]["subject"]
+    licensed = [dict(r, rights={**r["rights"], "consent": {**r["rights"]["consent"], "kind": "licence"}})
+                if r["rights"]["consent"]["subject"] == speaker else r for r in records]
+    (root / "raw" / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in licensed))
+    cfg = FinetuneConfig(base=str(run), speaker=speaker, root=str(root), max_steps=40)
+    with pytest.raises(ConsentError, match="need a release"):
+        run_finetune(cfg)
+    with pytest.raises(ConsentError, match="no video of 'Nobody'"):
+        run_finetune(FinetuneConfig(base=str(run), speaker="Nobody", root=str(root)))
+    assert not (root / "runs").exists()
+    (root / "raw" / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    metrics = run_finetune(cfg)
+    before, after = metrics["history"][0], metrics["history"][-1]
+    assert before["step"] == 0 and after["eval_l1"] < before["eval_l1"], metrics["history"]
+    assert metrics["train"]["speakers"] == 1
+
+
+def test_onnx_export_matches_pytorch_and_runs_with_onnxruntime(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    torch.manual_seed(3)
+    build_generator(TINY).save_pretrained(tmp_path / "run" / "generator")
+    proc = subprocess.run([sys.executable, "-m", "export", "onnx", "--model", str(tmp_path / "run")], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "max abs difference" in proc.stdout
+    import json
+
+    info = json.loads((tmp_path / "run" / "onnx" / "onnx.json").read_text())
+    assert info["max_abs_difference"] < 1e-4 and (tmp_path / "run" / "onnx" / "generator.onnx").is_file()
+    proc = subprocess.run([sys.executable, "-m", "export", "onnx", "--model", str(tmp_path / "nope")], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: cannot load the generator")

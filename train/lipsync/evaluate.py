@@ -1,4 +1,5 @@
 """python -m train.lipsync.evaluate --expert runs/lipsync/<name> (--root data --split test | --video IN.mp4)
+                                  [--generator runs/lipsync/<generator>]
 
 Scores audio-visual sync with a trained expert, as syncnet_python's LSE does: per sample (or per
 video), LSE-D (the minimum over offsets of the mean embedding distance), LSE-C (median − minimum)
@@ -7,6 +8,12 @@ aligned-vs-shifted accuracy: over every window and every shift of 3 to 15 frames
 pairs in which the window's own audio is nearer than the shifted audio (no threshold involved). A video file's face track is found the way
 filter finds it (MediaPipe, canonical crops); the longest track is scored. The same functions
 will score the generator's output and dubbed videos.
+
+With ``--generator``, each sample of the split is regenerated from its own audio (mouth masked,
+references from the same sample away from each window) and scored against the real crops: L1,
+PSNR and SSIM inside the mask, the largest difference outside it, LSE-D/LSE-C of the generated and
+of the real crops, and the distance of the lips as MediaPipe measures them on generated vs. real
+crops (in eye distances).
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ class EvaluateConfig:
     max_offset: int = option(15, "offsets searched either way (frames)", min=1, max=50)
     max_samples: int = option(0, "score at most this many samples (0: all)", min=0)
     out: str = option("", "write metrics.json here")
+    generator: str = option("", "score this lip-sync generator (runs/lipsync/<name>) on --split")
+    landmarks: bool = option(True, "with --generator: measure the generated lips with MediaPipe")
 
 
 def shifted_accuracy(model, halves: np.ndarray, mel: np.ndarray, min_shift: int = 3, max_shift: int = 15) -> tuple[int, int]:
@@ -122,16 +131,93 @@ def evaluate_video(cfg: EvaluateConfig) -> dict:
             "offset": lse.offset, "curve": lse.curve}
 
 
+FID_SKIPPED = ("FID skipped: it needs the Inception-v3 FID weights (pt_inception-2015-12-05), which this "
+               "project does not ship and cannot download offline")
+
+
+def generator_metrics(generator, expert, samples, *, max_offset: int = 15, landmarks: bool = True) -> dict:
+    """Scores of a generator regenerating each sample's crops from its own audio (see the module doc)."""
+    import torch
+    from pytorch_msssim import ssim
+
+    from filter.expert import expert_lse, lower_halves
+    from shqip_av.geometry import eye_distance
+    from train.lipsync.generator import mouth_mask
+    from train.lipsync.inference import generate_track
+    from train.lipsync.references import MOUTH_POINTS
+
+    size = generator.generator_config.size
+    mask = mouth_mask(size).astype(bool)
+    ys, xs = np.nonzero(mask)
+    box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+    rows = []
+    for s in progress(samples, desc="generator", unit="sample"):
+        gen = generate_track(generator, s.crops, s.landmarks, s.mel)
+        real, fake = s.crops.astype(np.float64) / 255, gen.astype(np.float64) / 255
+        inside = (fake - real)[:, mask]
+        mse = float(np.mean(inside ** 2))
+        region = lambda x: torch.from_numpy(np.moveaxis(x[:, box[0], box[1]], -1, 1)).float()  # noqa: E731
+        row = {"key": s.key, "frames": len(gen), "l1_mask": round(float(np.mean(np.abs(inside))), 5),
+               "psnr_mask": round(10 * np.log10(1 / max(mse, 1e-10)), 3),
+               "ssim_mask": round(float(ssim(region(fake), region(real), data_range=1.0, win_size=7)), 4),
+               "outside_mask_max_diff": int(np.abs(gen[:, ~mask].astype(int) - s.crops[:, ~mask].astype(int)).max())}
+        if expert is not None:
+            c = expert.sync_config
+            for name, crops in (("generated", gen), ("real", s.crops)):
+                lse = expert_lse(expert, lower_halves(crops, c.crop_size), s.mel, 0, 0, max_offset)
+                row[f"lse_d_{name}"], row[f"lse_c_{name}"] = (lse.distance, lse.confidence) if lse else (None, None)
+                row[f"offset_{name}"] = lse.offset if lse else None
+        if landmarks:
+            from filter.faces import crop_landmarks
+
+            a, b = crop_landmarks(gen), crop_landmarks(s.crops)
+            found = ~np.isnan(a[:, 0, 0]) & ~np.isnan(b[:, 0, 0])
+            row["landmarks_found"] = round(float(found.mean()), 4)
+            if found.any():
+                lips = np.linalg.norm(a[found][:, MOUTH_POINTS] - b[found][:, MOUTH_POINTS], axis=-1).mean(axis=1)
+                row["lip_distance"] = round(float(np.mean(lips / eye_distance(b[found]))), 4)
+        rows.append(row)
+    keys = [k for k in rows[0] if k not in ("key",)] if rows else []
+    summary = {k: round(float(np.mean([r[k] for r in rows if r.get(k) is not None])), 4) for k in keys
+               if any(r.get(k) is not None for r in rows)}
+    summary["outside_mask_max_diff"] = max((r["outside_mask_max_diff"] for r in rows), default=0)
+    return {"samples": len(rows), **summary, "fid": None, "fid_note": FID_SKIPPED, "per_sample": rows}
+
+
+def evaluate_generator(cfg: EvaluateConfig) -> dict:
+    from filter.expert import load_expert
+    from train.lipsync.faces import load_faces
+    from train.lipsync.generator import load_generator
+
+    try:
+        generator = load_generator(cfg.generator)
+    except (OSError, ValueError) as e:
+        raise ShqipError(f"cannot load the generator {cfg.generator!r}: {str(e).splitlines()[0]}") from None
+    expert = load_expert(cfg.expert).eval() if cfg.expert else None
+    g = generator.generator_config
+    data = load_faces(cfg.root, cfg.split, size=g.size, frames=g.frames, references=g.references, exclude=5,
+                      limit=cfg.max_samples)
+    if not data.samples:
+        raise ShqipError(f"no usable samples in {cfg.root}/shards/{cfg.split} (skipped: {dict(data.skipped) or 'none'})")
+    log.info(FID_SKIPPED)
+    return {"split": cfg.split, "generator": cfg.generator, "expert": cfg.expert or None,
+            **generator_metrics(generator, expert, data.samples, max_offset=cfg.max_offset, landmarks=cfg.landmarks),
+            "skipped": dict(data.skipped)}
+
+
 def main(argv=None) -> int:
     cfg, args = parse_config(EvaluateConfig, argv, prog="python -m train.lipsync.evaluate",
                              description="LSE-D, LSE-C and offset with a trained sync expert, for a shard split or a video.")
     setup_logging(args.verbose, root=cfg.root)
-    if not cfg.expert:
+    if not cfg.expert and not cfg.generator:
         raise ShqipError("give --expert runs/lipsync/<name> (or a Hub id)")
     if bool(cfg.split) == bool(cfg.video):
         raise ShqipError("give either --split NAME or --video FILE")
+    if cfg.generator and not cfg.split:
+        raise ShqipError("--generator is scored on a shard split: give --split NAME")
     try:
-        result = evaluate_video(cfg) if cfg.video else evaluate_split(cfg)
+        result = (evaluate_generator(cfg) if cfg.generator else evaluate_video(cfg) if cfg.video
+                  else evaluate_split(cfg))
     except (OSError, ValueError) as e:  # an expert folder or Hub id that does not load
         raise ShqipError(f"cannot load the sync expert {cfg.expert!r}: {str(e).splitlines()[0]}") from None
     shown = {k: v for k, v in result.items() if k not in ("per_sample", "curve")}

@@ -16,7 +16,7 @@ from shqip_av import ShqipError
 from shqip_av import audio as frontend
 from shqip_av.files import DatasetRoot
 from shqip_av.log import progress
-from shqip_av.schema import CROP_SIZE, read_tar_samples
+from shqip_av.schema import CROP_SIZE, read_tar_samples, video_id_of_key
 from train.lipsync.data import decode_media
 from train.lipsync.generator import frame_audio
 from train.lipsync.references import ReferencePicker
@@ -68,16 +68,13 @@ def decode_face_sample(key: str, members: dict, size: int, frames: int, referenc
 
 
 def load_faces(root: str, split: str, *, size: int, frames: int, references: int, exclude: int,
-               limit: int = 0, speaker: str | None = None) -> FaceData:
-    """Decode the samples of a shard split (those of one speaker when given)."""
+               limit: int = 0, videos: set[str] | None = None) -> FaceData:
+    """Decode the samples of a shard split (those of the given video ids only, when given)."""
     data = FaceData()
     for tar in sorted(glob.glob(str(DatasetRoot(root).path("shards", split) / "*.tar"))):
         for key, members in progress(list(read_tar_samples(tar)), desc=f"decoding {split}", unit="sample"):
-            if speaker is not None:
-                import json
-
-                if json.loads(members.get("json") or b"{}").get("speaker") != speaker:
-                    continue
+            if videos is not None and video_id_of_key(key) not in videos:
+                continue
             sample = decode_face_sample(key, members, size, frames, references, exclude)
             if isinstance(sample, str):
                 data.skipped[sample] += 1

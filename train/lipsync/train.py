@@ -39,6 +39,7 @@ class GenModelSection:
     references: int = option(3, "reference crops (K), chosen by k-means over mouth landmarks", min=1, max=16)
     channels: list[int] = option(help="U-Net widths, one per down-sampling", factory=lambda: [32, 64, 128])
     audio_dim: int = option(128, "audio embedding size", min=8, max=4096)
+    init: str = option("", "start from this generator's weights (a run folder or Hub id); its sizes win")
 
 
 @dataclass
@@ -48,7 +49,8 @@ class GenDataSection:
     eval_split: str = option("validation", "split validated on (held-out train samples when empty)")
     holdout: float = option(0.2, "share of train samples held out when eval_split has none", min=0, max=0.9)
     exclude: int = option(5, "references are never within this many frames of the generated window", min=0, max=100)
-    speaker: str = option("", "train on this speaker's samples only (speaker fine-tuning)")
+    videos: list[str] = option(help="train on the samples of these video ids only (speaker fine-tuning sets it)",
+                               factory=list)
     max_samples: int = option(0, "decode at most this many samples per split (0: all)", min=0)
 
 
@@ -192,7 +194,7 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
         run.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run / "config.yaml")
     load = dict(size=m.size, frames=m.frames, references=m.references, exclude=d.exclude, limit=d.max_samples,
-                speaker=d.speaker or None)
+                videos=set(d.videos) or None)
     train = load_faces(d.root, d.train_split, **load)
     evaluation = load_faces(d.root, d.eval_split, **load) if d.eval_split else FaceData()
     if not evaluation.samples and d.holdout > 0 and len(train.samples) > 1:
@@ -202,12 +204,24 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
         train = FaceData([train.samples[i] for i in order[cut:]], train.skipped)
     if not train.samples:
         raise ShqipError(f"no usable training samples in {d.root}/shards/{d.train_split}"
-                         f"{f' for speaker {d.speaker!r}' if d.speaker else ''} (skipped: {dict(train.skipped) or 'none'})")
+                         f"{' for the chosen videos' if d.videos else ''} (skipped: {dict(train.skipped) or 'none'})")
     log.info("train: %s; validation: %s", train.summary(), evaluation.summary())
 
     torch.manual_seed(t.seed)
-    generator = build_generator({"size": m.size, "frames": m.frames, "references": m.references,
-                                 "channels": list(m.channels), "audio_dim": m.audio_dim})
+    if m.init:
+        from train.lipsync.generator import load_generator
+
+        try:
+            generator = load_generator(m.init)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"model.init: cannot load the generator {m.init!r}: {str(e).splitlines()[0]}") from None
+        g = generator.generator_config
+        if (g.size, g.frames, g.references) != (m.size, m.frames, m.references):
+            raise ConfigError(f"model.init {m.init!r} is size {g.size}, {g.frames} frames, {g.references} references; "
+                              f"the config says {m.size}, {m.frames}, {m.references}")
+    else:
+        generator = build_generator({"size": m.size, "frames": m.frames, "references": m.references,
+                                     "channels": list(m.channels), "audio_dim": m.audio_dim})
     optimizer = torch.optim.Adam(generator.parameters(), lr=t.learning_rate, betas=(0.5, 0.999))
     checkpoints = run / "checkpoints"
     done = _complete(checkpoints) if checkpoints.is_dir() else []
@@ -253,8 +267,10 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
         log.info("step %d: %s", step, result)
         return result
 
+    if m.init and start == 0:  # where the starting weights stand on this data (fine-tuning's baseline)
+        history.append({"step": 0, **evaluate(0)})
     generator.train()
-    step, first_loss = start, None
+    step = start
     for frames, refs, mel, _, sync_mel in loader:
         with accelerator.accumulate(generator):
             out = generator(frames, refs, mel)

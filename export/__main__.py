@@ -1,0 +1,33 @@
+"""python -m export onnx ...: export the project's models (the dubbing pipeline is still to come).
+
+    python -m export onnx --model runs/lipsync/<name> [--out DIR]   # the generator as ONNX, checked
+"""
+
+from __future__ import annotations
+
+import sys
+
+from shqip_av.config import parse_config, run_cli
+from shqip_av.log import setup_logging
+
+COMMANDS = ("onnx",)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__.strip(), file=sys.stderr)
+        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+    from export.onnx import OnnxConfig, export_onnx
+
+    cfg, args = parse_config(OnnxConfig, argv[1:], "python -m export onnx",
+                             "Write the lip-sync generator as ONNX (dynamic batch) and check it against PyTorch.")
+    setup_logging(args.verbose)
+    info = export_onnx(cfg)
+    print(f"{info['file']}: ONNX opset {info['opset']}, dynamic batch; onnxruntime vs PyTorch on batches 1 and 3: "
+          f"max abs difference {info['max_abs_difference']:.3g}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
