@@ -68,6 +68,7 @@ generator-demo:
 	$(ACCELERATE) --num_processes 1 -m train.lipsync --config train/configs/generator-tiny.yaml data.root=$(DEMO) loss.expert=$(DEMO)/runs/lipsync/expert-tiny
 	$(PY) -m train.lipsync.evaluate --generator $(GEN_DEMO) --expert $(DEMO)/runs/lipsync/expert-tiny --root $(DEMO) --split train --max-samples 4 --out $(GEN_DEMO)/eval
 	$(PY) -m train.lipsync.revoice --generator $(GEN_DEMO) --root $(DEMO)
+	$(PY) -m cards model --root $(DEMO) --run $(GEN_DEMO)
 
 evaluate-asr:
 	$(PY) -m train.asr.evaluate --root $(ROOT) --model $(ASR_MODELS) --split test
@@ -104,6 +105,7 @@ bench:
 	$(PY) bench/asr_throughput.py
 	$(PY) bench/filter_memory.py
 	$(PY) bench/expert_throughput.py
+	$(PY) bench/generator_throughput.py
 
 clean-demo:
 	rm -rf $(ROOT)/demo

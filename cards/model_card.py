@@ -38,6 +38,10 @@ def is_expert_run(path: Path) -> bool:
     return (path / "expert" / "config.json").is_file()
 
 
+def is_generator_run(path: Path) -> bool:
+    return (path / "generator" / "config.json").is_file()
+
+
 def resolve_run(run: str, root: str) -> Path:
     if not run:
         raise CardError("give --run: a run folder such as runs/asr/whisper-small-sq or runs/lipsync/expert-base")
@@ -46,11 +50,12 @@ def resolve_run(run: str, root: str) -> Path:
         path = DatasetRoot(root).path(run)
     if not path.is_dir():
         raise CardError(f"run folder not found: {run}")
-    if is_expert_run(path):
-        for needed in ("metrics.json", "config.yaml", "expert/model.safetensors"):
-            if not (path / needed).is_file():
-                raise CardError(f"{path} has no {needed}: the expert's training has not finished (rerun it)")
-        return path
+    for kind, check in (("expert", is_expert_run), ("generator", is_generator_run)):
+        if check(path):
+            for needed in ("metrics.json", "config.yaml", f"{kind}/model.safetensors"):
+                if not (path / needed).is_file():
+                    raise CardError(f"{path} has no {needed}: the {kind}'s training has not finished (rerun it)")
+            return path
     for needed, why in (("metrics.json", "the run has not finished (rerun train.asr to complete it)"),
                         ("config.yaml", "the resolved training config is missing"),
                         ("processor", "the processor is missing")):
@@ -71,6 +76,8 @@ def build_model_card(cfg: ModelCardConfig) -> Path:
     run = resolve_run(cfg.run, cfg.root)
     if is_expert_run(run):
         return build_expert_card(cfg, run)
+    if is_generator_run(run):
+        return build_generator_card(cfg, run)
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     config = load_yaml(run / "config.yaml")
     if not metrics.get("splits"):
@@ -226,6 +233,68 @@ def build_expert_card(cfg: ModelCardConfig, run: Path) -> Path:
               "- It has seen only the speakers, faces and recording conditions of its training data; check its "
               "accuracy on footage like yours (`python -m train.lipsync.evaluate`) before trusting its judgement.",
               "- It judges sync, not identity or consent; do not use it to identify people."]
+    card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_withdrawn(run)}" + "\n".join(lines) + "\n")
+    atomic_write_text(run / "README.md", str(card))
+    log.info("model card written to %s", run / "README.md")
+    return run / "README.md"
+
+
+GENERATOR_RESULTS = (("psnr_mask", "PSNR in the mask (dB)", "psnr"), ("ssim_mask", "SSIM in the mask", "ssim"),
+                     ("lse_d_generated", "LSE-D", "lse-d"), ("lse_c_generated", "LSE-C", "lse-c"),
+                     ("lip_distance", "lip distance (eye distances, MediaPipe)", "lip-distance"))
+
+
+def build_generator_card(cfg: ModelCardConfig, run: Path) -> Path:
+    """The card of a lip-sync generator run: <run>/README.md, with the scores of
+    ``python -m train.lipsync.evaluate --generator <run> --out <run>/eval`` as model-index results
+    when that was run."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    scores_path = run / "eval" / "metrics.json"
+    scores = json.loads(scores_path.read_text(encoding="utf-8")) if scores_path.is_file() else {}
+    split = scores.get("split", "validation")
+    results = [EvalResult(task_type="lip-sync", task_name="Lip-sync (mouth regenerated from the audio)",
+                          dataset_type=cfg.dataset or "shqip-av", dataset_name=f"shqip-av ({split})", dataset_split=split,
+                          metric_type=kind, metric_name=label, metric_value=scores[key])
+               for key, label, kind in GENERATOR_RESULTS if scores.get(key) is not None]
+    model = json.loads((run / "generator" / "config.json").read_text(encoding="utf-8"))
+    name = metrics.get("run", run.name)
+    data = ModelCardData(license=cfg.license, library_name="shqip-av", model_name=name,
+                         datasets=[cfg.dataset] if cfg.dataset else None,
+                         tags=["shqip-av", "lip-sync", "talking-head", "audio-visual", "synthetic-media"],
+                         eval_results=results or None)
+    final, tr = metrics.get("final") or {}, metrics.get("train", {})
+    repo = cfg.repo or "path/to/this/generator"
+    lines = [f"# {name}", "",
+             f"A lip-sync generator trained by shqip-av: given {model.get('frames')} canonical face crops "
+             f"({model.get('size')} px) with the mouth masked, {model.get('references')} reference crops of the same "
+             "face and the speech of each frame, it regenerates the mouth so that it speaks that audio. "
+             "Everything outside the mask is returned unchanged.", "",
+             "## Results", ""]
+    if scores:
+        lines += [f"On {scores.get('samples')} `{split}` samples regenerated from their own audio:", "",
+                  "| metric | value |", "|---|---|",
+                  *(f"| {label} | {scores[key]} |" for key, label, _ in GENERATOR_RESULTS if scores.get(key) is not None),
+                  f"| LSE-D / LSE-C of the real crops | {scores.get('lse_d_real')} / {scores.get('lse_c_real')} |",
+                  f"| FID | {scores.get('fid_note') or scores.get('fid')} |", ""]
+    else:
+        lines += [f"Validation during training: L1 in the mask {final.get('eval_l1')}, PSNR in the mask "
+                  f"{final.get('eval_psnr_mask')} dB. Score it with `python -m train.lipsync.evaluate --generator "
+                  f"{run} --expert <expert> --split test --out {run}/eval` for the full table.", ""]
+    lines += ["## Training", "",
+              f"- {tr.get('samples')} samples from {tr.get('speakers')} speakers ({tr.get('frames')} frames); "
+              f"{metrics.get('steps')} steps on {metrics.get('processes', 1)} process(es), mixed precision "
+              f"`{metrics.get('mixed_precision', 'no')}`", "",
+              "## Use", "", "```python", "from train.lipsync.generator import load_generator",
+              "from train.lipsync.inference import generate_track",
+              f"generator = load_generator(\"{repo}\")  # LipSyncGenerator.from_pretrained",
+              "crops = generate_track(generator, face_crops, landmarks, log_mel_of_new_speech)", "```", "",
+              "## Limitations and responsible use", "",
+              "- Its output is synthetic media: disclose it as such wherever it is shown (shqip-av's dubbing "
+              "marks every file it writes).",
+              "- Re-voice only people who consented to it; speaker fine-tuning requires a release.",
+              "- It has seen only the faces and recording conditions of its training data."]
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_withdrawn(run)}" + "\n".join(lines) + "\n")
     atomic_write_text(run / "README.md", str(card))
     log.info("model card written to %s", run / "README.md")

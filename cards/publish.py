@@ -97,13 +97,15 @@ def _sources_dataset(cfg: PublishConfig) -> list[tuple[str, Path, str | None]]:
 
 
 def _sources_model(cfg: PublishConfig) -> list[tuple[str, Path, str | None]]:
-    from cards.model_card import ModelCardConfig, build_model_card, is_expert_run, resolve_run
+    from cards.model_card import ModelCardConfig, build_model_card, is_expert_run, is_generator_run, resolve_run
 
     run = resolve_run(cfg.run, cfg.root)
     card = build_model_card(ModelCardConfig(run=str(run), root=cfg.root, dataset=cfg.dataset, repo=cfg.repo))
     files = [("README.md", card), ("metrics.json", run / "metrics.json"), ("train_config.yaml", run / "config.yaml")]
     if is_expert_run(run):  # config.json + model.safetensors (+ thresholds.json): SyncExpert.from_pretrained(repo)
         folders = [run / "expert"]
+    elif is_generator_run(run):
+        folders = [run / "generator"]
     else:
         folders = [run / "adapter" if (run / "adapter").is_dir() else run / "model", run / "processor"]
     for folder in folders:

@@ -171,3 +171,22 @@ def demo_expert(demo_root, tmp_path_factory):
         "training": {"max_steps": 300, "batch_size": 32, "learning_rate": 0.002, "eval_pairs": 256,
                      "eval_steps": 100, "save_steps": 150}})
     return run, run_training(cfg)
+
+
+@pytest.fixture(scope="session")
+def demo_generator(demo_root, demo_expert, tmp_path_factory):
+    """train/configs/generator-tiny.yaml trained once per session on the demo shards' train split,
+    with the session's tiny expert as its sync loss; (run folder, metrics)."""
+    from shqip_av.config import from_dict, load_yaml
+    from train.lipsync.train import GeneratorTrainConfig, run_training
+
+    run = tmp_path_factory.mktemp("generator") / "run"
+    cfg = load_yaml(REPO / "train" / "configs" / "generator-tiny.yaml")
+    cfg.update(output=str(run))
+    cfg["data"] = {"root": str(demo_root)}
+    cfg["loss"]["expert"] = str(demo_expert[0])
+    return run, run_training(from_dict(GeneratorTrainConfig, cfg))
+
+
+# the real clips of ../shared and generated variants, filtered once per session (filter and train tests use it)
+from tests.real_clips import real_root  # noqa: E402,F401

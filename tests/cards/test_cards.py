@@ -310,3 +310,11 @@ def test_a_sync_expert_run_gets_a_card_and_publishes_as_a_loadable_model_repo(de
     original = load_file(run / "expert" / "model.safetensors")
     assert all(torch.equal(original[k], v) for k, v in loaded.state_dict().items() if k in original)
     assert loaded.sync_config == load_expert(str(run)).sync_config
+
+
+def test_a_generator_run_gets_a_card_and_publishes_its_weights(demo_generator, demo_root):
+    run, metrics = demo_generator
+    card = ModelCard.load(build_model_card(ModelCardConfig(run=str(run), root=str(demo_root))))
+    assert "synthetic-media" in card.data.tags and "Validation during training" in card.text
+    summary = publish(PublishConfig(root=str(demo_root), repo="someone/generator", run=str(run), dry_run=True))
+    assert {"README.md", "config.json", "model.safetensors", "metrics.json"} <= {p for p, _ in summary["files"]}

@@ -25,18 +25,3 @@ def tiny_whisper(asr_root, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("models") / "whisper-tiny-sq"
     return build_tiny_whisper(TinyWhisperConfig(out=str(out), root=str(asr_root), text=[str(TEXT)]))
 
-
-@pytest.fixture(scope="session")
-def demo_generator(demo_root, demo_expert, tmp_path_factory):
-    """train/configs/generator-tiny.yaml trained once per session on the demo shards' train split,
-    with the session's tiny expert as its sync loss; (run folder, metrics)."""
-    from shqip_av.config import from_dict, load_yaml
-    from tests.conftest import REPO
-    from train.lipsync.train import GeneratorTrainConfig, run_training
-
-    run = tmp_path_factory.mktemp("generator") / "run"
-    cfg = load_yaml(REPO / "train" / "configs" / "generator-tiny.yaml")
-    cfg.update(output=str(run))
-    cfg["data"] = {"root": str(demo_root)}
-    cfg["loss"]["expert"] = str(demo_expert[0])
-    return run, run_training(from_dict(GeneratorTrainConfig, cfg))

@@ -226,3 +226,57 @@ def test_onnx_export_matches_pytorch_and_runs_with_onnxruntime(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "export", "onnx", "--model", str(tmp_path / "nope")], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: cannot load the generator")
+
+
+def test_accelerate_launch_trains_with_two_cpu_processes(demo_root, tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import REPO
+
+    accelerate = Path(sys.executable).with_name("accelerate")
+    out = tmp_path / "ddp"
+    proc = subprocess.run(
+        [str(accelerate), "launch", "--num_machines", "1", "--dynamo_backend", "no", "--mixed_precision", "no",
+         "--num_processes", "2", "--cpu", "-m", "train.lipsync", f"data.root={demo_root}", f"output={out}",
+         "model.size=32", "model.channels=[16,32]", "model.audio_dim=16", "model.references=2", "loss.sync=0",
+         "training.max_steps=4", "training.eval_steps=2", "training.save_steps=2", "training.batch_size=2",
+         "training.eval_windows=4"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["steps"] == 4
+    assert load_generator(str(out)).generator_config.size == 32
+
+
+def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_checkpoint(demo_root, tmp_path, monkeypatch):
+    """The loss is made NaN from step 3 on by patching the L1 term (a real divergence cannot be
+    produced on demand in a test)."""
+    from shqip_av import ShqipError
+    from train.lipsync import train as training
+
+    real, calls = training.masked_l1, []
+
+    def failing(generated, target, mask):
+        calls.append(1)
+        value = real(generated, target, mask)
+        return value * float("nan") if len(calls) >= 3 else value
+
+    monkeypatch.setattr(training, "masked_l1", failing)
+    out = tmp_path / "nan"
+    with pytest.raises(ShqipError, match=r"step 3: the loss is nan .*last complete checkpoint \(step-2\) is kept"):
+        training.run_training(_cfg(demo_root, out, **{"training.max_steps": 6, "training.eval_steps": 100,
+                                                      "training.save_steps": 2}))
+    assert (out / "checkpoints" / "step-2" / "COMPLETE").is_file() and not (out / "generator").exists()
+
+
+def test_samples_without_landmarks_or_too_short_are_skipped_and_counted(demo_root):
+    from train.lipsync.faces import decode_face_sample
+
+    tar = sorted(glob.glob(str(demo_root / "shards" / "*" / "*.tar")))[0]
+    key, members = next(iter(read_tar_samples(tar)))
+    without = {k: v for k, v in members.items() if k != "landmarks.npy"}
+    assert decode_face_sample(key, without, 32, 5, 2, 5) == "no-landmarks"
+    assert decode_face_sample(key, members, 32, 5, 2, exclude=10_000) == "too-short-for-references"
+    assert decode_face_sample(key, {**members, "wav": members["wav"][:2000]}, 32, 5, 2, 5) == "audio-shorter-than-frames"

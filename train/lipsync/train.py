@@ -306,7 +306,8 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
         if step >= t.max_steps:
             break
     accelerator.wait_for_everyone()
-    metrics = {"run": cfg.name, "steps": step, "resumed_from": start or None, "train": train.summary(),
+    metrics = {"run": cfg.name, "steps": step, "resumed_from": start or None, "processes": accelerator.num_processes,
+               "mixed_precision": t.mixed_precision, "train": train.summary(),
                "validation": evaluation.summary(), "history": history,
                "final": history[-1] if history else {}, "reference_fallbacks": int(sum(x.picker.fallbacks for x in train.samples))}
     if accelerator.is_main_process:

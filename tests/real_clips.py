@@ -1,4 +1,4 @@
-"""A dataset root built once per session from the real clips in ../shared/testdata and
+"""The real_root fixture (registered in tests/conftest.py): a dataset root built once per session from the real clips in ../shared/testdata and
 generated variants of them (shifted audio, foreign audio, rotation, 50/60 fps, small face,
 two faces, a face leaving the frame, an absurd resolution), collected and filtered for real."""
 
