@@ -119,7 +119,9 @@ def test_a_killed_run_resumes_to_the_same_weights_and_a_changed_setting_is_refus
 
     from train.lipsync.train import run_training
 
-    steps = {"training.max_steps": 4, "training.eval_steps": 2, "training.save_steps": 2}
+    # with the adversarial loss on: the critic and its optimizer are part of the checkpoint too
+    steps = {"training.max_steps": 4, "training.eval_steps": 2, "training.save_steps": 2,
+             "loss.adversarial": 0.05, "loss.adversarial_warmup": 0}
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     run_training(_cfg(demo_root, whole, **steps))
     (killed / "checkpoints").mkdir(parents=True)

@@ -41,6 +41,15 @@ def frame_audio(mel: np.ndarray, first: int, frames: int) -> np.ndarray:
     return np.stack([frontend.mel_window(mel, t - half, AUDIO_FRAMES) for t in range(first, first + frames)])
 
 
+def mouth_targets(landmarks, size: int):
+    """(B, T, 478, 2) landmarks in crop pixels → (B, T, P, 2) mouth points centred on the mouth,
+    in crop sides: what the mouth head regresses (shape, not position)."""
+    from train.lipsync.references import MOUTH_POINTS
+
+    points = landmarks[:, :, list(MOUTH_POINTS)] / size
+    return points - points.mean(dim=2, keepdim=True)
+
+
 @dataclass
 class GeneratorConfig:
     size: int = 64  # crop side the generator works at
@@ -86,7 +95,9 @@ def _generator_class():
         """``forward(frames, references, mel)`` → generated frames.
 
         frames: (B, T, 3, S, S) canonical crops in [0, 1] (the mouth is masked inside);
-        references: (B, K, 3, S, S); mel: (B, T, 80, M) from ``frame_audio``. Returns (B, T, 3, S, S)."""
+        references: (B, K, 3, S, S); mel: (B, T, 80, M) from ``frame_audio``. Returns (B, T, 3, S, S);
+        with ``return_mouth`` also the predicted mouth landmarks (B, T, P, 2), centred on the
+        mouth, in crop sides (``mouth_targets``)."""
 
         def __init__(self, size: int = 64, frames: int = 5, references: int = 3, channels=(32, 64, 128),
                      audio_dim: int = 128):
@@ -109,12 +120,16 @@ def _generator_class():
                 self.up.append(nn.Sequential(conv(cin + skip, cout), conv(cout, cout)))
                 cin = cout
             self.out = nn.Conv2d(cin, 3, 1)
+            # mouth-landmark regression (training only): the bottleneck must know the mouth's shape
+            from train.lipsync.references import MOUTH_POINTS
+
+            self.mouth = nn.Linear(bottom, 2 * len(MOUTH_POINTS))
 
         @property
         def generator_config(self) -> GeneratorConfig:
             return self.config_
 
-        def forward(self, frames, references, mel):
+        def forward(self, frames, references, mel, return_mouth: bool = False):
             b, t, _, s, _ = frames.shape
             mask = self.mask.to(frames.dtype)
             masked = frames * (1 - mask)  # whatever was under the mask never reaches the network
@@ -130,11 +145,13 @@ def _generator_class():
             c, hh, ww = h.shape[1:]
             seq = h.view(b, t, c, hh, ww).transpose(1, 2)
             h = (seq + self.temporal(seq)).transpose(1, 2).reshape(b * t, c, hh, ww)
+            mouth = self.mouth(h.mean(dim=(2, 3))).view(b, t, -1, 2) if return_mouth else None
             for up, skip in zip(self.up, reversed(skips[:-1])):
                 h = F.interpolate(h, size=skip.shape[2:], mode="bilinear", align_corners=False)
                 h = up(torch.cat([h, skip], 1))
             generated = torch.sigmoid(self.out(h)).view(b, t, 3, s, s)
-            return masked + generated * mask  # outside the mask: the input itself
+            out = masked + generated * mask  # outside the mask: the input itself
+            return (out, mouth) if return_mouth else out
 
     _CLASS = LipSyncGenerator
     return LipSyncGenerator

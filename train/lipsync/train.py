@@ -58,9 +58,13 @@ class GenDataSection:
 class LossSection:
     l1: float = option(1.0, "weight of the L1 loss inside the mask", min=0)
     ssim: float = option(0.2, "weight of 1 - (MS-)SSIM inside the mask", min=0)
+    landmarks: float = option(0.1, "weight of the mouth-landmark regression (the shards' landmarks, centred on the mouth)", min=0)
     sync: float = option(0.05, "weight of the expert's sync loss (0: off)", min=0)
     sync_warmup: int = option(200, "steps before the sync loss is switched on", min=0)
     expert: str = option("", "the frozen sync expert: a folder (runs/lipsync/<name>) or a Hub id; needed when sync > 0")
+    adversarial: float = option(0.0, "weight of the adversarial loss from a patch discriminator on the mouth "
+                                     "region, trained with its own optimizer (0: off)", min=0)
+    adversarial_warmup: int = option(200, "steps before the adversarial loss is switched on", min=0)
 
 
 @dataclass
@@ -91,6 +95,17 @@ class GeneratorTrainConfig:
 
 
 RESUMABLE = {"output", "training.num_workers"}
+
+
+def patch_discriminator():
+    """A small PatchGAN-style critic of mouth regions: logits per patch."""
+    from torch import nn
+
+    layers, cin = [], 3
+    for cout in (32, 64, 128):
+        layers += [nn.Conv2d(cin, cout, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+        cin = cout
+    return nn.Sequential(*layers, nn.Conv2d(cin, 1, 3, 1, 1))
 
 
 def masked_l1(generated, real, mask):
@@ -169,12 +184,13 @@ def save_grid(path: Path, real, generated, mask, rows: int = 4) -> None:
 
 def run_training(cfg: GeneratorTrainConfig) -> dict:
     import torch
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+    from torch.nn import functional as F
     from torch.utils.data import DataLoader
 
     from shqip_av import audio as frontend
     from train.lipsync.faces import FaceData, WindowDataset, collate, load_faces
-    from train.lipsync.generator import MOUTH_BOX, build_generator
+    from train.lipsync.generator import MOUTH_BOX, build_generator, mouth_targets
 
     validate(cfg)
     m, d, lo, t = cfg.model, cfg.data, cfg.loss, cfg.training
@@ -187,8 +203,10 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
     if _check_resume(cfg, run, RESUMABLE):
         log.info("run %s is already complete; nothing to do", run)
         return json.loads((run / "metrics.json").read_text())
+    # the mouth head is unused when its loss is off; DDP must then allow unused parameters
     accelerator = Accelerator(mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.gradient_accumulation,
-                              cpu=not torch.cuda.is_available())
+                              cpu=not torch.cuda.is_available(),
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=lo.landmarks == 0)])
     judge = ExpertJudge(lo.expert, m.frames, accelerator.device) if lo.sync > 0 else None
     if accelerator.is_main_process:
         run.mkdir(parents=True, exist_ok=True)
@@ -223,6 +241,10 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
         generator = build_generator({"size": m.size, "frames": m.frames, "references": m.references,
                                      "channels": list(m.channels), "audio_dim": m.audio_dim})
     optimizer = torch.optim.Adam(generator.parameters(), lr=t.learning_rate, betas=(0.5, 0.999))
+    critic = critic_opt = None
+    if lo.adversarial > 0:
+        critic = patch_discriminator()
+        critic_opt = torch.optim.Adam(critic.parameters(), lr=t.learning_rate, betas=(0.5, 0.999))
     checkpoints = run / "checkpoints"
     done = _complete(checkpoints) if checkpoints.is_dir() else []
     start = int(done[-1].name[5:]) if done else 0
@@ -230,6 +252,8 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
     windows = WindowDataset(train.samples, m.frames, seed=t.seed, length=t.max_steps * per_step, start=start * per_step)
     loader = DataLoader(windows, batch_size=t.batch_size, shuffle=False, num_workers=t.num_workers, collate_fn=collate)
     generator, optimizer, loader = accelerator.prepare(generator, optimizer, loader)
+    if critic is not None:
+        critic, critic_opt = accelerator.prepare(critic, critic_opt)
     if done:
         accelerator.load_state(str(done[-1]))
         log.info("resuming from %s", done[-1].name)
@@ -271,13 +295,15 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
         history.append({"step": 0, **evaluate(0)})
     generator.train()
     step = start
-    for frames, refs, mel, _, sync_mel in loader:
+    for frames, refs, mel, marks, sync_mel in loader:
         with accelerator.accumulate(generator):
-            out = generator(frames, refs, mel)
+            out, mouth = generator(frames, refs, mel, return_mouth=True)
             parts = {"l1": masked_l1(out, frames, mask)}
+            if lo.landmarks > 0:  # ×10: centred mouth points in crop sides are small numbers
+                parts["landmarks"] = 10 * (mouth - mouth_targets(marks, m.size)).abs().mean()
             if lo.ssim > 0:
                 parts["ssim"] = ssim_loss(out, frames, box)
-            loss = lo.l1 * parts["l1"] + lo.ssim * parts.get("ssim", 0.0)
+            loss = lo.l1 * parts["l1"] + lo.ssim * parts.get("ssim", 0.0) + lo.landmarks * parts.get("landmarks", 0.0)
             if judge is not None and step >= lo.sync_warmup:
                 parts["sync"] = judge.distance(out, sync_mel[..., :mel_cols]).mean()
                 loss = loss + lo.sync * parts["sync"]
@@ -285,9 +311,22 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
                 last = _complete(checkpoints)[-1].name if checkpoints.is_dir() and _complete(checkpoints) else "none"
                 raise ShqipError(f"step {step + 1}: the loss is {float(loss)} ({', '.join(f'{k} {float(v):.4g}' for k, v in parts.items())}); "
                                  f"stopped; the last complete checkpoint ({last}) is kept")
+            adversarial_on = critic is not None and step >= lo.adversarial_warmup
+            if adversarial_on:  # the generator wants its mouths judged real
+                fake_logits = critic(mouth_region(out, box))
+                parts["adversarial"] = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+                loss = loss + lo.adversarial * parts["adversarial"]
             accelerator.backward(loss)
             optimizer.step()
             optimizer.zero_grad()
+            if adversarial_on:  # then the critic learns real from generated, on its own optimizer
+                real_logits, fake_logits = critic(mouth_region(frames, box)), critic(mouth_region(out.detach(), box))
+                critic_loss = (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+                               + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))) / 2
+                accelerator.backward(critic_loss)
+                critic_opt.step()
+                critic_opt.zero_grad()
+                parts["critic"] = critic_loss
         if not accelerator.sync_gradients:
             continue
         step += 1
