@@ -175,18 +175,27 @@ def demo_expert(demo_root, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def demo_generator(demo_root, demo_expert, tmp_path_factory):
-    """train/configs/generator-tiny.yaml trained once per session on the demo shards' train split,
-    with the session's tiny expert as its sync loss; (run folder, metrics)."""
+    """train/configs/generator-tiny.yaml trained once per session on the demo's clips sharded with
+    the default salt (all three speakers in train: the generator hears every voice), 20 % of the
+    samples held out for validation (held-out sentences; their keys in metrics["validation_keys"]),
+    with the session's tiny expert as its sync loss; (run folder, metrics, dataset root)."""
+    from filter.shard import ShardConfig, pack_shards
     from shqip_av.config import from_dict, load_yaml
     from train.lipsync.train import GeneratorTrainConfig, run_training
 
-    run = tmp_path_factory.mktemp("generator") / "run"
+    base = tmp_path_factory.mktemp("generator")
+    root = base / "data"
+    for part in ("raw", "clips"):
+        shutil.copytree(demo_root / part, root / part, ignore=shutil.ignore_patterns("*.mp4"))
+    for clip in (demo_root / "clips").rglob("*.mp4"):  # crops only: the raw videos are not needed
+        os.link(clip, root / clip.relative_to(demo_root))
+    pack_shards(ShardConfig(root=str(root)))
+    run = base / "run"
     cfg = load_yaml(REPO / "train" / "configs" / "generator-tiny.yaml")
     cfg.update(output=str(run))
-    cfg["data"] = {"root": str(demo_root)}
+    cfg["data"] = {"root": str(root)}
     cfg["loss"]["expert"] = str(demo_expert[0])
-    return run, run_training(from_dict(GeneratorTrainConfig, cfg))
-
+    return run, run_training(from_dict(GeneratorTrainConfig, cfg)), root
 
 # the real clips of ../shared and generated variants, filtered once per session (filter and train tests use it)
 from tests.real_clips import real_root  # noqa: E402,F401

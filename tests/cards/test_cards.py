@@ -313,7 +313,7 @@ def test_a_sync_expert_run_gets_a_card_and_publishes_as_a_loadable_model_repo(de
 
 
 def test_a_generator_run_gets_a_card_and_publishes_its_weights(demo_generator, demo_root):
-    run, metrics = demo_generator
+    run, metrics, _ = demo_generator
     card = ModelCard.load(build_model_card(ModelCardConfig(run=str(run), root=str(demo_root))))
     assert "synthetic-media" in card.data.tags and "Validation during training" in card.text
     summary = publish(PublishConfig(root=str(demo_root), repo="someone/generator", run=str(run), dry_run=True))

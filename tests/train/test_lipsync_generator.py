@@ -137,43 +137,33 @@ def test_a_killed_run_resumes_to_the_same_weights_and_a_changed_setting_is_refus
         run_training(_cfg(demo_root, killed, **steps, **{"training.learning_rate": 0.01}))
 
 
-def _loudness(mel, n):
-    """Mean log-mel energy of each video frame's audio (3.2 mel frames per frame)."""
-    return np.array([mel[:, int(round(3.2 * t)):int(round(3.2 * t)) + 3].mean() for t in range(n)])
-
-
-def _opening(crops):
-    from filter.faces import crop_landmarks
-    from shqip_av.geometry import eye_distance
-
-    lm = crop_landmarks(crops)
-    return np.linalg.norm(lm[:, 13] - lm[:, 14], axis=1) / eye_distance(lm)
-
-
 @pytest.mark.slow
-def test_the_generator_learns_to_follow_the_audio_not_to_copy(demo_generator, demo_root):
-    """Learning check: a face driven by another speaker's sentence (audio the face never spoke) opens
-    its generated mouth with that audio's loudness, measured by MediaPipe on the generated crops;
-    the face's own frames (what copying the references would give) follow it far less."""
+def test_the_generator_learns_to_follow_the_audio_not_to_copy(demo_generator):
+    """Learning check: a face driven by a held-out sentence of another speaker (audio it never
+    spoke, a sentence never trained on) opens its generated mouth with that audio's loudness,
+    measured by MediaPipe on the generated crops; the face's own frames (what copying the
+    references would give) follow it far less."""
     from train.lipsync.faces import load_faces
     from train.lipsync.inference import generate_track
+    from train.lipsync.revoice import frame_loudness, mouth_opening
 
-    run, metrics = demo_generator
+    run, metrics, root = demo_generator
     history = metrics["history"]
-    assert history[-1]["eval_l1"] < 0.8 * history[0]["eval_l1"], history  # the masked-region error fell
+    assert history[-1]["train_l1"] < 0.7 * history[0]["train_l1"], history  # the masked-region error fell
+    assert history[-1]["eval_l1"] < history[0]["eval_l1"], history
     model = load_generator(str(run))
     c = model.generator_config
-    faces = load_faces(str(demo_root), "train", size=c.size, frames=c.frames, references=c.references, exclude=5).samples
-    voices = [s for split in ("validation", "test")
-              for s in load_faces(str(demo_root), split, size=c.size, frames=c.frames, references=c.references, exclude=5).samples]
-    assert faces and voices
+    samples = load_faces(str(root), "train", size=c.size, frames=c.frames, references=c.references, exclude=5).samples
+    held_out = [s for s in samples if s.key in metrics["validation_keys"]]
+    assert held_out
     generated, copied = [], []
-    for face in sorted(faces, key=lambda s: -len(s.crops))[:2]:
-        for voice in voices[:2]:
+    for voice in held_out:
+        faces = [s for s in samples if s.speaker != voice.speaker and s.key not in metrics["validation_keys"]]
+        for face in sorted(faces, key=lambda s: -len(s.crops))[:2]:
             n = min(len(face.crops), voice.mel.shape[1] * 10 // 32)
-            loud = _loudness(voice.mel, n)
-            out = generate_track(model, face.crops[:n], face.landmarks[:n], voice.mel)
-            a, b = _opening(out), _opening(face.crops[:n])
+            loud = frame_loudness(voice.mel, n)
+            a = mouth_opening(generate_track(model, face.crops[:n], face.landmarks[:n], voice.mel))
+            b = mouth_opening(face.crops[:n])
             ok = ~np.isnan(a) & ~np.isnan(b)
             assert ok.mean() > 0.9  # MediaPipe finds the generated faces
             generated.append(np.corrcoef(a[ok], loud[ok])[0, 1])
@@ -182,16 +172,16 @@ def test_the_generator_learns_to_follow_the_audio_not_to_copy(demo_generator, de
 
 
 @pytest.mark.slow
-def test_speaker_fine_tuning_needs_a_release_and_lowers_that_speakers_error(demo_generator, demo_root, tmp_path):
+def test_speaker_fine_tuning_needs_a_release_and_lowers_that_speakers_error(demo_generator, tmp_path):
     import json
 
     from train.lipsync.finetune import ConsentError, FinetuneConfig, run_finetune
 
-    run, _ = demo_generator
+    run, _, trained_on = demo_generator
     root = tmp_path / "data"
-    shutil.copytree(demo_root / "shards", root / "shards")
+    shutil.copytree(trained_on / "shards", root / "shards")
     (root / "raw").mkdir()
-    records = [json.loads(line) for line in (demo_root / "raw" / "manifest.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (trained_on / "raw" / "manifest.jsonl").read_text().splitlines()]
     speaker = records[0]["rights"]["consent"]["subject"]
     licensed = [dict(r, rights={**r["rights"], "consent": {**r["rights"]["consent"], "kind": "licence"}})
                 if r["rights"]["consent"]["subject"] == speaker else r for r in records]
@@ -242,7 +232,7 @@ def test_accelerate_launch_trains_with_two_cpu_processes(demo_root, tmp_path):
     out = tmp_path / "ddp"
     proc = subprocess.run(
         [str(accelerate), "launch", "--num_machines", "1", "--dynamo_backend", "no", "--mixed_precision", "no",
-         "--num_processes", "2", "--cpu", "-m", "train.lipsync", f"data.root={demo_root}", f"output={out}",
+         "--multi_gpu", "--num_processes", "2", "-m", "train.lipsync", f"data.root={demo_root}", f"output={out}",
          "model.size=32", "model.channels=[16,32]", "model.audio_dim=16", "model.references=2", "loss.sync=0",
          "training.max_steps=4", "training.eval_steps=2", "training.save_steps=2", "training.batch_size=2",
          "training.eval_windows=4"], cwd=REPO, capture_output=True, text=True, timeout=600)

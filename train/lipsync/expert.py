@@ -143,9 +143,10 @@ def run_training(cfg: ExpertConfig) -> dict:
     checkpoints = run / "checkpoints"
     done = _complete(checkpoints) if checkpoints.is_dir() else []
     start = int(done[-1].name[5:]) if done else 0
+    per_step = t.batch_size * accelerator.num_processes  # each process takes its share of a step's pairs
     pairs = PairDataset(train.samples, m.frames, seed=t.seed, min_shift=d.min_shift, max_shift=d.max_shift,
-                        other_speaker_share=d.other_speaker_share, length=t.max_steps * t.batch_size,
-                        start=start * t.batch_size)
+                        other_speaker_share=d.other_speaker_share, length=t.max_steps * per_step,
+                        start=start * per_step)
     loader = DataLoader(pairs, batch_size=t.batch_size, shuffle=False, num_workers=t.num_workers, collate_fn=collate)
     expert, head, optimizer, loader = accelerator.prepare(expert, head, optimizer, loader)
     if done:

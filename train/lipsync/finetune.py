@@ -37,9 +37,10 @@ class ConsentError(ShqipError):
 
 def speaker_videos(root: str, speaker: str) -> list[str]:
     """The speaker's video ids, after checking that each has a release; raises ConsentError."""
-    records = [r for r in read_jsonl(DatasetRoot(root).path("raw", "manifest.jsonl"))
-               if speaker in ((r.get("rights") or {}).get("consent") or {}).get("subject", ""),
-                             (r.get("source") or {}).get("speaker"))]
+    def names(r: dict) -> tuple:
+        return (((r.get("rights") or {}).get("consent") or {}).get("subject"), (r.get("source") or {}).get("speaker"))
+
+    records = [r for r in read_jsonl(DatasetRoot(root).path("raw", "manifest.jsonl")) if speaker in names(r)]
     if not records:
         raise ConsentError(f"no video of {speaker!r} in {root}/raw/manifest.jsonl: a speaker model needs that "
                            f"person's consent record (kind: release)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,7 +249,8 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
     checkpoints = run / "checkpoints"
     done = _complete(checkpoints) if checkpoints.is_dir() else []
     start = int(done[-1].name[5:]) if done else 0
-    per_step = t.batch_size * t.gradient_accumulation
+    # every process takes its share of each step's windows from the prepared loader
+    per_step = t.batch_size * t.gradient_accumulation * accelerator.num_processes
     windows = WindowDataset(train.samples, m.frames, seed=t.seed, length=t.max_steps * per_step, start=start * per_step)
     loader = DataLoader(windows, batch_size=t.batch_size, shuffle=False, num_workers=t.num_workers, collate_fn=collate)
     generator, optimizer, loader = accelerator.prepare(generator, optimizer, loader)
@@ -347,6 +349,7 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
     accelerator.wait_for_everyone()
     metrics = {"run": cfg.name, "steps": step, "resumed_from": start or None, "processes": accelerator.num_processes,
                "mixed_precision": t.mixed_precision, "train": train.summary(),
+               "validation_keys": [x.key for x in evaluation.samples],
                "validation": evaluation.summary(), "history": history,
                "final": history[-1] if history else {}, "reference_fallbacks": int(sum(x.picker.fallbacks for x in train.samples))}
     if accelerator.is_main_process:
@@ -371,6 +374,8 @@ def main(argv=None) -> int:
     setup_logging(args.verbose, root=cfg.data.root)
     metrics = run_training(cfg)
     final = metrics.get("final") or {}
+    if os.environ.get("RANK", "0") != "0":  # one report per run, not one per process
+        return 0
     print(f"generator: {metrics['steps']} steps; validation L1 in the mask {final.get('eval_l1')}, "
           f"PSNR in the mask {final.get('eval_psnr_mask')} dB")
     return 0
