@@ -80,6 +80,9 @@ class GenTrainingSection:
     num_workers: int = option(0, "data-loading worker processes", min=0, max=64)
     seed: int = option(42, "seed for weights and windows")
     mixed_precision: str = option("no", "no, fp16 or bf16", choices=("no", "fp16", "bf16"))
+    audio_gain: float = option(0.0, "augmentation: each window's log-mel is offset by up to ± this (a louder or "
+                                    "quieter recording; keeps the model from memorising voices)", min=0)
+    audio_noise: float = option(0.0, "augmentation: Gaussian noise added to the log-mel (std)", min=0)
 
 
 @dataclass
@@ -297,7 +300,13 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
         history.append({"step": 0, **evaluate(0)})
     generator.train()
     step = start
+    micro = start * t.gradient_accumulation  # batches seen: augmentation is seeded per batch, so a resumed run matches
     for frames, refs, mel, marks, sync_mel in loader:
+        augment = torch.Generator().manual_seed(t.seed * 1_000_003 + micro)
+        micro += 1
+        if t.audio_gain or t.audio_noise:  # the generator hears the augmented audio; the expert the clean one
+            gain = (torch.rand(mel.shape[0], 1, 1, 1, generator=augment) * 2 - 1) * t.audio_gain
+            mel = mel + gain.to(mel.device) + t.audio_noise * torch.randn(mel.shape, generator=augment).to(mel.device)
         with accelerator.accumulate(generator):
             out, mouth = generator(frames, refs, mel, return_mouth=True)
             parts = {"l1": masked_l1(out, frames, mask)}
