@@ -16,20 +16,18 @@ Outputs in <root>/runs/lipsync/<name>/: expert/ (config.json + model.safetensors
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from shqip_av import ShqipError
-from shqip_av.config import (ConfigError, flatten, from_dict, load_yaml, option, parse_config, run_cli, save_config,
-                              to_dict, validate)
+from shqip_av.config import ConfigError, option, parse_config, run_cli, save_config, validate
 from shqip_av.files import DatasetRoot, atomic_write_text
 from shqip_av.log import get_logger, setup_logging
+from train.lipsync.runs import check_resume, complete_checkpoints, resume, save_checkpoint, write_model
 
 log = get_logger(__name__)
-COMPLETE = "COMPLETE"
 
 
 @dataclass
@@ -77,27 +75,6 @@ class ExpertConfig:
         return Path(self.output) if self.output else DatasetRoot(self.data.root).path("runs", "lipsync", self.name)
 
 
-def _complete(folder: Path) -> list[Path]:
-    found = [p for p in folder.glob("step-*") if (p / COMPLETE).is_file() and p.name[5:].isdigit()]
-    return sorted(found, key=lambda p: int(p.name[5:]))
-
-
-# settings that do not change what is trained
-RESUMABLE = {"output", "training.num_workers"}
-
-
-def _check_resume(cfg, run: Path, resumable=RESUMABLE) -> bool:
-    """True when the run is finished; refuses a run folder that holds another config."""
-    saved = run / "config.yaml"
-    if saved.is_file():
-        old, new = flatten(to_dict(from_dict(type(cfg), load_yaml(saved)))), flatten(to_dict(cfg))
-        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in resumable)
-        if changed:
-            raise ConfigError(f"{run} holds a run with a different config ({', '.join(changed)}); choose another name")
-        return (run / "metrics.json").is_file()
-    return False
-
-
 def run_training(cfg: ExpertConfig) -> dict:
     import torch
     from accelerate import Accelerator
@@ -112,7 +89,7 @@ def run_training(cfg: ExpertConfig) -> dict:
     if not list(DatasetRoot(cfg.data.root).path("shards", cfg.data.train_split).glob("*.tar")):
         raise ShqipError(f"no shards under {cfg.data.root}/shards/{cfg.data.train_split}: run python -m filter.shard first")
     run = cfg.run_dir()
-    if _check_resume(cfg, run):
+    if check_resume(cfg, run):
         metrics = json.loads((run / "metrics.json").read_text())
         log.info("run %s is already complete; nothing to do", run)
         return metrics
@@ -141,7 +118,7 @@ def run_training(cfg: ExpertConfig) -> dict:
         head.bias.zero_()
     optimizer = torch.optim.Adam([*expert.parameters(), *head.parameters()], lr=t.learning_rate)
     checkpoints = run / "checkpoints"
-    done = _complete(checkpoints) if checkpoints.is_dir() else []
+    done = complete_checkpoints(checkpoints)
     start = int(done[-1].name[5:]) if done else 0
     per_step = t.batch_size * accelerator.num_processes  # each process takes its share of a step's pairs
     pairs = PairDataset(train.samples, m.frames, seed=t.seed, min_shift=d.min_shift, max_shift=d.max_shift,
@@ -149,13 +126,7 @@ def run_training(cfg: ExpertConfig) -> dict:
                         start=start * per_step)
     loader = DataLoader(pairs, batch_size=t.batch_size, shuffle=False, num_workers=t.num_workers, collate_fn=collate)
     expert, head, optimizer, loader = accelerator.prepare(expert, head, optimizer, loader)
-    if done:
-        accelerator.load_state(str(done[-1]))
-        log.info("resuming from %s", done[-1].name)
-    if accelerator.is_main_process and checkpoints.is_dir():
-        for partial in checkpoints.glob("step-*"):
-            if partial not in done:
-                shutil.rmtree(partial, ignore_errors=True)
+    resume(accelerator, checkpoints, done, log)
     val_pairs = None
     if evaluation.samples:
         val_set = PairDataset(evaluation.samples, m.frames, seed=t.seed + 1, min_shift=d.min_shift, max_shift=d.max_shift,
@@ -200,12 +171,7 @@ def run_training(cfg: ExpertConfig) -> dict:
             history.append(entry)
             running = []
         if step % t.save_steps == 0 and step < t.max_steps:
-            target = checkpoints / f"step-{step}"
-            accelerator.save_state(str(target))
-            if accelerator.is_main_process:
-                atomic_write_text(target / COMPLETE, f"step {step}\n")
-                for old in _complete(checkpoints)[:-2]:
-                    shutil.rmtree(old, ignore_errors=True)
+            save_checkpoint(accelerator, checkpoints, step)
         if step >= t.max_steps:
             break
     accelerator.wait_for_everyone()
@@ -219,15 +185,8 @@ def run_training(cfg: ExpertConfig) -> dict:
         thresholds = calibrate(model, [(s.video.astype(np.float32), s.mel) for s in evaluation.samples],
                                device=str(accelerator.device))
         metrics["calibration"] = thresholds
-        tmp = run / "expert.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        if thresholds:
-            atomic_write_text(tmp / "thresholds.json", json.dumps(thresholds, indent=2) + "\n")
-        target = run / "expert"
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
+        target = write_model(model, run, "expert",
+                             {"thresholds.json": json.dumps(thresholds, indent=2) + "\n"} if thresholds else None)
         atomic_write_text(run / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         log.info("sync expert written to %s (validation accuracy %s)", target, final.get("eval_accuracy"))
     return metrics

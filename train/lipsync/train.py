@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from shqip_av import ShqipError
 from shqip_av.config import ConfigError, option, parse_config, run_cli, save_config, validate
 from shqip_av.files import DatasetRoot, atomic_write_text
 from shqip_av.log import get_logger, setup_logging
-from train.lipsync.expert import COMPLETE, _check_resume, _complete
+from train.lipsync.runs import RESUMABLE, check_resume, complete_checkpoints, resume, save_checkpoint, write_model
 
 log = get_logger(__name__)
 
@@ -96,9 +95,6 @@ class GeneratorTrainConfig:
 
     def run_dir(self) -> Path:
         return Path(self.output) if self.output else DatasetRoot(self.data.root).path("runs", "lipsync", self.name)
-
-
-RESUMABLE = {"output", "training.num_workers"}
 
 
 def patch_discriminator():
@@ -204,7 +200,7 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
     if not list(DatasetRoot(d.root).path("shards", d.train_split).glob("*.tar")):
         raise ShqipError(f"no shards under {d.root}/shards/{d.train_split}: run python -m filter.shard first")
     run = cfg.run_dir()
-    if _check_resume(cfg, run, RESUMABLE):
+    if check_resume(cfg, run, RESUMABLE):
         log.info("run %s is already complete; nothing to do", run)
         return json.loads((run / "metrics.json").read_text())
     # the mouth head is unused when its loss is off; DDP must then allow unused parameters
@@ -250,7 +246,7 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
         critic = patch_discriminator()
         critic_opt = torch.optim.Adam(critic.parameters(), lr=t.learning_rate, betas=(0.5, 0.999))
     checkpoints = run / "checkpoints"
-    done = _complete(checkpoints) if checkpoints.is_dir() else []
+    done = complete_checkpoints(checkpoints)
     start = int(done[-1].name[5:]) if done else 0
     # every process takes its share of each step's windows from the prepared loader
     per_step = t.batch_size * t.gradient_accumulation * accelerator.num_processes
@@ -259,13 +255,7 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
     generator, optimizer, loader = accelerator.prepare(generator, optimizer, loader)
     if critic is not None:
         critic, critic_opt = accelerator.prepare(critic, critic_opt)
-    if done:
-        accelerator.load_state(str(done[-1]))
-        log.info("resuming from %s", done[-1].name)
-    if accelerator.is_main_process and checkpoints.is_dir():
-        for partial in checkpoints.glob("step-*"):
-            if partial not in done:
-                shutil.rmtree(partial, ignore_errors=True)
+    resume(accelerator, checkpoints, done, log)
     s = m.size
     box = tuple(int(round(v * s)) for v in (MOUTH_BOX[1], MOUTH_BOX[3], MOUTH_BOX[0], MOUTH_BOX[2]))
     mask = accelerator.unwrap_model(generator).mask.to(accelerator.device)
@@ -319,7 +309,7 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
                 parts["sync"] = judge.distance(out, sync_mel[..., :mel_cols]).mean()
                 loss = loss + lo.sync * parts["sync"]
             if not torch.isfinite(loss):
-                last = _complete(checkpoints)[-1].name if checkpoints.is_dir() and _complete(checkpoints) else "none"
+                last = (complete_checkpoints(checkpoints)[-1:] or [Path("none")])[0].name
                 raise ShqipError(f"step {step + 1}: the loss is {float(loss)} ({', '.join(f'{k} {float(v):.4g}' for k, v in parts.items())}); "
                                  f"stopped; the last complete checkpoint ({last}) is kept")
             adversarial_on = critic is not None and step >= lo.adversarial_warmup
@@ -347,12 +337,7 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
             history.append({"step": step, **mean, **evaluate(step)})
             running = []
         if step % t.save_steps == 0 and step < t.max_steps:
-            target = checkpoints / f"step-{step}"
-            accelerator.save_state(str(target))
-            if accelerator.is_main_process:
-                atomic_write_text(target / COMPLETE, f"step {step}\n")
-                for old in _complete(checkpoints)[:-2]:
-                    shutil.rmtree(old, ignore_errors=True)
+            save_checkpoint(accelerator, checkpoints, step)
         if step >= t.max_steps:
             break
     accelerator.wait_for_everyone()
@@ -363,13 +348,7 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
                "final": history[-1] if history else {}, "reference_fallbacks": int(sum(x.picker.fallbacks for x in train.samples))}
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(generator).eval()
-        tmp = run / "generator.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        target = run / "generator"
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
+        target = write_model(model, run, "generator")
         atomic_write_text(run / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         log.info("generator written to %s", target)
     return metrics
