@@ -138,14 +138,14 @@ def test_a_killed_run_resumes_to_the_same_weights_and_a_changed_setting_is_refus
 
 
 @pytest.mark.slow
-def test_the_generator_learns_to_fill_the_mask(demo_generator):
-    """Learning check, partial: the masked-region error falls in training and on held-out samples,
-    and the generated mouths are faces MediaPipe finds. Whether the mouth follows a held-out
-    sentence's audio is measured by python -m train.lipsync.revoice; on the demo it does not yet
-    (README), so it is not asserted here."""
+def test_the_generator_learns_to_follow_audio_not_to_copy(demo_generator):
+    """Learning check: the masked-region error falls; and a training face driven by a held-out
+    sentence of another voice (never seen in training) opens its mouth with that sentence's
+    loudness, as MediaPipe measures it on the generated crops, clearly more than the face's own
+    frames (a copy) do. On the sample clips the mouth opens with loudness by construction."""
     from train.lipsync.faces import load_faces
     from train.lipsync.inference import generate_track
-    from train.lipsync.revoice import mouth_opening
+    from train.lipsync.revoice import follow_score
 
     run, metrics, root = demo_generator
     history = metrics["history"]
@@ -156,9 +156,17 @@ def test_the_generator_learns_to_fill_the_mask(demo_generator):
     samples = load_faces(str(root), "train", size=c.size, frames=c.frames, references=c.references, exclude=5).samples
     held_out = [s for s in samples if s.key in metrics["validation_keys"]]
     assert held_out
-    face = held_out[0]
-    opening = mouth_opening(generate_track(model, face.crops, face.landmarks, face.mel))
-    assert np.isfinite(opening).mean() > 0.9
+    generated, copied = [], []
+    for voice in held_out:
+        faces = [s for s in samples if s.speaker != voice.speaker and s.key not in metrics["validation_keys"]]
+        for face in sorted(faces, key=lambda s: -len(s.crops))[:2]:
+            n = min(len(face.crops), int(voice.mel.shape[1] / 3.2))
+            generated.append(follow_score(generate_track(model, face.crops[:n], face.landmarks[:n], voice.mel), voice.mel))
+            copied.append(follow_score(face.crops[:n], voice.mel))
+    assert None not in generated and None not in copied, (generated, copied)  # MediaPipe finds the generated faces
+    # measured: generated r 0.45-0.54, copy -0.05-0.24 (tiny config, 300 steps)
+    assert np.mean(generated) > 0.3 and np.mean(generated) > np.mean(copied) + 0.15, (generated, copied)
+    assert all(g > k for g, k in zip(generated, copied)), (generated, copied)
 
 
 @pytest.mark.slow

@@ -4,8 +4,13 @@ crops of the same face and the audio of each frame → the T crops with the mout
 - The mask is fixed in crop coordinates (the crop is canonical: eyes and nose tip sit on a template),
   generous: from just below the nose tip to the bottom edge, cheek to cheek. ``mouth_mask``.
 - Per frame, a small U-Net sees the masked frame, the mask and the K references; the frame's audio
-  (the log-mel of the 5 frames centred on it, ``shqip_av.audio``) enters at the bottleneck; a
-  temporal convolution across the T frames of the window keeps the mouth smooth in time.
+  (the log-mel of the 5 frames centred on it, ``shqip_av.audio``) enters at the bottleneck and
+  modulates every decoder level (a per-channel scale and shift); a temporal convolution across the
+  T frames of the window keeps the mouth smooth in time.
+- The mouth-landmark head reads the audio embedding alone: only the audio can say how open the
+  target's mouth is, so this loss trains the audio path directly. (Concatenated at the bottleneck
+  only, with the head on the image features, the audio was ignored: the references already give a
+  plausible average mouth, and swapping the audio for silence changed the output by 0.01/255.)
 - The output keeps the input outside the mask: only the masked pixels are generated, so nothing
   under the mask of the input can leak into the result, and paste-back only changes the mouth.
 
@@ -115,15 +120,17 @@ def _generator_class():
             ups = [*reversed(channels[:-1]), 32]
             skips = [*reversed(widths[:-1])]
             self.up = nn.ModuleList()
+            self.film = nn.ModuleList()  # audio → per-channel (scale, shift) of each decoder level
             cin = bottom
             for cout, skip in zip(ups, skips):
                 self.up.append(nn.Sequential(conv(cin + skip, cout), conv(cout, cout)))
+                self.film.append(nn.Linear(audio_dim, 2 * cout))
                 cin = cout
             self.out = nn.Conv2d(cin, 3, 1)
-            # mouth-landmark regression (training only): the bottleneck must know the mouth's shape
+            # mouth-landmark regression from the audio (training only)
             from train.lipsync.references import MOUTH_POINTS
 
-            self.mouth = nn.Linear(bottom, 2 * len(MOUTH_POINTS))
+            self.mouth = nn.Sequential(nn.Linear(audio_dim, audio_dim), nn.SiLU(), nn.Linear(audio_dim, 2 * len(MOUTH_POINTS)))
 
         @property
         def generator_config(self) -> GeneratorConfig:
@@ -145,10 +152,11 @@ def _generator_class():
             c, hh, ww = h.shape[1:]
             seq = h.view(b, t, c, hh, ww).transpose(1, 2)
             h = (seq + self.temporal(seq)).transpose(1, 2).reshape(b * t, c, hh, ww)
-            mouth = self.mouth(h.mean(dim=(2, 3))).view(b, t, -1, 2) if return_mouth else None
-            for up, skip in zip(self.up, reversed(skips[:-1])):
+            mouth = self.mouth(a).view(b, t, -1, 2) if return_mouth else None
+            for up, film, skip in zip(self.up, self.film, reversed(skips[:-1])):
                 h = F.interpolate(h, size=skip.shape[2:], mode="bilinear", align_corners=False)
-                h = up(torch.cat([h, skip], 1))
+                scale, shift = film(a)[:, :, None, None].chunk(2, dim=1)
+                h = up(torch.cat([h, skip], 1)) * (1 + scale) + shift
             generated = torch.sigmoid(self.out(h)).view(b, t, 3, s, s)
             out = masked + generated * mask  # outside the mask: the input itself
             return (out, mouth) if return_mouth else out
