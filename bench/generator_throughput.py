@@ -1,6 +1,7 @@
 """Lip-sync generator throughput on this machine (figures only; nothing is asserted).
 
-1. Training: decoding the shards once (crops at the generator's size, landmarks, log-mel and the
+1. Training: streamed from the shards (data.streaming: decoding in two loader workers) and
+   decoding the shards once (crops at the generator's size, landmarks, log-mel and the
    reference picker's k-means per sample), then the time of an optimizer step (L1 + SSIM) with
    its windows drawn from the decoded samples (the loader's work: slicing, reference picking,
    per-frame mel windows) vs. the same step on a batch already in memory; their ratio shows a
@@ -86,6 +87,21 @@ def main() -> int:
         step(collate([windows[i * batch + j] for j in range(batch)]))
     loaded = (time.perf_counter() - t0) / args.steps
     per = batch * tiny["frames"]
+    from torch.utils.data import DataLoader
+
+    from train.lipsync.stream import WindowStream, index_split
+
+    index, _ = index_split(root, "train", frames=tiny["frames"], exclude=5)
+    stream = WindowStream(index, size=s, frames=tiny["frames"], references=tiny["references"], exclude=5, seed=0,
+                          batch_size=batch, buffer=4)
+    batches = iter(DataLoader(stream, batch_size=batch, num_workers=2, collate_fn=collate))
+    step(next(batches))  # the workers' start-up and first decodes
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step(next(batches))
+    streamed = (time.perf_counter() - t0) / args.steps
+    print(f"training step (tiny, streamed from the shards, decoding in 2 loader workers, buffer 4): "
+          f"{streamed * 1000:.0f} ms ({per / streamed:.1f} frames/s); ratio to in-memory {streamed / memory:.2f}")
     print(f"training step (tiny, batch {batch} windows × {tiny['frames']} frames, {device}): "
           f"{loaded * 1000:.0f} ms with windows from the decoded shards ({per / loaded:.1f} frames/s) vs. "
           f"{memory * 1000:.0f} ms on an in-memory batch ({per / memory:.1f} frames/s); ratio {loaded / memory:.2f}")

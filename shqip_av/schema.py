@@ -63,6 +63,30 @@ def read_tar_samples(path, wanted=None):
     yield from samples.items()
 
 
+def tar_member_spans(path) -> dict[str, dict[str, tuple[int, int]]]:
+    """{key: {suffix: (byte offset, size)}} of a WebDataset tar's members: what streaming readers
+    keep to read one sample later without scanning the tar again (``read_member_spans``)."""
+    import tarfile
+
+    spans: dict[str, dict] = {}
+    with tarfile.open(path) as tar:
+        for member in tar:
+            if member.isfile():
+                key, suffix = split_member(member.name)
+                spans.setdefault(key, {})[suffix] = (member.offset_data, member.size)
+    return spans
+
+
+def read_member_spans(path, spans: dict[str, tuple[int, int]]) -> dict[str, bytes]:
+    """{suffix: bytes} of one sample, read at the spans ``tar_member_spans`` gave."""
+    out = {}
+    with open(path, "rb") as f:
+        for suffix, (offset, size) in spans.items():
+            f.seek(offset)
+            out[suffix] = f.read(size)
+    return out
+
+
 def video_id_of_key(key: str) -> str:
     return key.rsplit("_", 2)[0]
 

@@ -90,6 +90,14 @@ def to_chw(crops: np.ndarray) -> np.ndarray:
     return np.moveaxis(crops.astype(np.float32) / 255.0, -1, -3)
 
 
+def sample_window(sample: FaceSample, first: int, frames: int):
+    """The training item of the window of ``frames`` frames starting at ``first`` (``WindowDataset``)."""
+    refs = sample.picker.pick(first, frames)
+    target = sample.crops[first:first + frames]
+    return (to_chw(target), to_chw(sample.crops[refs]), frame_audio(sample.mel, first, frames).astype(np.float32),
+            sample.landmarks[first:first + frames], frontend.mel_window(sample.mel, first, frames).astype(np.float32))
+
+
 class WindowDataset:
     """Index → (frames (T,3,S,S), references (K,3,S,S), per-frame mel (T,80,M), landmarks
     (T,478,2), the window's own mel (80, mel_length(T)) for the sync expert), deterministic per
@@ -104,11 +112,7 @@ class WindowDataset:
         return self.length - self.start
 
     def window(self, sample: FaceSample, first: int):
-        refs = sample.picker.pick(first, self.frames)
-        target = sample.crops[first:first + self.frames]
-        return (to_chw(target), to_chw(sample.crops[refs]), frame_audio(sample.mel, first, self.frames).astype(np.float32),
-                sample.landmarks[first:first + self.frames],
-                frontend.mel_window(sample.mel, first, self.frames).astype(np.float32))
+        return sample_window(sample, first, self.frames)
 
     def __getitem__(self, i: int):
         rng = np.random.default_rng((self.seed, self.start + i))

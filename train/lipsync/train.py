@@ -52,6 +52,9 @@ class GenDataSection:
     videos: list[str] = option(help="train on the samples of these video ids only (speaker fine-tuning sets it)",
                                factory=list)
     max_samples: int = option(0, "decode at most this many samples per split (0: all)", min=0)
+    streaming: bool = option(False, "stream the training windows from the shards, decoding in the loader's "
+                                    "workers (training.num_workers), instead of decoding every sample up front")
+    buffer: int = option(8, "streaming: decoded samples each loader worker draws windows from", min=1, max=1024)
 
 
 @dataclass
@@ -164,6 +167,45 @@ class ExpertJudge:
         return (v - a).norm(dim=-1)
 
 
+class StreamedSplit:
+    """The training split when streaming: its indexed samples (decoded later, in the loader's workers)."""
+
+    def __init__(self, samples, skipped):
+        self.samples, self.skipped = samples, skipped
+
+    def summary(self) -> dict:
+        return {"samples": len(self.samples), "skipped": dict(self.skipped), "speakers": len({s.speaker for s in self.samples}),
+                "frames": int(sum(s.num_frames for s in self.samples)), "streaming": True}
+
+
+def _streamed_splits(cfg: GeneratorTrainConfig):
+    """(StreamedSplit of train, FaceData of validation) for a streaming run: validation is decoded
+    (at most training.eval_windows samples), held out of train by the same rule as in memory."""
+    from train.lipsync.faces import FaceData, load_faces
+    from train.lipsync.stream import decode_indexed, index_split
+
+    m, d, t = cfg.model, cfg.data, cfg.training
+    videos = set(d.videos) or None
+    index, skipped = index_split(d.root, d.train_split, frames=m.frames, exclude=d.exclude, videos=videos)
+    sizes = dict(size=m.size, frames=m.frames, references=m.references, exclude=d.exclude)
+    evaluation = (load_faces(d.root, d.eval_split, **sizes, limit=t.eval_windows, videos=videos)
+                  if d.eval_split else FaceData())
+    if not evaluation.samples and d.holdout > 0 and len(index) > 1:
+        order = np.random.default_rng(t.seed).permutation(len(index))
+        cut = max(1, int(round(len(order) * d.holdout)))
+        held = [index[i] for i in order[:cut]]
+        index = [index[i] for i in order[cut:]]
+        for item in held[:t.eval_windows]:
+            sample = decode_indexed(item, **sizes)
+            if isinstance(sample, str):
+                evaluation.skipped[sample] += 1
+            else:
+                evaluation.samples.append(sample)
+    if d.max_samples:
+        index = index[:d.max_samples]
+    return StreamedSplit(index, skipped), evaluation
+
+
 def save_grid(path: Path, real, generated, mask, rows: int = 4) -> None:
     """PNG: per row, one frame of a window: real | masked input | generated."""
     import cv2
@@ -213,13 +255,16 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
         save_config(cfg, run / "config.yaml")
     load = dict(size=m.size, frames=m.frames, references=m.references, exclude=d.exclude, limit=d.max_samples,
                 videos=set(d.videos) or None)
-    train = load_faces(d.root, d.train_split, **load)
-    evaluation = load_faces(d.root, d.eval_split, **load) if d.eval_split else FaceData()
-    if not evaluation.samples and d.holdout > 0 and len(train.samples) > 1:
-        order = np.random.default_rng(t.seed).permutation(len(train.samples))
-        cut = max(1, int(round(len(order) * d.holdout)))
-        evaluation = FaceData([train.samples[i] for i in order[:cut]])
-        train = FaceData([train.samples[i] for i in order[cut:]], train.skipped)
+    if d.streaming:
+        train, evaluation = _streamed_splits(cfg)
+    else:
+        train = load_faces(d.root, d.train_split, **load)
+        evaluation = load_faces(d.root, d.eval_split, **load) if d.eval_split else FaceData()
+        if not evaluation.samples and d.holdout > 0 and len(train.samples) > 1:
+            order = np.random.default_rng(t.seed).permutation(len(train.samples))
+            cut = max(1, int(round(len(order) * d.holdout)))
+            evaluation = FaceData([train.samples[i] for i in order[:cut]])
+            train = FaceData([train.samples[i] for i in order[cut:]], train.skipped)
     if not train.samples:
         raise ShqipError(f"no usable training samples in {d.root}/shards/{d.train_split}"
                          f"{' for the chosen videos' if d.videos else ''} (skipped: {dict(train.skipped) or 'none'})")
@@ -250,9 +295,18 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
     start = int(done[-1].name[5:]) if done else 0
     # every process takes its share of each step's windows from the prepared loader
     per_step = t.batch_size * t.gradient_accumulation * accelerator.num_processes
-    windows = WindowDataset(train.samples, m.frames, seed=t.seed, length=t.max_steps * per_step, start=start * per_step)
-    loader = DataLoader(windows, batch_size=t.batch_size, shuffle=False, num_workers=t.num_workers, collate_fn=collate)
-    generator, optimizer, loader = accelerator.prepare(generator, optimizer, loader)
+    if d.streaming:  # each process streams its own share; the loader is not handed to accelerate
+        from train.lipsync.stream import WindowStream
+
+        stream = WindowStream(train.samples, size=m.size, frames=m.frames, references=m.references, exclude=d.exclude,
+                              seed=t.seed, batch_size=t.batch_size, rank=accelerator.process_index,
+                              world=accelerator.num_processes, buffer=d.buffer, start_batch=start * t.gradient_accumulation)
+        loader = DataLoader(stream, batch_size=t.batch_size, num_workers=t.num_workers, collate_fn=collate)
+        generator, optimizer = accelerator.prepare(generator, optimizer)
+    else:
+        windows = WindowDataset(train.samples, m.frames, seed=t.seed, length=t.max_steps * per_step, start=start * per_step)
+        loader = DataLoader(windows, batch_size=t.batch_size, shuffle=False, num_workers=t.num_workers, collate_fn=collate)
+        generator, optimizer, loader = accelerator.prepare(generator, optimizer, loader)
     if critic is not None:
         critic, critic_opt = accelerator.prepare(critic, critic_opt)
     resume(accelerator, checkpoints, done, log)
@@ -291,7 +345,8 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
     generator.train()
     step = start
     micro = start * t.gradient_accumulation  # batches seen: augmentation is seeded per batch, so a resumed run matches
-    for frames, refs, mel, marks, sync_mel in loader:
+    for batch in loader:
+        frames, refs, mel, marks, sync_mel = (x.to(accelerator.device) for x in batch)
         augment = torch.Generator().manual_seed(t.seed * 1_000_003 + micro)
         micro += 1
         if t.audio_gain or t.audio_noise:  # the generator hears the augmented audio; the expert the clean one
@@ -345,7 +400,7 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
                "mixed_precision": t.mixed_precision, "train": train.summary(),
                "validation_keys": [x.key for x in evaluation.samples],
                "validation": evaluation.summary(), "history": history,
-               "final": history[-1] if history else {}, "reference_fallbacks": int(sum(x.picker.fallbacks for x in train.samples))}
+               "final": history[-1] if history else {}, "reference_fallbacks": None if d.streaming else int(sum(x.picker.fallbacks for x in train.samples))}
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(generator).eval()
         target = write_model(model, run, "generator")
