@@ -4,7 +4,7 @@ Trains the lip-sync generator (train.lipsync.generator) on the dataset's shards:
 windows of T frames with the mouth masked, K references of the same face and the audio of each
 frame. Losses: L1 and (MS-)SSIM inside the mask, and after ``loss.sync_warmup`` steps the sync
 loss of the frozen expert (the distance of the generated mouth's embedding to its audio's).
-Validation (masked L1, PSNR inside the mask, the expert's distance) every ``training.eval_steps``
+Validation (masked L1, PSNR and SSIM inside the mask, the expert's distance) every ``training.eval_steps``
 with a sample grid (real | masked input | generated) as PNG; checkpoints with a completion marker
 every ``training.save_steps``; a rerun resumes from the newest complete one to the same weights.
 A NaN loss stops the run naming the step; the last complete checkpoint stays.
@@ -330,7 +330,8 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
             frames, refs, mel, _, sync_mel = (x.to(accelerator.device) for x in val)
             out = generator(frames, refs, mel)
             result = {"step": step, "eval_l1": round(float(masked_l1(out, frames, mask)), 5),
-                      "eval_psnr_mask": round(psnr_in_mask(out, frames, mask), 3)}
+                      "eval_psnr_mask": round(psnr_in_mask(out, frames, mask), 3),
+                      "eval_ssim_mask": round(1 - float(ssim_loss(out, frames, box)), 4)}
             if judge is not None:
                 result["eval_sync_distance"] = round(float(judge.distance(out, sync_mel[..., :mel_cols]).mean()), 4)
                 result["eval_sync_distance_real"] = round(float(judge.distance(frames, sync_mel[..., :mel_cols]).mean()), 4)
