@@ -10,7 +10,7 @@ import sys
 from shqip_av.config import parse_config, run_cli
 from shqip_av.log import setup_logging
 
-COMMANDS = ("onnx",)
+COMMANDS = ("bundle", "onnx")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,6 +18,18 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in COMMANDS:
         print(__doc__.strip(), file=sys.stderr)
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+    if argv[0] == "bundle":
+        from export.bundle import BundleConfig, build_bundle, load_bundle
+
+        cfg, args = parse_config(BundleConfig, argv[1:], "python -m export bundle",
+                                 "Write a dubbing bundle: model_index.json naming each component, the trained ones "
+                                 "copied in, and its card.")
+        setup_logging(args.verbose)
+        bundle = load_bundle(str(build_bundle(cfg)))
+        parts = ", ".join(f"{n} {'included' if c['included'] else c['source']} ({c['license']})"
+                          for n, c in bundle.index.items() if isinstance(c, dict))
+        print(f"{bundle.path}: {parts}; most restrictive licence {bundle.index['most_restrictive_license']}")
+        return 0
     from export.onnx import OnnxConfig, export_onnx
 
     cfg, args = parse_config(OnnxConfig, argv[1:], "python -m export onnx",

@@ -164,8 +164,8 @@ def test_the_generator_learns_to_follow_audio_not_to_copy(demo_generator):
             generated.append(follow_score(generate_track(model, face.crops[:n], face.landmarks[:n], voice.mel), voice.mel))
             copied.append(follow_score(face.crops[:n], voice.mel))
     assert None not in generated and None not in copied, (generated, copied)  # MediaPipe finds the generated faces
-    # measured: generated r 0.45-0.54, copy -0.05-0.24 (tiny config, 300 steps)
-    assert np.mean(generated) > 0.3 and np.mean(generated) > np.mean(copied) + 0.15, (generated, copied)
+    # measured: generated r 0.52-0.63, copy -0.04-0.21 (tiny config, 300 steps; jaw opening, revoice.mouth_opening)
+    assert np.mean(generated) > 0.35 and np.mean(generated) > np.mean(copied) + 0.2, (generated, copied)
     assert all(g > k for g, k in zip(generated, copied)), (generated, copied)
 
 

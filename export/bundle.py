@@ -1,0 +1,441 @@
+"""python -m export bundle --out exports/<name> --asr ... --mt ... --tts backend:id --generator ... --expert ...
+
+The dubbing bundle (DESIGN.md §8): one folder laid out like a Hub model repo.
+
+- ``model_index.json`` names each component (asr, mt, tts, generator, expert) with its library,
+  class, source, revision and licence. Components trained here (a train.asr run, a sync expert, a
+  generator, any local model folder) are copied in, under their component's name; third-party
+  ones are referenced by Hub id + revision and downloaded when the bundle is used.
+- ``README.md``: the card: what each component does, its licence, the most restrictive licence of
+  the whole, intended use and limits (every output is synthetic and says so).
+
+``load_bundle(folder or Hub id)`` reads it back; ``Bundle.load_*`` give the components. The bundle
+is written to a temporary folder beside ``--out`` and renamed into place when complete, so a
+failed run never leaves half a bundle or harms the previous one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from shqip_av import ShqipError
+from shqip_av.config import option
+from shqip_av.files import DatasetRoot, atomic_write_text
+from shqip_av.log import get_logger
+
+log = get_logger(__name__)
+
+COMPONENTS = ("asr", "mt", "tts", "generator", "expert")
+TTS_BACKENDS = ("espeak", "vits")
+
+# Licences of third-party model families this project uses, as their model cards state them
+# (nothing can be asked of the Hub offline; --license component=id overrides or fills in).
+KNOWN_LICENSES = (
+    ("openai/whisper", "apache-2.0"),
+    ("Helsinki-NLP/opus-mt", "cc-by-4.0"),
+    ("facebook/nllb", "cc-by-nc-4.0"),
+    ("facebook/m2m100", "mit"),
+    ("google/madlad400", "apache-2.0"),
+    ("facebook/mms-tts", "cc-by-nc-4.0"),
+)
+ESPEAK_LICENSE = "gpl-3.0"  # the program's; speech it synthesizes is not covered by it
+
+# how restrictive a licence is for someone publishing dubbed videos: higher is more restrictive
+_RANK = (("unknown", 5), ("nc", 4), ("gpl", 3), ("sa", 3), ("openrail", 2), ("cc-by", 1))
+
+
+def license_rank(license_id: str) -> int:
+    text = license_id.lower()
+    for marker, rank in _RANK:
+        if marker in text:
+            return rank
+    return 0  # apache-2.0, mit, cc0-1.0, bsd…
+
+
+def most_restrictive(licenses: list[str]) -> str:
+    return max(licenses, key=license_rank) if licenses else "unknown"
+
+
+class BundleError(ShqipError):
+    pass
+
+
+@dataclass
+class BundleConfig:
+    out: str = option("", "bundle folder to write (exports/<name>)")
+    root: str = option("data", "dataset root that relative run folders are read from")
+    asr: str = option("", "speech recognition: a train.asr run (runs/asr/<name>), a Whisper folder or a Hub id")
+    mt: str = option("", "translation: a Marian/NLLB/M2M100/MADLAD Hub id or local folder "
+                         "(empty: the bundle needs the user's own translation .srt)")
+    tts: str = option("espeak:sq", "speech synthesis, backend:id: espeak:<voice> or vits:<Hub id or folder>")
+    generator: str = option("", "the lip-sync generator: runs/lipsync/<name> (or its generator/ folder, or a Hub id)")
+    expert: str = option("", "the sync expert that scores the result: runs/lipsync/<name> (or a Hub id)")
+    source_language: str = option("sq", "language of the videos to dub (empty: detected by Whisper)")
+    to: str = option("en", "default target language")
+    revision: list[str] = option(help="Hub revision per referenced component, component=revision (default main)",
+                                 factory=list)
+    license: list[str] = option(help="licence per component, component=id (overrides what is known or read)",
+                                factory=list)
+    name: str = option("", "bundle name (default: the folder's name)")
+
+
+def _pairs(values: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or key not in COMPONENTS or not val:
+            raise BundleError(f"--{what} {value!r}: write component=value with a component among {', '.join(COMPONENTS)}")
+        out[key] = val
+    return out
+
+
+def _is_hub_id(source: str) -> bool:
+    return source.count("/") == 1 and not source.startswith((".", "/", "~")) and not Path(source).exists()
+
+
+def _local(source: str, root: str) -> Path | None:
+    """The folder a component names (as given, or under the dataset root), or None for a Hub id."""
+    for path in (Path(source).expanduser(), DatasetRoot(root).path(source) if not Path(source).is_absolute() else None):
+        if path is not None and path.is_dir():
+            return path
+    if _is_hub_id(source):
+        return None
+    raise BundleError(f"{source}: no such folder (and not a Hub id user/name)")
+
+
+def _card_license(folder: Path) -> str | None:
+    """The licence in a model folder's card front matter, if any."""
+    card = folder / "README.md"
+    if not card.is_file():
+        return None
+    from huggingface_hub import ModelCard
+
+    try:
+        return ModelCard.load(card).data.to_dict().get("license")
+    except Exception:  # noqa: BLE001 - an unreadable card just means the licence is not known from it
+        return None
+
+
+def _known_license(hub_id: str) -> str:
+    for prefix, license_id in KNOWN_LICENSES:
+        if hub_id.startswith(prefix):
+            return license_id
+    return "unknown"
+
+
+def _architecture(folder: Path, default: str) -> str:
+    try:
+        return json.loads((folder / "config.json").read_text()).get("architectures", [default])[0]
+    except (OSError, ValueError, IndexError):
+        return default
+
+
+def _copy(src: Path, dst: Path, skip=("checkpoints",)) -> None:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*skip))
+
+
+def _asr_entry(cfg: BundleConfig, stage: Path, revision: str, licenses: dict) -> dict:
+    from train.asr.model import _adapter_base  # the base a LoRA adapter was trained on
+
+    folder = _local(cfg.asr, cfg.root)
+    if folder is None:
+        return {"library": "transformers", "class": "WhisperForConditionalGeneration", "source": cfg.asr,
+                "revision": revision, "included": False, "license": licenses.get("asr") or _known_license(cfg.asr)}
+    entry = {"library": "transformers", "class": "WhisperForConditionalGeneration", "source": "asr", "included": True}
+    run = folder if (folder / "config.yaml").is_file() and (folder / "processor").is_dir() else None
+    if run is not None and (run / "adapter").is_dir():
+        _copy(run / "adapter", stage / "asr")
+        _merge(run / "processor", stage / "asr")
+        base = _adapter_base(run / "adapter")
+        base_dir = _local(base, cfg.root) if not _is_hub_id(base) else None
+        if base_dir is not None:  # a local base travels with the bundle
+            _copy(base_dir, stage / "asr-base")
+            entry["base"] = {"source": "asr-base", "included": True}
+        else:
+            entry["base"] = {"source": base, "revision": revision, "included": False}
+        entry["adapter"] = "peft-lora"
+        entry["license"] = licenses.get("asr") or _card_license(run) or (
+            _known_license(base) if base_dir is None else _card_license(base_dir) or "unknown")
+    elif run is not None and (run / "model").is_dir():
+        _copy(run / "model", stage / "asr")
+        _merge(run / "processor", stage / "asr")
+        entry["license"] = licenses.get("asr") or _card_license(run) or "unknown"
+    elif run is not None:
+        raise BundleError(f"{folder} has no adapter/ or model/: the train.asr run has not finished")
+    else:
+        _copy(folder, stage / "asr")
+        entry["license"] = licenses.get("asr") or _card_license(folder) or "unknown"
+    if "trained_from" not in entry and run is not None:
+        entry["trained_from"] = str(run)
+    return entry
+
+
+def _merge(src: Path, dst: Path) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    for path in src.iterdir():
+        if path.is_file() and not (dst / path.name).exists():
+            shutil.copy2(path, dst / path.name)
+
+
+def _model_folder(source: str, root: str, kind: str) -> Path | None:
+    """A run's model folder (runs/lipsync/<name>/<kind>/), a model folder itself, or None for a Hub id."""
+    folder = _local(source, root)
+    if folder is None:
+        return None
+    if (folder / kind / "config.json").is_file():
+        folder = folder / kind
+    if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
+        raise BundleError(f"{source}: not a {kind} (no config.json + model.safetensors; has its training finished?)")
+    return folder
+
+
+def _lipsync_entry(kind: str, source: str, cfg: BundleConfig, stage: Path, revision: str, licenses: dict) -> dict:
+    cls = {"generator": "LipSyncGenerator", "expert": "SyncExpert"}[kind]
+    folder = _model_folder(source, cfg.root, kind)
+    if folder is None:
+        return {"library": "shqip-av", "class": cls, "source": source, "revision": revision, "included": False,
+                "license": licenses.get(kind) or "unknown"}
+    _copy(folder, stage / kind)
+    run = folder.parent if folder.name == kind else folder
+    return {"library": "shqip-av", "class": cls, "source": kind, "included": True, "trained_from": str(run),
+            "license": licenses.get(kind) or _card_license(run) or _card_license(folder) or "unknown"}
+
+
+def _mt_entry(cfg: BundleConfig, stage: Path, revision: str, licenses: dict) -> dict | None:
+    if not cfg.mt:
+        return None
+    folder = _local(cfg.mt, cfg.root)
+    if folder is None:
+        return {"library": "transformers", "class": "AutoModelForSeq2SeqLM", "source": cfg.mt, "revision": revision,
+                "included": False, "family": mt_family(cfg.mt), "license": licenses.get("mt") or _known_license(cfg.mt)}
+    _copy(folder, stage / "mt")
+    return {"library": "transformers", "class": _architecture(folder, "AutoModelForSeq2SeqLM"), "source": "mt",
+            "included": True, "family": mt_family(cfg.mt, folder),
+            "license": licenses.get("mt") or _card_license(folder) or "unknown"}
+
+
+def mt_family(source: str, folder: Path | None = None) -> str:
+    """marian, nllb, m2m100 or madlad: how target languages are named for this model."""
+    model_type = ""
+    if folder is not None and (folder / "config.json").is_file():
+        model_type = json.loads((folder / "config.json").read_text()).get("model_type", "")
+    text = f"{source} {model_type}".lower()
+    for family, markers in (("nllb", ("nllb",)), ("m2m100", ("m2m100", "m2m_100")), ("madlad", ("madlad", "t5")),
+                            ("marian", ("marian", "opus-mt"))):
+        if any(m in text for m in markers):
+            return family
+    raise BundleError(f"--mt {source}: not a Marian (opus-mt), NLLB, M2M100 or MADLAD model")
+
+
+def _tts_entry(cfg: BundleConfig, stage: Path, revision: str, licenses: dict) -> dict:
+    backend, sep, ident = cfg.tts.partition(":")
+    if not sep or backend not in TTS_BACKENDS or not ident:
+        raise BundleError(f"--tts {cfg.tts!r}: write backend:id with a backend among {', '.join(TTS_BACKENDS)} "
+                          "(espeak:sq, vits:facebook/mms-tts-eng)")
+    if backend == "espeak":
+        return {"library": "espeak-ng", "class": "espeak-ng", "backend": "espeak", "source": ident, "included": False,
+                "license": licenses.get("tts") or ESPEAK_LICENSE}
+    folder = _local(ident, cfg.root)
+    if folder is None:
+        return {"library": "transformers", "class": "VitsModel", "backend": "vits", "source": ident, "revision": revision,
+                "included": False, "license": licenses.get("tts") or _known_license(ident)}
+    _copy(folder, stage / "tts")
+    return {"library": "transformers", "class": _architecture(folder, "VitsModel"), "backend": "vits", "source": "tts",
+            "included": True, "license": licenses.get("tts") or _card_license(folder) or "unknown"}
+
+
+def build_bundle(cfg: BundleConfig) -> Path:
+    import shqip_av
+
+    if not cfg.out:
+        raise BundleError("give --out exports/<name>: the bundle folder to write")
+    for name in ("asr", "generator", "expert"):
+        if not getattr(cfg, name):
+            raise BundleError(f"give --{name}: a dubbing bundle needs {name}")
+    revisions, licenses = _pairs(cfg.revision, "revision"), _pairs(cfg.license, "license")
+    out = Path(cfg.out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BundleError(f"cannot create {out.parent}: {e.strerror}") from None
+    stage = out.parent / f".{out.name}.partial"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir()
+    try:
+        components = {
+            "asr": _asr_entry(cfg, stage, revisions.get("asr", "main"), licenses),
+            "mt": _mt_entry(cfg, stage, revisions.get("mt", "main"), licenses),
+            "tts": _tts_entry(cfg, stage, revisions.get("tts", "main"), licenses),
+            "generator": _lipsync_entry("generator", cfg.generator, cfg, stage, revisions.get("generator", "main"), licenses),
+            "expert": _lipsync_entry("expert", cfg.expert, cfg, stage, revisions.get("expert", "main"), licenses),
+        }
+        components = {k: v for k, v in components.items() if v is not None}
+        index = {"_class_name": "ShqipAvDubbingPipeline", "_shqip_av_version": shqip_av.__version__,
+                 "name": cfg.name or out.name, "source_language": cfg.source_language or None, "target_language": cfg.to,
+                 "most_restrictive_license": most_restrictive([c["license"] for c in components.values()]),
+                 **components}
+        atomic_write_text(stage / "model_index.json", json.dumps(index, indent=2) + "\n")
+        atomic_write_text(stage / "README.md", bundle_card(index))
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    old = out.parent / f".{out.name}.old"
+    if out.exists():  # swap: the previous bundle goes only after the new one is complete
+        out.rename(old)
+    stage.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+_ROLE = {
+    "asr": "recognizes the speech of the source video, with timestamps",
+    "mt": "translates each recognized segment (a translation .srt given by the user wins)",
+    "tts": "speaks the translation",
+    "generator": "regenerates the speaker's mouth so that it follows the new speech",
+    "expert": "scores audio-visual sync of the result (LSE-C/LSE-D in the dub's report)",
+}
+
+
+def bundle_card(index: dict) -> str:
+    from huggingface_hub import ModelCard, ModelCardData
+
+    licence = index["most_restrictive_license"]
+    data = ModelCardData(license=licence if licence != "unknown" else "other", library_name="shqip-av",
+                         tags=["shqip-av", "dubbing", "lip-sync", "synthetic-media", "albanian"],
+                         language=sorted({x for x in (index.get("source_language"), index.get("target_language")) if x}))
+    rows = []
+    for name in COMPONENTS:
+        c = index.get(name)
+        if c is None:
+            rows.append(f"| {name} | (none: the user gives a translation .srt) | | | |")
+            continue
+        where = "included" if c["included"] else f"referenced: `{c['source']}` @ {c.get('revision', 'main')}"
+        rows.append(f"| {name} | {_ROLE[name]} | `{c['class']}` | {where} | {c['license']} |")
+    body = f"""# {index['name']}: a shqip-av dubbing bundle
+
+Dubs a talking-head video into another language with the lips following the new speech:
+recognize → translate → speak → fit durations → lip-sync → paste back → render
+(`python -m export dub IN.mp4 --bundle <this folder or Hub id> --to {index['target_language']}`).
+
+| component | what it does | class | where | licence |
+|---|---|---|---|---|
+{chr(10).join(rows)}
+
+**Most restrictive licence: {licence}.** The bundle as a whole may be used only as its most
+restrictive component allows{"; at least one component's licence is not known: check it before any use" if licence == "unknown" else ""}.
+
+## Intended use
+
+Dubbing videos whose speaker consented to it (for a generator fine-tuned to one person: that
+person's release), for accessibility, education and research on Albanian speech technology.
+
+## What is generated, and disclosure
+
+The speech, and the speaker's mouth region in every frame where the new speech plays or the
+original speaker talked, are synthetic. Every dubbed file says so in its container metadata and,
+unless turned off, with a visible mark; the metadata is always written.
+
+## Limits
+
+Lip-sync quality follows the generator's training data: faces, languages and recording
+conditions unlike it give worse mouths. Machine translation and synthetic voices make mistakes;
+review a dub before publishing it. Do not use it to make anyone appear to say what they did not
+consent to.
+"""
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))
+
+
+@dataclass
+class Bundle:
+    path: Path
+    index: dict
+
+    def component(self, name: str) -> dict:
+        entry = self.index.get(name)
+        if entry is None:
+            raise BundleError(f"the bundle {self.path} has no {name} component")
+        return entry
+
+    def source(self, name: str, entry: dict | None = None) -> tuple[str, str]:
+        """(folder or Hub id, revision) to load a component from."""
+        entry = entry or self.component(name)
+        if entry.get("included"):
+            folder = self.path / entry["source"]
+            if not folder.is_dir():
+                raise BundleError(f"the bundle {self.path} lacks its {name} folder ({entry['source']}/)")
+            return str(folder), "main"
+        return entry["source"], entry.get("revision", "main")
+
+    def load_generator(self):
+        from train.lipsync.generator import load_generator
+
+        return load_generator(self.source("generator")[0])
+
+    def load_expert(self):
+        from filter.expert import load_expert
+
+        return load_expert(self.source("expert")[0])
+
+    def load_asr(self, language: str | None = None):
+        """A train.asr LoadedModel (model, processor) for transcription."""
+        from train.asr.model import LoadedModel, configure_generation, load_for_inference, load_processor, load_whisper
+
+        entry = self.component("asr")
+        language = language or self.index.get("source_language") or "sq"
+        source, revision = self.source("asr", entry)
+        if entry.get("adapter"):
+            from peft import PeftModel
+
+            base, base_revision = self.source("asr", entry["base"])
+            processor = load_processor(source)
+            model = load_whisper(base, base_revision)
+            configure_generation(model, processor.tokenizer, language, "transcribe")
+            model = PeftModel.from_pretrained(model, source).eval()
+            return LoadedModel(model, processor, f"{self.path}:asr", base)
+        return load_for_inference(source, language=language, revision=revision)
+
+    def load_mt(self):
+        """(model, tokenizer, family) of the translation component."""
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+        entry = self.component("mt")
+        source, revision = self.source("mt", entry)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+            model = AutoModelForSeq2SeqLM.from_pretrained(source, revision=revision).eval()
+        except (OSError, ValueError) as e:
+            raise BundleError(f"cannot load the translation model {source!r}: {str(e).splitlines()[0]}") from None
+        return model, tokenizer, entry.get("family") or mt_family(source)
+
+
+def load_bundle(source: str, revision: str = "main") -> Bundle:
+    """A bundle from its folder or a Hub id (downloaded into the Hub cache)."""
+    path = Path(source).expanduser()
+    if not path.is_dir():
+        if not _is_hub_id(source):
+            raise BundleError(f"{source}: no such bundle folder")
+        from huggingface_hub import snapshot_download
+
+        try:
+            path = Path(snapshot_download(source, revision=revision))
+        except Exception as e:  # noqa: BLE001 - offline, missing repo, no access: one line
+            raise BundleError(f"cannot download the bundle {source}: {str(e).splitlines()[0]}") from None
+    index_file = path / "model_index.json"
+    if not index_file.is_file():
+        raise BundleError(f"{path} is not a dubbing bundle (no model_index.json; make one with python -m export bundle)")
+    index = json.loads(index_file.read_text())
+    missing = [name for name in ("asr", "tts", "generator", "expert") if name not in index]
+    if missing:
+        raise BundleError(f"the bundle {path} is missing {', '.join(missing)} (rebuild it with python -m export bundle)")
+    bundle = Bundle(path, index)
+    for name in COMPONENTS:
+        entry = index.get(name)
+        if entry and entry.get("included"):
+            bundle.source(name, entry)  # an included folder that is gone: say so now, not mid-dub
+            if entry.get("base", {}).get("included"):
+                bundle.source(name, entry["base"])
+    return bundle
