@@ -1,8 +1,10 @@
-"""python -m cards publish --root data --repo user/name [--private] [--dry-run] [--run runs/asr/<name>]
+"""python -m cards publish --root data --repo user/name [--private] [--dry-run] [--run runs/asr/<name> | --bundle exports/<name>]
 
 Publishes the dataset (shards, shards/index.json, the card and its pictures) as a Hub dataset
-repo, or with ``--run`` a train.asr run (adapter or model, processor, card, metrics) as a model
-repo, through huggingface_hub.
+repo, or with ``--run`` a run (train.asr: adapter or model, processor, card, metrics; a sync expert
+or a generator: its model folder, card, metrics) as a model repo, or with ``--bundle`` a dubbing
+bundle (export bundle: model_index.json, its card, the included components) as a model repo,
+through huggingface_hub.
 
 1. The upload is assembled first, always, in <root>/cards/upload/<repo>/ (files hard-linked where
    the file system allows, else copied): exactly the files and repo paths that will be sent.
@@ -46,6 +48,7 @@ class PublishConfig:
     repo: str = option("", "Hub repo to publish to (user/name)")
     run: str = option("", "publish this run (runs/asr/<name> or a sync expert's runs/lipsync/<name>) as a model "
                           "repo instead of the dataset")
+    bundle: str = option("", "publish this dubbing bundle (exports/<name>, from python -m export bundle) as a model repo")
     private: bool = option(False, "create the repo private (an existing repo keeps its visibility)")
     dry_run: bool = option(False, "assemble and list what would be uploaded; send nothing")
     revision: str = option("main", "branch to commit to")
@@ -117,7 +120,27 @@ def _sources_model(cfg: PublishConfig) -> list[tuple[str, Path, str | None]]:
     return [(name, path, None) for name, path in files]
 
 
+def _bundle_folder(cfg: PublishConfig) -> Path:
+    folder = Path(cfg.bundle)
+    if not folder.is_dir() and not folder.is_absolute() and DatasetRoot(cfg.root).root.is_dir():
+        folder = DatasetRoot(cfg.root).path(cfg.bundle)
+    if not folder.is_dir():
+        raise CardError(f"{cfg.bundle}: no such bundle folder")
+    return folder.resolve()
+
+
+def _sources_bundle(cfg: PublishConfig) -> list[tuple[str, Path, str | None]]:
+    """Every file of a dubbing bundle, at its path in the bundle (the Hub repo mirrors the folder)."""
+    folder = _bundle_folder(cfg)
+    if not (folder / "model_index.json").is_file() or not (folder / "README.md").is_file():
+        raise CardError(f"{cfg.bundle}: not a dubbing bundle (no model_index.json and README.md; "
+                        "make one with python -m export bundle)")
+    return [(p.relative_to(folder).as_posix(), p, None) for p in sorted(folder.rglob("*")) if p.is_file()]
+
+
 def staging_dir(cfg: PublishConfig) -> Path:
+    if cfg.bundle:
+        return _bundle_folder(cfg).parent / ".upload" / safe_id(cfg.repo.replace("/", "--"))
     return DatasetRoot(cfg.root).path("cards", "upload", safe_id(cfg.repo.replace("/", "--")))
 
 
@@ -125,7 +148,9 @@ def assemble(cfg: PublishConfig) -> tuple[Path, list[UploadFile]]:
     """Build the upload folder (the exact content to send) and describe its files."""
     if not cfg.repo or cfg.repo.count("/") != 1:
         raise CardError("give --repo as user/name (the Hub repo to publish to)")
-    sources = _sources_model(cfg) if cfg.run else _sources_dataset(cfg)
+    if cfg.run and cfg.bundle:
+        raise CardError("give --run or --bundle, not both")
+    sources = _sources_bundle(cfg) if cfg.bundle else _sources_model(cfg) if cfg.run else _sources_dataset(cfg)
     folder = staging_dir(cfg)
     if folder.exists():
         shutil.rmtree(folder)
@@ -204,7 +229,8 @@ def publish(cfg: PublishConfig) -> dict:
     """Assemble, then (unless dry-run) upload; returns a summary of what was done."""
     from shqip_av.lock import stage_lock
 
-    with stage_lock(cfg.root, "publish"):
+    # a bundle is not part of a dataset root: its own folder's parent holds the lock and the staging
+    with stage_lock(_bundle_folder(cfg).parent if cfg.bundle else cfg.root, "publish"):
         return _publish(cfg)
 
 
@@ -224,7 +250,7 @@ def _publish(cfg: PublishConfig) -> dict:
     if cfg.dry_run:
         return summary
 
-    repo_type = "model" if cfg.run else "dataset"
+    repo_type = "model" if cfg.run or cfg.bundle else "dataset"
     api = HfApi(token=token)
     done = 0
     try:

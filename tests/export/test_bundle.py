@@ -130,3 +130,17 @@ def test_export_bundle_command_prints_the_components(demo_run, demo_expert, gene
                  "--expert", str(demo_expert[0])]) == 0
     printed = capsys.readouterr().out
     assert str(out) in printed and "most restrictive licence" in printed and "tts espeak:" not in printed
+
+
+def test_cards_publish_uploads_the_whole_bundle(demo_run, demo_expert, generator_folder, tmp_path):
+    from cards.facts import CardError
+    from cards.publish import PublishConfig, publish
+
+    out = build_bundle(_cfg(tmp_path / "exports" / "b", demo_run, demo_expert, generator_folder))
+    summary = publish(PublishConfig(root=str(tmp_path / "data"), repo="someone/dub-bundle", bundle=str(out), dry_run=True))
+    sent = {name for name, _ in summary["files"]}
+    assert {"model_index.json", "README.md", "generator/model.safetensors", "expert/model.safetensors",
+            "asr/adapter_config.json", "asr-base/config.json"} <= sent
+    assert sent == {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(CardError, match="not a dubbing bundle"):
+        publish(PublishConfig(root=str(tmp_path / "data"), repo="someone/x", bundle=str(tmp_path), dry_run=True))
