@@ -1,4 +1,5 @@
-"""WebVTT captions: the transcripts uploaders provide (and the sample clips carry).
+"""Captions: WebVTT (the transcripts uploaders provide, and the sample clips carry) and SubRip
+(the translations users give to dubbing, and the .srt a dub writes).
 
 Only what transcripts need: cue start, end and text. Styling and positioning are dropped;
 inline tags (<c>, <i>, karaoke timestamps) are removed; text is Unicode NFC.
@@ -65,4 +66,42 @@ def write_vtt(path: str | Path, cues: list[Cue]) -> Path:
     parts = ["WEBVTT", ""]
     for cue in cues:
         parts += [f"{_stamp(cue.start)} --> {_stamp(cue.end)}", unicodedata.normalize("NFC", cue.text), ""]
+    return atomic_write_text(path, "\n".join(parts))
+
+
+def _srt_stamp(t: float) -> str:
+    return _stamp(t).replace(".", ",")
+
+
+def read_srt(path: str | Path) -> list[Cue]:
+    """SubRip cues (number, ``start --> end``, text lines); a cue ending before it starts is an error."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ShqipError(f"{path}: cannot read it as UTF-8 text ({e.__class__.__name__})") from None
+    cues = []
+    for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n").strip()):
+        lines = [ln for ln in block.strip().split("\n") if ln.strip()]
+        idx = next((i for i, ln in enumerate(lines) if "-->" in ln), None)
+        if idx is None:
+            if lines:
+                raise ShqipError(f"{path}: a block without a 'start --> end' line: {lines[0][:60]!r}")
+            continue
+        start_s, _, end_s = lines[idx].partition("-->")
+        try:
+            start, end = _seconds(start_s), _seconds(end_s)
+        except ValueError:
+            raise ShqipError(f"{path}: bad cue timing {lines[idx]!r}") from None
+        if end <= start:
+            raise ShqipError(f"{path}: cue {lines[idx]!r} ends before it starts")
+        body = unicodedata.normalize("NFC", " ".join(_TAG.sub("", ln).strip() for ln in lines[idx + 1:]).strip())
+        cues.append(Cue(start, end, " ".join(body.split())))
+    return cues
+
+
+def write_srt(path: str | Path, cues: list[Cue]) -> Path:
+    parts = []
+    for i, cue in enumerate(cues, 1):
+        parts += [str(i), f"{_srt_stamp(cue.start)} --> {_srt_stamp(cue.end)}", unicodedata.normalize("NFC", cue.text), ""]
     return atomic_write_text(path, "\n".join(parts))
