@@ -1,7 +1,9 @@
-"""A tiny random-weight Marian translation model, laid out like a Helsinki-NLP/opus-mt checkpoint.
+"""Tiny random-weight translation and speech models for offline tests: a Marian laid out like a
+Helsinki-NLP/opus-mt checkpoint, and a VITS laid out like facebook/mms-tts-*.
 
     python -m export.tiny --out data/models/opus-mt-tiny-sq-en --source sq --target en \\
         --source-text pairs.sq --target-text pairs.en
+    python -m export.tiny vits --out data/models/mms-tts-tiny
 
 Nothing can be downloaded here, yet the dubbing code calls translation models through the real
 transformers path (``AutoTokenizer`` + ``AutoModelForSeq2SeqLM`` + ``generate()``). This builds
@@ -12,7 +14,9 @@ trained on the given text), ``vocab.json`` (their joint vocabulary), ``config.js
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,9 +85,44 @@ def build_tiny_marian(cfg: TinyMarianConfig) -> Path:
     return out
 
 
+# the characters of the tiny VITS (lower-case Latin with Albanian ç and ë); MMS-TTS keeps the pad at 0
+VITS_CHARACTERS = " abcdefghijklmnopqrstuvwxyzçë.,?!'-"
+
+
+def build_tiny_vits(out: str | Path, seed: int = 0, sampling_rate: int = 16000) -> Path:
+    """A tiny random-weight VitsModel with a character tokenizer, laid out like facebook/mms-tts-*.
+    It speaks noise, but through the real ``VitsModel`` path (``speaking_rate`` included)."""
+    import torch
+    from transformers import VitsConfig, VitsModel, VitsTokenizer
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = {c: i for i, c in enumerate(["<pad>", *VITS_CHARACTERS])}
+    (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    VitsTokenizer(str(out / "vocab.json"), language=None, add_blank=True, normalize=True, phonemize=False,
+                  pad_token="<pad>", unk_token="<pad>").save_pretrained(out)
+    torch.manual_seed(seed)
+    config = VitsConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, ffn_dim=64,
+                        flow_size=32, spectrogram_bins=65, upsample_initial_channel=32, upsample_rates=[8, 8, 4],
+                        upsample_kernel_sizes=[16, 16, 8], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
+                        prior_encoder_num_flows=2, posterior_encoder_num_wavenet_layers=2, duration_predictor_num_flows=2,
+                        duration_predictor_filter_channels=32, depth_separable_num_layers=2, sampling_rate=sampling_rate)
+    VitsModel(config).save_pretrained(out)
+    (out / "README.md").write_text("---\nlicense: cc0-1.0\ntags: [shqip-av, tiny, random-weights]\n---\n\n"
+                                   "# A tiny random VITS (for tests; it speaks noise)\n")
+    return out
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["vits"]:
+        parser = argparse.ArgumentParser(prog="python -m export.tiny vits", description="Build a tiny random VITS folder.")
+        parser.add_argument("--out", required=True)
+        print(build_tiny_vits(parser.parse_args(argv[1:]).out))
+        return 0
     cfg, args = parse_config(TinyMarianConfig, argv, prog="python -m export.tiny",
-                             description="Build a tiny random-weight Marian model folder (offline tests).")
+                             description="Build a tiny random-weight Marian model folder (offline tests); "
+                                         "`python -m export.tiny vits --out DIR` builds a tiny VITS.")
     setup_logging(args.verbose)
     print(build_tiny_marian(cfg))
     return 0
