@@ -144,3 +144,19 @@ def test_cards_publish_uploads_the_whole_bundle(demo_run, demo_expert, generator
     assert sent == {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     with pytest.raises(CardError, match="not a dubbing bundle"):
         publish(PublishConfig(root=str(tmp_path / "data"), repo="someone/x", bundle=str(tmp_path), dry_run=True))
+
+
+def test_translation_goes_through_generate_and_language_codes_are_checked(tiny_marian):
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from export.translate import TranslationError, Translator, _nllb
+
+    translator = Translator(AutoModelForSeq2SeqLM.from_pretrained(tiny_marian),
+                            AutoTokenizer.from_pretrained(tiny_marian), "marian", num_beams=1, max_new_tokens=6)
+    out = translator.translate(["Mirëdita.", "Si jeni?", "Faleminderit shumë."], "sq", "en", batch_size=2)
+    assert len(out) == 3 and all(isinstance(t, str) for t in out)  # random weights: any text, one per input
+    assert _nllb("sq") == "als_Latn" and _nllb("eng_Latn") == "eng_Latn"
+    with pytest.raises(TranslationError, match="unknown language code 'xx' for an NLLB model"):
+        Translator(None, None, "nllb").check("sq", "xx")
+    with pytest.raises(TranslationError, match="unknown translation model family"):
+        Translator(None, None, "other").check("sq", "en")
