@@ -1,5 +1,6 @@
 """python -m export onnx ...: export the project's models (the dubbing pipeline is still to come).
 
+    python -m export dub IN.mp4 --bundle exports/<name> --to en [--translation my.srt] [--out dubs/<name>]
     python -m export onnx --model runs/lipsync/<name> [--out DIR]   # the generator as ONNX, checked
 """
 
@@ -7,10 +8,12 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
+
 from shqip_av.config import parse_config, run_cli
 from shqip_av.log import setup_logging
 
-COMMANDS = ("bundle", "onnx")
+COMMANDS = ("bundle", "dub", "onnx")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +32,26 @@ def main(argv: list[str] | None = None) -> int:
         parts = ", ".join(f"{n} {'included' if c['included'] else c['source']} ({c['license']})"
                           for n, c in bundle.index.items() if isinstance(c, dict))
         print(f"{bundle.path}: {parts}; most restrictive licence {bundle.index['most_restrictive_license']}")
+        return 0
+    if argv[0] == "dub":
+        from export.dub import DubConfig, dub
+
+        rest = argv[1:]
+        if rest and not rest[0].startswith("-") and "=" not in rest[0]:  # the video, given first
+            rest = ["--input", rest[0], *rest[1:]]
+        cfg, args = parse_config(DubConfig, rest, "python -m export dub",
+                                 "Dub a talking-head video into another language, lips included (disclosed as synthetic).")
+        setup_logging(args.verbose)
+        report = dub(cfg)
+        synced = sum(1 for s in report["segments"] if s["lip_synced"])
+        overflow = sum(s["overflow"] for s in report["segments"])
+        lse = [s["sync"]["lse_c"] for s in report["segments"] if s.get("sync")]
+        print(f"{report['video']}: {len(report['segments'])} segments dubbed into {report['target_language']}, "
+              f"{synced} lip-synced ({report['lip_synced_frames']} frames); overflow {overflow:.2f} s; "
+              f"LSE-C {np.mean(lse):.2f}" if lse else f"{report['video']}: {len(report['segments'])} segments dubbed "
+              f"into {report['target_language']}, {synced} lip-synced; overflow {overflow:.2f} s")
+        for note in report["notes"]:
+            print(f"note: {note}")
         return 0
     from export.onnx import OnnxConfig, export_onnx
 

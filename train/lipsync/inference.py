@@ -28,18 +28,25 @@ def window_starts(n: int, frames: int, overlap: int) -> list[int]:
     return starts
 
 
-def generate_track(model, crops: np.ndarray, landmarks: np.ndarray, mel: np.ndarray, *, exclude: int = 5,
-                   overlap: int = 1, batch: int = 8, device: str = "cpu", seed: int = 0) -> np.ndarray:
+def generate_track(model, crops: np.ndarray, landmarks: np.ndarray, mel: np.ndarray | None, *, exclude: int = 5,
+                   overlap: int = 1, batch: int = 8, device: str = "cpu", seed: int = 0,
+                   audio_windows: np.ndarray | None = None) -> np.ndarray:
     """crops: (N, S, S, 3) uint8 at the generator's size; landmarks: (N, 478, 2) (any crop
     scale: only mouth shapes are compared); mel: (80, M) log-mel of the driving audio, aligned
-    with frame 0. Returns (N, S, S, 3) uint8 generated crops. Tracks shorter than a window are
-    padded by repeating their last frame."""
+    with frame 0 of a 25 fps track, or ``audio_windows``: (N, 80, M) each frame's own window
+    (``frame_audio``'s layout; dubbing computes them for sources at other frame rates). Returns
+    (N, S, S, 3) uint8 generated crops. Tracks shorter than a window are padded by repeating
+    their last frame."""
     import torch
 
     cfg = model.generator_config
     t, n = cfg.frames, len(crops)
     if n == 0:
         return crops.copy()
+    if audio_windows is not None:
+        audio_windows = np.asarray(audio_windows, np.float32)
+        if n < t:
+            audio_windows = np.concatenate([audio_windows, np.repeat(audio_windows[-1:], t - n, axis=0)])
     padded = np.concatenate([crops, np.repeat(crops[-1:], max(0, t - n), axis=0)]) if n < t else crops
     marks = np.concatenate([landmarks, np.repeat(landmarks[-1:], max(0, t - n), axis=0)]) if n < t else landmarks
     picker = ReferencePicker(marks, cfg.references, exclude, seed)
@@ -56,7 +63,8 @@ def generate_track(model, crops: np.ndarray, landmarks: np.ndarray, mel: np.ndar
             chunk = starts[i:i + batch]
             frames = torch.from_numpy(np.stack([to_chw(padded[s:s + t]) for s in chunk])).to(device)
             refs = torch.from_numpy(np.stack([to_chw(padded[picker.pick(s, t)]) for s in chunk])).to(device)
-            audio = torch.from_numpy(np.stack([frame_audio(mel, s, t) for s in chunk])).float().to(device)
+            audio = torch.from_numpy(np.stack([audio_windows[s:s + t] if audio_windows is not None
+                                               else frame_audio(mel, s, t) for s in chunk])).float().to(device)
             out = model(frames, refs, audio).permute(0, 1, 3, 4, 2).cpu().numpy()
             for s, window in zip(chunk, out):
                 w = ramp.copy()

@@ -1,0 +1,139 @@
+"""export dub on a real clip from ../shared with tiny local models (the demo-sized tiny Whisper run,
+a tiny random generator, the session's tiny expert, espeak-ng): the output keeps the source's
+frames, size and rate, changes only the mouth region, carries the new speech and the disclosure,
+and a killed dub resumes without redoing finished steps."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from export.bundle import BundleConfig, build_bundle
+from export.dub import DubConfig, DubError, dub
+from shqip_av.media import iter_frames, probe, read_audio
+from tests.conftest import shared_video
+
+CLIP = "sadtalker_WDA_AlexandriaOcasioCortez_000.mp4"  # 8 s, 512×512, 25 fps, one face
+SRT = "1\n00:00:00,300 --> 00:00:03,500\nGood morning, this is a test of dubbing.\n\n" \
+      "2\n00:00:04,000 --> 00:00:07,600\nThe mouth should follow the new speech.\n"
+
+
+@pytest.fixture(scope="module")
+def bundle(demo_run, demo_expert, tmp_path_factory):
+    from train.lipsync.generator import build_generator
+
+    base = tmp_path_factory.mktemp("dub-bundle")
+    torch.manual_seed(0)
+    build_generator({"size": 32, "frames": 5, "references": 2, "channels": [16, 32], "audio_dim": 16}) \
+        .save_pretrained(base / "generator")
+    return build_bundle(BundleConfig(out=str(base / "bundle"), asr=str(demo_run), generator=str(base / "generator"),
+                                     expert=str(demo_expert[0]), tts="espeak:en"))
+
+
+@pytest.fixture
+def srt(tmp_path):
+    path = tmp_path / "en.srt"
+    path.write_text(SRT)
+    return path
+
+
+def _psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255 ** 2 / max(mse, 1e-10))
+
+
+def test_a_real_clip_is_dubbed_with_its_frames_kept_and_only_the_mouth_changed(bundle, srt, tmp_path):
+    video = shared_video(CLIP)
+    report = dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(srt), out=str(tmp_path / "out"),
+                           visible_mark=False))
+    out = tmp_path / "out" / f"{video.stem}.dub.mp4"
+    src, got = probe(video), probe(out)
+    assert (got.width, got.height, got.fps) == (src.width, src.height, src.fps)
+    a, b = list(iter_frames(video)), list(iter_frames(out))
+    assert len(a) == len(b) == report["frames"]
+    synced = [s for s in report["segments"] if s["lip_synced"]]
+    assert len(synced) == 2 and report["lip_synced_frames"] > 150
+    # outside the segments (and their buffer frames) the picture is the source's, re-encoded
+    assert _psnr(a[0], b[0]) > 35
+    # inside: the upper face is untouched, the mouth region changed
+    mid = 50  # 2 s: inside the first segment
+    h = a[mid].shape[0]
+    assert _psnr(a[mid][: h // 3], b[mid][: h // 3]) > 35
+    assert np.abs(a[mid].astype(int) - b[mid].astype(int)).max(axis=2).mean() > 1.0
+    # the audio is the new speech in the segments (the original ducked under it), the original elsewhere
+    original, dubbed = read_audio(video), read_audio(out)
+    seg = slice(int(0.5 * 16000), int(3.3 * 16000))
+    assert np.corrcoef(original[seg], dubbed[seg][: len(original[seg])])[0, 1] < 0.5
+    gap = slice(int(3.55 * 16000), int(3.9 * 16000))
+    if np.abs(original[gap]).max() > 0.01:
+        assert np.corrcoef(original[gap], dubbed[gap])[0, 1] > 0.9
+    for row in report["segments"]:  # fitted to the slot within a frame, or the overflow reported
+        assert abs(row["fitted"] - (row["end"] - row["start"])) < 0.04 + row["borrowed"] or row["overflow"] > 0
+        assert row["sync"] and {"lse_d", "lse_c", "offset"} <= set(row["sync"])
+    tags = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags=comment", "-of", "default=nw=1",
+                           str(out)], capture_output=True, text=True).stdout
+    assert "synthetic" in tags and report["source_sha256"] in tags
+    assert (tmp_path / "out" / f"{video.stem}.dub.srt").read_text().count("-->") == 2
+    assert not (tmp_path / "out" / ".work").exists()
+
+
+def test_the_visible_mark_is_on_by_default(bundle, srt, tmp_path):
+    video = shared_video(CLIP)
+    dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(srt), out=str(tmp_path / "out")))
+    a = next(iter(iter_frames(video)))
+    b = next(iter(iter_frames(tmp_path / "out" / f"{video.stem}.dub.mp4")))
+    h, w = a.shape[:2]
+    corner = (slice(int(0.9 * h), h), slice(0, int(0.5 * w)))
+    assert np.abs(a[corner].astype(int) - b[corner].astype(int)).mean() > 10
+
+
+def test_a_killed_dub_reruns_without_redoing_finished_steps(bundle, srt, tmp_path, monkeypatch):
+    import export.dub as dubbing
+
+    video = shared_video(CLIP)
+    cfg = DubConfig(input=str(video), bundle=str(bundle), translation=str(srt), out=str(tmp_path / "out"))
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dubbing, "render", killed)
+    with pytest.raises(KeyboardInterrupt):
+        dub(cfg)
+    work = tmp_path / "out" / ".work"
+    assert {"segments.json", "speech.json", "dub.wav", "faces.npz"} <= {p.name for p in work.iterdir()}
+    assert not list((tmp_path / "out").glob("*.mp4"))  # never a half-written output
+    monkeypatch.undo()
+    monkeypatch.setattr(dubbing, "speak_segments", killed)  # speech is done: it must not run again
+    monkeypatch.setattr(dubbing, "scan_faces", killed, raising=False)
+    report = dub(cfg)
+    assert report["lip_synced_frames"] > 0
+
+
+def test_bad_input_is_one_clear_line(bundle, tmp_path):
+    video = shared_video(CLIP)
+    late = tmp_path / "late.srt"
+    late.write_text("1\n00:00:05,000 --> 00:00:12,000\nToo late.\n")
+    with pytest.raises(DubError, match="ends after the video"):
+        dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(late), out=str(tmp_path / "a")))
+    with pytest.raises(DubError, match="no translation model: give --translation"):
+        dub(DubConfig(input=str(video), bundle=str(bundle), out=str(tmp_path / "b")))
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(video.read_bytes()[:5000])
+    with pytest.raises(DubError, match="cannot be read as a video"):
+        dub(DubConfig(input=str(broken), bundle=str(bundle), translation=str(late), out=str(tmp_path / "c")))
+    assert not list(tmp_path.glob("*/*.mp4"))
+
+
+def test_no_face_anywhere_dubs_the_audio_and_says_so(bundle, srt, tmp_path):
+    video = shared_video(CLIP)
+    faceless = tmp_path / "faceless.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=8",
+                    "-i", str(video), "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-c:a", "aac", "-shortest",
+                    str(faceless)], check=True)
+    report = dub(DubConfig(input=str(faceless), bundle=str(bundle), translation=str(srt), out=str(tmp_path / "out")))
+    assert report["lip_synced_frames"] == 0 and any("no face" in n for n in report["notes"])
+    assert probe(tmp_path / "out" / "faceless.dub.mp4").has_audio
