@@ -386,6 +386,13 @@ def dub(cfg: DubConfig) -> dict:
         translator = Translator(*bundle.load_mt())
         translator.check(source_language, target)  # an unknown language code: now, not after recognition
     work = Work(out / ".work")
+    inputs = {"source_sha256": _sha256(video), "bundle": str(bundle.path), "to": target, "from": source_language,
+              "translation_sha256": _sha256(Path(cfg.translation)) if cfg.translation else None,
+              "fit": asdict(cfg.fit), "duck": cfg.duck}
+    if work.json("inputs") not in (None, inputs):  # a rerun with other inputs: the old steps do not apply
+        shutil.rmtree(work.folder)
+        work = Work(out / ".work")
+    work.save_json("inputs", inputs)
     source_wav = work.folder / "source.wav"
     fps = info.fps
     if not source_wav.is_file():

@@ -137,3 +137,23 @@ def test_no_face_anywhere_dubs_the_audio_and_says_so(bundle, srt, tmp_path):
     report = dub(DubConfig(input=str(faceless), bundle=str(bundle), translation=str(srt), out=str(tmp_path / "out")))
     assert report["lip_synced_frames"] == 0 and any("no face" in n for n in report["notes"])
     assert probe(tmp_path / "out" / "faceless.dub.mp4").has_audio
+
+
+def test_a_rerun_with_another_translation_does_not_reuse_the_old_steps(bundle, srt, tmp_path, monkeypatch):
+    import export.dub as dubbing
+
+    video = shared_video(CLIP)
+    out = tmp_path / "out"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dubbing, "render", killed)
+    with pytest.raises(KeyboardInterrupt):
+        dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(srt), out=str(out)))
+    other = tmp_path / "other.srt"
+    other.write_text("1\n00:00:01,000 --> 00:00:03,000\nSomething else entirely.\n")
+    with pytest.raises(KeyboardInterrupt):
+        dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(other), out=str(out)))
+    segments = json.loads((out / ".work" / "segments.json").read_text())
+    assert [s["translation"] for s in segments] == ["Something else entirely."]
