@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -215,7 +214,7 @@ class Paster:
     """Generated canonical crops back into frames: the inverse of the frame→crop transform, and a
     feathered mask over the generator's mouth box, so only the mouth region changes."""
 
-    def __init__(self, size: int, feather: float):
+    def __init__(self, feather: float):
         import cv2
 
         from shqip_av.schema import CROP_SIZE
@@ -228,7 +227,6 @@ class Paster:
             mask = cv2.erode(mask, np.ones((k, k), np.uint8))
             mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=k / 2)
         self.mask = mask.astype(np.float32)
-        self.size = size
 
     def paste(self, frame: np.ndarray, generated: np.ndarray, affine: np.ndarray) -> np.ndarray:
         import cv2
@@ -284,7 +282,7 @@ def render(video: Path, info, fps: float, spans, generator, dub_mel: np.ndarray,
 
     size = generator.generator_config.size
     template = geometry.template(CROP_SIZE)
-    paster = Paster(size, cfg.feather)
+    paster = Paster(cfg.feather)
     owner = {}
     for i, (track, first, last) in enumerate(spans):
         for f in range(first, last):
