@@ -13,9 +13,11 @@ import pytest
 import torch
 
 from export.bundle import BundleConfig, build_bundle
+from export.disclose import DisclosureError, read_manifest
 from export.dub import DubConfig, DubError, dub
 from shqip_av.media import iter_frames, probe, read_audio
 from tests.conftest import shared_video
+from tests.export.c2pa_certs import make_test_credentials
 
 CLIP = "sadtalker_WDA_AlexandriaOcasioCortez_000.mp4"  # 8 s, 512×512, 25 fps, one face
 SRT = "1\n00:00:00,300 --> 00:00:03,500\nGood morning, this is a test of dubbing.\n\n" \
@@ -48,8 +50,9 @@ def _psnr(a, b):
 
 def test_a_real_clip_is_dubbed_with_its_frames_kept_and_only_the_mouth_changed(bundle, srt, tmp_path):
     video = shared_video(CLIP)
+    chain, key, root = make_test_credentials(tmp_path)
     report = dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(srt), out=str(tmp_path / "out"),
-                           visible_mark=False))
+                           visible_mark=False, c2pa_cert=str(chain), c2pa_key=str(key)))
     out = tmp_path / "out" / f"{video.stem}.dub.mp4"
     src, got = probe(video), probe(out)
     assert (got.width, got.height, got.fps) == (src.width, src.height, src.fps)
@@ -77,6 +80,10 @@ def test_a_real_clip_is_dubbed_with_its_frames_kept_and_only_the_mouth_changed(b
     tags = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags=comment", "-of", "default=nw=1",
                            str(out)], capture_output=True, text=True).stdout
     assert "synthetic" in tags and report["source_sha256"] in tags
+    state, manifest = read_manifest(out, trust_anchors=root)  # signed with the test's certificate
+    assert state == "Trusted" and report["c2pa_signed"]
+    dubbed = next(a["data"] for a in manifest["assertions"] if a["label"] == "org.shqip-av.dub")
+    assert dubbed["source_sha256"] == report["source_sha256"] and dubbed["target_language"] == "en"
     assert (tmp_path / "out" / f"{video.stem}.dub.srt").read_text().count("-->") == 2
     assert not (tmp_path / "out" / ".work").exists()
 
@@ -121,6 +128,11 @@ def test_bad_input_is_one_clear_line(bundle, tmp_path):
         dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(late), out=str(tmp_path / "a")))
     with pytest.raises(DubError, match="no translation model: give --translation"):
         dub(DubConfig(input=str(video), bundle=str(bundle), out=str(tmp_path / "b")))
+    chain, _, _ = make_test_credentials(tmp_path)
+    with pytest.raises(DisclosureError, match="needs both"):
+        dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(late), out=str(tmp_path / "d"),
+                      c2pa_cert=str(chain)))
+    assert not (tmp_path / "d").exists()  # refused before any work
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(video.read_bytes()[:5000])
     with pytest.raises(DubError, match="cannot be read as a video"):
