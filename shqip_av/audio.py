@@ -92,3 +92,16 @@ def mel_window(mel, frame: int, num_frames: int, fps: float = VIDEO_FPS):
     if hi > lo:
         out[..., lo - start:hi - start] = mel[..., lo:hi]
     return out
+
+
+def speech_loudness(audio: np.ndarray, num_frames: int, fps: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Loudness of each video frame's audio in the speech band (300–3000 Hz RMS): what a mouth
+    opening should follow. Low rumble and hiss, which no mouth makes, are filtered out first."""
+    from scipy.signal import butter, sosfiltfilt
+
+    audio = np.asarray(audio, dtype=np.float64)
+    if len(audio) > 30:
+        audio = sosfiltfilt(butter(4, [300, 3000], btype="band", fs=sample_rate, output="sos"), audio)
+    hop = sample_rate / fps
+    return np.array([np.sqrt(np.mean(audio[int(i * hop):int((i + 1) * hop)] ** 2) + 1e-12)
+                     if int(i * hop) < len(audio) else 0.0 for i in range(num_frames)])

@@ -13,6 +13,7 @@ import numpy as np
 RIGHT_EYE_CORNERS = (33, 133)  # the subject's right eye (image left), outer and inner corner
 LEFT_EYE_CORNERS = (362, 263)  # the subject's left eye (image right), inner and outer corner
 NOSE_TIP = 1
+CHIN = 152
 LEFT_IRIS, RIGHT_IRIS = 473, 468  # iris centres (used for eye distance)
 
 CROP_SIZE = 256
@@ -33,6 +34,13 @@ def eye_distance(landmarks: np.ndarray) -> np.ndarray:
     """Distance between the two eye centres, in the landmarks' units (…, 478, 2) → (…)."""
     pts = alignment_points(landmarks)
     return np.linalg.norm(pts[..., 1, :] - pts[..., 0, :], axis=-1)
+
+
+def jaw_drop(landmarks: np.ndarray) -> np.ndarray:
+    """How far the mouth is open: the chin's distance from the nose tip, in eye distances
+    (…, 478, 2) → (…). Read more reliably than the inner-lip gap on small or generated faces."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    return np.linalg.norm(lm[..., CHIN, :] - lm[..., NOSE_TIP, :], axis=-1) / eye_distance(lm)
 
 
 def template(size: int = CROP_SIZE) -> np.ndarray:

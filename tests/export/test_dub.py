@@ -169,3 +169,56 @@ def test_a_rerun_with_another_translation_does_not_reuse_the_old_steps(bundle, s
         dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(other), out=str(out)))
     segments = json.loads((out / ".work" / "segments.json").read_text())
     assert [s["translation"] for s in segments] == ["Something else entirely."]
+
+
+SHORT_SRT = "1\n00:00:00,300 --> 00:00:02,400\nGood morning to you all.\n\n" \
+            "2\n00:00:03,600 --> 00:00:05,800\nThe lips follow the new words.\n"
+
+
+def _ffmpeg(*args):
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *map(str, args)], check=True)
+
+
+def _mouth_changed(a, b, region):
+    return np.abs(a[region].astype(int) - b[region].astype(int)).max(axis=2).mean()
+
+
+def test_frames_where_the_face_has_left_pass_through_and_the_rest_is_lip_synced(bundle, tmp_path):
+    video = shared_video(CLIP)
+    # the face leaves the frame from 2.4 s to 3.6 s (the picture moves out to the right) and comes back
+    leaving = tmp_path / "leaving.mp4"
+    _ffmpeg("-i", video, "-filter_complex",
+            "color=c=black:s=512x512:r=25:d=6[bg];[bg][0:v]overlay=x='if(between(t,2.4,3.6),600,0)':shortest=1[v]",
+            "-map", "[v]", "-map", "0:a", "-t", 6, "-c:v", "libx264", "-crf", 12, "-c:a", "aac", leaving)
+    srt = tmp_path / "en.srt"
+    srt.write_text(SHORT_SRT)
+    report = dub(DubConfig(input=str(leaving), bundle=str(bundle), translation=str(srt), out=str(tmp_path / "out"),
+                           visible_mark=False))
+    a, b = list(iter_frames(leaving)), list(iter_frames(tmp_path / "out" / "leaving.dub.mp4"))
+    assert len(a) == len(b) == 150
+    assert all(row["lip_synced"] for row in report["segments"])  # both segments: the face is there for most
+    for i in range(62, 89):  # 2.5-3.5 s: no face, the picture passes through
+        assert _psnr(a[i], b[i]) > 35, i
+    mouth = (slice(300, 420), slice(180, 330))
+    for i in (30, 50, 110, 130):  # inside the segments, with the face in the frame: the mouth changed
+        assert _mouth_changed(a[i], b[i], mouth) > 1.0, i
+
+
+def test_with_two_faces_only_the_speaker_is_lip_synced(bundle, tmp_path):
+    # the speaker (her own audio) on the left, another person talking silently on the right
+    speaker, other = shared_video(CLIP), shared_video("sadtalker_WDA_KatieHill_000.mp4")
+    pair = tmp_path / "pair.mp4"
+    _ffmpeg("-i", speaker, "-i", other, "-filter_complex", "[0:v][1:v]hstack=inputs=2[v]",
+            "-map", "[v]", "-map", "0:a", "-t", 6, "-c:v", "libx264", "-crf", 12, "-c:a", "aac", pair)
+    srt = tmp_path / "en.srt"
+    srt.write_text(SHORT_SRT)
+    report = dub(DubConfig(input=str(pair), bundle=str(bundle), translation=str(srt), out=str(tmp_path / "out"),
+                           visible_mark=False))
+    a, b = list(iter_frames(pair)), list(iter_frames(tmp_path / "out" / "pair.dub.mp4"))
+    assert len(a) == len(b) and a[0].shape == b[0].shape == (512, 1024, 3)
+    assert all(row["lip_synced"] for row in report["segments"])
+    mouth = (slice(300, 420), slice(180, 330))
+    other_half = (slice(None), slice(512, None))
+    for i in (30, 50, 110, 130):
+        assert _mouth_changed(a[i], b[i], mouth) > 1.0, i  # the speaker's mouth was regenerated
+        assert _psnr(a[i][other_half], b[i][other_half]) > 35, i  # the other face was left alone

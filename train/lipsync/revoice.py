@@ -32,7 +32,7 @@ class RevoiceConfig:
     out: str = option("", "output folder (default: <generator run>/revoice)")
 
 
-def frame_loudness(mel: np.ndarray, frames: int) -> np.ndarray:
+def mel_loudness(mel: np.ndarray, frames: int) -> np.ndarray:
     """Mean log-mel energy of each video frame's audio (3.2 mel frames per video frame)."""
     return np.array([mel[:, int(round(3.2 * t)):int(round(3.2 * t)) + 3].mean() for t in range(frames)])
 
@@ -43,14 +43,13 @@ def mouth_opening(crops: np.ndarray) -> np.ndarray:
     small generated crops than the inner-lip gap: on the demo, driving faces with other voices,
     the lip gap followed the audio at r 0.04-0.65 from pair to pair, the jaw at 0.35-0.77."""
     from filter.faces import crop_landmarks
-    from shqip_av.geometry import eye_distance
+    from shqip_av.geometry import jaw_drop
 
-    lm = crop_landmarks(crops)
-    return np.linalg.norm(lm[:, 152] - lm[:, 1], axis=1) / eye_distance(lm)
+    return jaw_drop(crop_landmarks(crops))
 
 
 def follow_score(crops: np.ndarray, mel: np.ndarray) -> float | None:
-    opening, loud = mouth_opening(crops), frame_loudness(mel, len(crops))
+    opening, loud = mouth_opening(crops), mel_loudness(mel, len(crops))
     ok = ~np.isnan(opening)
     return round(float(np.corrcoef(opening[ok], loud[ok])[0, 1]), 4) if ok.sum() > 2 else None
 
