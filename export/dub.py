@@ -52,7 +52,8 @@ class DubConfig:
     input: str = option("", "the video to dub")
     bundle: str = option("", "the dubbing bundle: exports/<name> or a Hub id (python -m export bundle)")
     to: str = option("", "target language (ISO 639-1, e.g. en; default: the bundle's)")
-    source_language: str = option("", "language spoken in the video (default: the bundle's)")
+    source_language: str = option("", "language spoken in the video (default: the bundle's; auto: detected by "
+                                         "Whisper)")
     translation: str = option("", "your own translation as .srt: its cues are the segments and their text")
     out: str = option("", "output folder (default: dubs/<video name>)")
     visible_mark: bool = option(True, "draw a visible 'AI-dubbed' mark (the metadata is always written)")
@@ -126,16 +127,28 @@ def speech_segments(audio: np.ndarray) -> list[Segment]:
     return [Segment(round(u.start, 3), round(u.end, 3)) for u in kept]
 
 
-def recognize(bundle, audio: np.ndarray, segments: list[Segment], language: str) -> None:
+def recognize(bundle, audio: np.ndarray, segments: list[Segment], language: str) -> tuple[str, dict | None]:
+    """Each segment's source text by the bundle's Whisper. Without a ``language``, Whisper detects
+    it on the first 30 s of the segments' speech; returns the language and the detection."""
     import torch
 
-    asr = bundle.load_asr(language)
+    from train.asr.model import configure_generation, detect_language
+
+    asr = bundle.load_asr(language or None)
+    detected = None
+    if not language:
+        speech = np.concatenate([audio[int(s.start * 16000):int(s.end * 16000)] for s in segments])
+        language, probability = detect_language(asr, speech)
+        detected = {"language": language, "probability": round(probability, 3)}
+        log.info("source language detected: %s (p = %.2f)", language, probability)
+        configure_generation(asr.model, asr.processor.tokenizer, language, "transcribe")
     for seg in progress(segments, desc="recognize", unit="segment"):
         piece = audio[int(seg.start * 16000):int(seg.end * 16000)]
         features = asr.processor.feature_extractor(piece, sampling_rate=16000, return_tensors="pt").input_features
         with torch.no_grad():
             ids = asr.model.generate(input_features=features, max_new_tokens=120)
         seg.source_text = asr.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)[0].strip()
+    return language, detected
 
 
 def speak_segments(bundle, audio: np.ndarray, segments: list[Segment], fit: FitConfig, total: float):
@@ -384,7 +397,8 @@ def dub(cfg: DubConfig) -> dict:
         if cfg.c2pa_cert or cfg.c2pa_key else None
     bundle = load_bundle(cfg.bundle)
     target = cfg.to or bundle.index.get("target_language") or "en"
-    source_language = cfg.source_language or bundle.index.get("source_language") or "sq"
+    source_language = cfg.source_language or bundle.index.get("source_language") or ""
+    source_language = "" if source_language == "auto" else source_language  # empty: Whisper detects it
     out = Path(cfg.out or Path("dubs") / video.stem)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -399,7 +413,8 @@ def dub(cfg: DubConfig) -> dict:
         from export.translate import Translator
 
         translator = Translator(*bundle.load_mt())
-        translator.check(source_language, target)  # an unknown language code: now, not after recognition
+        # an unknown language code: now, not after recognition (a detected source: after detection)
+        translator.check(source_language or target, target)
     work = Work(out / ".work")
     inputs = {"source_sha256": _sha256(video), "bundle": str(bundle.path), "to": target, "from": source_language,
               "translation_sha256": _sha256(Path(cfg.translation)) if cfg.translation else None,
@@ -418,7 +433,7 @@ def dub(cfg: DubConfig) -> dict:
     original = read_audio(source_wav)
     duration = info.duration
 
-    # segments and their texts
+    # segments, the language spoken, and the texts
     found = work.json("segments")
     if found is None:
         if cfg.translation:
@@ -427,13 +442,19 @@ def dub(cfg: DubConfig) -> dict:
             segments = speech_segments(original)
             if not segments:
                 raise DubError(f"{video}: no speech found (nothing to dub)")
-            recognize(bundle, original, segments, source_language)
+        detected = None
+        if "asr" in bundle.index:  # with the user's translation too: the report shows what was said
+            source_language, detected = recognize(bundle, original, segments, source_language)
+        if translator is not None:
+            translator.check(source_language, target)
             texts = translator.translate([s.source_text for s in segments], source_language, target)
             for seg, text in zip(segments, texts):
                 seg.translation = text
-        work.save_json("segments", [asdict(s) for s in segments])
+        work.save_json("segments", {"source_language": source_language, "detected": detected,
+                                    "segments": [asdict(s) for s in segments]})
     else:
-        segments = [Segment(**s) for s in found]
+        source_language, detected = found["source_language"], found["detected"]
+        segments = [Segment(**s) for s in found["segments"]]
     segments = [s for s in segments if s.translation.strip()]
 
     # speech, fitted, and the mix
@@ -485,7 +506,8 @@ def dub(cfg: DubConfig) -> dict:
                      "translation": seg.translation, **fit, "lip_synced": span is not None,
                      "sync": lse.get(span) if span is not None else None})
     report = {"video": str(result), "source": str(video), "source_sha256": source_sha256, "bundle": str(bundle.path),
-              "source_language": source_language, "target_language": target, "fps": fps,
+              "source_language": source_language, "source_language_detected": detected,
+              "target_language": target, "fps": fps,
               "size": [info.width, info.height], "frames": n, "lip_synced_frames": int(sum(b - a for _, a, b in spans)),
               "translation": "user .srt" if cfg.translation else bundle.index["mt"]["source"],
               "generated": GENERATED, "visible_mark": cfg.visible_mark, "c2pa_signed": signing is not None, "notes": notes, "segments": rows}

@@ -213,7 +213,10 @@ def test_with_two_faces_only_the_speaker_is_lip_synced(bundle, tmp_path):
     srt = tmp_path / "en.srt"
     srt.write_text(SHORT_SRT)
     report = dub(DubConfig(input=str(pair), bundle=str(bundle), translation=str(srt), out=str(tmp_path / "out"),
-                           visible_mark=False))
+                           visible_mark=False, source_language="auto"))
+    # the source language was detected by the bundle's (tiny, demo) Whisper among the languages it knows
+    detected = report["source_language_detected"]
+    assert report["source_language"] == detected["language"] and 0 < detected["probability"] <= 1
     a, b = list(iter_frames(pair)), list(iter_frames(tmp_path / "out" / "pair.dub.mp4"))
     assert len(a) == len(b) and a[0].shape == b[0].shape == (512, 1024, 3)
     assert all(row["lip_synced"] for row in report["segments"])

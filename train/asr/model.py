@@ -166,3 +166,25 @@ def _with_adapter(adapter: Path, processor, generation: tuple, description: str 
     configure_generation(model, processor.tokenizer, *generation)
     model = PeftModel.from_pretrained(model, str(adapter))
     return LoadedModel(model.eval(), processor, description or str(adapter), base)
+
+
+def detect_language(loaded: LoadedModel, audio, sample_rate: int = 16000) -> tuple[str, float]:
+    """Whisper's language identification on (the first 30 s of) ``audio``: the most likely language
+    code and its probability among the languages the model's generation config knows."""
+    import torch
+
+    generation = loaded.model.generation_config
+    lang_to_id = getattr(generation, "lang_to_id", None) or {}
+    if not lang_to_id:
+        raise ModelError(f"{loaded.description}: its generation config has no lang_to_id; give the source language")
+    features = loaded.processor.feature_extractor(audio[: 30 * sample_rate], sampling_rate=sample_rate,
+                                                  return_tensors="pt").input_features
+    parameter = next(loaded.model.parameters())
+    start = torch.tensor([[generation.decoder_start_token_id]], device=parameter.device)
+    with torch.no_grad():
+        logits = loaded.model(input_features=features.to(parameter.device, parameter.dtype),
+                              decoder_input_ids=start).logits[0, -1]
+    tokens = list(lang_to_id)
+    probs = logits[[lang_to_id[t] for t in tokens]].float().softmax(-1)
+    best = int(probs.argmax())
+    return tokens[best].strip("<|>"), float(probs[best])
