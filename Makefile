@@ -16,7 +16,7 @@ TINY := $(DEMO)/models/whisper-tiny-sq
 
 REPO ?=
 
-.PHONY: install doctor sample collect filter shard dataset demo asr-demo train-asr train-expert expert-demo train-generator generator-demo evaluate-asr cards publish test bench clean-demo
+.PHONY: install doctor sample collect filter shard dataset demo asr-demo train-asr train-expert expert-demo train-generator generator-demo dub-demo evaluate-asr cards publish test bench clean-demo
 
 install:
 	bash scripts/install.sh
@@ -80,6 +80,17 @@ demo:
 	$(MAKE) --no-print-directory expert-demo
 	$(MAKE) --no-print-directory generator-demo
 	$(MAKE) --no-print-directory cards ROOT=$(DEMO) RUN=runs/asr/tiny-demo
+	$(MAKE) --no-print-directory dub-demo
+
+# one sample clip dubbed into English: the demo's Whisper recognizes it, the English .srt shipped
+# with the sample is the translation, espeak-ng speaks it, the demo's generator lip-syncs it
+# (demo/dubs/speaker_a_01/: the .mp4, its .srt and report.json)
+DUB_CLIP ?= speaker_a_01
+dub-demo:
+	$(PY) -m export bundle --root $(DEMO) --out $(DEMO)/exports/demo-en --asr runs/asr/tiny-demo \
+		--generator runs/lipsync/generator-tiny --expert runs/lipsync/expert-tiny --tts espeak:en --to en
+	$(PY) -m export dub $(DEMO)/incoming/sample/$(DUB_CLIP).mp4 --bundle $(DEMO)/exports/demo-en --to en \
+		--translation $(DEMO)/incoming/sample/$(DUB_CLIP).en.srt --out $(DEMO)/dubs/$(DUB_CLIP)
 
 # dataset card (and, with RUN=runs/asr/<name>, its model card)
 cards:
@@ -106,6 +117,7 @@ bench:
 	$(PY) bench/filter_memory.py
 	$(PY) bench/expert_throughput.py
 	$(PY) bench/generator_throughput.py
+	$(PY) bench/dub_throughput.py
 
 clean-demo:
 	rm -rf $(ROOT)/demo

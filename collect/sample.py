@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from shqip_av import ShqipError
-from shqip_av.captions import Cue, write_vtt
+from shqip_av.captions import Cue, read_vtt, write_srt, write_vtt
 from shqip_av.config import option, parse_config, run_cli
 from shqip_av.files import DatasetRoot, atomic_write_text
 from shqip_av.log import progress, setup_logging
@@ -55,6 +55,23 @@ SENTENCES = [
     "Gjyshja ime gatuan byrek me spinaq.",
     "Çdo ditë mësoj diçka të re.",
     "Faleminderit që më dëgjuat me vëmendje.",
+]
+
+# English translations of SENTENCES (ours), shipped as <clip>.en.srt beside each clip: the
+# translation `make demo` dubs a sample clip with (python -m export dub --translation ...).
+TRANSLATIONS_EN = [
+    "Good afternoon, my name is Arta and I live in Tirana.",
+    "Today the weather is warm and the sun is shining.",
+    "The Albanian language has many beautiful words.",
+    "I drink tea every morning before work.",
+    "The children play in the school yard.",
+    "The book I read last week was very interesting.",
+    "Our city has a big park with tall trees.",
+    "We will meet tomorrow at ten o'clock.",
+    "The sea is calm and the waters are blue.",
+    "My grandmother cooks spinach pie.",
+    "Every day I learn something new.",
+    "Thank you for listening to me carefully.",
 ]
 
 # Landmarks of the astronaut photo (512×512), measured once with MediaPipe FaceLandmarker:
@@ -241,6 +258,16 @@ def make_clip(spec: ClipSpec, out_dir: Path, photo: np.ndarray, workdir: Path) -
     return video
 
 
+def write_translation(clip: Path) -> Path | None:
+    """<clip>.en.srt: the English translation of the clip's captions, cue for cue (same times)."""
+    captions = clip.with_name(f"{clip.stem}.sq.vtt")
+    if not captions.is_file():
+        return None
+    english = dict(zip(SENTENCES, TRANSLATIONS_EN))
+    cues = [Cue(c.start, c.end, english[c.text]) for c in read_vtt(captions) if c.text in english]
+    return write_srt(clip.with_name(f"{clip.stem}.en.srt"), cues) if cues else None
+
+
 def sources_yaml(clip_dir: str) -> str:
     lines = [SOURCES_MARKER, "# Self-made sample clips (synthetic speech on a public-domain photo), released CC0.",
              "defaults:", "  language: sq", "  license: CC0 1.0", "sources:"]
@@ -271,6 +298,8 @@ def write_sample(root: str | Path, force: bool = False) -> list[Path]:
                 made.append(target)
                 continue
             made.append(make_clip(spec, out_dir, photo, Path(tmp)))
+    for clip in made:
+        write_translation(clip)
     sources = root.sources
     if sources.exists() and not force and not sources.read_text(encoding="utf-8").startswith(SOURCES_MARKER):
         raise ShqipError(f"{sources} exists and was not written by collect.sample; not overwriting it "

@@ -189,7 +189,8 @@ def _entry_digest(takedown: TakedownList, i: int) -> str:
 
 
 def _local_sources(root: DatasetRoot, records: list[dict], withdrawn: set[str]) -> list[Path]:
-    """The user's own source files (and caption sidecars) of withdrawn videos, when inside the root."""
+    """The user's own source files (and their caption and translation sidecars, <stem>.<lang>.vtt or
+    .srt) of withdrawn videos, when inside the root."""
     found = []
     for r in records:
         url = r["source"]["url"]
@@ -199,7 +200,8 @@ def _local_sources(root: DatasetRoot, records: list[dict], withdrawn: set[str]) 
             path = root.path(url[len("local:"):])
         except ShqipError:
             continue  # outside the root: not ours to touch
-        found += [p for p in [path, *path.parent.glob(f"{glob_escape(path.stem)}.*.vtt")] if p.is_file()]
+        sidecars = [p for ext in ("vtt", "srt") for p in path.parent.glob(f"{glob_escape(path.stem)}.*.{ext}")]
+        found += [p for p in [path, *sidecars] if p.is_file()]
     return found
 
 

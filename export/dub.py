@@ -29,6 +29,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,6 +47,7 @@ log = get_logger(__name__)
 
 GENERATED = "the speech of every segment; the mouth region of the speaking face in the lip-synced frames"
 CHUNK_FRAMES = 125  # frames regenerated at once (memory holds one chunk)
+CHUNK_OVERLAP = 5  # frames each chunk shares with the next, cross-faded (one generator window)
 
 
 @dataclass
@@ -60,6 +63,8 @@ class DubConfig:
     duck: float = option(0.1, "gain of the original audio under the new speech", min=0, max=1)
     buffer_frames: int = option(5, "frames regenerated before and after each segment (the mouth closes and opens)",
                                 min=0, max=50)
+    color_match: bool = option(False, "shift the regenerated mouth's colour to the skin around it in the source "
+                                      "(mean in Lab): for a generator whose colours drift")
     feather: float = option(0.06, "feathering of the paste-back mask, as a share of the crop side", min=0, max=0.5)
     c2pa_cert: str = option("", "PEM certificate chain to sign a C2PA manifest into the dub (with --c2pa-key)")
     c2pa_key: str = option("", "PEM private key of --c2pa-cert")
@@ -85,6 +90,24 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+class StepTimes:
+    """Wall seconds per step of this run (report.json's ``seconds``; make bench reads them)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, step: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - start
+
+    def rounded(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in self.seconds.items()}
 
 
 class Work:
@@ -151,22 +174,26 @@ def recognize(bundle, audio: np.ndarray, segments: list[Segment], language: str)
     return language, detected
 
 
-def speak_segments(bundle, audio: np.ndarray, segments: list[Segment], fit: FitConfig, total: float):
+def speak_segments(bundle, audio: np.ndarray, segments: list[Segment], fit: FitConfig, total: float,
+                   times: StepTimes | None = None):
     """Fitted speech per segment and its report rows."""
     from export.fit import fit_to_slot, speaking_rate
     from export.speak import make_speaker, voice_of
 
+    times = times or StepTimes()
     entry = bundle.component("tts")
     speaker = make_speaker(entry, *bundle.source("tts", entry))
     pieces, rows = [], []
     for i, seg in enumerate(progress(segments, desc="speak and fit", unit="segment")):
         slot = seg.end - seg.start
         voice = voice_of(audio[int(seg.start * 16000):int(seg.end * 16000)])
-        first = speaker.speak(seg.translation, 1.0, voice)
-        rate = speaking_rate(len(first) / 16000, slot, fit)
-        speech = first if abs(rate - 1.0) < 0.05 else speaker.speak(seg.translation, rate, voice)
+        with times("speak"):
+            first = speaker.speak(seg.translation, 1.0, voice)
+            rate = speaking_rate(len(first) / 16000, slot, fit)
+            speech = first if abs(rate - 1.0) < 0.05 else speaker.speak(seg.translation, rate, voice)
         after = (segments[i + 1].start if i + 1 < len(segments) else total) - seg.end
-        fitted = fit_to_slot(speech, 16000, slot, gap_after=max(0.0, after), cfg=fit)
+        with times("fit"):
+            fitted = fit_to_slot(speech, 16000, slot, gap_after=max(0.0, after), cfg=fit)
         pieces.append(fitted.audio)
         rows.append({"speaking_rate": round(rate, 3), **fitted.report(),
                      "voice": {"median_hz": voice.median_hz and round(voice.median_hz, 1), "gender": voice.gender}})
@@ -252,11 +279,27 @@ class Paster:
 
         self.crop = CROP_SIZE
         mask = mouth_mask(CROP_SIZE)
+        # the skin around the box's edge, where generated and source pixels meet (colour matching)
+        k = max(3, int(0.08 * CROP_SIZE))
+        box = (mask > 0).astype(np.uint8)
+        self.ring = cv2.dilate(box, np.ones((k, k), np.uint8)) > cv2.erode(box, np.ones((k, k), np.uint8))
         if feather > 0:  # shrink, then blur: the blend reaches 0 inside the generated box's edges
             k = int(feather * CROP_SIZE)
             mask = cv2.erode(mask, np.ones((k, k), np.uint8))
             mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=k / 2)
         self.mask = mask.astype(np.float32)
+
+    def match_color(self, generated: np.ndarray, source: np.ndarray) -> np.ndarray:
+        """``generated`` shifted in Lab so that the skin around the mouth box has the mean colour it
+        has in ``source`` (the same crop before regeneration): a generator's colour drift leaves no
+        seam at the blend. Only the mean moves; the mouth's own contrast is kept."""
+        import cv2
+
+        ring = cv2.resize(self.ring.astype(np.uint8), generated.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
+        lab = cv2.cvtColor(generated, cv2.COLOR_RGB2LAB).astype(np.float32)
+        target = cv2.cvtColor(source, cv2.COLOR_RGB2LAB).astype(np.float32)
+        lab += target[ring].mean(axis=0) - lab[ring].mean(axis=0)
+        return cv2.cvtColor(np.clip(lab + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
 
     def paste(self, frame: np.ndarray, generated: np.ndarray, affine: np.ndarray) -> np.ndarray:
         import cv2
@@ -295,8 +338,9 @@ def lipsync_spans(scan, segments: list[Segment], loudness: np.ndarray, fps: floa
 
 
 def render(video: Path, info, fps: float, spans, generator, dub_mel: np.ndarray, cfg: DubConfig, out: Path,
-           audio: Path, metadata: list[str], expert=None):
-    """Stream frames through, regenerating the spans in chunks; returns LSE per span."""
+           audio: Path, metadata: list[str], expert=None, times: StepTimes | None = None):
+    """Stream frames through, regenerating the spans in chunks; returns LSE per span. ``times``
+    gets the generator's, the crops', the paste-back's and (the rest) decode + encode seconds."""
     import cv2
 
     from shqip_av import geometry
@@ -304,6 +348,7 @@ def render(video: Path, info, fps: float, spans, generator, dub_mel: np.ndarray,
     from shqip_av.schema import CROP_SIZE
     from train.lipsync.inference import generate_track
 
+    steps = times if times is not None else StepTimes()
     size = generator.generator_config.size
     template = geometry.template(CROP_SIZE)
     paster = Paster(cfg.feather)
@@ -313,45 +358,72 @@ def render(video: Path, info, fps: float, spans, generator, dub_mel: np.ndarray,
             owner[f] = i
     scores: dict[int, list] = {}
     pending: list = []  # (index, frame, affine, crop, crop landmarks) of the open chunk
+    carried: list = []  # generated crops of the first frames of `pending`, from the chunk before
 
-    def flush():
+    def flush(final: bool):
+        """Generate the open chunk and paste it. Unless the span ends here, its last
+        CHUNK_OVERLAP frames are held back and generated again with the next chunk, the two
+        results cross-faded, so chunk edges do not show as a jump in the mouth."""
         if not pending:
             return []
         span = owner[pending[0][0]]
-        times = np.array([p[0] / fps for p in pending])
+        when = np.array([p[0] / fps for p in pending])
         crops = np.stack([p[3] for p in pending])
         marks = np.stack([p[4] for p in pending])
-        generated = generate_track(generator, crops, marks, None, audio_windows=audio_windows(dub_mel, times))
-        scores.setdefault(span, []).append((generated, times))
-        done = [(p[0], paster.paste(p[1], g, p[2])) for p, g in zip(pending, generated)]
-        pending.clear()
+        with steps("lip-sync"):
+            generated = generate_track(generator, crops, marks, None, audio_windows=audio_windows(dub_mel, when))
+        for i, old in enumerate(carried):
+            w = (i + 1) / (len(carried) + 1)
+            generated[i] = (w * generated[i] + (1 - w) * old + 0.5).astype(np.uint8)
+        keep = 0 if final else min(CHUNK_OVERLAP, len(pending) - 1)
+        ready = len(pending) - keep
+        scores.setdefault(span, []).append((generated[:ready], when[:ready]))
+        with steps("paste-back"):
+            out = generated[:ready]
+            if cfg.color_match:
+                out = [paster.match_color(g, p[3]) for p, g in zip(pending, out)]
+            done = [(p[0], paster.paste(p[1], g, p[2])) for p, g in zip(pending, out)]
+        carried[:] = list(generated[ready:])
+        del pending[:ready]
         return done
 
     def frames():
         for index, frame in enumerate(progress(iter_frames(video, fps=fps, info=info), desc="lip-sync and render",
                                                total=info.num_frames or None, unit="frame")):
             span = owner.get(index)
-            if pending and (span is None or span != owner[pending[0][0]] or len(pending) >= CHUNK_FRAMES):
-                for _, done in flush():
+            if pending and (span is None or span != owner[pending[0][0]]):
+                for _, done in flush(final=True):
+                    yield done
+            elif len(pending) >= CHUNK_FRAMES:
+                for _, done in flush(final=False):
                     yield done
             if span is None:
                 yield frame
                 continue
             track = spans[span][0]
-            affine = geometry.fit_similarity(track.align[index - track.start], template)
-            crop = cv2.warpAffine(frame, affine, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_CUBIC,
-                                  borderMode=cv2.BORDER_REPLICATE)
-            marks = geometry.apply_affine(affine, track.landmarks[index - track.start:index - track.start + 1][0])
-            small = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
-            pending.append((index, frame, affine, small, marks * (size / CROP_SIZE)))
-        for _, done in flush():
+            with steps("crop"):
+                pending.append(crop_at(index, frame, track))
+        for _, done in flush(final=True):
             yield done
+
+    def crop_at(index, frame, track):
+        affine = geometry.fit_similarity(track.align[index - track.start], template)
+        crop = cv2.warpAffine(frame, affine, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_CUBIC,
+                              borderMode=cv2.BORDER_REPLICATE)
+        marks = geometry.apply_affine(affine, track.landmarks[index - track.start:index - track.start + 1][0])
+        small = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+        return index, frame, affine, small, marks * (size / CROP_SIZE)
 
     from export.disclose import draw_mark
 
     frames_out = (draw_mark(f) if cfg.visible_mark else f for f in frames())
+    start = time.perf_counter()
     write_video(out, frames_out, fps=fps, audio=audio, extra_video_args=metadata)
-    return _span_lse(scores, dub_mel, expert)
+    inside = sum(steps.seconds.get(k, 0.0) for k in ("lip-sync", "paste-back", "crop"))
+    steps.seconds["decode and encode"] = steps.seconds.get("decode and encode", 0.0) + \
+        time.perf_counter() - start - inside
+    with steps("sync score"):
+        return _span_lse(scores, dub_mel, expert)
 
 
 def _span_lse(scores: dict, mel: np.ndarray, expert) -> dict[int, dict]:
@@ -415,6 +487,7 @@ def dub(cfg: DubConfig) -> dict:
         translator = Translator(*bundle.load_mt())
         # an unknown language code: now, not after recognition (a detected source: after detection)
         translator.check(source_language or target, target)
+    times = StepTimes()
     work = Work(out / ".work")
     inputs = {"source_sha256": _sha256(video), "bundle": str(bundle.path), "to": target, "from": source_language,
               "translation_sha256": _sha256(Path(cfg.translation)) if cfg.translation else None,
@@ -427,7 +500,8 @@ def dub(cfg: DubConfig) -> dict:
     fps = info.fps
     if not source_wav.is_file():
         if info.has_audio:
-            extract_audio(video, source_wav)
+            with times("audio"):
+                extract_audio(video, source_wav)
         else:
             write_wav(source_wav, np.zeros(int(info.duration * 16000), np.float32))
     original = read_audio(source_wav)
@@ -439,15 +513,18 @@ def dub(cfg: DubConfig) -> dict:
         if cfg.translation:
             segments = segments_from_srt(cfg.translation, duration)
         else:
-            segments = speech_segments(original)
+            with times("speech segments"):
+                segments = speech_segments(original)
             if not segments:
                 raise DubError(f"{video}: no speech found (nothing to dub)")
         detected = None
         if "asr" in bundle.index:  # with the user's translation too: the report shows what was said
-            source_language, detected = recognize(bundle, original, segments, source_language)
+            with times("recognize"):
+                source_language, detected = recognize(bundle, original, segments, source_language)
         if translator is not None:
             translator.check(source_language, target)
-            texts = translator.translate([s.source_text for s in segments], source_language, target)
+            with times("translate"):
+                texts = translator.translate([s.source_text for s in segments], source_language, target)
             for seg, text in zip(segments, texts):
                 seg.translation = text
         work.save_json("segments", {"source_language": source_language, "detected": detected,
@@ -461,8 +538,9 @@ def dub(cfg: DubConfig) -> dict:
     dub_wav = work.folder / "dub.wav"
     fitting = work.json("speech")
     if fitting is None or not dub_wav.is_file():
-        pieces, fitting = speak_segments(bundle, original, segments, cfg.fit, duration)
-        write_wav(dub_wav, mix(original, segments, pieces, cfg.duck))
+        pieces, fitting = speak_segments(bundle, original, segments, cfg.fit, duration, times)
+        with times("mix"):
+            write_wav(dub_wav, mix(original, segments, pieces, cfg.duck))
         work.save_json("speech", fitting)
     dub_audio = read_audio(dub_wav)
 
@@ -474,7 +552,8 @@ def dub(cfg: DubConfig) -> dict:
     if faces.is_file():
         scan = FaceScan.load(faces)
     else:
-        scan = scan_faces(video, info, FaceConfig(), fps, folder=work.folder)
+        with times("faces"):
+            scan = scan_faces(video, info, FaceConfig(), fps, folder=work.folder)
         scan.save(faces)
     n = scan.num_frames
     spans, span_of = lipsync_spans(scan, segments, frontend.speech_loudness(original, n, fps), fps, cfg.buffer_frames, n)
@@ -490,9 +569,9 @@ def dub(cfg: DubConfig) -> dict:
     expert = bundle.load_expert().eval()
     dub_mel = frontend.log_mel(dub_audio).numpy()
     rendered = work.folder / "render.mp4" if signing else result
-    lse = render(video, info, fps, spans, generator, dub_mel, cfg, rendered, dub_wav, metadata, expert)
+    lse = render(video, info, fps, spans, generator, dub_mel, cfg, rendered, dub_wav, metadata, expert, times)
     if signing:
-        with atomic_output(result, suffix=".mp4") as tmp:
+        with times("c2pa"), atomic_output(result, suffix=".mp4") as tmp:
             signing.sign(rendered, tmp, video, result.name,
                          {"bundle": bundle.index.get("name", ""), "source_sha256": source_sha256,
                           "source_language": source_language, "target_language": target,
@@ -510,7 +589,8 @@ def dub(cfg: DubConfig) -> dict:
               "target_language": target, "fps": fps,
               "size": [info.width, info.height], "frames": n, "lip_synced_frames": int(sum(b - a for _, a, b in spans)),
               "translation": "user .srt" if cfg.translation else bundle.index["mt"]["source"],
-              "generated": GENERATED, "visible_mark": cfg.visible_mark, "c2pa_signed": signing is not None, "notes": notes, "segments": rows}
+              "generated": GENERATED, "visible_mark": cfg.visible_mark, "c2pa_signed": signing is not None, "notes": notes,
+              "segments": rows, "source_seconds": round(duration, 3), "seconds": times.rounded()}
     atomic_write_text(out / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     shutil.rmtree(work.folder, ignore_errors=True)  # finished: the steps' files are no longer needed
     return report

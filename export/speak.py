@@ -6,7 +6,9 @@
   allows: the gender picks the male or female variant, the median pitch sets espeak's pitch and
   the pitch spread its range.
 - ``vits``: a transformers ``VitsModel`` (MMS-TTS: one model per language, one voice), with the
-  speaking rate passed per call; its output is resampled to 16 kHz.
+  speaking rate passed per call; its output is resampled to 16 kHz. The one voice is brought to
+  the original speaker's median pitch (``shift_pitch``, within 0.7–1.45×), which also moves it
+  across the male/female range; timbre stays the model's.
 
 ``voice_of(audio)`` measures the original speaker's pitch (autocorrelation over voiced 40 ms
 frames) for the voice choice.
@@ -138,7 +140,35 @@ class VitsSpeaker:
         source_rate = self.model.config.sampling_rate
         if source_rate != RATE:
             wave = torchaudio.functional.resample(wave, source_rate, RATE)
-        return _trim(wave.numpy().astype(np.float32))
+        speech, _ = match_pitch(_trim(wave.numpy().astype(np.float32)), voice)
+        return speech
+
+
+MAX_PITCH_SHIFT = (0.7, 1.45)  # beyond this a shifted voice sounds processed
+
+
+def shift_pitch(audio: np.ndarray, factor: float, rate: int = RATE) -> np.ndarray:
+    """``audio`` with its pitch times ``factor`` and its length kept: resampled (pitch and tempo
+    both × factor), then time-stretched back with ffmpeg's atempo."""
+    import torch
+    import torchaudio
+
+    from export.fit import atempo
+
+    if abs(factor - 1.0) < 0.02 or len(audio) == 0:
+        return audio.astype(np.float32)
+    faster = torchaudio.functional.resample(torch.from_numpy(np.asarray(audio, np.float32)),
+                                            int(round(rate * factor)), rate).numpy()
+    return atempo(faster, rate, 1.0 / factor)
+
+
+def match_pitch(audio: np.ndarray, voice: Voice) -> tuple[np.ndarray, float]:
+    """``audio`` shifted so that its median F0 is the original speaker's; (audio, factor applied)."""
+    own = voice_of(audio)
+    if voice.median_hz is None or own.median_hz is None:
+        return audio, 1.0
+    factor = float(np.clip(voice.median_hz / own.median_hz, *MAX_PITCH_SHIFT))
+    return shift_pitch(audio, factor), factor
 
 
 def _trim(audio: np.ndarray, threshold: float = 0.01) -> np.ndarray:

@@ -256,6 +256,8 @@ def test_takedown_leaves_no_byte_of_the_withdrawn_samples_anywhere_under_the_roo
     proc = _run("collect.takedown", "--root", str(root))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "deleted the source file incoming/" in proc.stdout  # the sample's own recordings
+    source = root / victim["url"].removeprefix("local:")  # and their captions and translations
+    assert not list(source.parent.glob(f"{source.stem}.*")), list(source.parent.glob(f"{source.stem}.*"))
     found = []
     for path in root.rglob("*"):
         if path.is_file() and path.name != "takedown.txt":

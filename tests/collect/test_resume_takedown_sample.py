@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from collect.pipeline import CollectConfig, prepare_raw
-from collect.sample import CLIPS, SENTENCES, loudness_envelope
+from collect.sample import CLIPS, SENTENCES, TRANSLATIONS_EN, loudness_envelope
 from collect.takedown import apply_takedown
-from shqip_av.captions import read_vtt
+from shqip_av.captions import read_srt, read_vtt
 from shqip_av.manifest import read_jsonl
 from shqip_av.media import iter_frames, read_audio
 from tests.conftest import REPO, shared_model, shared_video
@@ -151,6 +151,9 @@ def test_sample_clips_have_findable_faces_and_moving_mouths(sample_set):
         assert np.corrcoef(gaps, envelope)[0, 1] > 0.7, spec.name
         cues = read_vtt(folder / f"{spec.name}.sq.vtt")
         assert [c.text for c in cues] == [SENTENCES[i] for i in spec.sentences]
+        english = read_srt(folder / f"{spec.name}.en.srt")  # the translation make demo dubs with
+        assert [c.text for c in english] == [TRANSLATIONS_EN[i] for i in spec.sentences]
+        assert [(c.start, c.end) for c in english] == [(c.start, c.end) for c in cues]
 
 
 def test_sample_collects_with_consent_and_refuses_the_unconsented(sample_set):

@@ -88,13 +88,28 @@ def test_a_real_clip_is_dubbed_with_its_frames_kept_and_only_the_mouth_changed(b
     assert not (tmp_path / "out" / ".work").exists()
 
 
-def test_the_visible_mark_is_on_by_default(bundle, srt, tmp_path):
-    video = shared_video(CLIP)
-    dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(srt), out=str(tmp_path / "out")))
-    a = next(iter(iter_frames(video)))
-    b = next(iter(iter_frames(tmp_path / "out" / f"{video.stem}.dub.mp4")))
+@pytest.mark.parametrize("variant", ["rotated5", "vfr5"])
+def test_rotated_and_vfr_sources_keep_their_picture_and_timing_and_carry_the_mark(bundle, real_root, variant, tmp_path,
+                                                                                  monkeypatch):
+    """rotated5: stored sideways with a rotate tag; vfr5: about 33 fps with uneven timestamps (tests/real_clips.py).
+    Frames are decoded upright at the source's average rate, as filter decodes them. Chunks of 20
+    frames here: each segment is regenerated in several chunks, cross-faded at their edges."""
+    import export.dub as dubbing
+
+    monkeypatch.setattr(dubbing, "CHUNK_FRAMES", 20)
+    video = real_root[0] / "incoming" / f"{variant}.mp4"
+    srt = tmp_path / "en.srt"
+    srt.write_text("1\n00:00:00,300 --> 00:00:02,200\nGood morning to you.\n\n"
+                   "2\n00:00:02,600 --> 00:00:04,500\nThe lips follow.\n")
+    report = dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(srt), out=str(tmp_path / "out")))
+    out = tmp_path / "out" / f"{variant}.dub.mp4"
+    src, got = probe(video), probe(out)
+    assert (got.width, got.height, got.rotation) == (src.width, src.height, 0)  # upright pixels, no tag needed
+    assert abs(got.fps - src.fps) < 0.01 and abs(got.duration - src.duration) < 0.1
+    assert all(row["lip_synced"] for row in report["segments"]) and report["lip_synced_frames"] > 50
+    a, b = next(iter(iter_frames(video))), next(iter(iter_frames(out)))
     h, w = a.shape[:2]
-    corner = (slice(int(0.9 * h), h), slice(0, int(0.5 * w)))
+    corner = (slice(int(0.9 * h), h), slice(0, int(0.5 * w)))  # the visible mark, on by default
     assert np.abs(a[corner].astype(int) - b[corner].astype(int)).mean() > 10
 
 
@@ -193,7 +208,7 @@ def test_frames_where_the_face_has_left_pass_through_and_the_rest_is_lip_synced(
     srt = tmp_path / "en.srt"
     srt.write_text(SHORT_SRT)
     report = dub(DubConfig(input=str(leaving), bundle=str(bundle), translation=str(srt), out=str(tmp_path / "out"),
-                           visible_mark=False))
+                           visible_mark=False, color_match=True))
     a, b = list(iter_frames(leaving)), list(iter_frames(tmp_path / "out" / "leaving.dub.mp4"))
     assert len(a) == len(b) == 150
     assert all(row["lip_synced"] for row in report["segments"])  # both segments: the face is there for most
@@ -225,3 +240,51 @@ def test_with_two_faces_only_the_speaker_is_lip_synced(bundle, tmp_path):
     for i in (30, 50, 110, 130):
         assert _mouth_changed(a[i], b[i], mouth) > 1.0, i  # the speaker's mouth was regenerated
         assert _psnr(a[i][other_half], b[i][other_half]) > 35, i  # the other face was left alone
+
+
+def _dub_peak_mib(video, srt, bundle, out) -> tuple[float, dict]:
+    """Peak resident memory (MiB) of a dub run in a fresh process, and its report."""
+    import sys
+
+    code = ("import json, resource\n"
+            "from export.dub import DubConfig, dub\n"
+            f"r = dub(DubConfig(input={str(video)!r}, bundle={str(bundle)!r}, translation={str(srt)!r}, "
+            f"out={str(out)!r}))\n"
+            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, json.dumps(r))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("PEAK"))
+    _, peak, report = line.split(" ", 2)
+    return float(peak), json.loads(report)
+
+
+def test_memory_stays_bounded_for_a_ten_times_longer_input(bundle, tmp_path):
+    short = tmp_path / "short.mp4"
+    _ffmpeg("-i", shared_video(CLIP), "-t", 3, "-c:v", "libx264", "-crf", 18, "-c:a", "aac", short)
+    long = tmp_path / "long.mp4"
+    _ffmpeg("-stream_loop", 9, "-i", short, "-c", "copy", long)
+    srt_short, srt_long = tmp_path / "short.srt", tmp_path / "long.srt"
+    srt_short.write_text("1\n00:00:00,300 --> 00:00:02,700\nGood morning to you all.\n")
+    srt_long.write_text("\n".join(f"{i + 1}\n00:00:{3 * i:02d},300 --> 00:00:{3 * i + 2:02d},700\nGood morning to you all.\n"
+                                  for i in range(10)))
+    peak_short, report_short = _dub_peak_mib(short, srt_short, bundle, tmp_path / "a")
+    peak_long, report_long = _dub_peak_mib(long, srt_long, bundle, tmp_path / "b")
+    assert report_long["frames"] >= 9 * report_short["frames"] and report_long["lip_synced_frames"] > 500
+    # holding the long clip's frames would take 750 × 512 × 512 × 3 bytes = 560 MiB more
+    assert peak_long - peak_short < 150 and peak_long / peak_short < 1.3, (peak_short, peak_long)
+
+
+def test_color_matching_removes_a_colour_cast_but_keeps_the_mouth():
+    from export.dub import Paster
+
+    paster = Paster(0.06)
+    crop = next(iter(iter_frames(shared_video(CLIP))))[128:384, 128:384]  # a real face, 256 px
+    source = crop[::4, ::4].copy()  # the generator's size
+    cast = np.clip(source.astype(int) + [25, -10, -10], 0, 255).astype(np.uint8)  # a reddish drift
+    fixed = paster.match_color(cast, source)
+    import cv2
+
+    ring = cv2.resize(paster.ring.astype(np.uint8), (64, 64), interpolation=cv2.INTER_NEAREST) > 0
+    assert np.abs(fixed[ring].mean(axis=0) - source[ring].mean(axis=0)).max() < 3
+    assert np.abs(cast[ring].mean(axis=0) - source[ring].mean(axis=0)).max() > 8
+    assert np.corrcoef(fixed[..., 0].ravel(), source[..., 0].ravel())[0, 1] > 0.95  # detail kept

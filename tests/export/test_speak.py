@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from export.speak import EspeakSpeaker, SpeechError, Voice, VitsSpeaker, make_speaker, voice_of
+from export.speak import EspeakSpeaker, SpeechError, Voice, VitsSpeaker, make_speaker, match_pitch, voice_of
 
 TEXT = "Mirëdita, si jeni sot? Unë jam mirë, faleminderit."
 
@@ -49,3 +49,17 @@ def test_vits_speaks_through_transformers_with_a_per_call_rate(tiny_vits):
     assert np.array_equal(speaker.speak("good morning", 1.0), speaker.speak("good morning", 1.0))  # seeded
     with pytest.raises(SpeechError, match="cannot load the VITS model"):
         VitsSpeaker(str(tiny_vits.parent / "nope"))
+
+
+def test_a_single_voice_is_moved_to_the_original_speakers_pitch():
+    """What VITS gets (MMS-TTS has one voice per language): a male espeak voice brought up to a
+    female original and a female one down to a male original, length kept."""
+    speaker = EspeakSpeaker("sq")
+    for own, original in ((130.0, 180.0), (200.0, 145.0)):
+        speech = speaker.speak(TEXT, 1.0, Voice(own, 20.0))
+        shifted, factor = match_pitch(speech, Voice(original, 20.0))
+        got = voice_of(shifted)
+        assert got.median_hz == pytest.approx(original, rel=0.12) and got.gender == Voice(original).gender, (own, got)
+        assert len(shifted) == pytest.approx(len(speech), rel=0.03)
+    silent = np.zeros(16000, np.float32)
+    assert match_pitch(silent, Voice(200.0, 20.0))[1] == 1.0  # nothing to measure: left alone
