@@ -1,5 +1,7 @@
-"""python -m export onnx ...: export the project's models (the dubbing pipeline is still to come).
+"""python -m export bundle|dub|onnx: the dubbing bundle, a dub, the generator as ONNX.
 
+    python -m export bundle --out exports/<name> --asr runs/asr/<name> [--mt <id>] --tts espeak:sq \
+        --generator runs/lipsync/<name> --expert runs/lipsync/<name> [--to en]
     python -m export dub IN.mp4 --bundle exports/<name> --to en [--translation my.srt] [--out dubs/<name>]
     python -m export onnx --model runs/lipsync/<name> [--out DIR]   # the generator as ONNX, checked
 """
@@ -7,6 +9,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -52,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
               f"into {report['target_language']}, {synced} lip-synced; overflow {overflow:.2f} s")
         for note in report["notes"]:
             print(f"note: {note}")
+        print(f"report: {Path(report['video']).parent / 'report.json'}")
         return 0
     from export.onnx import OnnxConfig, export_onnx
 

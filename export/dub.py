@@ -66,6 +66,8 @@ class DubConfig:
     color_match: bool = option(False, "shift the regenerated mouth's colour to the skin around it in the source "
                                       "(mean in Lab): for a generator whose colours drift")
     feather: float = option(0.06, "feathering of the paste-back mask, as a share of the crop side", min=0, max=0.5)
+    device: str = option("auto", "where Whisper and the generator run: auto (a GPU when there is one), cpu, cuda, "
+                                 "cuda:N")
     c2pa_cert: str = option("", "PEM certificate chain to sign a C2PA manifest into the dub (with --c2pa-key)")
     c2pa_key: str = option("", "PEM private key of --c2pa-cert")
     c2pa_timestamp_url: str = option("", "RFC 3161 timestamp authority for the C2PA signature (optional)")
@@ -150,7 +152,8 @@ def speech_segments(audio: np.ndarray) -> list[Segment]:
     return [Segment(round(u.start, 3), round(u.end, 3)) for u in kept]
 
 
-def recognize(bundle, audio: np.ndarray, segments: list[Segment], language: str) -> tuple[str, dict | None]:
+def recognize(bundle, audio: np.ndarray, segments: list[Segment], language: str,
+              device: str = "cpu") -> tuple[str, dict | None]:
     """Each segment's source text by the bundle's Whisper. Without a ``language``, Whisper detects
     it on the first 30 s of the segments' speech; returns the language and the detection."""
     import torch
@@ -158,6 +161,7 @@ def recognize(bundle, audio: np.ndarray, segments: list[Segment], language: str)
     from train.asr.model import configure_generation, detect_language
 
     asr = bundle.load_asr(language or None)
+    asr.model.to(device)
     detected = None
     if not language:
         speech = np.concatenate([audio[int(s.start * 16000):int(s.end * 16000)] for s in segments])
@@ -169,7 +173,8 @@ def recognize(bundle, audio: np.ndarray, segments: list[Segment], language: str)
         piece = audio[int(seg.start * 16000):int(seg.end * 16000)]
         features = asr.processor.feature_extractor(piece, sampling_rate=16000, return_tensors="pt").input_features
         with torch.no_grad():
-            ids = asr.model.generate(input_features=features, max_new_tokens=120)
+            ids = asr.model.generate(input_features=features.to(device, next(asr.model.parameters()).dtype),
+                                     max_new_tokens=120)
         seg.source_text = asr.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)[0].strip()
     return language, detected
 
@@ -314,6 +319,23 @@ class Paster:
         return (frame * (1 - alpha) + image * alpha + 0.5).astype(np.uint8)
 
 
+def uncovered(speech: list[Segment], segments: list[Segment], min_length: float = 0.3) -> list[Segment]:
+    """The parts of ``speech`` (the original's speech) that no dub segment covers, each at least
+    ``min_length`` seconds long."""
+    out = []
+    for part in speech:
+        start = part.start
+        for seg in sorted(segments, key=lambda s: s.start):
+            if seg.end <= start or seg.start >= part.end:
+                continue
+            if seg.start - start >= min_length:
+                out.append(Segment(start, seg.start))
+            start = max(start, seg.end)
+        if part.end - start >= min_length:
+            out.append(Segment(start, part.end))
+    return out
+
+
 def lipsync_spans(scan, segments: list[Segment], loudness: np.ndarray, fps: float, buffer: int, n: int):
     """The frames to regenerate: (track, first, last) spans, one per run of segments with the same
     speaking face (segments closer than the buffer merge), and for each segment the index of its
@@ -371,7 +393,8 @@ def render(video: Path, info, fps: float, spans, generator, dub_mel: np.ndarray,
         crops = np.stack([p[3] for p in pending])
         marks = np.stack([p[4] for p in pending])
         with steps("lip-sync"):
-            generated = generate_track(generator, crops, marks, None, audio_windows=audio_windows(dub_mel, when))
+            generated = generate_track(generator, crops, marks, None, audio_windows=audio_windows(dub_mel, when),
+                                       device=str(next(generator.parameters()).device))
         for i, old in enumerate(carried):
             w = (i + 1) / (len(carried) + 1)
             generated[i] = (w * generated[i] + (1 - w) * old + 0.5).astype(np.uint8)
@@ -444,6 +467,18 @@ def _span_lse(scores: dict, mel: np.ndarray, expert) -> dict[int, dict]:
 
 
 # ------------------------------------------------------------------------------------- the dub
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DubError(f"--device {name}: no CUDA GPU is visible to PyTorch")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise DubError(f"--device {name!r}: use auto, cpu, cuda or cuda:N")
+    return name
+
+
 def dub(cfg: DubConfig) -> dict:
     import shqip_av
     from export.bundle import load_bundle
@@ -478,6 +513,15 @@ def dub(cfg: DubConfig) -> dict:
         (out / ".write-test").unlink()
     except OSError as e:
         raise DubError(f"cannot write to {out}: {e.strerror}") from None
+    tts = bundle.component("tts")
+    if tts.get("backend") == "espeak":  # espeak's voice is a language: it must be the target's
+        from export.speak import EspeakSpeaker
+
+        voice = bundle.source("tts", tts)[0]
+        if voice.split("-")[0].lower() != target.split("-")[0].lower():
+            raise DubError(f"the bundle's speech is espeak-ng voice {voice!r}, which does not speak {target!r}: "
+                           f"build a bundle with --tts espeak:{target} --to {target}")
+        EspeakSpeaker(voice)  # installed, and the voice exists: now, not after recognition
     translator = None
     if not cfg.translation:
         if "mt" not in bundle.index:
@@ -487,6 +531,7 @@ def dub(cfg: DubConfig) -> dict:
         translator = Translator(*bundle.load_mt())
         # an unknown language code: now, not after recognition (a detected source: after detection)
         translator.check(source_language or target, target)
+    device = _device(cfg.device)
     times = StepTimes()
     work = Work(out / ".work")
     inputs = {"source_sha256": _sha256(video), "bundle": str(bundle.path), "to": target, "from": source_language,
@@ -504,23 +549,31 @@ def dub(cfg: DubConfig) -> dict:
                 extract_audio(video, source_wav)
         else:
             write_wav(source_wav, np.zeros(int(info.duration * 16000), np.float32))
+    # the dub is as long as the picture: audio running past it is not dubbed (and said so)
+    notes = []
+    picture = info.num_frames / fps if info.num_frames and fps else info.duration
+    duration = min(info.duration, picture)
     original = read_audio(source_wav)
-    duration = info.duration
+    if len(original) / 16000 > duration + 0.5:
+        notes.append(f"the audio runs {len(original) / 16000 - duration:.1f} s past the picture; "
+                     f"the dub ends with the picture at {duration:.1f} s")
+        original = original[:int(duration * 16000)]
 
     # segments, the language spoken, and the texts
     found = work.json("segments")
     if found is None:
+        with times("speech segments"):
+            original_speech = speech_segments(original)
         if cfg.translation:
             segments = segments_from_srt(cfg.translation, duration)
         else:
-            with times("speech segments"):
-                segments = speech_segments(original)
+            segments = [Segment(s.start, s.end) for s in original_speech]
             if not segments:
                 raise DubError(f"{video}: no speech found (nothing to dub)")
         detected = None
         if "asr" in bundle.index:  # with the user's translation too: the report shows what was said
             with times("recognize"):
-                source_language, detected = recognize(bundle, original, segments, source_language)
+                source_language, detected = recognize(bundle, original, segments, source_language, device)
         if translator is not None:
             translator.check(source_language, target)
             with times("translate"):
@@ -528,10 +581,12 @@ def dub(cfg: DubConfig) -> dict:
             for seg, text in zip(segments, texts):
                 seg.translation = text
         work.save_json("segments", {"source_language": source_language, "detected": detected,
-                                    "segments": [asdict(s) for s in segments]})
+                                    "segments": [asdict(s) for s in segments],
+                                    "original_speech": [asdict(s) for s in original_speech]})
     else:
         source_language, detected = found["source_language"], found["detected"]
         segments = [Segment(**s) for s in found["segments"]]
+        original_speech = [Segment(**s) for s in found["original_speech"]]
     segments = [s for s in segments if s.translation.strip()]
 
     # speech, fitted, and the mix
@@ -556,8 +611,14 @@ def dub(cfg: DubConfig) -> dict:
             scan = scan_faces(video, info, FaceConfig(), fps, folder=work.folder)
         scan.save(faces)
     n = scan.num_frames
-    spans, span_of = lipsync_spans(scan, segments, frontend.speech_loudness(original, n, fps), fps, cfg.buffer_frames, n)
-    notes = []
+    # where the original speaker talked and the new audio is silent, the mouth is regenerated too
+    # (to silence): otherwise it would go on mouthing words nobody hears
+    quiet = uncovered(original_speech, segments)
+    everything = sorted(segments + quiet, key=lambda seg: seg.start)
+    spans, owners = lipsync_spans(scan, everything, frontend.speech_loudness(original, n, fps), fps,
+                                  cfg.buffer_frames, n)
+    position = {id(seg): i for i, seg in enumerate(everything)}
+    span_of = [owners[position[id(seg)]] for seg in segments]
     if not scan.tracks:
         notes.append("no face found anywhere: the audio is dubbed, the picture is not lip-synced")
     elif not spans:
@@ -565,7 +626,7 @@ def dub(cfg: DubConfig) -> dict:
     result = out / f"{video.stem}.dub.mp4"
     source_sha256 = inputs["source_sha256"]
     metadata = container_metadata(shqip_av.__version__, bundle.index.get("name", ""), source_sha256)
-    generator = bundle.load_generator().eval()
+    generator = bundle.load_generator().eval().to(device)
     expert = bundle.load_expert().eval()
     dub_mel = frontend.log_mel(dub_audio).numpy()
     rendered = work.folder / "render.mp4" if signing else result
@@ -590,6 +651,7 @@ def dub(cfg: DubConfig) -> dict:
               "size": [info.width, info.height], "frames": n, "lip_synced_frames": int(sum(b - a for _, a, b in spans)),
               "translation": "user .srt" if cfg.translation else bundle.index["mt"]["source"],
               "generated": GENERATED, "visible_mark": cfg.visible_mark, "c2pa_signed": signing is not None, "notes": notes,
+              "mouth_regenerated_to_silence": [[q.start, q.end] for q in quiet],
               "segments": rows, "source_seconds": round(duration, 3), "seconds": times.rounded()}
     atomic_write_text(out / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     shutil.rmtree(work.folder, ignore_errors=True)  # finished: the steps' files are no longer needed

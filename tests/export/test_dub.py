@@ -143,6 +143,8 @@ def test_bad_input_is_one_clear_line(bundle, tmp_path):
         dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(late), out=str(tmp_path / "a")))
     with pytest.raises(DubError, match="no translation model: give --translation"):
         dub(DubConfig(input=str(video), bundle=str(bundle), out=str(tmp_path / "b")))
+    with pytest.raises(DubError, match="does not speak 'de'"):  # the bundle speaks English
+        dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(late), out=str(tmp_path / "e"), to="de"))
     chain, _, _ = make_test_credentials(tmp_path)
     with pytest.raises(DisclosureError, match="needs both"):
         dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(late), out=str(tmp_path / "d"),
@@ -182,7 +184,7 @@ def test_a_rerun_with_another_translation_does_not_reuse_the_old_steps(bundle, s
     other.write_text("1\n00:00:01,000 --> 00:00:03,000\nSomething else entirely.\n")
     with pytest.raises(KeyboardInterrupt):
         dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(other), out=str(out)))
-    segments = json.loads((out / ".work" / "segments.json").read_text())
+    segments = json.loads((out / ".work" / "segments.json").read_text())["segments"]
     assert [s["translation"] for s in segments] == ["Something else entirely."]
 
 
@@ -288,3 +290,20 @@ def test_color_matching_removes_a_colour_cast_but_keeps_the_mouth():
     assert np.abs(fixed[ring].mean(axis=0) - source[ring].mean(axis=0)).max() < 3
     assert np.abs(cast[ring].mean(axis=0) - source[ring].mean(axis=0)).max() > 8
     assert np.corrcoef(fixed[..., 0].ravel(), source[..., 0].ravel())[0, 1] > 0.95  # detail kept
+
+
+def test_audio_longer_than_the_picture_is_dubbed_up_to_the_picture_and_said_so(bundle, tmp_path):
+    video = shared_video(CLIP)
+    short_picture = tmp_path / "short_picture.mp4"  # 3 s of picture, 8 s of sound
+    _ffmpeg("-t", 3, "-i", video, "-i", video, "-map", "0:v", "-map", "1:a", "-c", "copy", short_picture)
+    srt = tmp_path / "en.srt"
+    srt.write_text("1\n00:00:00,300 --> 00:00:02,500\nGood morning to you.\n")
+    late = tmp_path / "late.srt"
+    late.write_text("1\n00:00:04,000 --> 00:00:06,000\nToo late.\n")
+    with pytest.raises(DubError, match="ends after the video"):  # a cue past the picture: refused
+        dub(DubConfig(input=str(short_picture), bundle=str(bundle), translation=str(late), out=str(tmp_path / "a")))
+    report = dub(DubConfig(input=str(short_picture), bundle=str(bundle), translation=str(srt),
+                           out=str(tmp_path / "b")))
+    assert any("past the picture" in note for note in report["notes"])
+    assert abs(probe(tmp_path / "b" / "short_picture.dub.mp4").duration - 3.0) < 0.15
+    assert report["segments"][0]["lip_synced"]

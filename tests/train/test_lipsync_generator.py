@@ -64,6 +64,20 @@ def test_references_are_never_near_the_target_and_span_mouth_shapes(demo_root):
     assert len(short.pick(0, 5)) == 3 and short.fallbacks > 0
 
 
+def test_tracks_of_any_length_are_generated_even_when_no_reference_can_keep_its_distance():
+    """Dubbing regenerates spans and chunks as short as a few frames: references then come from
+    nearer frames (or the track itself) instead of failing."""
+    from train.lipsync.inference import generate_track
+
+    torch.manual_seed(0)
+    model = build_generator({"size": 32, "frames": 5, "references": 2, "channels": [16, 32], "audio_dim": 16})
+    rng = np.random.default_rng(0)
+    mel = rng.normal(-5, 1, (80, 400)).astype(np.float32)
+    for n in (3, 5, 9, 12, 15, 16, 40):
+        crops = rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8)
+        assert generate_track(model, crops, rng.normal(16, 3, (n, 478, 2)), mel).shape == crops.shape, n
+
+
 def test_pixels_under_the_mask_never_reach_the_output():
     torch.manual_seed(0)
     model = build_generator(TINY).eval()

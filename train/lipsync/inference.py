@@ -49,7 +49,11 @@ def generate_track(model, crops: np.ndarray, landmarks: np.ndarray, mel: np.ndar
             audio_windows = np.concatenate([audio_windows, np.repeat(audio_windows[-1:], t - n, axis=0)])
     padded = np.concatenate([crops, np.repeat(crops[-1:], max(0, t - n), axis=0)]) if n < t else crops
     marks = np.concatenate([landmarks, np.repeat(landmarks[-1:], max(0, t - n), axis=0)]) if n < t else landmarks
+    # a short track cannot keep references `exclude` frames away from every window: narrow the
+    # zone so that the middle window still has some; a track of one window uses its own frames
+    exclude = min(exclude, max(0, (len(padded) - t) // 2 - 1))
     picker = ReferencePicker(marks, cfg.references, exclude, seed)
+    own = np.linspace(0, len(padded) - 1, cfg.references).round().astype(int).tolist()
     total = np.zeros((len(padded), cfg.size, cfg.size, 3), np.float64)
     weight = np.zeros(len(padded), np.float64)
     ramp = np.ones(t)
@@ -62,7 +66,7 @@ def generate_track(model, crops: np.ndarray, landmarks: np.ndarray, mel: np.ndar
         for i in range(0, len(starts), batch):
             chunk = starts[i:i + batch]
             frames = torch.from_numpy(np.stack([to_chw(padded[s:s + t]) for s in chunk])).to(device)
-            refs = torch.from_numpy(np.stack([to_chw(padded[picker.pick(s, t)]) for s in chunk])).to(device)
+            refs = torch.from_numpy(np.stack([to_chw(padded[picker.pick(s, t) or own]) for s in chunk])).to(device)
             audio = torch.from_numpy(np.stack([audio_windows[s:s + t] if audio_windows is not None
                                                else frame_audio(mel, s, t) for s in chunk])).float().to(device)
             out = model(frames, refs, audio).permute(0, 1, 3, 4, 2).cpu().numpy()
