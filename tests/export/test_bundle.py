@@ -13,20 +13,7 @@ import torch
 
 from export.bundle import BundleConfig, BundleError, build_bundle, load_bundle, most_restrictive
 
-OPUS = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "text" / "opus100_en_sq"
 TINY_GENERATOR = {"size": 32, "frames": 5, "references": 2, "channels": [16, 32], "audio_dim": 16}
-
-
-@pytest.fixture(scope="session")
-def tiny_marian(tmp_path_factory) -> Path:
-    """A tiny random Marian sq→en built offline (export.tiny), with opus-mt's file layout."""
-    if not OPUS.is_dir():
-        pytest.skip("../shared/testdata is absent")
-    from export.tiny import TinyMarianConfig, build_tiny_marian
-
-    out = tmp_path_factory.mktemp("marian") / "opus-mt-tiny-sq-en"
-    return build_tiny_marian(TinyMarianConfig(out=str(out), source_text=str(OPUS / "opus.en-sq-dev.sq"),
-                                              target_text=str(OPUS / "opus.en-sq-dev.en")))
 
 
 @pytest.fixture(scope="session")

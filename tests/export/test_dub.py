@@ -307,3 +307,30 @@ def test_audio_longer_than_the_picture_is_dubbed_up_to_the_picture_and_said_so(b
     assert any("past the picture" in note for note in report["notes"])
     assert abs(probe(tmp_path / "b" / "short_picture.dub.mp4").duration - 3.0) < 0.15
     assert report["segments"][0]["lip_synced"]
+
+
+def test_a_real_clip_dubbed_end_to_end_through_whisper_marian_and_vits(demo_run, demo_expert, tiny_marian, tiny_vits,
+                                                                       tmp_path):
+    """No .srt: Silero finds the speech, the demo's tiny Whisper recognizes it, a tiny random
+    Marian translates it (gibberish, and long), a tiny random VITS speaks it; fitting then has to
+    cut it and say by how much."""
+    from train.lipsync.generator import build_generator
+
+    torch.manual_seed(0)
+    build_generator({"size": 32, "frames": 5, "references": 2, "channels": [16, 32], "audio_dim": 16}) \
+        .save_pretrained(tmp_path / "generator")
+    bundle = build_bundle(BundleConfig(out=str(tmp_path / "bundle"), asr=str(demo_run), mt=str(tiny_marian),
+                                       tts=f"vits:{tiny_vits}", generator=str(tmp_path / "generator"),
+                                       expert=str(demo_expert[0])))
+    clip = tmp_path / "clip.mp4"
+    _ffmpeg("-i", shared_video(CLIP), "-t", 4, "-c:v", "libx264", "-crf", 18, "-c:a", "aac", clip)
+    report = dub(DubConfig(input=str(clip), bundle=str(bundle), out=str(tmp_path / "out"), to="en"))
+    assert report["translation"] == json.loads((bundle / "model_index.json").read_text())["mt"]["source"]
+    assert report["segments"] and report["frames"] == 100
+    for row in report["segments"]:
+        assert row["source_text"] and row["translation"]  # recognized, then translated
+        slot = row["end"] - row["start"]
+        assert abs(row["fitted"] - slot) < 0.04 + row["borrowed"] or row["overflow"] > 0
+        assert row["synthesized"] > 0 and row["lip_synced"]
+    a, b = list(iter_frames(clip)), list(iter_frames(tmp_path / "out" / "clip.dub.mp4"))
+    assert len(a) == len(b) == 100

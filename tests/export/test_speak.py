@@ -12,13 +12,6 @@ from export.speak import EspeakSpeaker, SpeechError, Voice, VitsSpeaker, make_sp
 TEXT = "Mirëdita, si jeni sot? Unë jam mirë, faleminderit."
 
 
-@pytest.fixture(scope="module")
-def tiny_vits(tmp_path_factory):
-    from export.tiny import build_tiny_vits
-
-    return build_tiny_vits(tmp_path_factory.mktemp("vits") / "mms-tts-tiny")
-
-
 def test_espeak_rate_and_a_voice_that_matches_the_original():
     speaker = EspeakSpeaker("sq")
     normal, fast = speaker.speak(TEXT, 1.0), speaker.speak(TEXT, 1.5)
