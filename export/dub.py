@@ -372,7 +372,6 @@ def render(video: Path, info, fps: float, spans, generator, dub_mel: np.ndarray,
 
     steps = times if times is not None else StepTimes()
     size = generator.generator_config.size
-    template = geometry.template(CROP_SIZE)
     paster = Paster(cfg.feather)
     owner = {}
     for i, (track, first, last) in enumerate(spans):
@@ -430,9 +429,7 @@ def render(video: Path, info, fps: float, spans, generator, dub_mel: np.ndarray,
             yield done
 
     def crop_at(index, frame, track):
-        affine = geometry.fit_similarity(track.align[index - track.start], template)
-        crop = cv2.warpAffine(frame, affine, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_CUBIC,
-                              borderMode=cv2.BORDER_REPLICATE)
+        crop, affine = geometry.canonical_crop(frame, track.align[index - track.start], CROP_SIZE)
         marks = geometry.apply_affine(affine, track.landmarks[index - track.start:index - track.start + 1][0])
         small = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
         return index, frame, affine, small, marks * (size / CROP_SIZE)

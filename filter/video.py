@@ -101,7 +101,6 @@ def stream_crops(video, info, fps: float, spans: list, size: int):
     (item, track, first, last) are collected and yielded as (item, crops, affines) as soon as the
     span ends, or, when the video ends early, with what it had. Memory holds only the open spans.
     filter's sync scoring and rendering, and train.lipsync.evaluate, all crop through here."""
-    target = geometry.template(size)
     pending = sorted(spans, key=lambda span: span[2])
     active: list[tuple] = []
     end = max((span[3] for span in spans), default=0)
@@ -112,10 +111,9 @@ def stream_crops(video, info, fps: float, spans: list, size: int):
                 item, track, _, last = pending.pop(0)
                 active.append((item, track, last, [], []))
             for _, track, _, crops, affines in active:
-                affine = geometry.fit_similarity(track.align[index - track.start], target)
+                crop, affine = geometry.canonical_crop(frame, track.align[index - track.start], size)
+                crops.append(crop)
                 affines.append(affine)
-                crops.append(cv2.warpAffine(frame, affine, (size, size), flags=cv2.INTER_CUBIC,
-                                            borderMode=cv2.BORDER_REPLICATE))
             for span in [a for a in active if a[2] <= index + 1]:
                 active.remove(span)
                 yield span[0], span[3], span[4]

@@ -89,3 +89,14 @@ def invert_affine(matrix: np.ndarray) -> np.ndarray:
     out[..., :2] = lin
     out[..., 2] = -np.einsum("...ij,...j->...i", lin, m[..., 2])
     return out
+
+
+def canonical_crop(frame: np.ndarray, align: np.ndarray, size: int = CROP_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """The face's canonical crop of ``frame``: (size × size crop, its frame→crop affine), from the
+    track's (3, 2) alignment points (``alignment_points``). Bicubic, edges replicated; filter,
+    evaluation and dubbing all crop through here so that their crops agree to the pixel."""
+    import cv2
+
+    affine = fit_similarity(align, template(size))
+    crop = cv2.warpAffine(frame, affine, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    return crop, affine
