@@ -138,7 +138,7 @@ def _copy(src: Path, dst: Path, skip=("checkpoints",)) -> None:
 
 
 def _asr_entry(cfg: BundleConfig, stage: Path, revision: str, licenses: dict) -> dict:
-    from train.asr.model import _adapter_base  # the base a LoRA adapter was trained on
+    from shqip_av.whisper import _adapter_base  # the base a LoRA adapter was trained on
 
     folder = _local(cfg.asr, cfg.root)
     if folder is None:
@@ -382,7 +382,7 @@ class Bundle:
 
     def load_asr(self, language: str | None = None):
         """A train.asr LoadedModel (model, processor) for transcription."""
-        from train.asr.model import LoadedModel, configure_generation, load_for_inference, load_processor, load_whisper
+        from shqip_av.whisper import LoadedModel, configure_generation, load_for_inference, load_processor, load_whisper
 
         entry = self.component("asr")
         language = language or self.index.get("source_language") or "sq"

@@ -158,7 +158,7 @@ def recognize(bundle, audio: np.ndarray, segments: list[Segment], language: str,
     it on the first 30 s of the segments' speech; returns the language and the detection."""
     import torch
 
-    from train.asr.model import configure_generation, detect_language
+    from shqip_av.whisper import configure_generation, detect_language
 
     asr = bundle.load_asr(language or None)
     asr.model.to(device)

@@ -102,6 +102,35 @@ class SyncConfig:
 
 
 @dataclass
+class TranscriptsConfig:
+    model: str = option("", "Whisper that identifies each utterance's language, checks its caption and writes "
+                            "pseudo-labels: a Hub id, a model folder, or a train.asr run (runs/asr/<name>). "
+                            "Empty: captions are taken as they are and caption-less utterances get no transcript")
+    revision: str = option("main", "Hub revision of a Hub model")
+    languages: list[str] = option(help="spoken languages kept (Whisper codes); speech confidently identified as "
+                                       "another language is rejected (wrong-language)", factory=lambda: ["sq"])
+    min_language_probability: float = option(0.5, "wrong-language only when the model gives the other language at "
+                                                  "least this probability (an unsure model rejects nothing)", min=0, max=1)
+    max_caption_cer: float = option(0.35, "captions whose character error rate against the recognizer (both "
+                                          "normalized) exceeds this are rejected (caption-mismatch), when the "
+                                          "recognizer itself is confident (the thresholds below)", min=0)
+    pseudo_labels: bool = option(True, "utterances without captions get the recognizer's text as their transcript "
+                                       "(transcript_source asr:<model>) when it is confident")
+    min_avg_logprob: float = option(-0.6, "confident: the mean log-probability of the generated tokens is at least "
+                                          "this (Whisper's own fallback uses -1.0; -0.6 is stricter)", max=0)
+    max_compression_ratio: float = option(2.4, "confident: the text's zlib compression ratio is at most this "
+                                               "(repetition loops compress well)", above=0)
+    max_no_speech_probability: float = option(0.6, "confident: Whisper's no-speech probability is at most this",
+                                              min=0, max=1)
+    max_ngram_repeats: int = option(2, "confident: no word 3-gram occurs more often than this", min=1)
+    min_rms_db: float = option(-55.0, "utterances quieter than this (RMS, dBFS) are silent: not transcribed "
+                                      "(skipped and counted)", max=0)
+    batch_size: int = option(8, "utterances per recognizer batch", min=1, max=1024)
+    max_new_tokens: int = option(128, "longest transcript in tokens", min=1, max=440)
+    device: str = option("auto", "torch device for the recognizer: auto (a GPU when present), cpu, cuda, cuda:N")
+
+
+@dataclass
 class CropConfig:
     size: int = option(256, "side of the canonical face crop", min=64, max=1024)
     crf: int = option(18, "H.264 quality of the crop videos (lower is better)", min=0, max=51)
@@ -117,6 +146,7 @@ class FilterConfig:
     diarization: DiarizationConfig = option(factory=DiarizationConfig)
     quality: QualityConfig = option(factory=QualityConfig)
     sync: SyncConfig = option(factory=SyncConfig)
+    transcripts: TranscriptsConfig = option(factory=TranscriptsConfig)
     crop: CropConfig = option(factory=CropConfig)
 
     def check(self) -> None:
@@ -132,11 +162,18 @@ class FilterConfig:
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where or how fast they are computed)."""
         from filter.expert import weights_digest
+        from filter.transcripts import model_digest
 
         data = to_dict(self)
         for key in ("root", "workers"):
             data.pop(key)
         data["diarization"].pop("device")
+        for key in ("batch_size", "device"):
+            data["transcripts"].pop(key)
+        if not self.transcripts.model:  # the step is off: its thresholds change nothing
+            data.pop("transcripts")
+        else:
+            data["transcripts_weights"] = model_digest(self.transcripts.model)
         data["version"] = __version__
         data["sync_weights"] = weights_digest(self.sync.method)  # a retrained expert at the same path redoes
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

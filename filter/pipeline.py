@@ -19,6 +19,7 @@ from filter.config import ConfigurationError, FilterConfig
 from filter.faces import create_landmarker
 from filter.speech import silero_vad
 from filter.sync import load_sync_scorer
+from filter.transcripts import check_recognizer
 from filter.video import VideoResult, process_video
 from shqip_av import ShqipError
 from shqip_av.config import save_config, validate
@@ -151,6 +152,7 @@ def check_config(cfg: FilterConfig) -> None:
         raise ConfigurationError(f"speech.vad_model {cfg.speech.vad_model!r} cannot be loaded: "
                                  f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     load_sync_scorer(cfg.sync)
+    check_recognizer(cfg.transcripts)
     p = cfg.diarization.pipeline
     if p and not Path(p).expanduser().exists() and not re.fullmatch(r"[\w.-]+/[\w.-]+", p):
         raise ConfigurationError(f"diarization.pipeline {p!r}: no such file or folder, and not a Hub id "

@@ -21,9 +21,11 @@ from shqip_av.models import ModelFileError, resolve_model
 class Utterance:
     start: float
     end: float
-    text: str | None = None  # transcript (captions), NFC
+    text: str | None = None  # transcript (captions, or a pseudo-label), NFC
     speaker: str | None = None  # diarization label
     overlap: float = 0.0  # seconds with two or more speakers active
+    transcript_source: str | None = None  # captions, asr:<model>; None without a transcript
+    transcript_check: dict | None = None  # the transcripts step's measurements, when it ran
 
     @property
     def duration(self) -> float:

@@ -18,6 +18,7 @@ from filter.faces import FaceTrack, scan_faces
 from filter.speech import (Utterance, diarize, label_utterances, load_diarization, silero_vad,
                            utterances_from_captions, utterances_from_regions)
 from filter.sync import SyncInput, SyncResult, load_sync_scorer
+from filter.transcripts import check_transcripts
 from shqip_av import __version__, geometry, schema
 from shqip_av.files import DatasetRoot, atomic_write_bytes, atomic_write_text
 from shqip_av.log import get_logger
@@ -205,16 +206,16 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
     captions = raw.files.captions.get(raw.source.language or "sq") or next(iter(raw.files.captions.values()), None)
     if cfg.speech.use_captions and captions:
         utterances, unusable = utterances_from_captions(droot.path(captions), total, cfg.speech)
-        transcript_source = "captions"
+        for u in utterances:
+            u.transcript_source = "captions" if u.text else None
     else:
         regions = silero_vad(cfg.speech.vad_model).speech_regions(audio, cfg.speech)
         utterances, unusable = utterances_from_regions(regions, cfg.speech)
-        transcript_source = None
     for u in unusable:
         reason = "utterance-too-short" if u.duration < cfg.speech.min_utterance else "utterance-too-long"
         reject("speech", reason, f"utterance {u.start:.2f}–{u.end:.2f} s", u.duration,
                key=schema.sample_key(vid, "u", u.start))
-    result.stats["transcripts"] = transcript_source or "none"
+    result.stats["transcripts"] = "captions" if any(u.text for u in utterances) else "none"
     if not utterances:
         if not unusable:
             reject("speech", "no-speech", "no speech found (captions or voice activity)", 0.0)
@@ -226,6 +227,20 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
     label_utterances(utterances, turns)
     result.stats["diarization"] = cfg.diarization.pipeline if pipeline is not None else \
         "none: no pyannote pipeline configured, one speaker per video assumed"
+
+    # 3b. transcripts: language, caption check, pseudo-labels (utterances about to be dropped for
+    # overlapping speech are not worth a recognizer pass)
+    unheard: list[Utterance] = []  # rejected by the transcripts step, kept in decisions.json
+    if cfg.transcripts.model:
+        heard = [u for u in utterances if u.overlap <= cfg.diarization.max_overlap]
+        outcomes, step = check_transcripts(heard, audio, cfg.transcripts)
+        result.stats["transcript_step"] = step.to_dict()
+        for i, outcome in outcomes.items():
+            heard[i].transcript_check = outcome.check
+            if outcome.rejection:
+                reject("transcripts", *outcome.rejection, key=schema.sample_key(vid, "u", heard[i].start))
+                unheard.append(heard[i])
+        utterances = [u for u in utterances if not any(u is x for x in unheard)]
 
     # 4. faces
     scan = scan_faces(video, info, cfg.faces, fps, folder=work)
@@ -320,9 +335,10 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
                    f"(track {qualified[0].track.track_id}) was kept", other.sync.confidence, key=other.key)
         jobs.extend(qualified[:1])
     atomic_write_text(work / "decisions.json", dumps({"utterances": [vars(u) for u in utterances],
+                                                     "rejected_utterances": [vars(u) for u in unheard],
                                                      "tracks": decisions}) + "\n")
     if jobs:
-        _render(video, info, fps, jobs, raw, cfg, staging, reject, result, audio, transcript_source)
+        _render(video, info, fps, jobs, raw, cfg, staging, reject, result, audio)
     result.accepted.sort(key=lambda r: (r["meta"]["start"], r["key"]))
     return result
 
@@ -367,19 +383,18 @@ def sharpness(crop: np.ndarray) -> float:
 
 
 def _render(video, info, fps, jobs: list[_Job], raw: RawVideo, cfg: FilterConfig, staging: Path, reject,
-            result: VideoResult, audio, transcript_source: str | None) -> None:
+            result: VideoResult, audio) -> None:
     """Second pass over the frames: canonical crops for the accepted jobs, then the samples."""
     spans = [(job, job.track, job.first, job.last) for job in jobs]
     for job, crops, affines in stream_crops(video, info, fps, spans, cfg.crop.size):
         if len(crops) < 2:  # the video ended (fewer frames than the audio) before this job had any
             continue
         job.last = job.first + len(crops)
-        _write_sample(job, crops, np.array(affines, dtype=np.float64), raw, cfg, staging, reject, result, audio,
-                      transcript_source, fps)
+        _write_sample(job, crops, np.array(affines, dtype=np.float64), raw, cfg, staging, reject, result, audio, fps)
 
 
 def _write_sample(job: _Job, crops: list, affines: np.ndarray, raw: RawVideo, cfg: FilterConfig, staging: Path,
-                  reject, result: VideoResult, audio, transcript_source: str | None, fps: float) -> None:
+                  reject, result: VideoResult, audio, fps: float) -> None:
     sharp = float(np.median([sharpness(c) for c in crops[::5]]))
     if sharp < cfg.quality.min_sharpness:
         reject("quality", "blurry", f"median Laplacian variance below {cfg.quality.min_sharpness}", sharp, key=job.key)
@@ -422,12 +437,13 @@ def _write_sample(job: _Job, crops: list, affines: np.ndarray, raw: RawVideo, cf
         "end": round(end, 3),
         "fps": fps,
         "num_frames": num_frames,
-        "transcript_source": transcript_source if text else None,
+        "transcript_source": job.utterance.transcript_source if text else None,
         "quality": {"eye_distance_px": round(job.eye_distance, 2), "sharpness": round(sharp, 2),
                     "sync_confidence": job.sync.confidence, "sync_offset_frames": job.sync.offset_frames,
                     "sync_method": job.sync.method, "sync_correction_frames": job.correction,
                     **({"sync_distance": job.sync.distance} if job.sync.distance is not None else {})},
         "track": job.track.track_id,
+        **({"transcript_check": _sample_check(job.utterance.transcript_check)} if job.utterance.transcript_check else {}),
         "producer": f"shqip-av {__version__}",
     }
     schema.check_meta_values(meta)
@@ -438,6 +454,12 @@ def _write_sample(job: _Job, crops: list, affines: np.ndarray, raw: RawVideo, cf
         "files": {m: f"clips/{raw.video_id}/{key}.{m}" for m in members},
         "duration": round(end - start, 3), "meta": meta,
     })
+
+
+def _sample_check(check: dict) -> dict:
+    """The transcripts step's measurements a sample carries (the recognizer's text stays in
+    decisions.json: for a caption it would be a second, unverified transcript)."""
+    return {k: v for k, v in check.items() if k != "text"}
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

@@ -6,7 +6,7 @@ import jiwer
 import pytest
 
 from train.asr.metric import load_metric, score
-from train.asr.normalize import normalize
+from shqip_av.normalize import normalize
 
 
 @pytest.mark.parametrize("raw, expected", [

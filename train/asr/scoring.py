@@ -75,7 +75,7 @@ def score_rows(rows: list[dict]) -> dict:
 
 
 def write_predictions(path: Path, rows: list[dict]) -> Path:
-    from train.asr.normalize import normalize
+    from shqip_av.normalize import normalize
 
     return write_jsonl(path, ({**r, "reference_normalized": normalize(r["reference"]),
                                "prediction_normalized": normalize(r["prediction"])} for r in rows))
@@ -92,5 +92,5 @@ def format_table(results: list[dict]) -> str:
     for r in results:
         rates = " ".join(_pct(r.get(k)) for k in RATE_KEYS)
         lines.append(f"{r['split']:<12} {r['model']:<{width}} {r.get('samples', 0):>7} {rates}")
-    lines.append("(rates in %; -n: after Albanian normalization, train/asr/normalize.py)")
+    lines.append("(rates in %; -n: after Albanian normalization, shqip_av/normalize.py)")
     return "\n".join(lines)

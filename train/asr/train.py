@@ -20,6 +20,7 @@ import shutil
 import time
 from pathlib import Path
 
+from shqip_av import whisper
 from shqip_av.config import ConfigError, flatten, from_dict, load_yaml, save_config, to_dict
 from shqip_av.files import DatasetRoot, atomic_write_text, remove_tree
 from shqip_av.log import get_logger
@@ -206,11 +207,11 @@ def run_training(cfg: AsrConfig) -> dict:
         return metrics
     state.wait_for_everyone()
 
-    processor = asr_model.load_processor(cfg.model.name_or_path, cfg.model.revision)
+    processor = whisper.load_processor(cfg.model.name_or_path, cfg.model.revision)
     tokenizer = processor.tokenizer
     set_seed(cfg.training.seed)
-    model = asr_model.load_whisper(cfg.model.name_or_path, cfg.model.revision)
-    asr_model.configure_generation(model, tokenizer, cfg.model.language, cfg.model.task, cfg.training.max_new_tokens)
+    model = whisper.load_whisper(cfg.model.name_or_path, cfg.model.revision)
+    whisper.configure_generation(model, tokenizer, cfg.model.language, cfg.model.task, cfg.training.max_new_tokens)
     asr_model.apply_spec_augment(model, cfg.model.spec_augment)
     if cfg.model.finetune == "lora":
         model = asr_model.add_lora(model, cfg.model.lora)
@@ -301,8 +302,8 @@ def finish(cfg: AsrConfig, model, processor, training: dict, data_counts: dict) 
     splits: dict[str, dict] = {}
     base_model = None
     if cfg.training.evaluate_base and cfg.model.finetune == "full":
-        base_model = asr_model.load_whisper(cfg.model.name_or_path, cfg.model.revision).to(next(model.parameters()).device)
-        asr_model.configure_generation(base_model, processor.tokenizer, cfg.model.language, cfg.model.task,
+        base_model = whisper.load_whisper(cfg.model.name_or_path, cfg.model.revision).to(next(model.parameters()).device)
+        whisper.configure_generation(base_model, processor.tokenizer, cfg.model.language, cfg.model.task,
                                        cfg.training.max_new_tokens)
     gen = {"batch_size": cfg.training.eval_batch_size, "max_samples": cfg.data.max_eval_samples,
            "num_beams": cfg.training.num_beams}

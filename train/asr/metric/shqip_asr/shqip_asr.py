@@ -8,7 +8,7 @@ Load it by path, offline (``evaluate.load("wer")`` would fetch a script from the
 
 Returns corpus-level rates (errors summed over all pairs, divided by the reference length):
 ``wer``/``cer`` on the texts as given, ``wer_normalized``/``cer_normalized`` after
-``train.asr.normalize.normalize`` (NFC, lower case, punctuation, whitespace; ë and ç kept), and
+``shqip_av.normalize.normalize`` (NFC, lower case, punctuation, whitespace; ë and ç kept), and
 the counts behind them (``words``, ``chars``, ``*_errors``) so results from several runs can be
 added up. Rates are ``None`` when the references hold no words at all.
 """
@@ -17,7 +17,7 @@ import datasets
 import evaluate
 import jiwer
 
-from train.asr.normalize import normalize
+from shqip_av.normalize import normalize
 
 _CITATION = ""
 _DESCRIPTION = __doc__
