@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import statistics
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from shqip_av.log import get_logger
 from shqip_av.schema import META_FIELDS, SCHEMA_VERSION
 
 from cards import plots
-from cards.facts import NO_LICENCE, SPLITS, dataset_facts, thresholds, verify_shards
+from cards.facts import NO_LICENCE, SPLITS, TRANSCRIPT_KINDS, dataset_facts, thresholds, verify_shards
 
 log = get_logger(__name__)
 
@@ -126,6 +127,19 @@ def _dialect_line(dialects: dict[str, tuple[int, float]]) -> str:
     return f"- **Dialects** (from sources.yaml): {'; '.join(parts)}.{gap}"
 
 
+def _transcripts_line(splits: dict, total: int) -> str:
+    kinds = Counter()
+    for f in splits.values():
+        kinds.update(f.transcripts)
+    if not kinds["pseudo-label"] and not kinds["captions, verified"]:
+        return (f"- **Transcripts** exist only where the uploader provided captions ({kinds['captions, unverified']} "
+                f"of {total} utterances); they were not checked by a recognizer nor by hand.")
+    return (f"- **Transcripts**: {kinds['captions, verified']} captions verified by a recognizer, "
+            f"{kinds['captions, unverified']} captions unverified, {kinds['pseudo-label']} pseudo-labels (a "
+            f"recognizer's text, not checked by hand: they carry its errors), {kinds['none']} utterances without "
+            f"one, of {total}. Evaluate on captioned samples (train.asr does by default).")
+
+
 def _body(cfg: DatasetCardConfig, index: dict, splits: dict, facts: dict) -> str:
     total = sum(f.samples for f in splits.values())
     hours = sum(f.hours for f in splits.values())
@@ -143,6 +157,11 @@ def _body(cfg: DatasetCardConfig, index: dict, splits: dict, facts: dict) -> str
         ["split", "utterances", "hours", "speakers", "videos", "with transcript", "shards"],
         [[s, f.samples, f"{f.hours:.3f}", len(f.speakers), len(f.videos), f.with_transcript, len(f.shards)]
          for s, f in splits.items()])]
+    parts += ["", "Transcripts by source (captions are the uploader's; *verified* means a confident Whisper agreed "
+              "with them, within the character error rate in the thresholds below; pseudo-labels are that "
+              "recognizer's own text where there was no caption and it was confident):", "",
+              _table(["split", *TRANSCRIPT_KINDS], [[s, *(f.transcripts.get(k, 0) for k in TRANSCRIPT_KINDS)]
+                                                    for s, f in splits.items()])]
     parts += ["", "Splits are speaker-disjoint: a speaker's utterances are all in one split (a salted hash of the "
               "speaker). Counts are read from the shards, which were checked against `shards/index.json` "
               "(size and sha256 of every shard).", "", "![Utterance durations per split](assets/durations.png)"]
@@ -211,7 +230,6 @@ def _body(cfg: DatasetCardConfig, index: dict, splits: dict, facts: dict) -> str
               f"- **Speaker balance**: {len(all_seconds)} speakers; the largest holds {_pct(biggest / total_seconds)} "
               f"of the audio, the median speaker {median:.1f} s. Models trained on it will fit the largest speakers best.",
               _dialect_line(facts["dialects"]),
-              f"- **Transcripts** exist only where the uploader provided captions ({sum(f.with_transcript for f in splits.values())} "
-              f"of {total} utterances); they are not verified by hand.",
+              _transcripts_line(splits, total),
               "- The sync, face and sharpness filters are automatic and make mistakes in both directions."]
     return "\n".join(parts) + "\n"

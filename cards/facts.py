@@ -24,7 +24,10 @@ from shqip_av.takedown import TakedownList
 
 SPLITS = ("train", "validation", "test")
 # the order in which filter's stages see an utterance (DESIGN.md §3)
-FILTER_STAGES = ("filter.probe", "filter.speech", "filter.faces", "filter.quality", "filter.sync")
+FILTER_STAGES = ("filter.probe", "filter.speech", "filter.transcripts", "filter.faces", "filter.quality",
+                 "filter.sync")
+# how a sample's transcript came to be (its metadata: transcript_source and transcript_check)
+TRANSCRIPT_KINDS = ("captions, verified", "captions, unverified", "pseudo-label", "none")
 NO_LICENCE = "none (explicit consent)"  # the licence column of videos admitted by a consent record alone
 
 
@@ -40,6 +43,7 @@ class SplitFacts:
     speakers: Counter = field(default_factory=Counter)  # speaker → seconds
     videos: set = field(default_factory=set)
     with_transcript: int = 0
+    transcripts: Counter = field(default_factory=Counter)  # TRANSCRIPT_KINDS → samples
     shards: list[dict] = field(default_factory=list)  # the index entries, verified
 
     @property
@@ -101,6 +105,7 @@ def verify_shards(root: str | Path) -> tuple[dict, dict[str, SplitFacts]]:
             f.speakers[meta["speaker"]] += seconds
             f.videos.add(meta["video_id"])
             f.with_transcript += "txt" in members
+            f.transcripts[transcript_kind(meta, "txt" in members)] += 1
     for split in SPLITS:
         f = facts.setdefault(split, SplitFacts())
         said = index.get("splits", {}).get(split, {})
@@ -115,6 +120,16 @@ def verify_shards(root: str | Path) -> tuple[dict, dict[str, SplitFacts]]:
         raise CardError("the shards hold no samples: check the filter and shard runs (python -m filter.report "
                         f"--root {root}) before writing a card")
     return index, facts
+
+
+def transcript_kind(meta: dict, has_text: bool) -> str:
+    """One of TRANSCRIPT_KINDS for a sample's metadata."""
+    source = meta.get("transcript_source") or ""
+    if not has_text or not source:
+        return "none"
+    if source.startswith("asr:"):
+        return "pseudo-label"
+    return "captions, verified" if (meta.get("transcript_check") or {}).get("verified") else "captions, unverified"
 
 
 @dataclass
@@ -160,6 +175,8 @@ def dataset_facts(root: str | Path) -> dict:
     entered = len(clips) + len(per_utterance)
     funnel = []
     for stage in FILTER_STAGES[1:]:
+        if stage == "filter.transcripts" and not _transcripts_ran(droot) and stage not in by_stage:
+            continue
         reasons = by_stage.get(stage, [])
         funnel.append(StageFunnel(stage, entered, len(reasons), Counter(reasons).most_common(3)))
         entered -= len(reasons)
@@ -185,6 +202,13 @@ def dataset_facts(root: str | Path) -> dict:
             "all_rejections": Counter(r["reason"] for r in rejected).most_common()}
 
 
+def _transcripts_ran(root: DatasetRoot) -> bool:
+    from shqip_av.config import load_yaml
+
+    path = root.path("clips", "filter.yaml")
+    return path.is_file() and bool(((load_yaml(path) or {}).get("transcripts") or {}).get("model"))
+
+
 def thresholds(root: str | Path) -> list[tuple[str, object, str]]:
     """(key, value, meaning) of the filter settings that decide what is kept, from clips/filter.yaml."""
     import dataclasses
@@ -197,12 +221,14 @@ def thresholds(root: str | Path) -> list[tuple[str, object, str]]:
         raise CardError(f"{path} is missing: the card states the thresholds the filter used")
     cfg = from_dict(FilterConfig, load_yaml(path))
     rows = []
-    for section in ("probe", "speech", "diarization", "quality", "sync", "crop"):
+    for section in ("probe", "speech", "diarization", "transcripts", "quality", "sync", "crop"):
         obj = getattr(cfg, section, None)
         if obj is None:
             continue
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
-            if isinstance(value, (int, float, bool)) or (isinstance(value, str) and section == "sync"):
+            if section == "transcripts" and f.name != "model" and not cfg.transcripts.model:
+                continue  # the step did not run: its thresholds decided nothing
+            if isinstance(value, (int, float, bool)) or (isinstance(value, str) and section in ("sync", "transcripts")):
                 rows.append((f"{section}.{f.name}", value, f.metadata.get("help", "")))
     return rows
