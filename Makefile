@@ -114,6 +114,7 @@ test:
 bench:
 	$(PY) bench/filter_throughput.py
 	$(PY) bench/asr_throughput.py
+	$(PY) bench/transcripts_throughput.py
 	$(PY) bench/filter_memory.py
 	$(PY) bench/expert_throughput.py
 	$(PY) bench/generator_throughput.py

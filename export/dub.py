@@ -30,7 +30,6 @@ import hashlib
 import json
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,7 +38,7 @@ import numpy as np
 from shqip_av import ShqipError
 from shqip_av.config import option
 from shqip_av.files import atomic_write_text
-from shqip_av.log import get_logger, progress
+from shqip_av.log import StepTimes, get_logger, progress
 
 from export.fit import FitConfig
 
@@ -92,24 +91,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-class StepTimes:
-    """Wall seconds per step of this run (report.json's ``seconds``; make bench reads them)."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, step: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - start
-
-    def rounded(self) -> dict[str, float]:
-        return {k: round(v, 3) for k, v in self.seconds.items()}
 
 
 class Work:

@@ -45,12 +45,20 @@ class FilterStats:
     utterances: int = 0  # accepted, all videos
     seconds: float = 0.0
     rejected: Counter = field(default_factory=Counter)
+    step_seconds: Counter = field(default_factory=Counter)  # wall seconds per step, summed over this run's videos
+
+    def time_split(self) -> str:
+        total = sum(self.step_seconds.values())
+        return ", ".join(f"{step} {sec:.1f} s ({100 * sec / total:.0f} %)"
+                         for step, sec in self.step_seconds.most_common()) if total else ""
 
     def summary(self) -> str:
         top = ", ".join(f"{r} {n}" for r, n in self.rejected.most_common(6)) or "none"
         text = (f"filter: {self.videos} videos ({self.processed} processed now, {self.skipped} already done, "
                 f"{self.failed} failed, {self.withdrawn} withdrawn); {self.utterances} utterances kept "
                 f"({self.seconds / 3600:.3f} h); rejections: {top}")
+        if self.step_seconds:
+            text += f"\nfilter: time per step (all workers): {self.time_split()}"
         if self.failed:
             text += (f"\nfilter: {self.failed} video(s) failed (see the warnings above); their earlier results, "
                      f"if any, were kept; rerun the same command to retry them")
@@ -197,6 +205,7 @@ def _prepare_clips(root: DatasetRoot, cfg: FilterConfig, manifest: Path) -> Filt
             return
         _commit(root, record, result)
         stats.processed += 1
+        stats.step_seconds.update(result.stats.get("seconds", {}))
 
     if todo:
         log.info("filter: %d videos to process with %d worker(s)", len(todo), cfg.workers)

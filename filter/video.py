@@ -21,7 +21,7 @@ from filter.sync import SyncInput, SyncResult, load_sync_scorer
 from filter.transcripts import check_transcripts
 from shqip_av import __version__, geometry, schema
 from shqip_av.files import DatasetRoot, atomic_write_bytes, atomic_write_text
-from shqip_av.log import get_logger
+from shqip_av.log import StepTimes, get_logger
 from shqip_av.manifest import dumps
 from shqip_av.media import (AUDIO_RATE, MediaError, check_decodes, iter_frames, open_audio, probe, write_video,
                             write_wav)
@@ -157,11 +157,20 @@ class _Rejector:
 
 def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
     """Filter one collected video: returns its accepted samples (files staged under
-    clips/<video_id>.partial/, moved into place by the caller) and its rejections."""
+    clips/<video_id>.partial/, moved into place by the caller) and its rejections. The wall time
+    of each step goes to stats["seconds"]."""
     raw = RawVideo.from_dict(record)
-    droot = DatasetRoot(root)
+    result = VideoResult(raw.video_id, cfg.fingerprint())
+    times = StepTimes()
+    try:
+        _process(raw, DatasetRoot(root), cfg, result, times)
+    finally:
+        result.stats["seconds"] = times.rounded()
+    return result
+
+
+def _process(raw: RawVideo, droot: DatasetRoot, cfg: FilterConfig, result: VideoResult, times: StepTimes) -> None:
     vid = raw.video_id
-    result = VideoResult(vid, cfg.fingerprint())
     reject = _Rejector(raw, result)
     work = droot.path("work", vid)
     staging = droot.path("clips", f"{vid}.partial")
@@ -172,29 +181,30 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
     # 1. probe
     video = droot.path(raw.files.video)
     try:
-        info = probe(video)
-        if info.has_video and info.has_audio:
-            check_decodes(video)
+        with times("probe"):
+            info = probe(video)
+            if info.has_video and info.has_audio:
+                check_decodes(video)
     except MediaError as e:
         reject("probe", "does-not-decode", str(e))
-        return result
+        return
     if not info.has_video:
         reject("probe", "no-video-stream", "the file has no video stream")
-        return result
+        return
     if not info.has_audio:
         reject("probe", "no-audio-stream", "the file has no audio stream")
-        return result
+        return
     short, long = sorted((info.width, info.height))
     if short < cfg.probe.min_side or long > cfg.probe.max_side or long > cfg.probe.max_aspect * short:
         reject("probe", "absurd-resolution", f"{info.width}x{info.height} is outside {cfg.probe.min_side}..{cfg.probe.max_side} px "
                f"or wider than {cfg.probe.max_aspect}:1", f"{info.width}x{info.height}")
-        return result
+        return
     if info.fps < cfg.probe.min_fps:
         reject("probe", "low-frame-rate", f"average frame rate below {cfg.probe.min_fps}", info.fps)
-        return result
+        return
     if info.duration < cfg.speech.min_utterance:
         reject("probe", "too-short", f"shorter than the minimum utterance ({cfg.speech.min_utterance} s)", info.duration)
-        return result
+        return
     result.stats.update(duration=round(info.duration, 3), source_fps=round(info.fps, 3), width=info.width,
                         height=info.height, variable_frame_rate=info.variable_frame_rate, rotation=info.rotation)
 
@@ -209,7 +219,8 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
         for u in utterances:
             u.transcript_source = "captions" if u.text else None
     else:
-        regions = silero_vad(cfg.speech.vad_model).speech_regions(audio, cfg.speech)
+        with times("vad"):
+            regions = silero_vad(cfg.speech.vad_model).speech_regions(audio, cfg.speech)
         utterances, unusable = utterances_from_regions(regions, cfg.speech)
     for u in unusable:
         reason = "utterance-too-short" if u.duration < cfg.speech.min_utterance else "utterance-too-long"
@@ -219,11 +230,12 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
     if not utterances:
         if not unusable:
             reject("speech", "no-speech", "no speech found (captions or voice activity)", 0.0)
-        return result
+        return
 
     # 3. diarization
     pipeline = load_diarization(cfg.diarization)
-    turns = diarize(pipeline, audio[:]) if pipeline is not None else None  # pyannote takes the whole waveform
+    with times("diarization"):
+        turns = diarize(pipeline, audio[:]) if pipeline is not None else None  # pyannote takes the whole waveform
     label_utterances(utterances, turns)
     result.stats["diarization"] = cfg.diarization.pipeline if pipeline is not None else \
         "none: no pyannote pipeline configured, one speaker per video assumed"
@@ -233,7 +245,8 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
     unheard: list[Utterance] = []  # rejected by the transcripts step, kept in decisions.json
     if cfg.transcripts.model:
         heard = [u for u in utterances if u.overlap <= cfg.diarization.max_overlap]
-        outcomes, step = check_transcripts(heard, audio, cfg.transcripts)
+        with times("transcripts"):
+            outcomes, step = check_transcripts(heard, audio, cfg.transcripts)
         result.stats["transcript_step"] = step.to_dict()
         for i, outcome in outcomes.items():
             heard[i].transcript_check = outcome.check
@@ -243,13 +256,14 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
         utterances = [u for u in utterances if not any(u is x for x in unheard)]
 
     # 4. faces
-    scan = scan_faces(video, info, cfg.faces, fps, folder=work)
+    with times("decode+landmarks"):
+        scan = scan_faces(video, info, cfg.faces, fps, folder=work)
     scan.save(work / "faces.npz")
     result.stats.update(frames=scan.num_frames, tracks=len(scan.tracks),
                         face_frames=round(float((scan.faces_per_frame > 0).mean()) if scan.num_frames else 0.0, 4))
     if not scan.tracks:
         reject("faces", "no-face", "no face track in the video", result.stats["face_frames"])
-        return result
+        return
 
     # 5. per utterance: coverage, size, sync; several qualifying tracks → the best sync
     scorer = load_sync_scorer(cfg.sync)
@@ -303,11 +317,12 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
                          c.pad_before, c.pad_after, crops)
 
     candidates = [c for group in groups for c in group]
-    if scorer.needs_crops:
-        _score_from_crops(video, info, fps, candidates, cfg, lambda c, crops: scorer.score(sync_input(c, crops)))
-    else:
-        for c in candidates:
-            c.job.sync = scorer.score(sync_input(c))
+    with times("sync"):
+        if scorer.needs_crops:
+            _score_from_crops(video, info, fps, candidates, cfg, lambda c, crops: scorer.score(sync_input(c, crops)))
+        else:
+            for c in candidates:
+                c.job.sync = scorer.score(sync_input(c))
     limits = _sync_limits(cfg, scorer)
     for group in groups:
         qualified = []
@@ -338,9 +353,9 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
                                                      "rejected_utterances": [vars(u) for u in unheard],
                                                      "tracks": decisions}) + "\n")
     if jobs:
-        _render(video, info, fps, jobs, raw, cfg, staging, reject, result, audio)
+        with times("crops+encode"):
+            _render(video, info, fps, jobs, raw, cfg, staging, reject, result, audio)
     result.accepted.sort(key=lambda r: (r["meta"]["start"], r["key"]))
-    return result
 
 
 def _pose_problem(track: FaceTrack, window: slice, cfg: FilterConfig, decision: dict) -> tuple | None:

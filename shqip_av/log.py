@@ -146,3 +146,22 @@ def native_stderr_filtered(noise: tuple[str, ...] = ("W0000 ", "I0000 ", "INFO: 
             for line in capture.read().decode("utf-8", "replace").splitlines():
                 if line.strip() and not line.startswith(noise):
                     print(line, file=sys.stderr)
+
+
+class StepTimes:
+    """Wall seconds per named step of one run (filter's per-video stats, the dub's report.json; make
+    bench reads them)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, step: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - start
+
+    def rounded(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in self.seconds.items()}

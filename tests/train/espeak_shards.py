@@ -51,8 +51,13 @@ def speaker_in(split: str, cfg) -> str:
     return next(f"espeak speaker {i}" for i in range(1000) if split_of(f"espeak speaker {i}", cfg) == split)
 
 
-def build_asr_root(root: Path, train_texts: list[str], test_texts: list[str], *, edge_cases: bool = True) -> Path:
-    """A dataset root whose shards hold espeak-ng utterances (train and test speakers)."""
+PSEUDO_SOURCE = "asr:whisper-tiny-sq@0123abcd"
+
+
+def build_asr_root(root: Path, train_texts: list[str], test_texts: list[str], *, edge_cases: bool = True,
+                   pseudo_train: list[str] = (), pseudo_test: list[str] = ()) -> Path:
+    """A dataset root whose shards hold espeak-ng utterances (train and test speakers); the
+    ``pseudo_*`` texts are marked as pseudo-labels (transcript_source PSEUDO_SOURCE)."""
     from filter.shard import ShardConfig, pack_shards
     from shqip_av.media import run_ffmpeg, write_wav
     from shqip_av.schema import SCHEMA_VERSION, sample_key
@@ -71,6 +76,8 @@ def build_asr_root(root: Path, train_texts: list[str], test_texts: list[str], *,
 
     items = [(speaker_in("train", cfg), t, None) for t in train_texts]
     items += [(speaker_in("test", cfg), t, None) for t in test_texts]
+    items += [(speaker_in("train", cfg), t, "pseudo-label") for t in pseudo_train]
+    items += [(speaker_in("test", cfg), t, "pseudo-label") for t in pseudo_test]
     if edge_cases:
         train_speaker = speaker_in("train", cfg)
         items += [(train_speaker, None, "no transcript"),                 # no .txt member
@@ -94,7 +101,7 @@ def build_asr_root(root: Path, train_texts: list[str], test_texts: list[str], *,
         meta = {"schema_version": SCHEMA_VERSION, "video_id": video_id, "source_url": f"file:///{video_id}.mp4",
                 "license": "CC-BY-4.0", "consent": None, "speaker": speaker,
                 "diarization_label": "single-speaker-assumed", "start": 0.0, "end": duration, "fps": 25.0,
-                "num_frames": frames, "transcript_source": "manual" if text is not None else None,
+                "num_frames": frames, "transcript_source": (PSEUDO_SOURCE if case == "pseudo-label" else "manual") if text is not None else None,
                 "quality": {"eye_distance_px": 100.0, "sharpness": 100.0, "sync_confidence": 0.5,
                             "sync_offset_frames": 0, "sync_method": "test"}}
         (folder / f"{key}.json").write_text(json.dumps(meta))

@@ -256,3 +256,31 @@ def test_a_refused_push_leaves_a_complete_run_and_names_the_command_to_push_agai
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["splits"]["test"]["fine_tuned"]["samples"] == 4
     assert (run / "adapter" / "adapter_config.json").is_file() and (run / "trained_on.json").is_file()
+
+
+def test_pseudo_labels_train_but_never_score_by_default(tmp_path):
+    """train.asr reads transcript_source: pseudo-labels join the train split, validation and test
+    are scored against human transcripts only, and metrics.json reports scores per source."""
+    from tests.train.espeak_shards import PSEUDO_SOURCE, albanian_sentences, build_asr_root, missing_inputs
+    from train.asr.tiny import TinyWhisperConfig, build_tiny_whisper
+
+    if missing_inputs():
+        pytest.skip(missing_inputs())
+    texts = albanian_sentences(9, skip=20)
+    root = build_asr_root(tmp_path / "data", texts[:3], texts[3:5], edge_cases=False,
+                          pseudo_train=texts[5:7], pseudo_test=texts[7:9])
+    model = build_tiny_whisper(TinyWhisperConfig(out=str(tmp_path / "m"), root=str(root)))
+    short = dict(training__max_steps=1, training__evaluate_base=False, training__max_new_tokens=4,
+                 data__report_splits=["test"])
+    metrics = run_training(tiny_config(root, model, tmp_path / "default", **short))
+    train, test = metrics["data"]["train"], metrics["data"]["test"]
+    assert train["kept"] == 5 and train["transcript_sources"] == {"manual": 3, PSEUDO_SOURCE: 2}
+    assert test["kept"] == 2 and test["skipped"] == {"pseudo-label-excluded": 2}
+    assert set(metrics["splits"]["test"]["fine_tuned"]["by_source"]) == {"manual"}
+
+    metrics = run_training(tiny_config(root, model, tmp_path / "none", data__pseudo_labels=[], **short))
+    assert metrics["data"]["train"]["kept"] == 3 and metrics["data"]["train"]["skipped"] == {"pseudo-label-excluded": 2}
+
+    metrics = run_training(tiny_config(root, model, tmp_path / "all", data__pseudo_labels=["train", "test"], **short))
+    by_source = metrics["splits"]["test"]["fine_tuned"]["by_source"]
+    assert metrics["data"]["test"]["kept"] == 4 and by_source["manual"]["samples"] == by_source[PSEUDO_SOURCE]["samples"] == 2

@@ -55,6 +55,10 @@ class DataSection:
     max_seconds: float = option(30.0, "skip utterances longer than this (never more than the model's input window)", above=0)
     max_label_tokens: int = option(WHISPER_MAX_LABEL_TOKENS, "skip transcripts longer than this in tokens "
                                                              "(special tokens included)", min=1)
+    pseudo_labels: list[str] = option(help="splits that use pseudo-labels (transcripts a recognizer wrote in filter, "
+                                           "transcript_source asr:<model>); elsewhere they are skipped, so "
+                                           "validation and test WER is measured against human captions only",
+                                      factory=lambda: ["train"])
     max_eval_samples: int = option(0, "score at most this many samples per split (0: all)", min=0)
 
 

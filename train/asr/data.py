@@ -9,6 +9,8 @@ Every sample passes ``Eligibility`` first. Those that cannot be learned from are
 counted by reason, never crashed on:
 
 - ``no-transcript``, ``empty-transcript``;
+- ``pseudo-label-excluded``: the transcript is a recognizer's pseudo-label (``transcript_source``
+  ``asr:<model>``) in a split that uses human transcripts only (``data.pseudo_labels``);
 - ``transcript-too-long``: more label tokens than Whisper's decoder takes (448, special tokens
   included);
 - ``audio-too-long`` (beyond ``max_seconds`` or the model's 30 s input window),
@@ -32,7 +34,7 @@ from shqip_av.media import AUDIO_RATE, MediaError, decode_wav, wav_header
 
 log = get_logger(__name__)
 
-SKIP_REASONS = ("no-transcript", "empty-transcript", "transcript-too-long", "audio-too-long",
+SKIP_REASONS = ("no-transcript", "empty-transcript", "pseudo-label-excluded", "transcript-too-long", "audio-too-long",
                 "audio-too-short", "bad-audio")
 
 
@@ -50,7 +52,7 @@ def asr_features():
         "txt": Value("string"),
         "wav": Audio(decode=False),
         "json": {"speaker": Value("string"), "video_id": Value("string"),
-                 "start": Value("float64"), "end": Value("float64")},
+                 "start": Value("float64"), "end": Value("float64"), "transcript_source": Value("string")},
     })
 
 
@@ -108,10 +110,12 @@ class Eligibility:
     max_label_tokens: int
     min_seconds: float
     max_seconds: float
+    pseudo_labels: bool = False  # use transcripts written by a recognizer (asr:<model>)
 
     def __post_init__(self):
         self.kept = 0
         self.skipped: Counter[str] = Counter()
+        self.sources: Counter[str] = Counter()  # transcript source of the kept samples
 
     def reason(self, example: dict) -> str | None:
         text = example.get("txt")
@@ -119,6 +123,8 @@ class Eligibility:
             return "no-transcript"
         if not text.strip():
             return "empty-transcript"
+        if transcript_source(example).startswith("asr:") and not self.pseudo_labels:
+            return "pseudo-label-excluded"
         wav = example.get("wav") or {}
         try:
             header = wav_header(wav.get("bytes") or b"")
@@ -139,12 +145,19 @@ class Eligibility:
         why = self.reason(example)
         if why is None:
             self.kept += 1
+            self.sources[transcript_source(example)] += 1
             return True
         self.skipped[why] += 1
         return False
 
     def summary(self) -> dict:
-        return {"kept": self.kept, "skipped": dict(sorted(self.skipped.items()))}
+        return {"kept": self.kept, "skipped": dict(sorted(self.skipped.items())),
+                "transcript_sources": dict(sorted(self.sources.items()))}
+
+
+def transcript_source(example: dict) -> str:
+    """captions, manual or asr:<model>; samples written before the field existed count as captions."""
+    return (example.get("json") or {}).get("transcript_source") or "captions"
 
 
 def select_eligible(dataset, eligibility: Eligibility, *, desc: str):
@@ -180,12 +193,12 @@ class FeaturePreparer:
         features = self.feature_extractor(samples, sampling_rate=rate, return_tensors="np").input_features[0]
         text = example["txt"].strip()
         return {"input_features": features.astype(np.float32), "labels": self.tokenizer(text).input_ids,
-                "key": example["__key__"], "text": text}
+                "key": example["__key__"], "text": text, "source": transcript_source(example)}
 
     def batch(self, batch: dict) -> dict:
         """For ``Dataset.with_transform``: a dict of lists in, a dict of lists out."""
         rows = [self.one(dict(zip(batch, values))) for values in zip(*batch.values())]
-        return {name: [row[name] for row in rows] for name in ("input_features", "labels", "key", "text")}
+        return {name: [row[name] for row in rows] for name in ("input_features", "labels", "key", "text", "source")}
 
 
 def prepare(dataset, preparer: FeaturePreparer):

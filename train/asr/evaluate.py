@@ -38,6 +38,8 @@ class EvaluateConfig:
     max_new_tokens: int = option(225, "generation length limit")
     num_beams: int = option(1, "beam size")
     max_samples: int = option(0, "score at most this many samples per split (0: all)")
+    pseudo_labels: bool = option(False, "also score against pseudo-labels (transcripts a recognizer wrote in "
+                                        "filter); by default only human transcripts are references")
     out: str = option("", "folder for predictions and metrics.json (optional)")
 
 
@@ -59,7 +61,8 @@ def evaluate_models(cfg: EvaluateConfig) -> list[dict]:
         for split in cfg.split:
             dataset, eligibility = eligible_split(cfg.root, split, loaded.processor.tokenizer,
                                                   max_seconds=max_audio_seconds(30.0, loaded.processor.feature_extractor),
-                                                  max_label_tokens=WHISPER_MAX_LABEL_TOKENS)
+                                                  max_label_tokens=WHISPER_MAX_LABEL_TOKENS,
+                                                  pseudo_labels=cfg.pseudo_labels)
             if dataset is None:
                 log.warning("split %r has no shards under %s/shards; skipped", split, cfg.root)
                 continue

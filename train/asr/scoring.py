@@ -28,10 +28,12 @@ def max_audio_seconds(limit: float, feature_extractor) -> float:
 
 
 def eligible_split(root: str | Path, split: str, tokenizer, *, max_seconds: float = 30.0,
-                   min_seconds: float = 0.0, max_label_tokens: int = 448, streaming: bool = False):
-    """(dataset, eligibility) for scoring; dataset is None when the split has no shards."""
+                   min_seconds: float = 0.0, max_label_tokens: int = 448, streaming: bool = False,
+                   pseudo_labels: bool = False):
+    """(dataset, eligibility) for scoring; dataset is None when the split has no shards. Scores are
+    against human transcripts unless ``pseudo_labels`` admits a recognizer's too."""
     dataset = load_split(root, split, streaming=streaming)
-    eligibility = Eligibility(tokenizer, max_label_tokens, min_seconds, max_seconds)
+    eligibility = Eligibility(tokenizer, max_label_tokens, min_seconds, max_seconds, pseudo_labels)
     if dataset is None:
         return None, eligibility
     return select_eligible(dataset, eligibility, desc=f"checking {split}"), eligibility
@@ -60,18 +62,24 @@ def transcribe(model, processor, dataset, *, batch_size: int = 16, max_samples: 
             with torch.inference_mode():
                 ids = model.generate(input_features=features, num_beams=num_beams)
             texts = processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
-            rows += [{"key": p["key"], "reference": p["text"], "prediction": t.strip()} for p, t in zip(prepared, texts)]
+            rows += [{"key": p["key"], "source": p["source"], "reference": p["text"], "prediction": t.strip()}
+                     for p, t in zip(prepared, texts)]
     finally:
         model.train(was_training)
     return rows
 
 
 def score_rows(rows: list[dict]) -> dict:
-    """The project metric over transcription rows, plus the sample count."""
+    """The project metric over transcription rows, plus the sample count and, when the references
+    come from more than one transcript source, the metric per source."""
     if not rows:
         return {"samples": 0}
-    result = score([r["prediction"] for r in rows], [r["reference"] for r in rows])
-    return {"samples": len(rows), **result}
+    result = {"samples": len(rows), **score([r["prediction"] for r in rows], [r["reference"] for r in rows])}
+    sources = sorted({r.get("source", "captions") for r in rows})
+    result["by_source"] = {s: {"samples": len(part), **score([r["prediction"] for r in part],
+                                                              [r["reference"] for r in part])}
+                           for s in sources for part in [[r for r in rows if r.get("source", "captions") == s]]}
+    return result
 
 
 def write_predictions(path: Path, rows: list[dict]) -> Path:

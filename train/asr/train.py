@@ -224,7 +224,8 @@ def run_training(cfg: AsrConfig) -> dict:
     def split(name: str, limit: int = 0):
         kept, data_counts[name] = eligible_split(
             cfg.data.root, name, tokenizer, max_seconds=max_seconds, min_seconds=cfg.data.min_seconds,
-            max_label_tokens=cfg.data.max_label_tokens, streaming=cfg.data.streaming)
+            max_label_tokens=cfg.data.max_label_tokens, streaming=cfg.data.streaming,
+            pseudo_labels=name in cfg.data.pseudo_labels)
         if kept is None:
             return None
         if limit:
@@ -310,8 +311,9 @@ def finish(cfg: AsrConfig, model, processor, training: dict, data_counts: dict) 
     for name in cfg.data.report_splits:
         dataset, eligibility = eligible_split(
             cfg.data.root, name, processor.tokenizer,
-            max_seconds=max_audio_seconds(cfg.data.max_seconds, processor.feature_extractor), min_seconds=cfg.data.min_seconds, max_label_tokens=cfg.data.max_label_tokens,
-            streaming=cfg.data.streaming)
+            max_seconds=max_audio_seconds(cfg.data.max_seconds, processor.feature_extractor),
+            min_seconds=cfg.data.min_seconds, max_label_tokens=cfg.data.max_label_tokens,
+            streaming=cfg.data.streaming, pseudo_labels=name in cfg.data.pseudo_labels)
         rows = transcribe(model, processor, dataset, desc=f"{name}: fine-tuned", **gen) if dataset is not None else []
         data_counts[name] = eligibility  # one complete pass: the counts to report
         if not rows:
