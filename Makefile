@@ -31,8 +31,10 @@ sample:
 collect:
 	$(PY) -m collect --root $(ROOT)
 
+# TRANSCRIPTS=<Whisper id, folder or runs/asr/<name>> turns on language ID, caption checks and pseudo-labels
+TRANSCRIPTS ?=
 filter:
-	$(PY) -m filter --root $(ROOT) --workers $(WORKERS)
+	$(PY) -m filter --root $(ROOT) --workers $(WORKERS) $(if $(TRANSCRIPTS),transcripts.model=$(TRANSCRIPTS))
 
 shard:
 	$(PY) -m filter.shard --root $(ROOT)
@@ -115,6 +117,7 @@ bench:
 	$(PY) bench/filter_throughput.py
 	$(PY) bench/asr_throughput.py
 	$(PY) bench/transcripts_throughput.py
+	$(PY) bench/recognize_throughput.py --utterances 8 --batches 1,8 --max-new-tokens 32
 	$(PY) bench/filter_memory.py
 	$(PY) bench/expert_throughput.py
 	$(PY) bench/generator_throughput.py

@@ -114,6 +114,13 @@ class TranscriptsConfig:
     max_caption_cer: float = option(0.35, "captions whose character error rate against the recognizer (both "
                                           "normalized) exceeds this are rejected (caption-mismatch), when the "
                                           "recognizer itself is confident (the thresholds below)", min=0)
+    retime_captions: bool = option(False, "tighten a verified caption's start and end to where the recognizer's "
+                                          "words start and end, when either edge is more than max_timing_drift off "
+                                          "(needs alignment_heads in the model's generation config, as the released "
+                                          "Whisper checkpoints have)")
+    max_timing_drift: float = option(0.3, "retime_captions: seconds of caption without words at either edge that "
+                                          "trigger retiming", above=0, max=10)
+    retime_margin: float = option(0.1, "retime_captions: seconds kept around the words", min=0, max=2)
     pseudo_labels: bool = option(True, "utterances without captions get the recognizer's text as their transcript "
                                        "(transcript_source asr:<model>) when it is confident")
     min_avg_logprob: float = option(-0.6, "confident: the mean log-probability of the generated tokens is at least "

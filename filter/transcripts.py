@@ -102,7 +102,7 @@ def load_recognizer(model: str, revision: str, max_new_tokens: int, device: str)
 def check_recognizer(cfg: TranscriptsConfig) -> None:
     """Start-up check (one line, before any video): the model loads, knows every configured
     language, and can identify languages."""
-    from shqip_av.whisper import language_token_id
+    from shqip_av.whisper import has_alignment_heads, language_token_id
 
     if not cfg.model:
         return
@@ -117,6 +117,9 @@ def check_recognizer(cfg: TranscriptsConfig) -> None:
     if not getattr(loaded.model.generation_config, "lang_to_id", None):
         raise ConfigurationError(f"transcripts.model {cfg.model!r}: its generation config has no lang_to_id, so it "
                                  "cannot identify languages")
+    if cfg.retime_captions and not has_alignment_heads(loaded):
+        raise ConfigurationError(f"transcripts.retime_captions needs word timestamps, but {cfg.model!r} has no "
+                                 "alignment_heads in its generation config (the released Whisper checkpoints have them)")
 
 
 def repeated_ngrams(text: str, n: int = 3) -> int:
@@ -169,6 +172,7 @@ class TranscriptStats:
     skipped: Counter = field(default_factory=Counter)  # reason → utterances not transcribed
     captions_verified: int = 0
     captions_unverified: int = 0  # the recognizer was unsure, so the caption was kept unchecked
+    captions_retimed: int = 0
     pseudo_labels: int = 0
     pseudo_labels_refused: int = 0
     rejected: Counter = field(default_factory=Counter)
@@ -177,6 +181,7 @@ class TranscriptStats:
     def to_dict(self) -> dict:
         return {"transcribed": self.transcribed, "skipped": dict(self.skipped),
                 "captions_verified": self.captions_verified, "captions_unverified": self.captions_unverified,
+                "captions_retimed": self.captions_retimed,
                 "pseudo_labels": self.pseudo_labels, "pseudo_labels_refused": self.pseudo_labels_refused,
                 "rejected": dict(self.rejected), "seconds": round(self.seconds, 3)}
 
@@ -186,9 +191,11 @@ def _rms_db(samples: np.ndarray) -> float:
     return 20 * np.log10(max(rms, 1e-10))
 
 
-def check_transcripts(utterances: list, audio, cfg: TranscriptsConfig) -> tuple[dict[int, TranscriptOutcome], TranscriptStats]:
+def check_transcripts(utterances: list, audio, cfg: TranscriptsConfig, *,
+                      min_duration: float = 0.0) -> tuple[dict[int, TranscriptOutcome], TranscriptStats]:
     """Run the step over ``utterances`` (objects with start, end, text, transcript_source); fills
-    in pseudo-labels in place and returns {index: outcome} for those it measured, and its counts."""
+    in pseudo-labels and retimed caption edges in place (never shorter than ``min_duration``) and
+    returns {index: outcome} for those it measured, and its counts."""
     stats = TranscriptStats()
     outcomes: dict[int, TranscriptOutcome] = {}
     if not cfg.model:
@@ -212,12 +219,33 @@ def check_transcripts(utterances: list, audio, cfg: TranscriptsConfig) -> tuple[
 
     for b in range(0, len(todo), cfg.batch_size):
         batch = todo[b:b + cfg.batch_size]
-        heard = recognize(loaded, [s for _, s in batch], languages=list(cfg.languages))
+        heard = recognize(loaded, [s for _, s in batch], languages=list(cfg.languages),
+                          timestamps=cfg.retime_captions)
         for (i, samples), recognition in zip(batch, heard):
             stats.transcribed += 1
             stats.seconds += len(samples) / AUDIO_RATE
             outcomes[i] = _judge(utterances[i], recognition, cfg, label, stats)
+            if cfg.retime_captions and outcomes[i].check.get("verified"):
+                _retime(utterances[i], recognition, cfg, outcomes[i].check, stats, min_duration)
     return outcomes, stats
+
+
+def _retime(u, recognition, cfg: TranscriptsConfig, check: dict, stats: TranscriptStats, min_duration: float) -> None:
+    """Move a verified caption's edges to the words when either is more than max_timing_drift off."""
+    if recognition.speech_start is None or recognition.speech_end is None:
+        return
+    duration = u.end - u.start
+    lead, tail = recognition.speech_start, duration - recognition.speech_end
+    if max(lead, tail) <= cfg.max_timing_drift:
+        return
+    start = u.start + max(0.0, recognition.speech_start - cfg.retime_margin)
+    end = u.start + min(duration, recognition.speech_end + cfg.retime_margin)
+    if end - start < max(min_duration, 0.0) or end <= start:
+        check["retime_refused"] = f"the words span {end - start:.2f} s, shorter than an utterance may be"
+        return
+    check["retimed_from"] = [u.start, u.end]
+    u.start, u.end = round(start, 3), round(end, 3)
+    stats.captions_retimed += 1
 
 
 def _judge(u, recognition, cfg: TranscriptsConfig, label: str, stats: TranscriptStats) -> TranscriptOutcome:

@@ -246,7 +246,7 @@ def _process(raw: RawVideo, droot: DatasetRoot, cfg: FilterConfig, result: Video
     if cfg.transcripts.model:
         heard = [u for u in utterances if u.overlap <= cfg.diarization.max_overlap]
         with times("transcripts"):
-            outcomes, step = check_transcripts(heard, audio, cfg.transcripts)
+            outcomes, step = check_transcripts(heard, audio, cfg.transcripts, min_duration=cfg.speech.min_utterance)
         result.stats["transcript_step"] = step.to_dict()
         for i, outcome in outcomes.items():
             heard[i].transcript_check = outcome.check

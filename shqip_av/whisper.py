@@ -187,6 +187,10 @@ class Recognition:
     avg_logprob: float  # mean log-probability of the generated tokens, end of text included
     compression_ratio: float  # of the text's UTF-8 bytes under zlib; loops of repeated words compress well
     no_speech_probability: float
+    # where the words start and end in the audio (s), from the cross-attention of the generation
+    # config's alignment_heads; None unless asked for
+    speech_start: float | None = None
+    speech_end: float | None = None
 
     def to_dict(self) -> dict:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in vars(self).items()}
@@ -199,10 +203,16 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
-def recognize(loaded: LoadedModel, audios: list, *, languages: list[str], sample_rate: int = 16000) -> list[Recognition]:
+def has_alignment_heads(loaded: LoadedModel) -> bool:
+    return bool(getattr(loaded.model.generation_config, "alignment_heads", None))
+
+
+def recognize(loaded: LoadedModel, audios: list, *, languages: list[str], sample_rate: int = 16000,
+              timestamps: bool = False) -> list[Recognition]:
     """Identify the language of each piece of audio and transcribe it, in one batch: in the
     detected language when it is one of ``languages``, otherwise in ``languages[0]``. The length
-    limit is the one given to ``load_for_inference``."""
+    limit is the one given to ``load_for_inference``. With ``timestamps`` (the model needs
+    alignment_heads), also where the words start and end."""
     import torch
 
     features = loaded.processor.feature_extractor(list(audios), sampling_rate=sample_rate,
@@ -212,22 +222,31 @@ def recognize(loaded: LoadedModel, audios: list, *, languages: list[str], sample
     decode_in = [codes[b] if codes[b] in languages else languages[0] for b in best]
     tokenizer = loaded.processor.tokenizer
     parameter = next(loaded.model.parameters())
-    texts: dict[int, tuple[str, float]] = {}
+    texts: dict[int, tuple[str, float, float | None, float | None]] = {}
     for language in dict.fromkeys(decode_in):
         rows = [i for i, lang in enumerate(decode_in) if lang == language]
         batch = features[rows].to(parameter.device, parameter.dtype)
         with torch.inference_mode():
             out = loaded.model.generate(input_features=batch, language=language, task="transcribe",
-                                        return_dict_in_generate=True, output_scores=True)
-            scores = loaded.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
-        generated = out.sequences[:, -scores.shape[1]:].cpu()
+                                        return_dict_in_generate=True, output_scores=True,
+                                        **({"return_token_timestamps": True} if timestamps else {}))
+            # a ModelOutput, or a plain dict when token timestamps are asked for
+            scores = loaded.model.compute_transition_scores(out["sequences"], out["scores"], normalize_logits=True)
+        width = scores.shape[1]
+        generated = out["sequences"][:, -width:].cpu()
+        stamps = out["token_timestamps"][:, -width:].float().cpu() if timestamps else None
         eos = loaded.model.generation_config.eos_token_id
-        for row, ids, logprobs in zip(rows, generated, scores.float().cpu()):
+        for n, (row, ids, logprobs) in enumerate(zip(rows, generated, scores.float().cpu())):
             ended = (ids == eos).nonzero()
             length = int(ended[0]) + 1 if len(ended) else len(ids)  # through the first end of text
             text = tokenizer.decode(ids[:length], skip_special_tokens=True).strip()
-            texts[row] = (text, float(logprobs[:length].mean()) if length else float("-inf"))
+            start = end = None
+            words = (ids[:length] < eos).nonzero().flatten()  # Whisper's text tokens precede its specials
+            if stamps is not None and len(words):
+                start = float(stamps[n, words[0]])
+                end = float(stamps[n, min(int(words[-1]) + 1, width - 1)])  # when the next token begins
+            texts[row] = (text, float(logprobs[:length].mean()) if length else float("-inf"), start, end)
     return [Recognition(text=texts[i][0], language=codes[best[i]], language_probability=float(probs[i, best[i]]),
                         decoded_as=decode_in[i], avg_logprob=texts[i][1], compression_ratio=compression_ratio(texts[i][0]),
-                        no_speech_probability=float(no_speech[i]))
+                        no_speech_probability=float(no_speech[i]), speech_start=texts[i][2], speech_end=texts[i][3])
             for i in range(len(decode_in))]

@@ -124,7 +124,8 @@ def test_a_model_that_cannot_serve_stops_the_run_before_any_video(transcript_roo
     before = sorted(p.name for p in (root / "work").iterdir()) if (root / "work").exists() else []
     cases = [(TranscriptsConfig(model=str(tmp_path / "nowhere")), "transcripts.model"),
              (TranscriptsConfig(model=str(lid_whisper[0]), languages=["zz"]), "not a Whisper language"),
-             (TranscriptsConfig(model=str(lid_whisper[0]), languages=[]), "transcripts.languages is empty")]
+             (TranscriptsConfig(model=str(lid_whisper[0]), languages=[]), "transcripts.languages is empty"),
+             (TranscriptsConfig(model=str(lid_whisper[0]), retime_captions=True), "no alignment_heads")]
     for transcripts, message in cases:
         with pytest.raises(ConfigurationError, match=message) as error:
             prepare_clips(FilterConfig(root=str(root), transcripts=transcripts))
@@ -152,3 +153,50 @@ def test_confidence_measures():
     problems = " ".join(confidence_problems(unsure, TranscriptsConfig()))
     assert "log-probability" in problems and "no-speech" in problems and "3-gram" in problems
     assert confidence_problems(Recognition(" ", "sq", 0.9, "sq", -0.1, 0.0, 0.0), TranscriptsConfig()) == ["empty text"]
+
+
+def test_caption_edges_are_tightened_to_the_words(lid_whisper, tmp_path, monkeypatch):
+    """retime_captions, first for real: the tiny model, given alignment heads, reports where its
+    words lie (its cross-attention is not trained for timing, so only the path and the ranges are
+    checked). Then the rule, on recognizer timings set by the test: a model whose alignment heads
+    give reliable word times (the released Whisper checkpoints) cannot be downloaded here."""
+    import filter.transcripts as step
+    from shqip_av.media import read_audio
+    from shqip_av.whisper import Recognition
+
+    model = tmp_path / "with-heads"
+    shutil.copytree(lid_whisper[0], model)
+    generation = json.loads((model / "generation_config.json").read_text())
+    generation["alignment_heads"] = [[1, 1], [1, 3]]
+    (model / "generation_config.json").write_text(json.dumps(generation))
+    step.load_recognizer.cache_clear()
+    demo = json.loads((lid_whisper[0] / "training.json").read_text())
+    assert demo["examples"] > 20
+    speech = read_audio(SHARED / "testdata" / "audio" / "silero_test_speech_en.wav")[:16000 * 3]
+    audio = np.concatenate([np.zeros(16000, np.float32), speech, np.zeros(16000 * 2, np.float32)])
+    u = Utterance(0.0, 6.0, "A caption.")
+    outcomes, _ = check_transcripts([u], audio, TranscriptsConfig(model=str(model), retime_captions=True,
+                                                                  languages=["sq", "en"]))
+    check = outcomes[0].check
+    assert 0.0 <= check["speech_start"] <= check["speech_end"] <= 10.0  # the model's 10 s window
+    step.load_recognizer.cache_clear()
+
+    def heard(start, end):
+        def fake(loaded, audios, *, languages, timestamps=False, **_):
+            assert timestamps
+            return [Recognition("Deti është i qetë.", "sq", 0.99, "sq", -0.1, 0.9, 0.0, start, end) for _ in audios]
+        return fake
+
+    cfg = TranscriptsConfig(model=str(model), retime_captions=True)
+    cases = [((1.0, 3.0), (1.4, 4.6), 1),   # 0.9 s of caption before the words, 3 s after: tightened
+             ((0.2, 5.8), (0.5, 6.5), 0),   # within max_timing_drift (0.3 s): left alone
+             ((1.0, 1.4), (0.5, 6.5), 0)]   # the words would make an utterance under 1 s: refused
+    for (start, end), expected, retimed in cases:
+        monkeypatch.setattr("shqip_av.whisper.recognize", heard(start, end))
+        u = Utterance(0.5, 6.5, "Deti është i qetë.")
+        outcomes, stats = check_transcripts([u], np.full(16000 * 8, 0.1, np.float32), cfg, min_duration=1.0)
+        assert (u.start, u.end) == expected and stats.captions_retimed == retimed
+        assert outcomes[0].check["verified"]
+        if retimed:
+            assert outcomes[0].check["retimed_from"] == [0.5, 6.5]
+    step.load_recognizer.cache_clear()
