@@ -11,8 +11,8 @@ every utterance before its face is looked at, and
   log-probability, compression ratio, no-speech probability and repeated 3-grams all within the
   configured bounds. Otherwise it stays without a transcript (lip-sync can still use it).
 
-Silent utterances and utterances longer than the model's input window are not transcribed; they
-are counted, and keep what they had. Every measurement goes to work/<video_id>/decisions.json.
+Silent or (nearly) empty utterances and utterances longer than the model's input window are not
+transcribed; they are counted, and keep what they had. Every measurement goes to work/<video_id>/decisions.json.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from shqip_av.normalize import normalize
 log = get_logger(__name__)
 
 _DIGESTS: dict[tuple, str] = {}
+MIN_SECONDS = 0.2  # less audio than this holds no word: not worth a recognizer pass
 _WEIGHTS = ("*.safetensors", "*.bin")
 
 
@@ -206,7 +207,11 @@ def check_transcripts(utterances: list, audio, cfg: TranscriptsConfig, *,
     todo: list[tuple[int, np.ndarray]] = []
     for i, u in enumerate(utterances):
         samples = np.asarray(audio[int(u.start * AUDIO_RATE):int(u.end * AUDIO_RATE)], np.float32)
-        if u.end - u.start > window:
+        if len(samples) < MIN_SECONDS * AUDIO_RATE:
+            stats.skipped["too-short-for-model"] += 1
+            outcomes[i] = TranscriptOutcome({"skipped": f"{len(samples) / AUDIO_RATE:.2f} s of audio is too short to "
+                                                        "transcribe"})
+        elif u.end - u.start > window:
             stats.skipped["longer-than-model-window"] += 1
             outcomes[i] = TranscriptOutcome({"skipped": f"{u.end - u.start:.2f} s is longer than the model's "
                                                         f"{window:g} s input"})

@@ -137,9 +137,11 @@ def test_a_model_that_cannot_serve_stops_the_run_before_any_video(transcript_roo
 def test_silent_and_too_long_utterances_are_skipped_and_counted(lid_whisper):
     rng = np.random.default_rng(0)
     audio = np.concatenate([np.zeros(16000 * 3, np.float32), 0.1 * rng.standard_normal(16000 * 14).astype(np.float32)])
-    utterances = [Utterance(0.5, 2.5, "Një titull."), Utterance(3.0, 15.0)]  # silent; longer than the 10 s window
+    # silent; longer than the 10 s window; empty (past the audio's end)
+    utterances = [Utterance(0.5, 2.5, "Një titull."), Utterance(3.0, 15.0), Utterance(17.5, 18.5)]
     outcomes, stats = check_transcripts(utterances, audio, TranscriptsConfig(model=str(lid_whisper[0])))
-    assert stats.skipped == {"silent": 1, "longer-than-model-window": 1} and stats.transcribed == 0
+    assert stats.skipped == {"silent": 1, "longer-than-model-window": 1, "too-short-for-model": 1}
+    assert stats.transcribed == 0
     assert all(o.rejection is None for o in outcomes.values())
     assert utterances[0].text == "Një titull." and utterances[1].text is None  # nothing invented, nothing lost
 
@@ -188,7 +190,7 @@ def test_caption_edges_are_tightened_to_the_words(lid_whisper, tmp_path, monkeyp
         return fake
 
     cfg = TranscriptsConfig(model=str(model), retime_captions=True)
-    cases = [((1.0, 3.0), (1.4, 4.6), 1),   # 0.9 s of caption before the words, 3 s after: tightened
+    cases = [((1.0, 3.0), (1.4, 3.6), 1),   # 1 s of caption before the words, 3 s after: tightened
              ((0.2, 5.8), (0.5, 6.5), 0),   # within max_timing_drift (0.3 s): left alone
              ((1.0, 1.4), (0.5, 6.5), 0)]   # the words would make an utterance under 1 s: refused
     for (start, end), expected, retimed in cases:

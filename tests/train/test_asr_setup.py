@@ -92,7 +92,8 @@ def test_ineligible_samples_are_skipped_and_counted(asr_root, tiny_whisper):
         kept = list(select_eligible(raw, eligibility, desc="checking"))
         assert len(kept) == 12
         assert eligibility.summary() == {"kept": 12, "skipped": {
-            "audio-too-long": 1, "empty-transcript": 1, "no-transcript": 1, "transcript-too-long": 1}}
+            "audio-too-long": 1, "empty-transcript": 1, "no-transcript": 1, "transcript-too-long": 1},
+            "transcript_sources": {"manual": 12}}
     # the tiny model's 10 s window lowers the audio limit
     short = Eligibility(processor.tokenizer, 448, 0.3, float(processor.feature_extractor.chunk_length))
     assert short.reason({"txt": "po", "wav": {"bytes": _wav(seconds=12)}}) == "audio-too-long"
