@@ -1,8 +1,9 @@
 """Filter throughput on the real clips of ../shared/testdata/videos.
 
-Prints seconds of video filtered per wall-clock second (× real time) with 1 and 2 workers, next
-to the floor measured in the same run: decoding plus landmark detection alone, which every
-filter run has to do. Also peak memory. Figures only; nothing is asserted.
+Prints seconds of video filtered per wall-clock second (× real time) with the process pool at 1
+and 2 workers and on a local Ray with 2 workers (its start included), next to the floor measured
+in the same run: decoding plus landmark detection alone, which every filter run has to do; and
+each run's time per step. Also peak memory. Figures only; nothing is asserted.
 
     python bench/filter_throughput.py [--videos DIR] [--keep DIR]
 """
@@ -30,6 +31,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", default=str(REPO.parent / "shared" / "testdata" / "videos"))
     parser.add_argument("--keep", default="", help="keep the dataset root here instead of a temporary folder")
+    parser.add_argument("--no-ray", action="store_true", help="skip the run on a local Ray")
     args = parser.parse_args()
     videos = sorted(Path(args.videos).glob("*.mp4"))
     if not videos:
@@ -70,15 +72,24 @@ def main() -> int:
     floor = time.perf_counter() - t0
     print(f"decode + landmarks only : {floor:6.1f} s wall  {seconds / floor:5.2f}× real time")
 
-    for workers in (1, 2):
+    walls = {}
+    runs = [("pool", 1), ("pool", 2)] + ([("ray", 2)] if not args.no_ray else [])
+    for engine, workers in runs:
         for folder in ("work", "clips"):
             shutil.rmtree(root / folder, ignore_errors=True)
         t0 = time.perf_counter()
-        stats = prepare_clips(FilterConfig(root=str(root), workers=workers))
-        wall = time.perf_counter() - t0
-        print(f"filter, {workers} worker{'s' if workers > 1 else ' '}      : {wall:6.1f} s wall  "
+        stats = prepare_clips(FilterConfig(root=str(root), workers=workers, engine=engine))
+        wall = walls[engine, workers] = time.perf_counter() - t0
+        print(f"filter, {engine}, {workers} worker{'s' if workers > 1 else ' '}: {wall:6.1f} s wall  "
               f"{seconds / wall:5.2f}× real time  ({wall / floor:.2f}× the floor; "
               f"{stats.utterances} utterances kept)")
+        print(f"   time per step: {stats.time_split()}")
+    if ("ray", 2) in walls:
+        import ray
+
+        ray.shutdown()
+        print(f"Ray's overhead against the pool (2 workers, local Ray started inside the run): "
+              f"{walls['ray', 2] / walls['pool', 2]:.2f}×")
     print(f"peak memory: main process {_rss_mb(resource.RUSAGE_SELF):.0f} MiB, "
           f"largest child process {_rss_mb(resource.RUSAGE_CHILDREN):.0f} MiB")
     if not args.keep:

@@ -146,7 +146,15 @@ class CropConfig:
 @dataclass
 class FilterConfig:
     root: str = option("data", "dataset root; filter reads raw/ and writes work/ and clips/ inside it")
-    workers: int = option(1, "videos processed in parallel (processes)", min=1, max=256)
+    workers: int = option(1, "videos processed in parallel (processes; with --engine ray, Ray workers of one CPU each)", min=1, max=4096)
+    engine: str = option("pool", "pool (local processes) or ray (Ray actors on a local or an existing cluster; "
+                                 "every node must see the dataset root at the same path)")
+    ray_address: str = option("local", "with --engine ray: 'local' starts Ray on this machine (--workers CPUs, no "
+                                       "dashboard); otherwise the address of a running cluster (ray://host:10001 or host:6379)")
+    max_retries: int = option(2, "a video whose worker process died (pool or Ray) or that ran past video_timeout "
+                                 "(Ray) is retried this many times, then recorded as an error", min=0, max=100)
+    video_timeout: float = option(0.0, "with --engine ray: seconds one video may take before its worker is "
+                                       "restarted and the video retried (0: no limit)", min=0)
     probe: ProbeConfig = option(factory=ProbeConfig)
     faces: FaceConfig = option(factory=FaceConfig)
     speech: SpeechConfig = option(factory=SpeechConfig)
@@ -165,6 +173,8 @@ class FilterConfig:
         for low_key, low, high_key, high in pairs:
             if low > high:
                 raise ConfigurationError(f"{low_key} ({low}) must not exceed {high_key} ({high})")
+        if self.engine not in ("pool", "ray"):
+            raise ConfigurationError(f"engine must be pool or ray, got {self.engine!r}")
 
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where or how fast they are computed)."""
@@ -172,7 +182,7 @@ class FilterConfig:
         from filter.transcripts import model_digest
 
         data = to_dict(self)
-        for key in ("root", "workers"):
+        for key in ("root", "workers", "engine", "ray_address", "max_retries", "video_timeout"):
             data.pop(key)
         data["diarization"].pop("device")
         for key in ("batch_size", "device"):

@@ -1,26 +1,25 @@
 """Run filter over a dataset root: every collected video not yet done (and not withdrawn) goes
-through ``process_video`` in a process pool; each finished video gets a done marker tied to the
+through ``process_video`` on an engine (a local process pool, or Ray: filter/engine.py); each finished video gets a done marker tied to the
 config, and clips/manifest.jsonl + clips/rejected.jsonl are rebuilt from the markers."""
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import re
 import shutil
-import traceback
+import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from filter.config import ConfigurationError, FilterConfig
+from filter.engine import connect_ray, run_videos
 from filter.faces import create_landmarker
 from filter.speech import silero_vad
 from filter.sync import load_sync_scorer
 from filter.transcripts import check_recognizer
-from filter.video import VideoResult, process_video
+from filter.video import VideoResult
 from shqip_av import ShqipError
 from shqip_av.config import save_config, validate
 from shqip_av.files import DatasetRoot, atomic_write_text, remove_tree
@@ -29,7 +28,6 @@ from shqip_av.log import get_logger, native_stderr_filtered, progress
 from shqip_av.manifest import dumps, read_jsonl, write_jsonl
 from shqip_av.records import utc_now
 from shqip_av.takedown import TakedownList
-from shqip_av.workers import die_with_parent
 
 log = get_logger(__name__)
 DONE = "done.json"
@@ -46,6 +44,8 @@ class FilterStats:
     seconds: float = 0.0
     rejected: Counter = field(default_factory=Counter)
     step_seconds: Counter = field(default_factory=Counter)  # wall seconds per step, summed over this run's videos
+    wall: float = 0.0  # seconds this run spent on its videos
+    video_seconds: float = 0.0  # length of the videos it processed
 
     def time_split(self) -> str:
         total = sum(self.step_seconds.values())
@@ -57,6 +57,9 @@ class FilterStats:
         text = (f"filter: {self.videos} videos ({self.processed} processed now, {self.skipped} already done, "
                 f"{self.failed} failed, {self.withdrawn} withdrawn); {self.utterances} utterances kept "
                 f"({self.seconds / 3600:.3f} h); rejections: {top}")
+        if self.processed and self.wall > 0:
+            text += (f"\nfilter: {self.processed} videos in {self.wall:.0f} s: {self.processed / self.wall:.2f} videos/s, "
+                     f"{self.video_seconds / self.wall:.2f} s of video per s")
         if self.step_seconds:
             text += f"\nfilter: time per step (all workers): {self.time_split()}"
         if self.failed:
@@ -81,21 +84,6 @@ def _is_current(root: DatasetRoot, done: dict | None, cfg: FilterConfig, record:
     if not done or done.get("fingerprint") != cfg.fingerprint() or done.get("video_sha256") != record["media"]["sha256"]:
         return False
     return all(root.path(rel).is_file() for sample in done.get("accepted", []) for rel in sample["files"].values())
-
-
-def _run_one(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
-    """Worker entry: one video, with every failure turned into a rejection record."""
-    try:
-        return process_video(record, root, cfg)
-    except ConfigurationError:  # a wrong setting must stop the run, not hide in rejections
-        raise
-    except Exception as e:  # noqa: BLE001 - one bad video never stops the others
-        log.debug("%s", traceback.format_exc())
-        return _error_result(record, cfg, e)
-
-
-def _error_result(record: dict, cfg: FilterConfig, exc: BaseException) -> VideoResult:
-    return VideoResult(record["video_id"], cfg.fingerprint(), error=f"{type(exc).__name__}: {exc}"[:500])
 
 
 def _commit(root: DatasetRoot, record: dict, result: VideoResult) -> None:
@@ -206,39 +194,21 @@ def _prepare_clips(root: DatasetRoot, cfg: FilterConfig, manifest: Path) -> Filt
         _commit(root, record, result)
         stats.processed += 1
         stats.step_seconds.update(result.stats.get("seconds", {}))
+        stats.video_seconds += result.stats.get("duration", 0.0)
 
     if todo:
-        log.info("filter: %d videos to process with %d worker(s)", len(todo), cfg.workers)
-    if cfg.workers == 1 or len(todo) <= 1:
-        for record in progress(todo, desc="filter", unit="video"):
-            finish(record, _run_one(record, cfg.root, cfg))
-    else:
-        # spawn: MediaPipe, onnxruntime and torch do not survive fork() reliably
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx, initializer=_init_worker) as pool:
-            futures = {pool.submit(_run_one, r, cfg.root, cfg): r for r in todo}
-            for fut in progress(as_completed(futures), desc="filter", total=len(futures), unit="video"):
-                record = futures[fut]
-                try:
-                    result = fut.result()
-                except ConfigurationError:
-                    raise
-                except Exception as e:  # noqa: BLE001 - a worker that died (e.g. killed for memory)
-                    result = _error_result(record, cfg, e)
-                finish(record, result)
+        log.info("filter: %d videos to process with %d worker(s) (%s)", len(todo), cfg.workers, cfg.engine)
+        if cfg.engine == "ray":
+            connect_ray(cfg)  # an unreachable cluster is one line before any video
+    started = time.monotonic()
+    for record, result in progress(run_videos(todo, cfg), desc="filter", total=len(todo), unit="video"):
+        finish(record, result)
+    stats.wall = time.monotonic() - started
 
     rebuild_manifests(root, records, stats)
     if stats.failed:  # reported, but not marked done: the next run retries them
         stats.rejected["error"] += stats.failed
     return stats
-
-
-def _init_worker() -> None:
-    die_with_parent()  # a killed filter must not leave workers writing into the root
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import cv2
-
-    cv2.setNumThreads(1)
 
 
 def rebuild_manifests(root: DatasetRoot, records: list[dict], stats: FilterStats) -> None:

@@ -1,0 +1,143 @@
+"""filter on Ray (a local Ray started by the tests: 2 CPUs, no dashboard) gives the same bytes as
+the process pool, survives a worker killed mid-video, and hands over to the pool mid-run."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from filter.config import ConfigurationError, FilterConfig
+from filter.pipeline import prepare_clips
+from filter.shard import ShardConfig, pack_shards
+from tests.conftest import REPO, shared_model
+
+pytest.importorskip("ray")
+
+
+def _tree(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name not in ("filter.yaml", "shard.yaml")}  # resolved configs: paths, the engine
+
+
+@pytest.fixture(scope="module")
+def pool_run(sample_set, tmp_path_factory):
+    """The sample collected into a root, and a copy filtered and sharded with the process pool."""
+    shared_model("face_landmarker.task")
+    from collect.pipeline import CollectConfig, prepare_raw
+
+    base = tmp_path_factory.mktemp("ray")
+    collected = base / "collected"
+    collected.mkdir()
+    shutil.copytree(sample_set / "incoming", collected / "incoming")
+    shutil.copy(sample_set / "sources.yaml", collected / "sources.yaml")
+    prepare_raw(CollectConfig(root=str(collected)))
+    pool = base / "pool"
+    shutil.copytree(collected, pool)
+    assert prepare_clips(FilterConfig(root=str(pool), workers=2)).processed == 9
+    pack_shards(ShardConfig(root=str(pool)))
+    return collected, pool
+
+
+@pytest.fixture
+def local_ray():
+    import ray
+
+    yield
+    ray.shutdown()
+
+
+def test_ray_and_the_pool_give_the_same_bytes_and_a_killed_worker_is_retried(pool_run, tmp_path, local_ray):
+    collected, pool = pool_run
+    root = tmp_path / "ray"
+    shutil.copytree(collected, root)
+    killed = []
+
+    def kill_a_busy_worker():
+        """SIGKILL the first Ray worker seen inside FilterWorker.process (mid-video)."""
+        deadline = time.monotonic() + 240
+        while not killed and time.monotonic() < deadline:
+            for proc in psutil.process_iter(["pid", "cmdline"]):
+                if any("FilterWorker.process" in part for part in proc.info["cmdline"] or []):
+                    proc.send_signal(signal.SIGKILL)
+                    killed.append(proc.info["pid"])
+                    return
+            time.sleep(0.05)
+
+    import threading
+
+    killer = threading.Thread(target=kill_a_busy_worker, daemon=True)
+    killer.start()
+    stats = prepare_clips(FilterConfig(root=str(root), workers=2, engine="ray", ray_address="local", max_retries=2))
+    killer.join()
+    assert killed, "no Ray worker was seen processing a video"
+    assert stats.processed == 9 and stats.failed == 0  # the killed video was retried and done
+    assert _tree(root / "clips") == _tree(pool / "clips")
+    pack_shards(ShardConfig(root=str(root)))
+    assert _tree(root / "shards") == _tree(pool / "shards")
+
+
+def test_a_run_stopped_on_ray_finishes_on_the_pool(pool_run, tmp_path):
+    collected, pool = pool_run
+    root = tmp_path / "handover"
+    shutil.copytree(collected, root)
+    proc = subprocess.Popen([sys.executable, "-m", "filter", "--root", str(root), "--engine", "ray", "--workers", "2"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while len(list(root.glob("work/*/done.json"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)  # Ray's local processes go down with the driver
+    proc.wait(timeout=120)
+    done = len(list(root.glob("work/*/done.json")))
+    assert 3 <= done < 9, "the Ray run was not stopped midway"
+    resumed = prepare_clips(FilterConfig(root=str(root), workers=2))
+    assert resumed.skipped == done and resumed.processed == 9 - done
+    assert _tree(root / "clips") == _tree(pool / "clips")
+
+
+def test_ray_problems_are_one_line_before_any_video(pool_run, tmp_path, monkeypatch):
+    collected, _ = pool_run
+    root = tmp_path / "bad"
+    shutil.copytree(collected, root)
+    with pytest.raises(ConfigurationError, match="cannot connect to Ray at '127.0.0.1:9'") as error:
+        prepare_clips(FilterConfig(root=str(root), engine="ray", ray_address="127.0.0.1:9"))
+    assert "\n" not in str(error.value)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if ray were not installed
+    with pytest.raises(ConfigurationError, match="needs the ray package"):
+        prepare_clips(FilterConfig(root=str(root), engine="ray"))
+    with pytest.raises(ConfigurationError, match="engine must be pool or ray"):
+        prepare_clips(FilterConfig(root=str(root), engine="spark"))
+    assert not (root / "work").exists()
+
+
+def test_a_pool_worker_killed_mid_video_is_retried_in_a_new_pool(pool_run, tmp_path):
+    collected, pool = pool_run
+    root = tmp_path / "pool-killed"
+    shutil.copytree(collected, root)
+    killed = []
+
+    def kill_a_worker():
+        """SIGKILL one of this process's pool workers once a video is done (the next is under way)."""
+        deadline = time.monotonic() + 240
+        while not list(root.glob("work/*/done.json")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for child in psutil.Process().children(recursive=True):
+            if any("spawn_main" in part for part in child.cmdline()):
+                child.send_signal(signal.SIGKILL)
+                killed.append(child.pid)
+                return
+
+    import threading
+
+    killer = threading.Thread(target=kill_a_worker, daemon=True)
+    killer.start()
+    stats = prepare_clips(FilterConfig(root=str(root), workers=2))
+    killer.join()
+    assert killed, "no pool worker was killed"
+    assert stats.processed == 9 and stats.failed == 0
+    assert _tree(root / "clips") == _tree(pool / "clips")
