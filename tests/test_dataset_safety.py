@@ -64,14 +64,14 @@ def test_failed_videos_keep_their_previous_output_and_the_run_exits_non_zero(bui
     # A crash inside a worker cannot be caused on purpose with real inputs (every bad input is a
     # rejection record by design), so process_video is replaced by one that raises.
     import filter.__main__ as cli
-    import filter.pipeline as pipeline
+    import filter.engine as engine
 
     before = {k: v for k, v in _snapshot(built, "clips").items() if not k.endswith("filter.yaml")}
 
     def crash(record, root, cfg):
         raise RuntimeError("simulated crash in the middle of a video")
 
-    monkeypatch.setattr(pipeline, "process_video", crash)
+    monkeypatch.setattr(engine, "process_video", crash)
     code = cli.main(["--root", str(built), "quality.min_sharpness=14.5"])  # a changed setting: all redo
     out = capsys.readouterr().out
     assert code == 1

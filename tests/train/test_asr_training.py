@@ -53,7 +53,8 @@ def test_lora_learns_the_training_utterances(asr_root, tiny_whisper, tmp_path):
     # the held-out speaker's sentences are new to the model: reported, not expected to be good
     assert metrics["splits"]["test"]["fine_tuned"]["samples"] == 4
     assert metrics["data"]["train"] == {"kept": 12, "skipped": {"audio-too-long": 1, "empty-transcript": 1,
-                                                               "no-transcript": 1, "transcript-too-long": 1}}
+                                                               "no-transcript": 1, "transcript-too-long": 1},
+                                        "transcript_sources": {"manual": 12}}
     # outputs of a finished run
     assert (run / "adapter" / "adapter_config.json").is_file()
     assert (run / "processor" / "tokenizer.json").is_file()
@@ -164,7 +165,7 @@ def test_streaming_with_evaluation_during_training(asr_root, tiny_whisper, tmp_p
     assert [e["step"] for e in evaluations] == [2, 4]
     assert all(0.0 <= e["eval_wer_normalized"] and 0.0 <= e["eval_cer"] for e in evaluations)
     assert metrics["streaming"] is True
-    assert metrics["data"]["test"] == {"kept": 4, "skipped": {}}
+    assert metrics["data"]["test"] == {"kept": 4, "skipped": {}, "transcript_sources": {"manual": 4}}
     # the stream skipped the four unusable training samples as it met them
     assert set(metrics["data"]["train"]["skipped"]) == {"audio-too-long", "empty-transcript", "no-transcript",
                                                         "transcript-too-long"}
