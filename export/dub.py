@@ -446,15 +446,12 @@ def _span_lse(scores: dict, mel: np.ndarray, expert) -> dict[int, dict]:
 
 # ------------------------------------------------------------------------------------- the dub
 def _device(name: str) -> str:
-    import torch
+    from shqip_av.models import torch_device
 
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DubError(f"--device {name}: no CUDA GPU is visible to PyTorch")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise DubError(f"--device {name!r}: use auto, cpu, cuda or cuda:N")
-    return name
+    try:
+        return torch_device(name, "--device")
+    except ShqipError as e:
+        raise DubError(str(e)) from None
 
 
 def dub(cfg: DubConfig) -> dict:

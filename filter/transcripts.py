@@ -77,26 +77,17 @@ def model_label(cfg: TranscriptsConfig) -> str:
     return f"asr:{source}" + (f"@{cfg.revision}" if cfg.revision != "main" else "")
 
 
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigurationError(f"transcripts.device {name!r}: no CUDA GPU is visible")
-    return name
-
-
 @functools.lru_cache(maxsize=1)
 def load_recognizer(model: str, revision: str, max_new_tokens: int, device: str):
     """The configured Whisper, loaded once per process (each filter worker holds its own)."""
     import transformers
 
+    from shqip_av.models import torch_device
     from shqip_av.whisper import load_for_inference
 
     transformers.logging.set_verbosity_error()  # per-batch generation notices would flood the log
     loaded = load_for_inference(model, revision=revision, max_new_tokens=max_new_tokens)
-    loaded.model.to(_device(device))
+    loaded.model.to(torch_device(device, "transcripts.device"))
     return loaded
 
 

@@ -108,3 +108,17 @@ def resolve_model(name: str, *, download: bool = True) -> Path:
         raise ModelFileError(f"could not download {model.filename} from {model.url} ({e}); "
                              f"place the file in {places} instead") from None
     return target
+
+
+def torch_device(name: str, setting: str = "--device") -> str:
+    """auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu, cuda or cuda:N, checked; the
+    one device rule of filter's recognizer and the dub."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ShqipError(f"{setting} {name}: no CUDA GPU is visible to PyTorch")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ShqipError(f"{setting} {name!r}: use auto, cpu, cuda or cuda:N")
+    return name
