@@ -81,7 +81,7 @@ def main() -> int:
         stats = prepare_clips(FilterConfig(root=str(root), workers=workers, engine=engine))
         wall = walls[engine, workers] = time.perf_counter() - t0
         print(f"filter, {engine}, {workers} worker{'s' if workers > 1 else ' '}: {wall:6.1f} s wall  "
-              f"{seconds / wall:5.2f}× real time  ({wall / floor:.2f}× the floor; "
+              f"{seconds / wall:5.2f}× real time  (the floor is {floor / wall:.0%} of it; "
               f"{stats.utterances} utterances kept)")
         print(f"   time per step: {stats.time_split()}")
     if ("ray", 2) in walls:

@@ -7,8 +7,12 @@ downloaded that would be refused):
 2. listed in takedown.txt → refused (``takedown``);
 3. no allow-listed licence and no consent record → refused (``license-not-allowed``/``no-consent``);
 4. download (yt-dlp, resumable) or copy (local footage) into raw/.partial/<video_id>/;
-5. check and normalise (collect.store) and move to raw/<video_id>/;
-6. append the manifest line, then clear the partial folder.
+5. check and normalise (collect.store), move to raw/<video_id>/ and clear the partial folder;
+6. append the manifest line.
+
+Steps 1–3 (metadata only) run here; 4–5 are ``fetch_video``, run on the engine the config names
+(in this process, a process pool or Ray: shqip_av/engine.py); step 6 runs here again, in the
+order of sources.yaml, so every engine writes the same manifest.
 
 A refusal or failure is a line in raw/rejected.jsonl (one per source item, rewritten
 atomically), never an exception that stops the other videos.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +34,7 @@ from collect.download import (VIDEO_EXTS, FetchError, FetchOptions, YtDlp, archi
                                drop_archive_lines)
 from collect.sources import SourceEntry, load_sources
 from collect.store import Rejected, StoreOptions, store_video
+from shqip_av import engine
 from shqip_av.config import option, save_config
 from shqip_av.files import DatasetRoot, atomic_copy, remove_tree, safe_id, sha256_file
 from shqip_av.log import progress
@@ -55,6 +61,13 @@ class CollectConfig:
     sleep_interval: float = option(0.0, "seconds to wait between downloads", min=0, max=3600)
     cookies: str = option("", "Netscape cookies.txt for sources that need a login (never logged)")
     socket_timeout: float = option(30.0, "network timeout in seconds", above=0, max=3600)
+    workers: int = option(1, "videos fetched in parallel (processes; with --engine ray, Ray workers of one CPU each)",
+                          min=1, max=4096)
+    engine: str = option("pool", "pool (local processes) or ray (Ray actors on a local or an existing cluster)",
+                         choices=engine.ENGINES)
+    ray_address: str = option("local", "with --engine ray: 'local' starts Ray on this machine (--workers CPUs); "
+                              "otherwise the address of a running cluster, e.g. ray://head:10001")
+    max_retries: int = option(2, "tries again for a video whose worker process died", min=0, max=100)
 
 
 @dataclass
@@ -101,7 +114,85 @@ def _clean_info(info: dict) -> dict:
     return strip(yt_dlp.YoutubeDL.sanitize_info(info))
 
 
+@dataclass
+class FetchJob:
+    """One admitted video, ready to fetch: its metadata (yt-dlp's, or built for a local file),
+    where the bytes come from, and the fixed parts of its record."""
+
+    video_id: str
+    source: SourceInfo
+    rights: Rights
+    info: dict
+    file: str | None = None  # local footage; None: download with yt-dlp from ``info``
+    sidecars: dict[str, str] = field(default_factory=dict)  # language → local caption file
+
+
+@dataclass
+class Fetched:
+    """What fetching one video came to: its raw-manifest record, or a refusal, or a failure of
+    the disk that must stop the run (``fatal``)."""
+
+    video_id: str
+    record: dict | None = None
+    refusal: tuple | None = None  # (reason, detail, value)
+    fatal: str | None = None
+
+
+def fetch_video(job: FetchJob, root: str, cfg: CollectConfig) -> Fetched:
+    """Download (yt-dlp, resumable) or copy one admitted video into raw/.partial/<video_id>/,
+    check and normalise it and move it to raw/<video_id>/ (collect.store). A pure function of its
+    arguments, so any engine may run it; the caller writes the manifests."""
+    droot = DatasetRoot(root)
+    partial = droot.path("raw", ".partial", job.video_id)
+    try:
+        if job.file is None:
+            video_file = _ytdlp(cfg, droot).download(job.info, partial)
+            info = _clean_info(job.info)
+        else:
+            partial.mkdir(parents=True, exist_ok=True)
+            video_file = atomic_copy(Path(job.file), partial / f"video{Path(job.file).suffix.lower()}")
+            for lang, sidecar in job.sidecars.items():
+                atomic_copy(Path(sidecar), partial / f"video.{lang}.vtt")
+            info = job.info
+        record = store_video(droot, partial, video_file, video_id=job.video_id, source=job.source,
+                             rights=job.rights, info=info, options=_store_options(cfg))
+    except FetchError as e:  # the partial download stays: the next run continues it
+        return Fetched(job.video_id, refusal=(e.reason, str(e)[:500], None))
+    except Rejected as r:
+        remove_tree(partial)
+        return Fetched(job.video_id, refusal=(r.reason, r.detail, r.value))
+    except OSError as e:  # disk full, permissions: the run stops with a clear line
+        return Fetched(job.video_id, fatal=str(e))
+    except Exception as e:  # noqa: BLE001 - one bad video never stops the others
+        log.debug("%s", traceback.format_exc())
+        return Fetched(job.video_id, refusal=("failed", f"{type(e).__name__}: {e}"[:500], None))
+    remove_tree(partial)
+    if job.file is None:
+        _ytdlp(cfg, droot).pause()  # gentle with the platform, per worker
+    return Fetched(job.video_id, record=record.to_dict())
+
+
+def _ytdlp(cfg: CollectConfig, root: DatasetRoot) -> YtDlp:
+    return YtDlp(FetchOptions(format=cfg.format, retries=cfg.retries, backoff_seconds=cfg.backoff_seconds,
+                              rate_limit=cfg.rate_limit, sleep_interval=cfg.sleep_interval, cookies=cfg.cookies,
+                              caption_languages=list(cfg.caption_languages), socket_timeout=cfg.socket_timeout),
+                 archive=root.path("raw", "download-archive.txt"))
+
+
+def _store_options(cfg: CollectConfig) -> StoreOptions:
+    return StoreOptions(min_duration=cfg.min_duration, caption_languages=tuple(c.lower() for c in cfg.caption_languages))
+
+
+def engine_of(cfg: CollectConfig) -> engine.Engine:
+    return engine.Engine(kind=cfg.engine, workers=cfg.workers, address=cfg.ray_address, max_retries=cfg.max_retries,
+                         root=cfg.root, marker="raw/collect.config.yaml", what="video")
+
+
 class Collector:
+    """Plans on the calling process (listing, takedown, consent: metadata only, nothing is
+    downloaded that would be refused), fetches on the engine, and writes the manifests here, in
+    the order of sources.yaml whichever engine fetched, so every engine gives the same files."""
+
     def __init__(self, cfg: CollectConfig):
         self.cfg = cfg
         self.root = DatasetRoot(cfg.root)
@@ -113,13 +204,11 @@ class Collector:
         self.done = {r["video_id"]: r for r in read_jsonl(self.raw / "manifest.jsonl")}
         self.rejected = KeyedJsonl(self.raw / "rejected.jsonl", key=lambda r: r["key"])
         self.archive = self.raw / "download-archive.txt"
-        self.ytdlp = YtDlp(FetchOptions(format=cfg.format, retries=cfg.retries, backoff_seconds=cfg.backoff_seconds,
-                                        rate_limit=cfg.rate_limit, sleep_interval=cfg.sleep_interval,
-                                        cookies=cfg.cookies, caption_languages=list(cfg.caption_languages),
-                                        socket_timeout=cfg.socket_timeout), archive=self.archive)
-        self.store_options = StoreOptions(min_duration=cfg.min_duration,
-                                          caption_languages=tuple(c.lower() for c in cfg.caption_languages))
+        self.ytdlp = _ytdlp(cfg, self.root)
+        self.store_options = _store_options(cfg)
         self.stats = CollectStats(sources=len(self.sources.entries))
+        self.jobs: list[FetchJob] = []
+        self.planned: set[str] = set()
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _reject(self, key: str, reason: str, detail: str, *, value=None, video_id=None, url=None) -> None:
@@ -145,45 +234,70 @@ class Collector:
             return None
         return decision
 
-    def _finish(self, video_id: str, partial: Path, video_file: Path, source: SourceInfo, decision: Admission,
-                entry: SourceEntry, info: dict) -> None:
-        rights = Rights(license=decision.license, consent=entry.consent, basis=decision.basis)
-        try:
-            record = store_video(self.root, partial, video_file, video_id=video_id, source=source, rights=rights,
-                                 info=info, options=self.store_options)
-        except Rejected as r:
-            self._reject(video_id, r.reason, r.detail, value=r.value, video_id=video_id, url=source.url)
-            remove_tree(partial)
-            return
-        self.manifest.append(record.to_dict())
-        self.done[video_id] = record.to_dict()
-        self.rejected.discard(video_id)
-        remove_tree(partial)
-        self.stats.collected += 1
-        log.info("collected %s (%.1f s, %s)", video_id, record.media.duration, decision.basis)
+    def _known(self, video_id: str) -> bool:
+        """Collected already, or planned by an earlier entry of this run."""
+        if video_id in self.done or video_id in self.planned:
+            self.stats.already += 1
+            return True
+        return False
 
-    # -- sources -------------------------------------------------------------------------------
+    def _plan(self, job: FetchJob) -> None:
+        self.jobs.append(job)
+        self.planned.add(job.video_id)
+
+    def _commit(self, job: FetchJob, fetched: Fetched) -> None:
+        if fetched.fatal:
+            raise SystemExit(f"error: collecting {job.source.url}: {fetched.fatal}")
+        if fetched.refusal:
+            reason, detail, value = fetched.refusal
+            self._reject(job.video_id, reason, detail, value=value, video_id=job.video_id, url=job.source.url)
+            return
+        self.manifest.append(fetched.record)
+        self.done[job.video_id] = fetched.record
+        self.rejected.discard(job.video_id)
+        self.stats.collected += 1
+        log.info("collected %s (%.1f s, %s)", job.video_id, fetched.record["media"]["duration"], job.rights.basis)
+
+    # -- the run -------------------------------------------------------------------------------
     def run(self) -> CollectStats:
         save_config(self.cfg, self.raw / "collect.config.yaml")
-        for entry in progress(self.sources.entries, desc="collect", unit="source"):
+        for entry in progress(self.sources.entries, desc="collect: listing", unit="source"):
             try:
                 if entry.url:
-                    self._collect_url(entry)
+                    self._plan_url(entry)
                 else:
-                    self._collect_path(entry)
+                    self._plan_path(entry)
             except OSError as e:  # disk full, permissions: stop with a clear line, state stays consistent
                 raise SystemExit(f"error: collecting {entry.target} (sources.yaml line {entry.line}): {e}") from None
+        # yt-dlp finished these once but our manifest lacks them (a run killed in between): they must
+        # not be skipped as archived now. Done here, before any worker appends to the archive.
+        keys = {archive_key(j.info) for j in self.jobs if j.file is None} - {None}
+        if keys:
+            drop_archive_lines(self.archive, lambda extractor, vid: (extractor, vid) in keys)
+        order = {job.video_id: i for i, job in enumerate(self.jobs)}
+        finished: dict[int, tuple[FetchJob, Fetched]] = {}
+        next_up = 0
+        runs = engine.run(fetch_video, self.jobs, (self._engine_root(), self.cfg), engine_of(self.cfg),
+                          name=lambda job: job.video_id,
+                          lost=lambda job, why: Fetched(job.video_id, refusal=("failed", why, None)))
+        for job, fetched in progress(runs, desc="collect", total=len(self.jobs), unit="video"):
+            finished[order[job.video_id]] = (job, fetched)
+            while next_up in finished:  # in sources.yaml order: the same manifest on every engine
+                self._commit(*finished.pop(next_up))
+                next_up += 1
         return self.stats
 
-    def _collect_url(self, entry: SourceEntry) -> None:
+    def _engine_root(self) -> str:
+        return str(Path(self.cfg.root).resolve()) if self.cfg.engine == "ray" else self.cfg.root
+
+    def _plan_url(self, entry: SourceEntry) -> None:
         for info, url, error in self.ytdlp.list_videos(entry.url, entry.max_videos):
             if error is not None:
                 self._reject(url, classify(error), str(error).replace("ERROR: ", "", 1)[:500], url=url)
                 continue
             extractor = (info.get("extractor_key") or info.get("ie_key") or "generic").lower()
             video_id = video_id_for(info)
-            if video_id in self.done:
-                self.stats.already += 1
+            if self._known(video_id):
                 continue
             source = SourceInfo(
                 url=info.get("webpage_url") or url, extractor=extractor, id=info.get("id"),
@@ -194,21 +308,11 @@ class Collector:
             decision = self._admit(entry, video_id, source, info.get("license"))
             if decision is None:
                 continue
-            partial = self.root.path("raw", ".partial", video_id)
-            key = archive_key(info)
-            if key:  # finished by yt-dlp but not in our manifest: yt-dlp must not skip it now
-                drop_archive_lines(self.archive, lambda extractor, vid: (extractor, vid) == key)
             if not entry.captions:
                 info = {**info, "subtitles": {}}
-            try:
-                video_file = self.ytdlp.download(info, partial)
-            except FetchError as e:
-                self._reject(video_id, e.reason, str(e)[:500], video_id=video_id, url=source.url)
-                continue
-            self._finish(video_id, partial, video_file, source, decision, entry, _clean_info(info))
-            self.ytdlp.pause()
+            self._plan(FetchJob(video_id, source, _rights(decision, entry), info))
 
-    def _collect_path(self, entry: SourceEntry) -> None:
+    def _plan_path(self, entry: SourceEntry) -> None:
         path = entry.path
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTS)
@@ -232,8 +336,7 @@ class Collector:
             rel = file.resolve()
             shown = rel.relative_to(base).as_posix() if base in rel.parents else file.name
             video_id = f"local-{sha256_file(file)[:16]}"  # content-addressed: a renamed file is the same video
-            if video_id in self.done:
-                self.stats.already += 1
+            if self._known(video_id):
                 continue
             source = SourceInfo(url=f"local:{shown}", extractor="local", id=video_id,
                                 title=entry.title or file.stem, language=entry.language, speaker=entry.speaker,
@@ -241,18 +344,21 @@ class Collector:
             decision = self._admit(entry, video_id, source, None)
             if decision is None:
                 continue
-            partial = self.root.path("raw", ".partial", video_id)
-            partial.mkdir(parents=True, exist_ok=True)
-            video_file = atomic_copy(file, partial / f"video{file.suffix.lower()}")
+            sidecars = {}
             if entry.captions:
                 for lang in self.store_options.caption_languages:
                     sidecar = file.with_name(f"{file.stem}.{lang}.vtt")
                     if sidecar.is_file():
-                        atomic_copy(sidecar, partial / f"video.{lang}.vtt")
+                        sidecars[lang] = str(sidecar.resolve())
             info = {"extractor": "local", "id": video_id, "title": source.title, "filename": file.name,
                     "source_path": shown, "filesize": file.stat().st_size, "license": entry.license,
                     "language": entry.language}
-            self._finish(video_id, partial, video_file, source, decision, entry, info)
+            self._plan(FetchJob(video_id, source, _rights(decision, entry), info, file=str(file.resolve()),
+                                sidecars=sidecars))
+
+
+def _rights(decision: Admission, entry: SourceEntry) -> Rights:
+    return Rights(license=decision.license, consent=entry.consent, basis=decision.basis)
 
 
 def prepare_raw(cfg: CollectConfig) -> CollectStats:

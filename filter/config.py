@@ -11,11 +11,11 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from shqip_av import ShqipError, __version__
-from shqip_av.config import option, to_dict
+from shqip_av import __version__
+from shqip_av.config import ConfigError, option, to_dict
 
 
-class ConfigurationError(ShqipError):
+class ConfigurationError(ConfigError):
     """A setting that cannot work (a missing pipeline, an unknown method): stops the whole run."""
 
 

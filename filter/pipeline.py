@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from filter.config import ConfigurationError, FilterConfig
-from filter.engine import connect_ray, run_videos
+from filter.engine import engine_of, run_videos
+from shqip_av.engine import connect_ray
 from filter.faces import create_landmarker
 from filter.speech import silero_vad
 from filter.sync import load_sync_scorer
@@ -199,7 +200,7 @@ def _prepare_clips(root: DatasetRoot, cfg: FilterConfig, manifest: Path) -> Filt
     if todo:
         log.info("filter: %d videos to process with %d worker(s) (%s)", len(todo), cfg.workers, cfg.engine)
         if cfg.engine == "ray":
-            connect_ray(cfg)  # an unreachable cluster is one line before any video
+            connect_ray(engine_of(cfg))  # an unreachable cluster is one line before any video
     started = time.monotonic()
     for record, result in progress(run_videos(todo, cfg), desc="filter", total=len(todo), unit="video"):
         finish(record, result)

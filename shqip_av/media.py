@@ -300,10 +300,10 @@ def write_wav(path: str | Path, samples: np.ndarray, *, sample_rate: int = AUDIO
 
 
 def iter_frames(path: str | Path, *, fps: float | None = None, size: tuple[int, int] | None = None,
-                info: MediaInfo | None = None) -> Iterator[np.ndarray]:
+                info: MediaInfo | None = None, region: tuple[int, int, int, int] | None = None) -> Iterator[np.ndarray]:
     """Decode upright RGB frames (H, W, 3) uint8, optionally resampled to a constant ``fps``
-    (frames duplicated or dropped by timestamp, which is how a variable rate becomes constant)
-    and scaled to ``size`` = (width, height)."""
+    (frames duplicated or dropped by timestamp, which is how a variable rate becomes constant),
+    cut to ``region`` = (x, y, w, h) of the upright frame, and scaled to ``size`` = (width, height)."""
     info = info or probe(path)
     if not info.has_video:
         raise MediaError(f"{path}: no video stream")
@@ -311,6 +311,9 @@ def iter_frames(path: str | Path, *, fps: float | None = None, size: tuple[int, 
     if fps:
         filters.append(f"fps={fps}")
     width, height = info.width, info.height
+    if region:
+        x, y, width, height = region
+        filters.append(f"crop={width}:{height}:{x}:{y}:exact=1")
     if size:
         width, height = size
         filters.append(f"scale={width}:{height}:flags=bicubic")

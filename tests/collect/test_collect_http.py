@@ -139,3 +139,46 @@ def test_sideways_local_video_is_stored_upright(tmp_path):
     frame = next(iter_frames(root / rec.files.video))
     reference = next(iter_frames(src))[100:700]
     assert np.abs(frame.astype(int) - reference).mean() < 5
+
+
+def test_collect_on_ray_and_on_the_pool_give_the_same_raw_files(tmp_path, http_root):
+    """The downloads run on a local Ray (started here: 2 CPUs, no dashboard) and on a 2-process
+    pool; both write the manifests in sources.yaml order, so the files are the same bytes."""
+    ray = pytest.importorskip("ray")
+    www, base = http_root
+    for name, clip in (("a.mp4", "retalking_face_2.mp4"), ("b.mp4", "retalking_face_5.mp4"),
+                       ("c.mp4", "retalking_face_3.mp4")):
+        shutil.copy(shared_video(clip), www / name)
+    (www / "page.html").write_text('<html><body><video src="c.mp4"></video></body></html>')
+    sources = "sources:\n" + "".join(f"  - url: {base}/{name}\n    consent: {CONSENT}\n"
+                                     for name in ("a.mp4", "missing.mp4", "page.html", "b.mp4"))
+    roots = {}
+    for engine in ("pool", "ray"):
+        root = roots[engine] = tmp_path / engine
+        root.mkdir()
+        (root / "sources.yaml").write_text(sources)
+        try:
+            stats = run(root, workers=2, engine=engine)
+        finally:
+            ray.shutdown()
+        assert stats.collected == 3 and stats.rejected == {"not-found": 1}
+
+    def files(root):
+        out = {}
+        for p in sorted((root / "raw").rglob("*")):
+            if not p.is_file() or p.name == "collect.config.yaml":  # the resolved config names the engine
+                continue
+            if p.suffix == ".jsonl":  # the time of collection differs, nothing else may
+                rows = [{k: v for k, v in r.items() if k not in ("collected_at", "at")} for r in read_jsonl(p)]
+                out[p.relative_to(root).as_posix()] = rows
+            elif p.name == "info.json":
+                out[p.relative_to(root).as_posix()] = {k: v for k, v in json.loads(p.read_text()).items() if k != "epoch"}
+            else:
+                out[p.relative_to(root).as_posix()] = p.read_bytes()
+        return out
+
+    pool, on_ray = files(roots["pool"]), files(roots["ray"])
+    assert pool.keys() == on_ray.keys() and len([k for k in pool if k.endswith("audio.wav")]) == 3
+    assert pool == on_ray
+    urls = [r["source"]["url"] for r in pool["raw/manifest.jsonl"]]
+    assert urls == [f"{base}/a.mp4", f"{base}/page.html", f"{base}/b.mp4"]  # in sources.yaml order

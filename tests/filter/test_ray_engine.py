@@ -3,6 +3,7 @@ the process pool, survives a worker killed mid-video, and hands over to the pool
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 from filter.config import ConfigurationError, FilterConfig
 from filter.pipeline import prepare_clips
 from filter.shard import ShardConfig, pack_shards
+from shqip_av.config import ConfigError
 from tests.conftest import REPO, shared_model
 
 pytest.importorskip("ray")
@@ -59,11 +61,11 @@ def test_ray_and_the_pool_give_the_same_bytes_and_a_killed_worker_is_retried(poo
     killed = []
 
     def kill_a_busy_worker():
-        """SIGKILL the first Ray worker seen inside FilterWorker.process (mid-video)."""
+        """SIGKILL the first Ray worker seen inside StageWorker.run (mid-video)."""
         deadline = time.monotonic() + 240
         while not killed and time.monotonic() < deadline:
             for proc in psutil.process_iter(["pid", "cmdline"]):
-                if any("FilterWorker.process" in part for part in proc.info["cmdline"] or []):
+                if any("StageWorker.run" in part for part in proc.info["cmdline"] or []):
                     proc.send_signal(signal.SIGKILL)
                     killed.append(proc.info["pid"])
                     return
@@ -80,6 +82,28 @@ def test_ray_and_the_pool_give_the_same_bytes_and_a_killed_worker_is_retried(poo
     assert _tree(root / "clips") == _tree(pool / "clips")
     pack_shards(ShardConfig(root=str(root)))
     assert _tree(root / "shards") == _tree(pool / "shards")
+
+
+def test_ray_gives_the_pool_s_bytes_on_real_clips(real_root, tmp_path, local_ray):
+    """Four of the real-clip variants (a real face, two faces, rotation metadata, 60 fps) filtered
+    on Ray against the 2-worker pool run of the real_root fixture: the same clip files, and the
+    same manifest and rejection lines for these videos."""
+    pool_root, ids, _ = real_root
+    chosen = {ids[name] for name in ("aoc", "two_faces", "rotated5", "fps60_5")}
+    root = tmp_path / "real-ray"
+    (root / "raw").mkdir(parents=True)
+    for vid in chosen:
+        shutil.copytree(pool_root / "raw" / vid, root / "raw" / vid)
+    lines = (pool_root / "raw" / "manifest.jsonl").read_text().splitlines(keepends=True)
+    (root / "raw" / "manifest.jsonl").write_text("".join(ln for ln in lines if json.loads(ln)["video_id"] in chosen))
+    stats = prepare_clips(FilterConfig(root=str(root), workers=2, engine="ray"))
+    assert stats.processed == 4 and not stats.failed
+    for vid in chosen:
+        assert _tree(root / "clips" / vid) == _tree(pool_root / "clips" / vid), vid
+    for name in ("manifest.jsonl", "rejected.jsonl"):
+        def rows(r):
+            return [ln for ln in (r / "clips" / name).read_text().splitlines() if json.loads(ln)["video_id"] in chosen]
+        assert rows(root) == rows(pool_root) and rows(root)
 
 
 def test_a_run_stopped_on_ray_finishes_on_the_pool(pool_run, tmp_path):
@@ -104,11 +128,11 @@ def test_ray_problems_are_one_line_before_any_video(pool_run, tmp_path, monkeypa
     collected, _ = pool_run
     root = tmp_path / "bad"
     shutil.copytree(collected, root)
-    with pytest.raises(ConfigurationError, match="cannot connect to Ray at '127.0.0.1:9'") as error:
+    with pytest.raises(ConfigError, match="cannot connect to Ray at '127.0.0.1:9'") as error:
         prepare_clips(FilterConfig(root=str(root), engine="ray", ray_address="127.0.0.1:9"))
     assert "\n" not in str(error.value)
     monkeypatch.setitem(sys.modules, "ray", None)  # as if ray were not installed
-    with pytest.raises(ConfigurationError, match="needs the ray package"):
+    with pytest.raises(ConfigError, match="needs the ray package"):
         prepare_clips(FilterConfig(root=str(root), engine="ray"))
     with pytest.raises(ConfigurationError, match="engine must be pool or ray"):
         prepare_clips(FilterConfig(root=str(root), engine="spark"))

@@ -75,3 +75,32 @@ def test_write_video_refuses_changing_frame_size(tmp_path):
     with pytest.raises(MediaError, match="frame size changed"):
         write_video(tmp_path / "v.mp4", frames, fps=25)
     assert list(tmp_path.iterdir()) == []  # no half-written file left behind
+
+
+@pytest.mark.parametrize("clip", ["latentsync_demo2.mp4", "retalking_face_2.mp4"])
+def test_crops_from_the_decoded_region_equal_crops_from_the_whole_frame(clip):
+    """filter decodes only the part of the frame its crops read (shqip_av.geometry.crop_region):
+    the crops must be the ones the whole frame gives, including a face near the frame's edge."""
+    from shqip_av import geometry
+
+    path = shared_video(clip)
+    info = probe(path)
+    w, h = info.width, info.height
+    size = 256
+    # faces of two sizes, one in the middle and one cut by the left and top edges
+    aligns = [geometry.template(size) * (w / 700) + [w * 0.3, h * 0.35],
+              geometry.template(size) * (w / 1400) - [w * 0.02, h * 0.01]]
+    affines = np.array([geometry.fit_similarity(a, geometry.template(size)) for a in aligns])
+    region = geometry.crop_region(affines, size, w, h)
+    x, y, rw, rh = region
+    assert x % 2 == 0 and y % 2 == 0 and rw % 2 == 0 and rh % 2 == 0 and rw * rh < w * h
+    whole = iter_frames(path, fps=25, info=info)
+    part = iter_frames(path, fps=25, info=info, region=region)
+    for _, full, cut in zip(range(12), whole, part):
+        assert cut.shape == (rh, rw, 3)
+        for affine in affines:
+            expected = geometry.warp_crop(full, affine, size)
+            got = geometry.warp_crop(cut, affine, size, (x, y))
+            assert np.array_equal(got, expected)  # to the pixel
+    whole.close()
+    part.close()
