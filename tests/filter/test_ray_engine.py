@@ -139,6 +139,18 @@ def test_ray_problems_are_one_line_before_any_video(pool_run, tmp_path, monkeypa
     assert not (root / "work").exists()
 
 
+def test_a_worker_that_cannot_see_the_root_stops_the_run_before_any_item(tmp_path, local_ray):
+    """One machine cannot give a Ray worker another filesystem, so the root is named by a path
+    that exists nowhere: the same check and the same message as a node without the mount."""
+    from shqip_av import engine
+
+    calls = []
+    blind = engine.Engine(kind="ray", workers=1, root=str(tmp_path / "not-mounted"), marker="raw/manifest.jsonl")
+    with pytest.raises(ConfigError, match=r"the Ray worker\(s\) on .+ cannot see the dataset root .*not-mounted") as error:
+        list(engine.run(calls.append, [1, 2], (), blind, name=str, lost=lambda item, why: why))
+    assert "\n" not in str(error.value) and not calls
+
+
 def test_a_pool_worker_killed_mid_video_is_retried_in_a_new_pool(pool_run, tmp_path):
     collected, pool = pool_run
     root = tmp_path / "pool-killed"
