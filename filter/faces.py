@@ -13,7 +13,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from filter.config import FaceConfig
 from shqip_av import geometry
-from shqip_av.log import native_stderr_filtered
+from shqip_av.log import StepTimes, native_stderr_filtered
 from shqip_av.media import MediaInfo, iter_frames
 from shqip_av.models import ModelFileError, resolve_model
 
@@ -258,7 +258,8 @@ def detection_size(info: MediaInfo, max_side: int) -> tuple[int, int] | None:
     return (max(2, int(round(info.width * scale / 2)) * 2), max(2, int(round(info.height * scale / 2)) * 2))
 
 
-def scan_faces(video: Path, info: MediaInfo, cfg: FaceConfig, fps: float, folder: Path | None = None) -> FaceScan:
+def scan_faces(video: Path, info: MediaInfo, cfg: FaceConfig, fps: float, folder: Path | None = None,
+               times: StepTimes | None = None) -> FaceScan:
     """Detect and track faces in every frame of ``video`` resampled to ``fps``. With ``folder``
     (the video's work folder), each track's landmarks are written there as they come, so memory
     does not grow with the video's length.
@@ -278,6 +279,8 @@ def scan_faces(video: Path, info: MediaInfo, cfg: FaceConfig, fps: float, folder
     next_id = 0
     size = detection_size(info, cfg.detect_max_side)
     frames = iter_frames(video, fps=fps, size=size, info=info)
+    if times is not None:
+        frames = times.iterate(frames, "decode")
     with native_stderr_filtered():  # MediaPipe's start-up lines (glog, TF Lite) come here
         landmarker = create_landmarker(cfg)
     with landmarker:

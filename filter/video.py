@@ -97,7 +97,7 @@ def _sync_limits(cfg: FilterConfig, scorer):
     return energy
 
 
-def stream_crops(video, info, fps: float, spans: list, size: int):
+def stream_crops(video, info, fps: float, spans: list, size: int, times: StepTimes | None = None):
     """One pass over the frames: the canonical crops and frame→crop transforms of each span
     (item, track, first, last) are collected and yielded as (item, crops, affines) as soon as the
     span ends, or, when the video ends early, with what it had. Memory holds only the open spans.
@@ -117,6 +117,8 @@ def stream_crops(video, info, fps: float, spans: list, size: int):
     active: list[tuple] = []
     end = max(span[3] for span in pending)
     frames = iter_frames(video, fps=fps, info=info, region=region)
+    if times is not None:
+        frames = times.iterate(frames, "decode")
     try:
         for index, frame in enumerate(frames):
             while pending and pending[0][2] <= index:
@@ -137,10 +139,11 @@ def stream_crops(video, info, fps: float, spans: list, size: int):
         yield item, [], []
 
 
-def _score_from_crops(video, info, fps: float, candidates: list[_Candidate], cfg: FilterConfig, score) -> None:
+def _score_from_crops(video, info, fps: float, candidates: list[_Candidate], cfg: FilterConfig, score,
+                      times: StepTimes) -> None:
     """Each candidate is scored on its canonical crops over [s0, s1) as soon as they are complete."""
     spans = [(c, c.job.track, c.s0, c.s1) for c in candidates]
-    for c, crops, _ in stream_crops(video, info, fps, spans, cfg.crop.size):
+    for c, crops, _ in stream_crops(video, info, fps, spans, cfg.crop.size, times):
         c.job.sync = score(c, np.stack(crops)) if crops else SyncResult(0.0, 0, "none", [])
 
 
@@ -265,8 +268,8 @@ def _process(raw: RawVideo, droot: DatasetRoot, cfg: FilterConfig, result: Video
         utterances = [u for u in utterances if not any(u is x for x in unheard)]
 
     # 4. faces
-    with times("decode+landmarks"):
-        scan = scan_faces(video, info, cfg.faces, fps, folder=work)
+    with times.excluding("landmarks", "decode"):
+        scan = scan_faces(video, info, cfg.faces, fps, folder=work, times=times)
     scan.save(work / "faces.npz")
     result.stats.update(frames=scan.num_frames, tracks=len(scan.tracks),
                         face_frames=round(float((scan.faces_per_frame > 0).mean()) if scan.num_frames else 0.0, 4))
@@ -326,9 +329,10 @@ def _process(raw: RawVideo, droot: DatasetRoot, cfg: FilterConfig, result: Video
                          c.pad_before, c.pad_after, crops)
 
     candidates = [c for group in groups for c in group]
-    with times("sync"):
+    with times.excluding("sync", "decode"):
         if scorer.needs_crops:
-            _score_from_crops(video, info, fps, candidates, cfg, lambda c, crops: scorer.score(sync_input(c, crops)))
+            _score_from_crops(video, info, fps, candidates, cfg, lambda c, crops: scorer.score(sync_input(c, crops)),
+                              times)
         else:
             for c in candidates:
                 c.job.sync = scorer.score(sync_input(c))
@@ -362,8 +366,8 @@ def _process(raw: RawVideo, droot: DatasetRoot, cfg: FilterConfig, result: Video
                                                      "rejected_utterances": [vars(u) for u in unheard],
                                                      "tracks": decisions}) + "\n")
     if jobs:
-        with times("crops+encode"):
-            _render(video, info, fps, jobs, raw, cfg, staging, reject, result, audio)
+        with times.excluding("crops", "decode", "encode"):
+            _render(video, info, fps, jobs, raw, cfg, staging, reject, result, audio, times)
     result.accepted.sort(key=lambda r: (r["meta"]["start"], r["key"]))
 
 
@@ -414,18 +418,19 @@ def sharpness(crop: np.ndarray) -> float:
 
 
 def _render(video, info, fps, jobs: list[_Job], raw: RawVideo, cfg: FilterConfig, staging: Path, reject,
-            result: VideoResult, audio) -> None:
+            result: VideoResult, audio, times: StepTimes) -> None:
     """Second pass over the frames: canonical crops for the accepted jobs, then the samples."""
     spans = [(job, job.track, job.first, job.last) for job in jobs]
-    for job, crops, affines in stream_crops(video, info, fps, spans, cfg.crop.size):
+    for job, crops, affines in stream_crops(video, info, fps, spans, cfg.crop.size, times):
         if len(crops) < 2:  # the video ended (fewer frames than the audio) before this job had any
             continue
         job.last = job.first + len(crops)
-        _write_sample(job, crops, np.array(affines, dtype=np.float64), raw, cfg, staging, reject, result, audio, fps)
+        _write_sample(job, crops, np.array(affines, dtype=np.float64), raw, cfg, staging, reject, result, audio, fps,
+                      times)
 
 
 def _write_sample(job: _Job, crops: list, affines: np.ndarray, raw: RawVideo, cfg: FilterConfig, staging: Path,
-                  reject, result: VideoResult, audio, fps: float) -> None:
+                  reject, result: VideoResult, audio, fps: float, times: StepTimes) -> None:
     sharp = float(np.median([sharpness(c) for c in crops[::5]]))
     if sharp < cfg.quality.min_sharpness:
         reject("quality", "blurry", f"median Laplacian variance below {cfg.quality.min_sharpness}", sharp, key=job.key)
@@ -443,7 +448,8 @@ def _write_sample(job: _Job, crops: list, affines: np.ndarray, raw: RawVideo, cf
         return
     for name, array in arrays.items():
         atomic_write_bytes(staging / f"{key}.{name}.npy", _npy_bytes(array))
-    write_video(staging / f"{key}.mp4", crops, fps=fps, crf=cfg.crop.crf, extra_video_args=["-threads", "1"])
+    with times("encode"):
+        write_video(staging / f"{key}.mp4", crops, fps=fps, crf=cfg.crop.crf, extra_video_args=["-threads", "1"])
     a0, a1 = int(round(start * AUDIO_RATE)), int(round(end * AUDIO_RATE))
     shift = int(round(job.correction * AUDIO_RATE / fps))  # late audio (+) is taken from later on
     piece = audio[max(0, a0 + shift):max(0, a1 + shift)]

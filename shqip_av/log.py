@@ -163,5 +163,37 @@ class StepTimes:
         finally:
             self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - start
 
+    @contextlib.contextmanager
+    def excluding(self, step: str, *inner: str):
+        """Time a block as ``step``, less what the ``inner`` steps timed within it (the decode
+        waited for inside a landmark pass is decode, not landmarks)."""
+        before = sum(self.seconds.get(k, 0.0) for k in inner)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            nested = sum(self.seconds.get(k, 0.0) for k in inner) - before
+            self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - start - nested
+
+    def iterate(self, items, step: str):
+        """``items``, with the time spent waiting for each one counted as ``step`` (a decoder
+        that runs beside the consumer costs only the waits it causes). Closing this closes
+        ``items``."""
+        it = iter(items)
+        try:
+            while True:
+                start = time.perf_counter()
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+                finally:
+                    self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - start
+                yield item
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
     def rounded(self) -> dict[str, float]:
         return {k: round(v, 3) for k, v in self.seconds.items()}

@@ -98,6 +98,10 @@ def test_ray_gives_the_pool_s_bytes_on_real_clips(real_root, tmp_path, local_ray
     (root / "raw" / "manifest.jsonl").write_text("".join(ln for ln in lines if json.loads(ln)["video_id"] in chosen))
     stats = prepare_clips(FilterConfig(root=str(root), workers=2, engine="ray"))
     assert stats.processed == 4 and not stats.failed
+    split = json.loads((root / "work" / ids["aoc"] / "done.json").read_text())["stats"]["seconds"]
+    assert {"probe", "vad", "decode", "landmarks", "sync", "crops", "encode"} <= split.keys()
+    assert split["landmarks"] > 0 and split["decode"] > 0 and split["encode"] > 0
+    assert {"decode", "landmarks", "crops", "encode"} <= stats.step_seconds.keys()  # summed from the workers
     for vid in chosen:
         assert _tree(root / "clips" / vid) == _tree(pool_root / "clips" / vid), vid
     for name in ("manifest.jsonl", "rejected.jsonl"):

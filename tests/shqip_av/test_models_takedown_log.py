@@ -47,3 +47,31 @@ def test_takedown_matches_by_kind(tmp_path):
     assert tl.match(url="https://x.org/v.mp4#frag")
     assert tl.match(platform_id="BBB") == "BBB"
     assert tl.match(video_id="yt-CCC", channel="Other") is None
+
+
+def test_step_times_split_waits_from_the_work_around_them():
+    """filter's time split: frames waited for count as decode, the rest of the pass as landmarks."""
+    import time
+
+    from shqip_av.log import StepTimes
+
+    closed = []
+
+    def slow_frames():
+        try:
+            for i in range(5):
+                time.sleep(0.05)
+                yield i
+        finally:
+            closed.append(True)
+
+    times = StepTimes()
+    with times.excluding("landmarks", "decode"):
+        frames = times.iterate(slow_frames(), "decode")
+        for i in frames:
+            time.sleep(0.02)
+            if i == 2:
+                break
+        frames.close()
+    assert closed == [True]  # closing the wrapper stops the decoder
+    assert 0.14 <= times.seconds["decode"] < 1.0 and 0.05 <= times.seconds["landmarks"] < 0.5  # loose: a loaded CI
