@@ -45,7 +45,7 @@ def main() -> int:
     from filter.config import FilterConfig
     from filter.faces import scan_faces
     from filter.pipeline import prepare_clips
-    from shqip_av.log import setup_logging
+    from shqip_av.log import StepTimes, setup_logging
     from shqip_av.manifest import read_jsonl
     from shqip_av.media import probe
 
@@ -65,12 +65,15 @@ def main() -> int:
     print(f"{len(records)} clips, {seconds:.1f} s of video, {os.cpu_count()} CPU cores")
 
     cfg = FilterConfig(root=str(root))
+    times = StepTimes()
     t0 = time.perf_counter()
     for r in records:  # the floor: decode at the analysis rate + MediaPipe landmarks, nothing else
         path = root / r["files"]["video"]
-        scan_faces(path, probe(path), cfg.faces, cfg.probe.fps)
+        with times.excluding("landmarks", "decode"):
+            scan_faces(path, probe(path), cfg.faces, cfg.probe.fps, times=times)
     floor = time.perf_counter() - t0
-    print(f"decode + landmarks only : {floor:6.1f} s wall  {seconds / floor:5.2f}× real time")
+    print(f"decode + landmarks only : {floor:6.1f} s wall  {seconds / floor:5.2f}× real time  "
+          f"(waiting for frames {times.seconds['decode']:.1f} s, landmarks {times.seconds['landmarks']:.1f} s)")
 
     walls = {}
     runs = [("pool", 1), ("pool", 2)] + ([("ray", 2)] if not args.no_ray else [])

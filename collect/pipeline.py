@@ -66,7 +66,7 @@ class CollectConfig:
     engine: str = option("pool", "pool (local processes) or ray (Ray actors on a local or an existing cluster)",
                          choices=engine.ENGINES)
     ray_address: str = option("local", "with --engine ray: 'local' starts Ray on this machine (--workers CPUs); "
-                              "otherwise the address of a running cluster, e.g. ray://head:10001")
+                              "otherwise the address of a running cluster, e.g. ray://head:10001", flags=["--address"])
     max_retries: int = option(2, "tries again for a video whose worker process died", min=0, max=100)
 
 

@@ -150,7 +150,7 @@ class FilterConfig:
     engine: str = option("pool", "pool (local processes) or ray (Ray actors on a local or an existing cluster; "
                                  "every node must see the dataset root at the same path)")
     ray_address: str = option("local", "with --engine ray: 'local' starts Ray on this machine (--workers CPUs, no "
-                                       "dashboard); otherwise the address of a running cluster (ray://host:10001 or host:6379)")
+                                       "dashboard); otherwise the address of a running cluster (ray://host:10001 or host:6379)", flags=["--address"])
     max_retries: int = option(2, "a video whose worker process died (pool or Ray) or that ran past video_timeout "
                                  "(Ray) is retried this many times, then recorded as an error", min=0, max=100)
     video_timeout: float = option(0.0, "with --engine ray: seconds one video may take before its worker is "

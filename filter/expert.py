@@ -125,23 +125,14 @@ def expert_thresholds(source: str) -> dict:
     return json.loads(path.read_text(encoding="utf-8")) if path and path.is_file() else {}
 
 
-_DIGESTS: dict = {}
-
-
 def weights_digest(source: str) -> str:
-    """sha256 of a local expert's weights ('' for anything else), computed once per file version:
-    filter's config fingerprint, which is taken for every video, includes it."""
-    from shqip_av.files import sha256_file
+    """sha256 of a local expert's weights ('' for anything else): filter's config fingerprint
+    includes it."""
+    from shqip_av.files import weights_digest as digest
 
     folder = expert_folder(source)
     weights = folder / "model.safetensors" if folder else None
-    if not weights or not weights.is_file():
-        return ""
-    stat = weights.stat()
-    key = (str(weights.resolve()), stat.st_mtime_ns, stat.st_size)
-    if key not in _DIGESTS:
-        _DIGESTS[key] = sha256_file(weights)
-    return _DIGESTS[key]
+    return digest([weights]) if weights and weights.is_file() else ""
 
 
 def lower_halves(crops: np.ndarray, size: int) -> np.ndarray:

@@ -34,7 +34,6 @@ from shqip_av.normalize import normalize
 
 log = get_logger(__name__)
 
-_DIGESTS: dict[tuple, str] = {}
 MIN_SECONDS = 0.2  # less audio than this holds no word: not worth a recognizer pass
 _WEIGHTS = ("*.safetensors", "*.bin")
 
@@ -51,19 +50,11 @@ def _weight_files(source: str) -> list[Path]:
 
 
 def model_digest(source: str) -> str:
-    """sha256 over a local model's weights ('' for a Hub id), computed once per file version: the
-    filter's config fingerprint holds it, so a retrained model at the same path redoes the step."""
-    import hashlib
+    """sha256 over a local model's weights ('' for a Hub id): the filter's config fingerprint
+    holds it, so a retrained model at the same path redoes the step."""
+    from shqip_av.files import weights_digest
 
-    from shqip_av.files import sha256_file
-
-    files = _weight_files(source)
-    if not files:
-        return ""
-    key = tuple((str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
-    if key not in _DIGESTS:
-        _DIGESTS[key] = hashlib.sha256("".join(sha256_file(p) for p in files).encode()).hexdigest()
-    return _DIGESTS[key]
+    return weights_digest(_weight_files(source))
 
 
 def model_label(cfg: TranscriptsConfig) -> str:

@@ -34,11 +34,13 @@ class ConfigError(ShqipError):
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, factory: Callable | None = None,
            min: float | None = None, max: float | None = None, above: float | None = None,
-           choices: Sequence[str] | None = None):
+           choices: Sequence[str] | None = None, flags: Sequence[str] = ()):
     """A config field with its documentation (shown by ``--help`` and in saved configs) and, for
     numbers, its valid range: ``min``/``max`` inclusive, ``above`` exclusive; for strings, ``choices``.
-    Values outside are refused when the config is built, before a stage touches any data."""
-    meta = {"help": help, "min": min, "max": max, "above": above, "choices": tuple(choices) if choices else None}
+    Values outside are refused when the config is built, before a stage touches any data.
+    ``flags``: other command-line spellings (``--address`` for ``ray_address``)."""
+    meta = {"help": help, "min": min, "max": max, "above": above, "choices": tuple(choices) if choices else None,
+            "flags": tuple(flags)}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -273,6 +275,11 @@ def _leaf_fields(cls: type, prefix: str = ""):
             yield f"{prefix}{f.name}", tp, help_text, default
 
 
+def _extra_flags(cls: type) -> dict[str, tuple[str, ...]]:
+    """Top-level fields' other command-line spellings."""
+    return {f.name: f.metadata.get("flags", ()) for f in dataclasses.fields(cls) if f.metadata.get("flags")}
+
+
 def _cli_value(text: str, tp: Any) -> Any:
     # Strings stay verbatim (a title like "yes" must not become a bool); the rest parse as YAML
     # so that lists and numbers are written the same way on the command line as in the file.
@@ -291,14 +298,15 @@ def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentPar
     )
     parser.add_argument("--config", metavar="YAML", help="YAML file with config values")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    extra = _extra_flags(cls)
     for name, tp, help_text, default in _leaf_fields(cls):
-        flag = "--" + name.replace("_", "-")
+        flags = ["--" + name.replace("_", "-"), *extra.get(name, ())]
         shown = f"{help_text} [default: {default!r}]" if help_text else f"[default: {default!r}]"
         if tp is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+            parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction,
                                 default=None, help=shown)
         else:
-            parser.add_argument(flag, dest=name, default=None, metavar="VALUE", help=shown)
+            parser.add_argument(*flags, dest=name, default=None, metavar="VALUE", help=shown)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help=argparse.SUPPRESS)
     return parser
 

@@ -156,6 +156,23 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+_WEIGHT_DIGESTS: dict[tuple, str] = {}
+
+
+def weights_digest(paths: list[Path]) -> str:
+    """sha256 of a model's weight file (of the files' sha256s in order when there are several;
+    '' for none), computed once per version of the files (path, mtime, size): config
+    fingerprints, taken for every video, include it, so retrained weights at the same path are
+    noticed."""
+    if not paths:
+        return ""
+    key = tuple((str(Path(p).resolve()), Path(p).stat().st_mtime_ns, Path(p).stat().st_size) for p in paths)
+    if key not in _WEIGHT_DIGESTS:
+        digests = [sha256_file(p) for p in paths]
+        _WEIGHT_DIGESTS[key] = digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
+    return _WEIGHT_DIGESTS[key]
+
+
 def remove_tree(path: Path) -> bool:
     """Remove a folder (or file) if present; True when something was removed."""
     if path.is_dir() and not path.is_symlink():

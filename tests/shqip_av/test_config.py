@@ -58,3 +58,15 @@ def test_saved_config_documents_and_round_trips():
     text = dump_yaml(cfg)
     assert "# processes" in text and "# LoRA rank" in text
     assert from_dict(Cfg, yaml.safe_load(text)) == cfg
+
+
+def test_ray_address_is_also_spelled_address_on_both_stages():
+    from collect.pipeline import CollectConfig
+    from filter.config import FilterConfig
+
+    for cls in (CollectConfig, FilterConfig):
+        cfg, _ = parse_config(cls, ["--engine", "ray", "--address", "head:6379", "--workers", "3"], prog="p",
+                              description="d")
+        assert (cfg.engine, cfg.ray_address, cfg.workers) == ("ray", "head:6379", 3)
+    with pytest.raises(ConfigError, match="engine"):
+        parse_config(CollectConfig, ["--engine", "spark"], prog="p", description="d")
