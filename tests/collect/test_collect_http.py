@@ -171,6 +171,8 @@ def test_collect_on_ray_and_on_the_pool_give_the_same_raw_files(tmp_path, http_r
             if p.suffix == ".jsonl":  # the time of collection differs, nothing else may
                 rows = [{k: v for k, v in r.items() if k not in ("collected_at", "at")} for r in read_jsonl(p)]
                 out[p.relative_to(root).as_posix()] = rows
+            elif p.name == "download-archive.txt":  # yt-dlp's own bookkeeping, appended as downloads finish
+                out[p.relative_to(root).as_posix()] = sorted(p.read_text().splitlines())
             elif p.name == "info.json":
                 out[p.relative_to(root).as_posix()] = {k: v for k, v in json.loads(p.read_text()).items() if k != "epoch"}
             else:
