@@ -4,7 +4,9 @@ process pool (or a distributed engine) can run it at scale."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import shutil
 import unicodedata
 from dataclasses import dataclass, field
@@ -23,8 +25,8 @@ from shqip_av import __version__, geometry, schema
 from shqip_av.files import DatasetRoot, atomic_write_bytes, atomic_write_text, sha256_file
 from shqip_av.log import StepTimes, get_logger
 from shqip_av.manifest import dumps
-from shqip_av.media import (AUDIO_RATE, MediaError, check_decodes, iter_frames, open_audio, probe, write_video,
-                            write_wav)
+from shqip_av.media import (AUDIO_RATE, BackgroundVideoWriter, MediaError, check_decodes, iter_frames, open_audio,
+                            probe, write_wav)
 from shqip_av.records import RawVideo, Rejection
 
 log = get_logger(__name__)
@@ -97,12 +99,13 @@ def _sync_limits(cfg: FilterConfig, scorer):
     return energy
 
 
-def stream_crops(video, info, fps: float, spans: list, size: int, times: StepTimes | None = None):
+def stream_crops(video, info, fps: float, spans: list, size: int, times: StepTimes | None = None, each=None):
     """One pass over the frames: the canonical crops and frame→crop transforms of each span
     (item, track, first, last) are collected and yielded as (item, crops, affines) as soon as the
     span ends, or, when the video ends early, with what it had. Memory holds only the open spans.
-    Only the region of the frame that the crops read is decoded. filter's sync scoring and
-    rendering, and train.lipsync.evaluate, all crop through here."""
+    Only the region of the frame that the crops read is decoded; ``each(item, crop)``, when
+    given, sees every crop as it is made. filter's sync scoring and rendering, and
+    train.lipsync.evaluate, all crop through here."""
     template = geometry.template(size)
     pending = sorted(((item, track, first, last,
                        [geometry.fit_similarity(p, template) for p in track.align[first - track.start:last - track.start]])
@@ -124,8 +127,10 @@ def stream_crops(video, info, fps: float, spans: list, size: int, times: StepTim
             while pending and pending[0][2] <= index:
                 item, _, first, last, affines = pending.pop(0)
                 active.append((item, first, last, affines, []))
-            for _, first, _, affines, crops in active:
+            for item, first, _, affines, crops in active:
                 crops.append(geometry.warp_crop(frame, affines[index - first], size, offset))
+                if each is not None:
+                    each(item, crops[-1])
             for span in [a for a in active if a[2] <= index + 1]:
                 active.remove(span)
                 yield span[0], span[4], span[3]
@@ -367,7 +372,7 @@ def _process(raw: RawVideo, droot: DatasetRoot, cfg: FilterConfig, result: Video
                                                      "tracks": decisions}) + "\n")
     if jobs:
         with times.excluding("crops", "decode", "encode"):
-            _render(video, info, fps, jobs, raw, cfg, staging, reject, result, audio, times)
+            _render(video, info, fps, jobs, raw, cfg, staging, work, reject, result, audio, times)
     result.accepted.sort(key=lambda r: (r["meta"]["start"], r["key"]))
 
 
@@ -417,20 +422,51 @@ def sharpness(crop: np.ndarray) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
-def _render(video, info, fps, jobs: list[_Job], raw: RawVideo, cfg: FilterConfig, staging: Path, reject,
+def _render(video, info, fps, jobs: list[_Job], raw: RawVideo, cfg: FilterConfig, staging: Path, work: Path, reject,
             result: VideoResult, audio, times: StepTimes) -> None:
-    """Second pass over the frames: canonical crops for the accepted jobs, then the samples."""
+    """Second pass over the frames: canonical crops for the accepted jobs, encoded while the pass
+    goes on (in work/, moved into staging only if the sample is kept), then the samples."""
     spans = [(job, job.track, job.first, job.last) for job in jobs]
-    for job, crops, affines in stream_crops(video, info, fps, spans, cfg.crop.size, times):
-        if len(crops) < 2:  # the video ended (fewer frames than the audio) before this job had any
-            continue
-        job.last = job.first + len(crops)
-        _write_sample(job, crops, np.array(affines, dtype=np.float64), raw, cfg, staging, reject, result, audio, fps,
-                      times)
+    writers: dict[int, BackgroundVideoWriter] = {}
+
+    def each(job: _Job, crop: np.ndarray) -> None:
+        if id(job) not in writers:
+            writers[id(job)] = BackgroundVideoWriter(work / "encoding" / f"{job.key}.mp4", fps=fps, crf=cfg.crop.crf,
+                                                     extra_video_args=["-threads", "1"])
+        with times("encode"):  # waiting for a full encoder queue
+            writers[id(job)].write(crop)
+
+    try:
+        for job, crops, affines in stream_crops(video, info, fps, spans, cfg.crop.size, times, each):
+            writer = writers.pop(id(job), None)
+            if len(crops) < 2:  # the video ended (fewer frames than the audio) before this job had any
+                if writer is not None:
+                    writer.abort()
+                continue
+            job.last = job.first + len(crops)
+            with times("encode"):  # what the encoder has left once the pass reaches the span's end
+                mp4 = writer.finish()
+            _write_sample(job, crops, np.array(affines, dtype=np.float64), mp4, raw, cfg, staging, reject, result,
+                          audio, fps)
+    finally:
+        for writer in writers.values():  # a failed pass leaves no encoder running and no file
+            writer.abort()
+        with contextlib.suppress(OSError):
+            (work / "encoding").rmdir()
 
 
-def _write_sample(job: _Job, crops: list, affines: np.ndarray, raw: RawVideo, cfg: FilterConfig, staging: Path,
-                  reject, result: VideoResult, audio, fps: float, times: StepTimes) -> None:
+def _write_sample(job: _Job, crops: list, affines: np.ndarray, mp4: Path, raw: RawVideo, cfg: FilterConfig,
+                  staging: Path, reject, result: VideoResult, audio, fps: float) -> None:
+    """The sample's files into staging; ``mp4`` (its crops, already encoded) is moved there, or
+    removed when the sample is rejected."""
+    try:
+        _stage_sample(job, crops, affines, mp4, raw, cfg, staging, reject, result, audio, fps)
+    finally:
+        mp4.unlink(missing_ok=True)
+
+
+def _stage_sample(job: _Job, crops: list, affines: np.ndarray, mp4: Path, raw: RawVideo, cfg: FilterConfig,
+                  staging: Path, reject, result: VideoResult, audio, fps: float) -> None:
     sharp = float(np.median([sharpness(c) for c in crops[::5]]))
     if sharp < cfg.quality.min_sharpness:
         reject("quality", "blurry", f"median Laplacian variance below {cfg.quality.min_sharpness}", sharp, key=job.key)
@@ -448,8 +484,7 @@ def _write_sample(job: _Job, crops: list, affines: np.ndarray, raw: RawVideo, cf
         return
     for name, array in arrays.items():
         atomic_write_bytes(staging / f"{key}.{name}.npy", _npy_bytes(array))
-    with times("encode"):
-        write_video(staging / f"{key}.mp4", crops, fps=fps, crf=cfg.crop.crf, extra_video_args=["-threads", "1"])
+    os.replace(mp4, staging / f"{key}.mp4")
     a0, a1 = int(round(start * AUDIO_RATE)), int(round(end * AUDIO_RATE))
     shift = int(round(job.correction * AUDIO_RATE / fps))  # late audio (+) is taken from later on
     piece = audio[max(0, a0 + shift):max(0, a1 + shift)]

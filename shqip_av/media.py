@@ -338,6 +338,56 @@ def iter_frames(path: str | Path, *, fps: float | None = None, size: tuple[int, 
         raise MediaError(f"{path}: frame decoding failed: {_last_lines(err)}")
 
 
+class BackgroundVideoWriter:
+    """``write_video`` on a thread, fed one frame at a time: the encoder works while the caller
+    decodes and crops the next frames, instead of after them. ``finish`` waits and returns the
+    file; ``abort`` stops and leaves nothing. The queue is bounded, so a slow encoder holds the
+    caller back rather than memory growing."""
+
+    _END = object()
+
+    def __init__(self, path: str | Path, *, fps: float, crf: int = 18, extra_video_args: list[str] | None = None,
+                 queue_frames: int = 32):
+        import queue
+        import threading
+
+        self.path = Path(path)
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_frames)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._encode, args=(fps, crf, extra_video_args), daemon=True,
+                                        name=f"encode {self.path.name}")
+        self._thread.start()
+
+    def _frames(self):
+        while (frame := self._queue.get()) is not self._END:
+            yield frame
+
+    def _encode(self, fps, crf, extra) -> None:
+        try:
+            write_video(self.path, self._frames(), fps=fps, crf=crf, extra_video_args=extra)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller by finish()
+            self._error = e
+            while self._queue.get() is not self._END:  # keep taking frames: the caller never blocks
+                pass
+
+    def write(self, frame: np.ndarray) -> None:
+        self._queue.put(frame)
+
+    def finish(self) -> Path:
+        self._queue.put(self._END)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.path
+
+    def abort(self) -> None:
+        try:
+            self.finish()
+        except Exception:  # noqa: BLE001 - nothing is wanted from an aborted file
+            pass
+        self.path.unlink(missing_ok=True)
+
+
 def write_video(path: str | Path, frames: Iterable[np.ndarray], *, fps: float, audio: str | Path | None = None,
                 crf: int = 18, extra_video_args: list[str] | None = None) -> Path:
     """Encode RGB frames (H, W, 3) uint8 to H.264 yuv420p MP4, with an optional audio file muxed

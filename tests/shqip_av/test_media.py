@@ -104,3 +104,27 @@ def test_crops_from_the_decoded_region_equal_crops_from_the_whole_frame(clip):
             assert np.array_equal(got, expected)  # to the pixel
     whole.close()
     part.close()
+
+
+def test_background_writer_gives_write_video_s_bytes_and_abort_leaves_nothing(tmp_path):
+    """filter encodes crops while it decodes the next frames (BackgroundVideoWriter): the file
+    must be the one write_video makes from the same frames."""
+    from shqip_av.media import BackgroundVideoWriter, write_video
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(20)]
+    write_video(tmp_path / "direct.mp4", frames, fps=25, extra_video_args=["-threads", "1"])
+    writer = BackgroundVideoWriter(tmp_path / "bg.mp4", fps=25, extra_video_args=["-threads", "1"], queue_frames=2)
+    for frame in frames:
+        writer.write(frame)
+    assert writer.finish().read_bytes() == (tmp_path / "direct.mp4").read_bytes()
+    aborted = BackgroundVideoWriter(tmp_path / "gone.mp4", fps=25)
+    for frame in frames[:5]:
+        aborted.write(frame)
+    aborted.abort()
+    failing = BackgroundVideoWriter(tmp_path / "bad.mp4", fps=25, queue_frames=2)
+    for frame in [frames[0], frames[1][:32]] + frames[2:10]:  # a frame of another size: the encoder fails,
+        failing.write(frame)  # and the caller is never blocked by it
+    with pytest.raises(MediaError, match="frame size changed"):
+        failing.finish()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bg.mp4", "direct.mp4"]
