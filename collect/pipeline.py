@@ -145,8 +145,9 @@ def fetch_video(job: FetchJob, root: str, cfg: CollectConfig) -> Fetched:
     droot = DatasetRoot(root)
     partial = droot.path("raw", ".partial", job.video_id)
     try:
+        ytdlp = _ytdlp(cfg, droot)
         if job.file is None:
-            video_file = _ytdlp(cfg, droot).download(job.info, partial)
+            video_file = ytdlp.download(job.info, partial)
             info = _clean_info(job.info)
         else:
             partial.mkdir(parents=True, exist_ok=True)
@@ -168,7 +169,7 @@ def fetch_video(job: FetchJob, root: str, cfg: CollectConfig) -> Fetched:
         return Fetched(job.video_id, refusal=("failed", f"{type(e).__name__}: {e}"[:500], None))
     remove_tree(partial)
     if job.file is None:
-        _ytdlp(cfg, droot).pause()  # gentle with the platform, per worker
+        ytdlp.pause()  # gentle with the platform, per worker
     return Fetched(job.video_id, record=record.to_dict())
 
 
@@ -277,7 +278,8 @@ class Collector:
         order = {job.video_id: i for i, job in enumerate(self.jobs)}
         finished: dict[int, tuple[FetchJob, Fetched]] = {}
         next_up = 0
-        runs = engine.run(fetch_video, self.jobs, (self._engine_root(), self.cfg), engine_of(self.cfg),
+        on = engine_of(self.cfg)
+        runs = engine.run(fetch_video, self.jobs, (engine.worker_root(on), self.cfg), on,
                           name=lambda job: job.video_id,
                           lost=lambda job, why: Fetched(job.video_id, refusal=("failed", why, None)))
         for job, fetched in progress(runs, desc="collect", total=len(self.jobs), unit="video"):
@@ -286,9 +288,6 @@ class Collector:
                 self._commit(*finished.pop(next_up))
                 next_up += 1
         return self.stats
-
-    def _engine_root(self) -> str:
-        return str(Path(self.cfg.root).resolve()) if self.cfg.engine == "ray" else self.cfg.root
 
     def _plan_url(self, entry: SourceEntry) -> None:
         for info, url, error in self.ytdlp.list_videos(entry.url, entry.max_videos):

@@ -5,7 +5,6 @@ them (done markers, staging, manifests) the same way whichever engine ran them."
 from __future__ import annotations
 
 import traceback
-from pathlib import Path
 from typing import Iterator
 
 from filter.config import ConfigurationError, FilterConfig
@@ -39,6 +38,6 @@ def engine_of(cfg: FilterConfig) -> engine.Engine:
 
 def run_videos(todo: list[dict], cfg: FilterConfig) -> Iterator[tuple[dict, VideoResult]]:
     """(record, result) for every video of ``todo``, in the order they finish."""
-    root = str(Path(cfg.root).resolve()) if cfg.engine == "ray" else cfg.root  # as every node mounts it
-    yield from engine.run(run_one, todo, (root, cfg), engine_of(cfg), name=lambda r: r["video_id"],
+    on = engine_of(cfg)
+    yield from engine.run(run_one, todo, (engine.worker_root(on), cfg), on, name=lambda r: r["video_id"],
                           lost=lambda r, why: error_result(r, cfg, why))

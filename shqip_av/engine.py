@@ -53,6 +53,12 @@ class Engine:
     what: str = "item"  # in messages: "video"
 
 
+def worker_root(engine: Engine) -> str:
+    """The dataset root as workers are given it: absolute on Ray (every node mounts it at the same
+    path, and a worker's working directory is not the driver's), as given otherwise."""
+    return str(Path(engine.root).resolve()) if engine.kind == "ray" else engine.root
+
+
 def quiet_threads() -> None:
     """One item per CPU: the libraries below must not each start a thread per core as well."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
