@@ -97,7 +97,7 @@ def main() -> int:
     for step in STEPS + ["total"]:
         cells = []
         for r in reports:
-            seconds = sum(r["seconds"].values()) if step == "total" else r["seconds"].get(step)
+            seconds = sum(r["step_seconds"].values()) if step == "total" else r["step_seconds"].get(step)
             cells.append(f"{seconds:7.2f} s {r['source_seconds'] / seconds:8.1f}× " if seconds else f"{'-':>24} ")
         print(f"{step:<18}" + "".join(f"{c:>26}" for c in cells))
     for name, r in zip(args.clips.split(","), reports):
@@ -112,7 +112,7 @@ def main() -> int:
         r = dub_in_process(looped, bundle, base / "dubs" / f"looped-{times}x")
         peaks.append(r["peak_mib"])
         print(f"  {times:>2}× ({r['source_seconds']:6.1f} s, {r['frames']:5d} frames): peak {r['peak_mib']:7.0f} MiB, "
-              f"{sum(r['seconds'].values()):6.1f} s")
+              f"{sum(r['step_seconds'].values()):6.1f} s")
     print(f"  10× vs 1×: peak memory ratio {peaks[-1] / peaks[0]:.2f}")
     return 0
 

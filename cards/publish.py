@@ -112,6 +112,7 @@ def _sources_model(cfg: PublishConfig) -> list[tuple[str, Path, str | None]]:
     else:
         folders = [run / "adapter" if (run / "adapter").is_dir() else run / "model", run / "processor"]
     for folder in folders:
+        _refuse_outward_links(folder, cfg.run)
         files += [(p.name, p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != "README.md"]
     names = [name for name, _ in files]
     clash = sorted({n for n in names if names.count(n) > 1})
@@ -131,11 +132,30 @@ def _bundle_folder(cfg: PublishConfig) -> Path:
 
 def _sources_bundle(cfg: PublishConfig) -> list[tuple[str, Path, str | None]]:
     """Every file of a dubbing bundle, at its path in the bundle (the Hub repo mirrors the folder)."""
+    from shqip_av.files import OWNER_RECORD
+    from shqip_av.takedown import WITHDRAWN_MARKER
+
     folder = _bundle_folder(cfg)
     if not (folder / "model_index.json").is_file() or not (folder / "README.md").is_file():
         raise CardError(f"{cfg.bundle}: not a dubbing bundle (no model_index.json and README.md; "
                         "make one with python -m export bundle)")
-    return [(p.relative_to(folder).as_posix(), p, None) for p in sorted(folder.rglob("*")) if p.is_file()]
+    if (folder / WITHDRAWN_MARKER).is_file():
+        raise CardError(f"{cfg.bundle}: a component of this bundle was trained on data that has since been "
+                        f"withdrawn ({WITHDRAWN_MARKER}); rebuild it from retrained runs. Nothing was sent")
+    _refuse_outward_links(folder, cfg.bundle)
+    return [(p.relative_to(folder).as_posix(), p, None) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != OWNER_RECORD]
+
+
+def _refuse_outward_links(folder: Path, name: str) -> None:
+    """Nothing outside the folder being published is ever staged: a symlink that leaves it (or
+    dangles) stops the publish with one line."""
+    from shqip_av.files import symlinks_leaving
+
+    leaving = symlinks_leaving(folder)
+    if leaving:
+        raise CardError(f"{name}: {leaving[0]} is a symlink to a file outside the folder; it would upload that "
+                        "file. Replace it with the file itself or remove it (nothing was sent)")
 
 
 def staging_dir(cfg: PublishConfig) -> Path:
@@ -144,10 +164,21 @@ def staging_dir(cfg: PublishConfig) -> Path:
     return DatasetRoot(cfg.root).path("cards", "upload", safe_id(cfg.repo.replace("/", "--")))
 
 
+def check_repo_id(repo: str) -> None:
+    """``user/name`` as the Hub accepts it (letters, digits, ``-_.``, at most 96 each, no ``..``,
+    no leading or trailing ``-``/``.``): refused here, before anything is assembled."""
+    import re
+
+    part = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
+    if not repo or not re.fullmatch(f"{part}/{part}", repo) or ".." in repo or "--" in repo or repo.endswith(".git"):
+        shown = repo if len(repo) <= 60 else repo[:57] + "..."
+        raise CardError(f"--repo {shown!r}: give the Hub repo as user/name (letters, digits, - _ and ., at most "
+                        "96 characters each, no '..' or '--')")
+
+
 def assemble(cfg: PublishConfig) -> tuple[Path, list[UploadFile]]:
     """Build the upload folder (the exact content to send) and describe its files."""
-    if not cfg.repo or cfg.repo.count("/") != 1:
-        raise CardError("give --repo as user/name (the Hub repo to publish to)")
+    check_repo_id(cfg.repo)
     if cfg.run and cfg.bundle:
         raise CardError("give --run or --bundle, not both")
     sources = _sources_bundle(cfg) if cfg.bundle else _sources_model(cfg) if cfg.run else _sources_dataset(cfg)

@@ -261,6 +261,8 @@ class Collector:
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> CollectStats:
+        if self.cfg.engine == "ray":  # a refused Ray start must leave the record of the run that built raw/
+            engine.connect_ray(engine_of(self.cfg))
         save_config(self.cfg, self.raw / "collect.config.yaml")
         for entry in progress(self.sources.entries, desc="collect: listing", unit="source"):
             try:

@@ -35,7 +35,7 @@ from pathlib import Path
 from collect.download import drop_archive_lines
 from shqip_av.config import option, parse_config, run_cli
 from shqip_av import ShqipError
-from shqip_av.files import DatasetRoot, atomic_output, atomic_write_text, remove_tree
+from shqip_av.files import DatasetRoot, atomic_output, atomic_write_text, remove_tree, sha256_file
 from shqip_av.lock import stage_locks
 from shqip_av.log import setup_logging
 from shqip_av.manifest import read_jsonl, write_jsonl
@@ -154,6 +154,146 @@ def _mark_runs(root: DatasetRoot, withdrawn: set[str], report: TakedownReport) -
         report.runs_marked.append(root.relative(run))
 
 
+DUB_OWNER = "export dub"
+BUNDLE_OWNER = "export bundle"
+
+
+def _remove_dubs(root: DatasetRoot, digests: set[str], prefixes: set[str], report: TakedownReport) -> None:
+    """Every dub under the root whose source is a withdrawn video (its report.json names the
+    source's sha256): the dubbed video, its .srt, its report (the person's words) and any work
+    folder left by an interrupted dub. Only the dub's own files go; others in the folder stay."""
+    from shqip_av.files import OWNER_RECORD, forget_owned, owned_files
+
+    for path in sorted(root.root.rglob("report.json")):
+        if path.is_symlink() or ".locks" in path.parts:
+            continue
+        try:
+            dub = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(dub, dict) or "source_sha256" not in dub or "generated" not in dub:
+            continue  # not a dub's report
+        sha = str(dub.get("source_sha256") or "")
+        if sha not in digests and not any(sha.startswith(p) for p in prefixes):
+            continue
+        folder = path.parent
+        stem = Path(str(dub.get("video", ""))).name.removesuffix(".dub.mp4")
+        doomed = [f"{stem}.dub.mp4", f"{stem}.dub.srt", "report.json", f".{stem}.dub-work"] if stem else ["report.json"]
+        for name in doomed:
+            remove_tree(folder / name)
+        if owned_files(folder, DUB_OWNER) is not None:
+            forget_owned(folder, DUB_OWNER, doomed)
+            if not [p for p in folder.iterdir() if p.name != OWNER_RECORD]:
+                remove_tree(folder)  # nothing but our record was left: the folder was the dub's
+        report.derived_removed.append(root.relative(folder) + "/ (dub)")
+
+
+def _remove_run_media(root: DatasetRoot, withdrawn: set[str], report: TakedownReport) -> None:
+    """Runs that learned from a withdrawn video (marked above) lose their sample pictures (faces of
+    training samples); a re-voiced video showing or speaking with a withdrawn sample goes too."""
+    from shqip_av.schema import video_id_of_key
+
+    for marker in sorted(root.path("runs").glob(f"*/*/{WITHDRAWN_MARKER}")):
+        samples = marker.parent / "samples"
+        if remove_tree(samples):
+            report.derived_removed.append(root.relative(samples))
+    for revoiced in sorted(root.path("runs").rglob("revoiced.json")):
+        try:
+            info = json.loads(revoiced.read_text(encoding="utf-8"))
+            keys = {str(info.get("face", "")), str(info.get("voice", ""))}
+        except (OSError, ValueError, AttributeError):
+            keys = set()
+        if not keys or any(k and video_id_of_key(k) in withdrawn for k in keys):
+            for name in ("revoiced.mp4", "revoiced.json"):
+                remove_tree(revoiced.parent / name)
+            report.derived_removed.append(root.relative(revoiced.parent))
+
+
+def _scrub_json(root: DatasetRoot, withdrawn: set[str]) -> int:
+    """Per-sample rows and key lists of withdrawn videos, removed from the JSON files of runs and
+    exports (evaluation metrics, validation key lists); returns how many entries went."""
+    from shqip_av.schema import video_id_of_key
+
+    def named(value) -> bool:
+        return isinstance(value, str) and (value in withdrawn or video_id_of_key(value) in withdrawn)
+
+    def scrub(value):
+        if isinstance(value, list):
+            kept = [v for v in value if not named(v) and not (isinstance(v, dict) and any(
+                named(v.get(k)) for k in ("key", "video_id", "face", "voice")))]
+            return [scrub(v) for v in kept], len(value) - len(kept)
+        if isinstance(value, dict):
+            out, gone = {}, 0
+            for k, v in value.items():
+                if named(k):
+                    gone += 1
+                    continue
+                out[k], n = scrub(v)
+                gone += n
+            return out, gone
+        return value, 0
+
+    removed = 0
+    for top in ("runs", "exports"):
+        for path in sorted(root.path(top).rglob("*.json")) if root.path(top).is_dir() else []:
+            if path.is_symlink() or path.name in (TRAINED_ON, WITHDRAWN_MARKER):
+                continue
+            raw = path.read_bytes()
+            if not any(v.encode() in raw for v in withdrawn):
+                continue
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                continue
+            clean, gone = scrub(data)
+            if gone:
+                atomic_write_text(path, json.dumps(clean, indent=2, ensure_ascii=False) + "\n")
+                removed += gone
+    return removed
+
+
+def _mark_bundles(root: DatasetRoot, withdrawn: set[str], report: TakedownReport) -> None:
+    """A dubbing bundle under the root whose components learned from a withdrawn video (its
+    trained_on.json, or the runs it was built from when it has none) gets ``withdrawn.json``:
+    publish refuses it, and it must be rebuilt from retrained runs."""
+    from shqip_av.files import owned_files, record_owned
+
+    digests = {video_digest(v) for v in withdrawn}
+    marked = {root.path(r) for r in report.runs_marked}
+    for index_file in sorted(root.root.rglob("model_index.json")):
+        bundle = index_file.parent
+        if index_file.is_symlink() or bundle.name.endswith((".partial", ".old")):
+            continue
+        trained = bundle / TRAINED_ON
+        if trained.is_file():
+            try:
+                hit = bool(set(json.loads(trained.read_text(encoding="utf-8")).get("video_sha256", [])) & digests)
+            except (ValueError, AttributeError):
+                hit = True
+        else:
+            try:
+                index = json.loads(index_file.read_text(encoding="utf-8"))
+            except ValueError:
+                continue
+            sources = {str(e.get("trained_from")) for e in index.values() if isinstance(e, dict) and e.get("trained_from")}
+            runs = set()
+            for s in sources:
+                try:
+                    runs.add(Path(s).resolve() if Path(s).is_absolute() else root.path(s))
+                except ShqipError:
+                    continue
+            hit = bool(runs & marked)
+        if not hit:
+            continue
+        atomic_write_text(bundle / WITHDRAWN_MARKER, json.dumps({
+            "last_takedown": utc_now(),
+            "note": "a component of this bundle was trained on data that has since been withdrawn; rebuild it "
+                    "from retrained runs and stop distributing this version"}, indent=2) + "\n")
+        if owned_files(bundle, BUNDLE_OWNER) is not None:
+            record_owned(bundle, BUNDLE_OWNER, [WITHDRAWN_MARKER])
+        report.runs_marked.append(root.relative(bundle))
+
+
 def _sweep(root: DatasetRoot, needles: set[bytes]) -> list[str]:
     """Every file under the root (but takedown.txt and the lock files) that still contains one of
     ``needles``: the check that the removal above was complete, done by searching, not by
@@ -269,7 +409,13 @@ def _apply(root: DatasetRoot, keep_sources: bool) -> TakedownReport:
                 report.shards_rewritten += 1
         if report.shards_rewritten:
             remove_tree(shards / "index.json")
-    for path in _local_sources(root, records, withdrawn):
+    # the content digests of the withdrawn videos (collected file, the user's own source file):
+    # a dub names its source by sha256, whatever the file was called
+    digests = {r["media"]["sha256"] for r in records if r["video_id"] in withdrawn and (r.get("media") or {}).get("sha256")}
+    local_sources = _local_sources(root, records, withdrawn)
+    digests |= {sha256_file(p) for p in local_sources if p.suffix.lower() not in (".vtt", ".srt")}
+    prefixes = {v.removeprefix("local-") for v in withdrawn if v.startswith("local-")}
+    for path in local_sources:
         if keep_sources:
             report.sources_kept.append(root.relative(path))
         else:
@@ -282,6 +428,12 @@ def _apply(root: DatasetRoot, keep_sources: bool) -> TakedownReport:
     for path in sorted(root.path("runs").glob("*/*/predictions/*.jsonl")):
         report.lines_removed += _rewrite_predictions(path, withdrawn)
     _mark_runs(root, withdrawn, report)
+    # what the lip-sync side made of the person: dubs of the video, pictures and re-voiced videos
+    # of runs trained on it, per-sample rows of their metrics, bundles built from those runs
+    _remove_dubs(root, digests, prefixes, report)
+    _remove_run_media(root, withdrawn, report)
+    report.lines_removed += _scrub_json(root, withdrawn)
+    _mark_bundles(root, withdrawn, report)
     needles = {v.encode() for v in withdrawn} | {u.encode() for u in urls}
     report.still_found = _sweep(root, needles)
     ledger = list(read_jsonl(root.path(LEDGER))) if root.path(LEDGER).is_file() else []

@@ -22,8 +22,17 @@ COMMANDS = ("bundle", "dub", "onnx")
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS:
+        if argv[:1] in (["-h"], ["--help"]):
+            print(__doc__.strip())
+            return 0
+        import difflib
+
+        close = difflib.get_close_matches(argv[0], COMMANDS, n=1) if argv else []
         print(__doc__.strip(), file=sys.stderr)
-        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+        what = f"unknown command {argv[0]!r}" + (f" (did you mean {close[0]!r}?)" if close else "") if argv \
+            else "give a command"
+        print(f"error: {what}; one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
     if argv[0] == "bundle":
         from export.bundle import BundleConfig, build_bundle, load_bundle
 

@@ -93,7 +93,32 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
 
 
 def _is_hub_id(source: str) -> bool:
-    return source.count("/") == 1 and not source.startswith((".", "/", "~")) and not Path(source).exists()
+    from shqip_av.components import is_hub_id
+
+    return is_hub_id(source)
+
+
+def _trained_from(run: Path, root: str) -> str:
+    """Where a component was trained, as a user can read it without the builder's machine: the
+    run relative to the dataset root (runs/lipsync/<name>), else the run folder's name."""
+    try:
+        return DatasetRoot(root).relative(run)
+    except ValueError:
+        return run.resolve().name
+
+
+def _collect_trained_on(folder: Path, into: set[str]) -> None:
+    """The digests of the videos a run learned from (its trained_on.json), so a takedown can
+    mark the bundle as it marks the run."""
+    from shqip_av.takedown import TRAINED_ON
+
+    for candidate in (folder / TRAINED_ON, folder.parent / TRAINED_ON):
+        if candidate.is_file():
+            try:
+                into.update(json.loads(candidate.read_text(encoding="utf-8")).get("video_sha256", []))
+            except (ValueError, AttributeError):
+                pass
+            return
 
 
 def _local(source: str, root: str) -> Path | None:
@@ -169,7 +194,9 @@ def _asr_entry(cfg: BundleConfig, stage: Path, revision: str, licenses: dict) ->
         _copy(folder, stage / "asr")
         entry["license"] = licenses.get("asr") or _card_license(folder) or "unknown"
     if "trained_from" not in entry and run is not None:
-        entry["trained_from"] = str(run)
+        entry["trained_from"] = _trained_from(run, cfg.root)
+    if run is not None:
+        _collect_trained_on(run, stage_trained_on(stage))
     return entry
 
 
@@ -182,9 +209,15 @@ def _merge(src: Path, dst: Path) -> None:
 
 def _model_folder(source: str, root: str, kind: str) -> Path | None:
     """A run's model folder (runs/lipsync/<name>/<kind>/), a model folder itself, or None for a Hub id."""
+    from shqip_av.components import GENERATOR, SYNC_EXPERT, KindError, expect_kind
+
     folder = _local(source, root)
     if folder is None:
         return None
+    try:  # a generator given as the expert (or the reverse): one line, before anything is copied
+        expect_kind(str(folder), {"generator": GENERATOR, "expert": SYNC_EXPERT}[kind], f"--{kind}")
+    except KindError as e:
+        raise BundleError(str(e)) from None
     if (folder / kind / "config.json").is_file():
         folder = folder / kind
     if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
@@ -200,7 +233,9 @@ def _lipsync_entry(kind: str, source: str, cfg: BundleConfig, stage: Path, revis
                 "license": licenses.get(kind) or "unknown"}
     _copy(folder, stage / kind)
     run = folder.parent if folder.name == kind else folder
-    return {"library": "shqip-av", "class": cls, "source": kind, "included": True, "trained_from": str(run),
+    _collect_trained_on(folder, stage_trained_on(stage))
+    return {"library": "shqip-av", "class": cls, "source": kind, "included": True,
+            "trained_from": _trained_from(run, cfg.root),
             "license": licenses.get(kind) or _card_license(run) or _card_license(folder) or "unknown"}
 
 
@@ -236,6 +271,13 @@ def _tts_entry(cfg: BundleConfig, stage: Path, revision: str, licenses: dict) ->
         raise BundleError(f"--tts {cfg.tts!r}: write backend:id with a backend among {', '.join(TTS_BACKENDS)} "
                           "(espeak:sq, vits:facebook/mms-tts-eng)")
     if backend == "espeak":
+        from export.speak import EspeakSpeaker
+        from shqip_av import ShqipError as _Refused
+
+        try:  # a voice espeak-ng does not have would build a bundle that cannot speak
+            EspeakSpeaker(ident)
+        except _Refused as e:
+            raise BundleError(f"--tts {cfg.tts}: {e}") from None
         return {"library": "espeak-ng", "class": "espeak-ng", "backend": "espeak", "source": ident, "included": False,
                 "license": licenses.get("tts") or ESPEAK_LICENSE}
     folder = _local(ident, cfg.root)
@@ -247,8 +289,57 @@ def _tts_entry(cfg: BundleConfig, stage: Path, revision: str, licenses: dict) ->
             "included": True, "license": licenses.get("tts") or _card_license(folder) or "unknown"}
 
 
+_TRAINED_ON: dict[str, set[str]] = {}  # per staging folder: digests of the videos its runs learned from
+
+
+def stage_trained_on(stage: Path) -> set[str]:
+    return _TRAINED_ON.setdefault(str(stage), set())
+
+
+OWNER_KIND = "export bundle"
+
+
+def _check_out(out: Path) -> None:
+    """The bundle folder may be replaced only when everything in it was written by export bundle:
+    a folder holding anything else (a dataset root, the user's files) is refused, untouched."""
+    from shqip_av.files import foreign_files, owned_files
+
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise BundleError(f"--out {out} exists and is not a folder; choose a new folder for the bundle")
+    if owned_files(out, OWNER_KIND) is None and _legacy_bundle(out):
+        return
+    if owned_files(out, OWNER_KIND) is None and any(out.iterdir()):
+        raise BundleError(f"--out {out} already holds files that export bundle did not write "
+                          f"({sorted(p.name for p in out.iterdir())[0]}, ...); choose a new or empty folder")
+    foreign = foreign_files(out, OWNER_KIND)
+    if foreign:
+        raise BundleError(f"--out {out}: {foreign[0]} was not written by export bundle (added since?); move it "
+                          f"out of the bundle or choose a new folder, nothing was changed")
+
+
+def _legacy_bundle(out: Path) -> bool:
+    """A bundle written before bundles carried an owner record: its model_index.json is ours and
+    the folder holds only what that index names."""
+    try:
+        index = json.loads((out / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(index, dict) or index.get("_class_name") != "ShqipAvDubbingPipeline":
+        return False
+    names = {"model_index.json", "README.md", "trained_on.json"}
+    for entry in index.values():
+        if isinstance(entry, dict) and entry.get("included"):
+            names.add(str(entry.get("source")))
+            if isinstance(entry.get("base"), dict) and entry["base"].get("included"):
+                names.add(str(entry["base"].get("source")))
+    return {p.name for p in out.iterdir()} <= names
+
+
 def build_bundle(cfg: BundleConfig) -> Path:
     import shqip_av
+    from shqip_av.files import record_owned
 
     if not cfg.out:
         raise BundleError("give --out exports/<name>: the bundle folder to write")
@@ -257,6 +348,7 @@ def build_bundle(cfg: BundleConfig) -> Path:
             raise BundleError(f"give --{name}: a dubbing bundle needs {name}")
     revisions, licenses = _pairs(cfg.revision, "revision"), _pairs(cfg.license, "license")
     out = Path(cfg.out)
+    _check_out(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -265,6 +357,7 @@ def build_bundle(cfg: BundleConfig) -> Path:
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir()
+    _TRAINED_ON.pop(str(stage), None)
     try:
         components = {
             "asr": _asr_entry(cfg, stage, revisions.get("asr", "main"), licenses),
@@ -280,11 +373,20 @@ def build_bundle(cfg: BundleConfig) -> Path:
                  **components}
         atomic_write_text(stage / "model_index.json", json.dumps(index, indent=2) + "\n")
         atomic_write_text(stage / "README.md", bundle_card(index))
+        trained_on = _TRAINED_ON.pop(str(stage), set())
+        if trained_on:  # what the included runs learned from: a takedown marks the bundle too
+            from shqip_av.takedown import TRAINED_ON
+
+            atomic_write_text(stage / TRAINED_ON, json.dumps({"video_sha256": sorted(trained_on)}, indent=2) + "\n")
+        record_owned(stage, OWNER_KIND, [p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file()])
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
+        _TRAINED_ON.pop(str(stage), None)
         raise
     old = out.parent / f".{out.name}.old"
-    if out.exists():  # swap: the previous bundle goes only after the new one is complete
+    if out.exists():  # swap: the previous bundle (all of it ours, checked above) goes only after the new one is complete
+        if old.exists():
+            shutil.rmtree(old)
         out.rename(old)
     stage.rename(out)
     shutil.rmtree(old, ignore_errors=True)
@@ -361,27 +463,54 @@ class Bundle:
         return entry
 
     def source(self, name: str, entry: dict | None = None) -> tuple[str, str]:
-        """(folder or Hub id, revision) to load a component from."""
+        """(folder or Hub id, revision) to load a component from. An included component is a
+        folder inside the bundle (no absolute path, no ``..``, no symlink out); anything else
+        must be a Hub id."""
+        from shqip_av.files import UnsafePathError, inside
+
         entry = entry or self.component(name)
+        source = entry.get("source")
+        if not isinstance(source, str) or not source:
+            raise BundleError(f"the bundle {self.path}: {name} has no source in model_index.json")
         if entry.get("included"):
-            folder = self.path / entry["source"]
+            try:
+                folder = inside(self.path, source)
+            except UnsafePathError:
+                raise BundleError(f"the bundle {self.path}: {name} points outside the bundle ({source!r}); "
+                                  "an included component must be a folder inside it") from None
             if not folder.is_dir():
-                raise BundleError(f"the bundle {self.path} lacks its {name} folder ({entry['source']}/)")
+                raise BundleError(f"the bundle {self.path} lacks its {name} folder ({source}/)")
             return str(folder), "main"
-        return entry["source"], entry.get("revision", "main")
+        if not _is_hub_id(source) or Path(source).is_absolute():
+            raise BundleError(f"the bundle {self.path}: {name} names {source!r}, which is neither included in the "
+                              "bundle nor a Hub id (user/name)")
+        return source, str(entry.get("revision", "main"))
 
     def load_generator(self):
         from train.lipsync.generator import load_generator
 
-        return load_generator(self.source("generator")[0])
+        return load_generator(self.source("generator")[0], f"the bundle's generator ({self.path})")
 
     def load_expert(self):
         from filter.expert import load_expert
 
-        return load_expert(self.source("expert")[0])
+        return load_expert(self.source("expert")[0], f"the bundle's expert ({self.path})")
 
     def load_asr(self, language: str | None = None):
-        """A train.asr LoadedModel (model, processor) for transcription."""
+        """A train.asr LoadedModel (model, processor) for transcription; anything that keeps it
+        from loading (a corrupt or pickled weights file, a Hub id not in the cache offline) is
+        one line."""
+        from shqip_av import ShqipError
+
+        try:
+            return self._load_asr(language)
+        except ShqipError as e:
+            raise BundleError(f"the bundle's asr ({self.path}): {e}") from None
+        except Exception as e:  # noqa: BLE001 - whatever transformers/peft/torch raise on a bad file
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise BundleError(f"the bundle's asr ({self.path}) cannot be loaded: {first[:300]}") from None
+
+    def _load_asr(self, language: str | None = None):
         from shqip_av.whisper import LoadedModel, configure_generation, load_for_inference, load_processor, load_whisper
 
         entry = self.component("asr")
@@ -407,7 +536,7 @@ class Bundle:
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
             model = AutoModelForSeq2SeqLM.from_pretrained(source, revision=revision).eval()
-        except (OSError, ValueError) as e:
+        except Exception as e:  # noqa: BLE001 - corrupt, pickled or missing weights: one line
             raise BundleError(f"cannot load the translation model {source!r}: {str(e).splitlines()[0]}") from None
         return model, tokenizer, entry.get("family") or mt_family(source)
 
@@ -427,15 +556,45 @@ def load_bundle(source: str, revision: str = "main") -> Bundle:
     index_file = path / "model_index.json"
     if not index_file.is_file():
         raise BundleError(f"{path} is not a dubbing bundle (no model_index.json; make one with python -m export bundle)")
-    index = json.loads(index_file.read_text())
-    missing = [name for name in ("asr", "tts", "generator", "expert") if name not in index]
+    try:
+        index = json.loads(index_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise BundleError(f"{index_file}: not readable JSON ({str(e).splitlines()[0]}); rebuild the bundle with "
+                          "python -m export bundle") from None
+    if not isinstance(index, dict):
+        raise BundleError(f"{index_file}: not a bundle index (a JSON object is expected)")
+    missing = [name for name in ("asr", "tts", "generator", "expert") if not isinstance(index.get(name), dict)]
     if missing:
         raise BundleError(f"the bundle {path} is missing {', '.join(missing)} (rebuild it with python -m export bundle)")
     bundle = Bundle(path, index)
     for name in COMPONENTS:
         entry = index.get(name)
-        if entry and entry.get("included"):
-            bundle.source(name, entry)  # an included folder that is gone: say so now, not mid-dub
-            if entry.get("base", {}).get("included"):
-                bundle.source(name, entry["base"])
+        if not isinstance(entry, dict):
+            continue
+        bundle.source(name, entry)  # outside the bundle, or an included folder that is gone: now, not mid-dub
+        if isinstance(entry.get("base"), dict):
+            bundle.source(name, entry["base"])
+    _check_kinds(bundle)
     return bundle
+
+
+def _check_kinds(bundle: Bundle) -> None:
+    """Each included component is the kind of model its entry says (a generator and an expert
+    swapped by hand, a Whisper where the expert should be: one line now, not a traceback later)."""
+    from shqip_av.components import ASR_RUN, GENERATOR, SEQ2SEQ, SYNC_EXPERT, VITS, WHISPER, KindError, expect_kind
+
+    expected = {"generator": (GENERATOR,), "expert": (SYNC_EXPERT,), "mt": (SEQ2SEQ,), "asr": (WHISPER, ASR_RUN)}
+    for name, kinds in expected.items():
+        entry = bundle.index.get(name)
+        if not isinstance(entry, dict) or not entry.get("included") or entry.get("adapter"):
+            continue
+        try:
+            expect_kind(bundle.source(name, entry)[0], kinds, f"the bundle's {name}")
+        except KindError as e:
+            raise BundleError(str(e)) from None
+    tts = bundle.index["tts"]
+    if tts.get("backend") == "vits" and tts.get("included"):
+        try:
+            expect_kind(bundle.source("tts", tts)[0], (VITS,), "the bundle's tts")
+        except KindError as e:
+            raise BundleError(str(e)) from None

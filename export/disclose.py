@@ -84,6 +84,24 @@ def _check_pair(chain: bytes, private: bytes, cert_path: str, key_path: str) -> 
         raise DisclosureError(f"{key_path} is not the private key of the first certificate in {cert_path}")
 
 
+def _pkcs8(private: bytes) -> bytes:
+    """The key as unencrypted PKCS#8 PEM, whatever PEM form it came in."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    return load_pem_private_key(private, None).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+def _check_not_self_signed(chain: bytes, cert_path: str) -> None:
+    from cryptography import x509
+
+    certs = x509.load_pem_x509_certificates(chain)
+    if len(certs) == 1 and certs[0].issuer == certs[0].subject:
+        raise DisclosureError(f"{cert_path}: a self-signed certificate cannot sign C2PA manifests; give a chain "
+                              "whose first certificate (yours) was issued by a certificate authority, then the CA's")
+
+
 @dataclass
 class C2paSigning:
     """The user's signing credentials, read and checked before any work is done."""
@@ -103,10 +121,28 @@ class C2paSigning:
         chain, private = Path(cert).read_bytes(), Path(key).read_bytes()
         if b"-----BEGIN CERTIFICATE-----" not in chain:
             raise DisclosureError(f"{cert}: not a PEM certificate chain")
-        signing = cls(chain, private, _algorithm(private, key), timestamp_url or None)
+        algorithm = _algorithm(private, key)
+        private = _pkcs8(private)  # `openssl ecparam -genkey` writes SEC1 ("EC PRIVATE KEY"); c2pa reads PKCS#8
+        signing = cls(chain, private, algorithm, timestamp_url or None)
         _check_pair(chain, private, cert, key)  # a wrong key fails here, not after the render
+        _check_not_self_signed(chain, cert)
         signing.signer()
+        signing.trial(cert)  # whatever else C2PA refuses (usages, chain order): now, not after the render
         return signing
+
+    def trial(self, cert: str) -> None:
+        """Sign a two-frame video in a temporary folder: what the real signature will meet."""
+        import tempfile
+
+        from shqip_av.media import write_video
+
+        with tempfile.TemporaryDirectory(prefix="shqip-av-c2pa-") as tmp:
+            video = Path(tmp) / "trial.mp4"
+            write_video(video, (np.zeros((32, 32, 3), np.uint8) for _ in range(2)), fps=25)
+            try:
+                self.sign(video, Path(tmp) / "signed.mp4", video, "trial", {})
+            except DisclosureError as e:
+                raise DisclosureError(f"{cert}: these credentials cannot sign a C2PA manifest ({e})") from None
 
     def signer(self):
         import c2pa

@@ -93,12 +93,46 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-class Work:
-    """The dub's step results under <out>/.work/: a step whose file exists is not redone."""
+OWNER_KIND = "export dub"  # the owner record's kind in a dub's --out folder (shqip_av.files)
+MAX_CUES = 2000  # a translation .srt with more cues is not a translation of one video
+MIN_CUE_SECONDS = 0.2  # shorter than a syllable: nothing can be spoken or lip-synced in it
+MAX_CUE_CHARACTERS = 600
 
-    def __init__(self, folder: Path):
-        self.folder = folder
+
+class Work:
+    """The dub's step results in ``<out>/.<stem>.dub-work/``: a step whose file exists is not redone.
+
+    The folder is the dub's own: created with a record, locked while a dub uses it (a second dub
+    of the same video into the same folder is refused, not interleaved), and cleared of the files
+    the dub writes, never of anything else."""
+
+    RECORD = "work.json"
+    OURS = ("work.json", "lock", "inputs.json", "segments.json", "speech.json", "source.wav", "source-native.wav",
+            "dub.wav", "dub-native.wav", "faces.npz", "render.mp4", "faces-track*.landmarks.npy", ".track*.raw",
+            ".*.tmp*")
+
+    def __init__(self, folder: Path, created: bool, lock_fd: int):
+        self.folder, self.created, self._lock = folder, created, lock_fd
+
+    @classmethod
+    def open(cls, folder: Path) -> "Work":
+        import fcntl
+        import os
+
+        created = not folder.exists()
+        if not created and not (folder / cls.RECORD).is_file():
+            raise DubError(f"{folder} exists and is not a dub's work folder; move it away or choose another --out")
         folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DubError(f"another dub of this video is writing into {folder.parent}; wait for it to finish") from None
+        work = cls(folder, created, fd)
+        if created:
+            work.save_json("work", {"kind": OWNER_KIND, "note": "a dub's resumable steps; removed when it completes"})
+        return work
 
     def json(self, name: str):
         path = self.folder / f"{name}.json"
@@ -107,21 +141,83 @@ class Work:
     def save_json(self, name: str, value) -> None:
         atomic_write_text(self.folder / f"{name}.json", json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
+    def clear(self) -> None:
+        """Remove the steps' files (a rerun with other inputs): only names the dub writes."""
+        for pattern in self.OURS:
+            if pattern in (self.RECORD, "lock"):
+                continue
+            for path in self.folder.glob(pattern):
+                path.unlink(missing_ok=True)
+
+    def remove(self) -> None:
+        """The dub is over (done or refused): its files go, then the folder if nothing else is left."""
+        self.clear()
+        for name in (self.RECORD, "lock"):
+            (self.folder / name).unlink(missing_ok=True)
+        self.release()
+        try:
+            self.folder.rmdir()
+        except OSError:
+            log.warning("%s holds files the dub did not write; left in place", self.folder)
+
+    def release(self) -> None:
+        import os
+
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
+
 
 # ------------------------------------------------------------------------------------- steps
-def segments_from_srt(path: str, duration: float) -> list[Segment]:
+def translation_segments(path: str, duration: float) -> tuple[list[Segment], list[str]]:
+    """The user's translation .srt through one gate, before any work: readable UTF-8 text, text
+    cleaned (tags, entities, control characters), empty cues dropped, cues sorted by time, then
+    checked (inside the video, no overlaps, long enough, not too many). Returns the segments and
+    notes for the report."""
     from shqip_av.captions import read_srt
 
-    cues = read_srt(path)
+    source = Path(path)
+    if not source.exists():
+        raise DubError(f"--translation {path}: no such file")
+    if not source.is_file():
+        raise DubError(f"--translation {path}: not a file")
+    try:
+        cues = read_srt(source)
+    except ShqipError as e:
+        raise DubError(f"--translation: {e}") from None
+    notes = []
     if not cues:
         raise DubError(f"{path}: no cues")
+    empty = [c for c in cues if not c.text]
+    cues = [c for c in cues if c.text]
+    if not cues:
+        raise DubError(f"{path}: no cue has any text to speak (only tags, entities or blanks)")
+    if empty:
+        notes.append(f"{len(empty)} cue(s) of the translation had no text once tags were removed; skipped")
+    if len(cues) > MAX_CUES:
+        raise DubError(f"{path}: {len(cues)} cues; a translation of one video has at most {MAX_CUES}")
+    ordered = sorted(cues, key=lambda c: (c.start, c.end))
+    if ordered != cues:
+        notes.append("the translation's cues were not in time order; sorted")
+    cues = ordered
+    for c in cues:
+        if c.end - c.start < MIN_CUE_SECONDS:
+            raise DubError(f"{path}: the cue at {c.start:.3f} s lasts {c.end - c.start:.3f} s; a cue must last at "
+                           f"least {MIN_CUE_SECONDS} s to be spoken")
+        if len(c.text) > MAX_CUE_CHARACTERS:
+            raise DubError(f"{path}: the cue at {c.start:.2f} s has {len(c.text)} characters (at most "
+                           f"{MAX_CUE_CHARACTERS}); split it")
     late = [c for c in cues if c.end > duration + 0.5]
     if late:
         raise DubError(f"{path}: the cue at {late[0].start:.2f}-{late[0].end:.2f} s ends after the video ({duration:.2f} s)")
     for a, b in zip(cues, cues[1:]):
         if b.start < a.end - 0.05:
-            raise DubError(f"{path}: cues at {a.start:.2f} s and {b.start:.2f} s overlap")
-    return [Segment(c.start, min(c.end, duration), "", c.text) for c in cues]
+            raise DubError(f"{path}: cues at {a.start:.2f}-{a.end:.2f} s and {b.start:.2f}-{b.end:.2f} s overlap")
+    return [Segment(c.start, min(c.end, duration), "", c.text) for c in cues], notes
+
+
+def segments_from_srt(path: str, duration: float) -> list[Segment]:
+    return translation_segments(path, duration)[0]
 
 
 def speech_segments(audio: np.ndarray) -> list[Segment]:
@@ -133,15 +229,15 @@ def speech_segments(audio: np.ndarray) -> list[Segment]:
     return [Segment(round(u.start, 3), round(u.end, 3)) for u in kept]
 
 
-def recognize(bundle, audio: np.ndarray, segments: list[Segment], language: str,
+def recognize(asr, audio: np.ndarray, segments: list[Segment], language: str,
               device: str = "cpu") -> tuple[str, dict | None]:
-    """Each segment's source text by the bundle's Whisper. Without a ``language``, Whisper detects
-    it on the first 30 s of the segments' speech; returns the language and the detection."""
+    """Each segment's source text by the bundle's Whisper (``asr``, loaded before any work).
+    Without a ``language``, Whisper detects it on the first 30 s of the segments' speech; returns
+    the language and the detection."""
     import torch
 
     from shqip_av.whisper import configure_generation, detect_language
 
-    asr = bundle.load_asr(language or None)
     asr.model.to(device)
     detected = None
     if not language:
@@ -186,25 +282,35 @@ def speak_segments(bundle, audio: np.ndarray, segments: list[Segment], fit: FitC
     return pieces, rows
 
 
-def mix(original: np.ndarray, segments: list[Segment], pieces: list[np.ndarray], duck: float) -> np.ndarray:
-    """The new speech over the original, which is ducked (with 50 ms ramps) where new speech plays."""
+def mix(original: np.ndarray, segments: list[Segment], pieces: list[np.ndarray], duck: float,
+        rate: int = 16000) -> np.ndarray:
+    """The new speech over the original, which is ducked (with 50 ms ramps) where new speech plays.
+    ``original`` is (N,) or (N, channels) at ``rate``; ``pieces`` are 16 kHz mono, resampled to
+    ``rate`` and added to every channel, so the soundtrack keeps its own rate and channels."""
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    if rate != 16000:
+        g = gcd(rate, 16000)
+        pieces = [resample_poly(p, rate // g, 16000 // g).astype(np.float32) for p in pieces]
     out = original.astype(np.float32).copy()
     gain = np.ones(len(out), np.float32)
-    ramp = 800
+    ramp = int(0.05 * rate)
     for seg, piece in zip(segments, pieces):
-        a, b = int(seg.start * 16000), min(len(out), int(seg.start * 16000) + len(piece))
+        a, b = int(seg.start * rate), min(len(out), int(seg.start * rate) + len(piece))
         gain[a:b] = duck
         for lo, hi, up in ((max(0, a - ramp), a, False), (b, min(len(out), b + ramp), True)):
             if hi > lo:
                 edge = np.linspace(duck, 1.0, hi - lo, dtype=np.float32)
                 gain[lo:hi] = np.minimum(gain[lo:hi], edge if up else edge[::-1])
-    out *= gain
+    out *= gain if out.ndim == 1 else gain[:, None]
     for seg, piece in zip(segments, pieces):
-        a = int(seg.start * 16000)
+        a = int(seg.start * rate)
         n = min(len(piece), len(out) - a)
         if n > 0:
-            out[a:a + n] += piece[:n]
-    peak = float(np.abs(out).max()) if len(out) else 0.0
+            out[a:a + n] += piece[:n] if out.ndim == 1 else piece[:n, None]
+    peak = float(np.abs(out).max()) if out.size else 0.0
     return out / peak * 0.98 if peak > 0.98 else out
 
 
@@ -271,9 +377,13 @@ class Paster:
         self.ring = cv2.dilate(box, np.ones((k, k), np.uint8)) > cv2.erode(box, np.ones((k, k), np.uint8))
         if feather > 0:  # shrink, then blur: the blend reaches 0 inside the generated box's edges
             k = int(feather * CROP_SIZE)
-            mask = cv2.erode(mask, np.ones((k, k), np.uint8))
-            mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=k / 2)
+            # the crop's border counts as outside: a box touching the crop's bottom edge (the chin)
+            # must fade there too, not end in a hard line across the neck
+            mask = cv2.erode(mask, np.ones((k, k), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+            mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=k / 2, borderType=cv2.BORDER_CONSTANT)
         self.mask = mask.astype(np.float32)
+        self.mask[[0, -1], :] = 0.0  # whatever the feathering, the crop's edges keep the source
+        self.mask[:, [0, -1]] = 0.0
 
     def match_color(self, generated: np.ndarray, source: np.ndarray) -> np.ndarray:
         """``generated`` shifted in Lab so that the skin around the mouth box has the mean colour it
@@ -454,15 +564,56 @@ def _device(name: str) -> str:
         raise DubError(str(e)) from None
 
 
-def dub(cfg: DubConfig) -> dict:
-    import shqip_av
-    from export.bundle import load_bundle
-    from shqip_av import audio as frontend
-    from export.disclose import C2paSigning, container_metadata
-    from shqip_av.captions import Cue, write_srt
-    from shqip_av.files import atomic_output
-    from shqip_av.media import MediaError, check_decodes, extract_audio, probe, read_audio, write_wav
+LSE_HINT = {
+    "lse_c": "sync confidence of the bundle's expert over the span: higher is better (near 0: the mouth does "
+             "not follow the speech); compare with the expert's calibration in expert_thresholds",
+    "lse_d": "audio-visual distance at the best offset: lower is better",
+    "offset": "frames at which audio and mouth agree best; 0 is in sync, positive means the audio is late",
+}
+UNITS = {"times": "seconds (start, end, *_s, source_seconds, and the fitting figures synthesized, fitted, borrowed, "
+                  "overflow)", "fps": "frames per second", "frames": "video frames", "size": "pixels (width, height)",
+         "face.box": "pixels in the source frame (x0, y0, x1, y1)"}
 
+
+@dataclass
+class _Prepared:
+    """Everything a dub needs, checked and loaded before anything is written."""
+    video: Path
+    info: object
+    duration: float
+    bundle: object
+    target: str
+    source_language: str
+    translator: object
+    translation: list[Segment] | None
+    notes: list[str]
+    signing: object
+    asr: object
+    generator: object
+    expert: object
+    device: str
+
+
+def _quiet_libraries() -> None:
+    """Library notices (transformers deprecations, weight-loading lines) are not the user's
+    concern during a dub; progress and our own notes are."""
+    import warnings
+
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    for category in (FutureWarning, DeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"(transformers|torch|huggingface_hub|peft)\b")
+
+
+def prepare(cfg: DubConfig) -> _Prepared:
+    """Check every input and load every model: a dub that would fail, fails here, having written
+    nothing."""
+    from export.bundle import load_bundle
+    from export.disclose import C2paSigning
+    from shqip_av.media import MediaError, check_decodes, probe
+
+    _quiet_libraries()
     if not cfg.input or not cfg.bundle:
         raise DubError("give the video to dub and --bundle exports/<name>")
     video = Path(cfg.input)
@@ -475,19 +626,16 @@ def dub(cfg: DubConfig) -> dict:
         raise DubError(f"{video}: cannot be read as a video ({str(e).splitlines()[0]})") from None
     if not info.has_video:
         raise DubError(f"{video}: has no video stream")
+    fps = info.fps
+    picture = info.num_frames / fps if info.num_frames and fps else info.duration
+    duration = min(info.duration, picture)
+    translation, notes = (translation_segments(cfg.translation, duration) if cfg.translation else (None, []))
     signing = C2paSigning.load(cfg.c2pa_cert, cfg.c2pa_key, cfg.c2pa_timestamp_url) \
         if cfg.c2pa_cert or cfg.c2pa_key else None
     bundle = load_bundle(cfg.bundle)
     target = cfg.to or bundle.index.get("target_language") or "en"
     source_language = cfg.source_language or bundle.index.get("source_language") or ""
     source_language = "" if source_language == "auto" else source_language  # empty: Whisper detects it
-    out = Path(cfg.out or Path("dubs") / video.stem)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / ".write-test").touch()
-        (out / ".write-test").unlink()
-    except OSError as e:
-        raise DubError(f"cannot write to {out}: {e.strerror}") from None
     tts = bundle.component("tts")
     if tts.get("backend") == "espeak":  # espeak's voice is a language: it must be the target's
         from export.speak import EspeakSpeaker
@@ -507,27 +655,101 @@ def dub(cfg: DubConfig) -> dict:
         # an unknown language code: now, not after recognition (a detected source: after detection)
         translator.check(source_language or target, target)
     device = _device(cfg.device)
+    # every model, now: a Hub id not in the cache offline, a corrupt or wrong-kind folder
+    asr = bundle.load_asr(source_language or None) if "asr" in bundle.index else None
+    generator = bundle.load_generator().eval().to(device)
+    expert = bundle.load_expert().eval()
+    return _Prepared(video, info, duration, bundle, target, source_language, translator, translation, notes,
+                     signing, asr, generator, expert, device)
+
+
+def _claim_out(cfg: DubConfig, video: Path) -> tuple[Path, bool, list[str]]:
+    """The output folder, whether this dub created it, and the names it will write there. Any of
+    those names already present and not written by a dub stops the dub, with nothing changed."""
+    from shqip_av.files import foreign_files
+
+    out = Path(cfg.out or Path("dubs") / video.stem)
+    names = [f"{video.stem}.dub.mp4", f"{video.stem}.dub.srt", "report.json"]
+    if out.exists() and not out.is_dir():
+        raise DubError(f"--out {out} is a file, not a folder")
+    foreign = foreign_files(out, OWNER_KIND, names)
+    if foreign:
+        raise DubError(f"--out {out} already has {foreign[0]}, which no dub wrote; choose another --out (nothing "
+                       "was changed)")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DubError(f"cannot write to {out}: {e.strerror}") from None
+    return out, created, names
+
+
+def dub(cfg: DubConfig) -> dict:
+    """Dub ``cfg.input``. Nothing is written before every input is checked; a dub refused midway
+    (no speech, say) leaves the --out folder as it was; a killed dub reruns from its last step;
+    only files a dub wrote are ever replaced or removed."""
+    from shqip_av.files import remove_tree
+
+    ready = prepare(cfg)
+    out, created, names = _claim_out(cfg, ready.video)
+    try:
+        work = Work.open(out / f".{ready.video.stem}.dub-work")
+    except DubError:
+        if created:
+            remove_tree(out)
+        raise
+    try:
+        report = _run(cfg, ready, out, work, names)
+    except ShqipError:  # refused: what this dub wrote goes, so nothing has changed
+        work.remove()
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    except BaseException:  # interrupted: the steps stay for the rerun
+        work.release()
+        raise
+    work.remove()  # finished: the steps' files are no longer needed
+    return report
+
+
+def _face_of(track, first: int, last: int) -> dict:
+    """Which face a span regenerated: its track id and its median box in the source frame."""
+    marks = np.asarray(track.landmarks[first - track.start:last - track.start])
+    lo, hi = np.median(marks.min(axis=1), axis=0), np.median(marks.max(axis=1), axis=0)
+    return {"track": int(track.track_id), "box": [int(round(v)) for v in (*lo, *hi)]}
+
+
+def _run(cfg: DubConfig, ready: _Prepared, out: Path, work: Work, names: list[str]) -> dict:
+    import shqip_av
+    from export.disclose import container_metadata
+    from filter.config import FaceConfig
+    from filter.faces import FaceScan, scan_faces
+    from shqip_av import audio as frontend
+    from shqip_av.captions import Cue, write_srt
+    from shqip_av.files import atomic_output, record_owned
+    from shqip_av.media import extract_audio, extract_audio_native, read_audio, read_wav, write_wav
+
+    video, info, bundle, target = ready.video, ready.info, ready.bundle, ready.target
+    source_language, translator, signing, device = ready.source_language, ready.translator, ready.signing, ready.device
+    notes = list(ready.notes)
     times = StepTimes()
-    work = Work(out / ".work")
     inputs = {"source_sha256": _sha256(video), "bundle": str(bundle.path), "to": target, "from": source_language,
               "translation_sha256": _sha256(Path(cfg.translation)) if cfg.translation else None,
               "fit": asdict(cfg.fit), "duck": cfg.duck}
     if work.json("inputs") not in (None, inputs):  # a rerun with other inputs: the old steps do not apply
-        shutil.rmtree(work.folder)
-        work = Work(out / ".work")
+        work.clear()
     work.save_json("inputs", inputs)
-    source_wav = work.folder / "source.wav"
+    source_wav, native_wav = work.folder / "source.wav", work.folder / "source-native.wav"
     fps = info.fps
-    if not source_wav.is_file():
-        if info.has_audio:
-            with times("audio"):
+    if not source_wav.is_file() or (info.has_audio and not native_wav.is_file()):
+        with times("audio"):
+            if info.has_audio:
                 extract_audio(video, source_wav)
-        else:
-            write_wav(source_wav, np.zeros(int(info.duration * 16000), np.float32))
+                extract_audio_native(video, native_wav)
+            else:
+                write_wav(source_wav, np.zeros(int(info.duration * 16000), np.float32))
     # the dub is as long as the picture: audio running past it is not dubbed (and said so)
-    notes = []
-    picture = info.num_frames / fps if info.num_frames and fps else info.duration
-    duration = min(info.duration, picture)
+    duration = ready.duration
     original = read_audio(source_wav)
     if len(original) / 16000 > duration + 0.5:
         notes.append(f"the audio runs {len(original) / 16000 - duration:.1f} s past the picture; "
@@ -539,16 +761,16 @@ def dub(cfg: DubConfig) -> dict:
     if found is None:
         with times("speech segments"):
             original_speech = speech_segments(original)
-        if cfg.translation:
-            segments = segments_from_srt(cfg.translation, duration)
+        if ready.translation is not None:
+            segments = [Segment(s.start, s.end, "", s.translation) for s in ready.translation]
         else:
             segments = [Segment(s.start, s.end) for s in original_speech]
             if not segments:
                 raise DubError(f"{video}: no speech found (nothing to dub)")
         detected = None
-        if "asr" in bundle.index:  # with the user's translation too: the report shows what was said
+        if ready.asr is not None:  # with the user's translation too: the report shows what was said
             with times("recognize"):
-                source_language, detected = recognize(bundle, original, segments, source_language, device)
+                source_language, detected = recognize(ready.asr, original, segments, source_language, device)
         if translator is not None:
             translator.check(source_language, target)
             with times("translate"):
@@ -564,26 +786,29 @@ def dub(cfg: DubConfig) -> dict:
         original_speech = [Segment(**s) for s in found["original_speech"]]
     segments = [s for s in segments if s.translation.strip()]
 
-    # speech, fitted, and the mix
-    dub_wav = work.folder / "dub.wav"
+    # speech, fitted, and the mix: at 16 kHz mono for the generator, and at the source's own rate
+    # and channels for the soundtrack (outside the new speech it is the source's, as it was)
+    dub_wav, dub_native = work.folder / "dub.wav", work.folder / "dub-native.wav"
     fitting = work.json("speech")
-    if fitting is None or not dub_wav.is_file():
+    if fitting is None or not dub_wav.is_file() or (info.has_audio and not dub_native.is_file()):
         pieces, fitting = speak_segments(bundle, original, segments, cfg.fit, duration, times)
         with times("mix"):
             write_wav(dub_wav, mix(original, segments, pieces, cfg.duck))
+            if info.has_audio:
+                native, rate = read_wav(native_wav)
+                native = native[:int(round(duration * rate))]
+                write_wav(dub_native, mix(native if native.shape[1] > 1 else native[:, 0], segments, pieces,
+                                          cfg.duck, rate), sample_rate=rate)
         work.save_json("speech", fitting)
     dub_audio = read_audio(dub_wav)
 
     # faces and lip-sync
-    from filter.config import FaceConfig
-    from filter.faces import FaceScan, scan_faces
-
     faces = work.folder / "faces.npz"
     if faces.is_file():
         scan = FaceScan.load(faces)
     else:
         with times("faces"):
-            scan = scan_faces(video, info, FaceConfig(), fps, folder=work.folder)
+            scan = scan_faces(video, info, FaceConfig(), fps, folder=work.folder, progress_desc="face tracking")
         scan.save(faces)
     n = scan.num_frames
     # where the original speaker talked and the new audio is silent, the mouth is regenerated too
@@ -598,14 +823,16 @@ def dub(cfg: DubConfig) -> dict:
         notes.append("no face found anywhere: the audio is dubbed, the picture is not lip-synced")
     elif not spans:
         notes.append("no face speaks during the segments: the picture is not lip-synced")
-    result = out / f"{video.stem}.dub.mp4"
+    result = out / names[0]
     source_sha256 = inputs["source_sha256"]
     metadata = container_metadata(shqip_av.__version__, bundle.index.get("name", ""), source_sha256)
-    generator = bundle.load_generator().eval().to(device)
-    expert = bundle.load_expert().eval()
     dub_mel = frontend.log_mel(dub_audio).numpy()
     rendered = work.folder / "render.mp4" if signing else result
-    lse = render(video, info, fps, spans, generator, dub_mel, cfg, rendered, dub_wav, metadata, expert, times)
+    soundtrack = dub_native if info.has_audio else dub_wav
+    faces_used = [_face_of(track, first, last) for track, first, last in spans]
+    record_owned(out, OWNER_KIND, names)  # from here on these names are the dub's
+    lse = render(video, info, fps, spans, ready.generator, dub_mel, cfg, rendered, soundtrack, metadata,
+                 ready.expert, times)
     if signing:
         with times("c2pa"), atomic_output(result, suffix=".mp4") as tmp:
             signing.sign(rendered, tmp, video, result.name,
@@ -613,21 +840,31 @@ def dub(cfg: DubConfig) -> dict:
                           "source_language": source_language, "target_language": target,
                           "generated": GENERATED})
 
-    write_srt(out / f"{video.stem}.dub.srt", [Cue(s.start, s.end, s.translation) for s in segments])
+    write_srt(out / names[1], [Cue(s.start, s.end, s.translation) for s in segments])
     rows = []
     for i, (seg, fit) in enumerate(zip(segments, fitting)):
         span = span_of[i]
         rows.append({"index": i, "start": seg.start, "end": seg.end, "source_text": seg.source_text,
                      "translation": seg.translation, **fit, "lip_synced": span is not None,
+                     "face": faces_used[span] if span is not None else None,
                      "sync": lse.get(span) if span is not None else None})
+    regenerated = set()
+    for _, first, last in spans:
+        regenerated.update(range(first, last))
+    from filter.expert import expert_thresholds
+
     report = {"video": str(result), "source": str(video), "source_sha256": source_sha256, "bundle": str(bundle.path),
               "source_language": source_language, "source_language_detected": detected,
               "target_language": target, "fps": fps,
-              "size": [info.width, info.height], "frames": n, "lip_synced_frames": int(sum(b - a for _, a, b in spans)),
+              "size": [info.width, info.height], "frames": n, "lip_synced_frames": len(regenerated),
+              "faces": [{**f, "first_frame": first, "end_frame": last}
+                        for f, (_, first, last) in zip(faces_used, spans)],
               "translation": "user .srt" if cfg.translation else bundle.index["mt"]["source"],
               "generated": GENERATED, "visible_mark": cfg.visible_mark, "c2pa_signed": signing is not None, "notes": notes,
               "mouth_regenerated_to_silence": [[q.start, q.end] for q in quiet],
-              "segments": rows, "source_seconds": round(duration, 3), "seconds": times.rounded()}
-    atomic_write_text(out / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    shutil.rmtree(work.folder, ignore_errors=True)  # finished: the steps' files are no longer needed
+              "segments": rows, "source_seconds": round(duration, 3), "step_seconds": times.rounded(),
+              "sync_metrics": LSE_HINT, "expert_thresholds": expert_thresholds(bundle.source("expert")[0]) or None,
+              "audio": {"sample_rate": info.audio_rate or 16000, "channels": info.audio_channels or 1},
+              "units": UNITS}
+    atomic_write_text(out / names[2], json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return report

@@ -54,7 +54,7 @@ def export_onnx(cfg: OnnxConfig) -> dict:
     if not cfg.model:
         raise ShqipError("give --model runs/lipsync/<name>")
     try:
-        model = load_generator(cfg.model).eval()
+        model = load_generator(cfg.model, "--model").eval()
     except (OSError, ValueError) as e:
         raise ShqipError(f"cannot load the generator {cfg.model!r}: {str(e).splitlines()[0]}") from None
     source = Path(cfg.model)

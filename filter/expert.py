@@ -93,6 +93,13 @@ def _expert_class():
         def forward(self, video, mel):
             return self.embed_video(video), self.embed_audio(mel)
 
+        def save_pretrained(self, save_directory, *args, **kwargs):
+            from shqip_av.components import SYNC_EXPERT, mark_kind
+
+            out = super().save_pretrained(save_directory, *args, **kwargs)
+            mark_kind(save_directory, SYNC_EXPERT)  # config.json says what the folder is
+            return out
+
     _CLASS = SyncExpert
     return SyncExpert
 
@@ -102,18 +109,18 @@ def expert_folder(source: str):
     folder itself), or None when ``source`` is not a local folder (then it may be a Hub id)."""
     from pathlib import Path
 
+    from shqip_av.components import run_model_folder
+
     path = Path(source).expanduser()
-    if path.is_dir() and not (path / "config.json").is_file() and (path / "expert" / "config.json").is_file():
-        path = path / "expert"
-    return path if path.is_dir() else None
+    return run_model_folder(path) if path.is_dir() else None
 
 
-def load_expert(source: str):
-    """A SyncExpert from a folder (see ``expert_folder``) or a Hub id."""
-    folder = expert_folder(source)
-    if folder is None and (source.startswith(("/", ".", "~")) or source.count("/") != 1):
-        raise FileNotFoundError(f"{source}: no such folder")
-    return _expert_class().from_pretrained(str(folder) if folder else source)
+def load_expert(source: str, option: str = "expert"):
+    """A SyncExpert from a folder (see ``expert_folder``) or a Hub id; a folder of another kind
+    (a generator, a Whisper) is refused with one line, and every tensor must match."""
+    from shqip_av.components import SYNC_EXPERT, load_strict
+
+    return load_strict(_expert_class(), source, SYNC_EXPERT, option)
 
 
 def expert_thresholds(source: str) -> dict:

@@ -259,7 +259,7 @@ def detection_size(info: MediaInfo, max_side: int) -> tuple[int, int] | None:
 
 
 def scan_faces(video: Path, info: MediaInfo, cfg: FaceConfig, fps: float, folder: Path | None = None,
-               times: StepTimes | None = None) -> FaceScan:
+               times: StepTimes | None = None, progress_desc: str | None = None) -> FaceScan:
     """Detect and track faces in every frame of ``video`` resampled to ``fps``. With ``folder``
     (the video's work folder), each track's landmarks are written there as they come, so memory
     does not grow with the video's length.
@@ -281,6 +281,10 @@ def scan_faces(video: Path, info: MediaInfo, cfg: FaceConfig, fps: float, folder
     frames = iter_frames(video, fps=fps, size=size, info=info)
     if times is not None:
         frames = times.iterate(frames, "decode")
+    if progress_desc:  # a user waiting on one video (the dub) sees the scan move
+        from shqip_av.log import progress
+
+        frames = progress(frames, desc=progress_desc, total=info.num_frames or None, unit="frame")
     with native_stderr_filtered():  # MediaPipe's start-up lines (glog, TF Lite) come here
         landmarker = create_landmarker(cfg)
     with landmarker:

@@ -19,6 +19,7 @@ from scipy.signal import butter, sosfiltfilt
 
 from filter.config import ConfigurationError, SyncConfig
 from shqip_av import geometry
+from shqip_av.components import KindError
 
 # inner-lip landmark pairs (upper, lower): centre and both sides of the mouth opening
 INNER_LIP_PAIRS = ((13, 14), (82, 87), (312, 317))
@@ -143,7 +144,7 @@ class ExpertSync:
     def __init__(self, source: str, max_offset: int = 15, device: str = "cpu"):
         from filter.expert import expert_thresholds, load_expert
 
-        self.model = load_expert(source).to(device).eval()
+        self.model = load_expert(source, "sync.method").to(device).eval()
         self.name = f"expert:{source}"
         self.max_offset, self.device = max_offset, device
         self.config = self.model.sync_config
@@ -174,6 +175,8 @@ def load_sync_scorer(cfg: SyncConfig) -> SyncScorer:
     if key not in _EXPERTS:
         try:
             _EXPERTS[key] = ExpertSync(cfg.method, cfg.max_offset)
+        except KindError as e:  # a folder of another kind: it says what it is
+            raise ConfigurationError(str(e)) from None
         except Exception as e:  # noqa: BLE001 - a missing folder, a bad Hub id, broken weights: one line
             raise ConfigurationError(f"sync.method {cfg.method!r} is neither landmark-energy nor a loadable sync "
                                      f"expert (a folder with config.json and model.safetensors, or a Hub id): "

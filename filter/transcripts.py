@@ -89,6 +89,12 @@ def check_recognizer(cfg: TranscriptsConfig) -> None:
 
     if not cfg.model:
         return
+    from shqip_av.components import ASR_RUN, WHISPER, KindError, expect_kind
+
+    try:  # a generator, an expert or a translation model given here: one line, before any video
+        expect_kind(cfg.model, (WHISPER, ASR_RUN), "transcripts.model")
+    except KindError as e:
+        raise ConfigurationError(str(e)) from None
     if not cfg.languages:
         raise ConfigurationError("transcripts.languages is empty: name the spoken languages to keep (Albanian: sq)")
     try:

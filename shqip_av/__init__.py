@@ -9,6 +9,7 @@
 - ``takedown`` the withdrawn-content list every stage honours
 - ``log``      logging with token redaction, progress bars
 - ``doctor``   ``python -m shqip_av.doctor`` environment check
+- ``components`` what a model folder is (kind check, Hub ids, strict loading)
 
 This package imports no stage (DESIGN.md §1).
 """

@@ -17,6 +17,19 @@ from shqip_av.files import atomic_write_text
 
 _TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})")
 _TAG = re.compile(r"<[^>]*>")
+# control and invisible formatting characters: never part of what is said (a NUL would even stop a
+# speech synthesizer's command line)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
+
+
+def clean_text(text: str) -> str:
+    """Cue text as it is meant to be read: tags removed, HTML entities decoded (and tags they
+    spelled removed too), control characters dropped, NFC, single spaces."""
+    import html
+
+    text = _TAG.sub("", html.unescape(_TAG.sub("", text)))
+    text = _CONTROL.sub(" ", text)
+    return " ".join(unicodedata.normalize("NFC", text).split())
 
 
 @dataclass(frozen=True)
@@ -55,8 +68,7 @@ def read_vtt(path: str | Path) -> list[Cue]:
             start, end = _seconds(start_s), _seconds(end_s)
         except ValueError:
             raise ShqipError(f"{path}: bad cue timing {lines[idx]!r}") from None
-        body = " ".join(_TAG.sub("", ln).strip() for ln in lines[idx + 1:])
-        body = unicodedata.normalize("NFC", " ".join(body.split()))
+        body = clean_text(" ".join(lines[idx + 1:]))
         if body and end > start:
             cues.append(Cue(start, end, body))
     return cues
@@ -75,11 +87,12 @@ def _srt_stamp(t: float) -> str:
 
 def read_srt(path: str | Path) -> list[Cue]:
     """SubRip cues (number, ``start --> end``, text lines); a cue ending before it starts is an error."""
+    from shqip_av.files import read_text_file
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ShqipError(f"{path}: cannot read it as UTF-8 text ({e.__class__.__name__})") from None
+    if path.is_dir():
+        raise ShqipError(f"{path} is a folder, not a .srt file")
+    text = read_text_file(path, "subtitle file", max_bytes=4 * 1024 * 1024)
     cues = []
     for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n").strip()):
         lines = [ln for ln in block.strip().split("\n") if ln.strip()]
@@ -95,8 +108,7 @@ def read_srt(path: str | Path) -> list[Cue]:
             raise ShqipError(f"{path}: bad cue timing {lines[idx]!r}") from None
         if end <= start:
             raise ShqipError(f"{path}: cue {lines[idx]!r} ends before it starts")
-        body = unicodedata.normalize("NFC", " ".join(_TAG.sub("", ln).strip() for ln in lines[idx + 1:]).strip())
-        cues.append(Cue(start, end, " ".join(body.split())))
+        cues.append(Cue(start, end, clean_text(" ".join(lines[idx + 1:]))))
     return cues
 
 

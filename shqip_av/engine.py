@@ -77,14 +77,23 @@ def run(fn: Callable, items: list, args: tuple, engine: Engine, *, name: Callabl
     """(item, fn(item, *args)) for every item, in the order they finish. ``fn`` must be a
     module-level function that turns every failure of an item into a result, and raises only
     ConfigError, which stops the run. ``lost(item, reason)`` is the result of an item whose
-    worker kept dying."""
+    worker kept dying.
+
+    ``$SHQIP_AV_INTERRUPT_AFTER=N`` is a fault-injection point for tests: the run is interrupted
+    (as by Ctrl-C) once N items have been handed back, so a test of "stopped midway" cannot lose
+    a race against the run."""
     if engine.kind == "ray":
-        yield from _ray(fn, items, args, engine, name, lost)
+        results = _ray(fn, items, args, engine, name, lost)
     elif engine.workers == 1 or len(items) <= 1:
-        for item in items:
-            yield item, fn(item, *args)
+        results = ((item, fn(item, *args)) for item in items)
     else:
-        yield from _pool(fn, items, args, engine, name, lost)
+        results = _pool(fn, items, args, engine, name, lost)
+    interrupt_after = int(os.environ.get("SHQIP_AV_INTERRUPT_AFTER") or 0)
+    for count, pair in enumerate(results, 1):
+        yield pair
+        if interrupt_after and count >= interrupt_after:
+            results.close()
+            raise KeyboardInterrupt(f"interrupted after {count} items ($SHQIP_AV_INTERRUPT_AFTER)")
 
 
 def _pool(fn, items, args, engine: Engine, name, lost) -> Iterator[tuple[Any, Any]]:

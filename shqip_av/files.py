@@ -182,3 +182,84 @@ def remove_tree(path: Path) -> bool:
         path.unlink()
         return True
     return False
+
+
+# ------------------------------------------------------------------- folders the project owns
+# The rule for output folders given by the user (a bundle's --out, a dub's --out): the project
+# writes only files it can show it wrote, and deletes only those. An owner record in the folder
+# lists them; a name already present that the record does not list belongs to someone else.
+OWNER_RECORD = ".shqip-av-owner.json"
+
+
+def owned_files(folder: str | os.PathLike, kind: str) -> set[str] | None:
+    """The files (folder-relative) that ``kind`` recorded writing in ``folder``; None when the
+    folder has no owner record of that kind."""
+    import json
+
+    path = Path(folder) / OWNER_RECORD
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("kind") != kind:
+        return None
+    return {str(f) for f in record.get("files", [])}
+
+
+def record_owned(folder: str | os.PathLike, kind: str, files: set[str] | list[str]) -> None:
+    """Add ``files`` to the owner record of ``kind`` in ``folder``."""
+    import json
+
+    known = owned_files(folder, kind) or set()
+    atomic_write_text(Path(folder) / OWNER_RECORD,
+                      json.dumps({"kind": kind, "files": sorted(known | set(files)),
+                                  "note": "files written by shqip-av; it overwrites or deletes only these"},
+                                 indent=2) + "\n")
+
+
+def foreign_files(folder: str | os.PathLike, kind: str, names: list[str] | None = None) -> list[str]:
+    """Files in ``folder`` that ``kind`` did not record writing: among ``names`` (the ones it is
+    about to write), or every file under the folder when ``names`` is None."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    ours = (owned_files(folder, kind) or set()) | {OWNER_RECORD}
+    if names is not None:
+        return [n for n in names if (folder / n).exists() or (folder / n).is_symlink() if n not in ours]
+    present = [p.relative_to(folder).as_posix() for p in sorted(folder.rglob("*")) if not p.is_dir() or p.is_symlink()]
+    return [p for p in present if p not in ours]
+
+
+def inside(folder: str | os.PathLike, relative: str) -> Path:
+    """``folder/relative`` when ``relative`` is a relative path that stays inside ``folder`` with
+    every symlink resolved; UnsafePathError otherwise (a bundle's component, an upload's file)."""
+    base = Path(folder).resolve()
+    if not relative or Path(relative).is_absolute() or "\\" in relative or "\0" in relative:
+        raise UnsafePathError(f"{relative!r} is not a relative path inside {base}")
+    target = (base / relative).resolve()
+    if target != base and base not in target.parents:
+        raise UnsafePathError(f"{relative!r} leads outside {base}")
+    return target
+
+
+def symlinks_leaving(folder: str | os.PathLike) -> list[str]:
+    """Symlinks under ``folder`` (folder-relative) whose target is outside it, or dangling."""
+    base = Path(folder).resolve()
+    out = []
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_symlink():
+            target = path.resolve()
+            if not target.exists() or (target != base and base not in target.parents):
+                out.append(path.relative_to(folder).as_posix())
+    return out
+
+
+def forget_owned(folder: str | os.PathLike, kind: str, names: list[str]) -> None:
+    """Drop ``names`` from the owner record (their files were removed)."""
+    known = owned_files(folder, kind)
+    if known is None:
+        return
+    remaining = known - set(names)
+    record = Path(folder) / OWNER_RECORD
+    record.unlink()
+    record_owned(folder, kind, remaining)

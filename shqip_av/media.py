@@ -42,6 +42,13 @@ def _last_lines(text: str, n: int = 3) -> str:
     return " | ".join(lines[-n:]) or "no message"
 
 
+def media_arg(path: str | Path) -> str:
+    """A file name as ffmpeg/ffprobe read it: a relative name starting with '-' would be taken for
+    an option, so it gets './' in front; everything else is passed as it is."""
+    text = str(path)
+    return f"./{text}" if text.startswith("-") else text
+
+
 def run_ffmpeg(args: list[str], what: str, *, input: bytes | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
     """Run ffmpeg with ``args`` (after the global options); raise MediaError with its message."""
     cmd = [tool("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args]
@@ -115,7 +122,7 @@ def probe(path: str | Path, *, timeout: float = 120) -> MediaInfo:
     if not path.is_file():
         raise MediaError(f"{path}: no such file")
     cmd = [tool("ffprobe"), "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
-           "-count_packets", str(path)]
+           "-count_packets", media_arg(path)]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -164,7 +171,7 @@ def check_decodes(path: str | Path, *, tail_seconds: float = 3.0) -> None:
     Decoding only the tail keeps this cheap on hour-long videos while still catching the
     common failure (a download cut short leaves the last packets missing or broken).
     """
-    proc = run_ffmpeg(["-xerror", "-sseof", f"-{tail_seconds}", "-i", str(path), "-f", "null", "-"],
+    proc = run_ffmpeg(["-xerror", "-sseof", f"-{tail_seconds}", "-i", media_arg(path), "-f", "null", "-"],
                       f"{path}: does not decode")
     message = proc.stderr.decode("utf-8", "replace").strip()
     if message:
@@ -174,7 +181,7 @@ def check_decodes(path: str | Path, *, tail_seconds: float = 3.0) -> None:
 def extract_audio(src: str | Path, dst: str | Path, *, sample_rate: int = AUDIO_RATE) -> Path:
     """First audio stream → mono PCM s16 WAV at ``sample_rate`` (atomic)."""
     with atomic_output(dst, suffix=".wav") as tmp:
-        run_ffmpeg(["-i", str(src), "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate),
+        run_ffmpeg(["-i", media_arg(src), "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate),
                     "-c:a", "pcm_s16le", "-f", "wav", str(tmp)], f"{src}: audio extraction failed")
     return Path(dst)
 
@@ -183,7 +190,7 @@ def transcode_upright(src: str | Path, dst: str | Path, *, crf: int = 18) -> Pat
     """Re-encode with rotation applied to the pixels (H.264 + AAC), so every later reader sees
     an upright picture whatever it does with rotation metadata."""
     with atomic_output(dst, suffix=".mp4") as tmp:
-        run_ffmpeg(["-i", str(src), "-map", "0:v:0", "-map", "0:a:0?", "-c:v", "libx264", "-preset", "fast",
+        run_ffmpeg(["-i", media_arg(src), "-map", "0:v:0", "-map", "0:a:0?", "-c:v", "libx264", "-preset", "fast",
                     "-crf", str(crf), "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "160k",
                     "-metadata:s:v:0", "rotate=0", "-movflags", "+faststart", "-f", "mp4", str(tmp)],
                    f"{src}: re-encoding upright failed")
@@ -243,7 +250,7 @@ def read_audio(path: str | Path, *, sample_rate: int = AUDIO_RATE, start: float 
     args = []
     if start is not None:
         args += ["-ss", f"{start:.3f}"]
-    args += ["-i", str(path)]
+    args += ["-i", media_arg(path)]
     if duration is not None:
         args += ["-t", f"{duration:.3f}"]
     args += ["-map", "0:a:0", "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "-"]
@@ -287,12 +294,33 @@ def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
     return samples.astype(np.float32) / 32768.0, header.sample_rate
 
 
+def extract_audio_native(src: str | Path, dst: str | Path) -> Path:
+    """First audio stream → PCM s16 WAV at its own rate and channels (atomic): what a soundtrack
+    that must stay as it was (outside the dub's new speech) is read from."""
+    with atomic_output(dst, suffix=".wav") as tmp:
+        run_ffmpeg(["-i", media_arg(src), "-map", "0:a:0", "-vn", "-c:a", "pcm_s16le", "-f", "wav", str(tmp)],
+                   f"{src}: audio extraction failed")
+    return Path(dst)
+
+
+def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
+    """(samples (N, channels) float32 in [-1, 1], sample rate) of a PCM s16 WAV, channels kept."""
+    with wave.open(str(path), "rb") as w:
+        if w.getsampwidth() != 2:
+            raise MediaError(f"{path}: {8 * w.getsampwidth()}-bit samples, expected 16-bit PCM")
+        channels, rate = w.getnchannels(), w.getframerate()
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    return pcm.reshape(-1, channels).astype(np.float32) / 32768.0, rate
+
+
 def write_wav(path: str | Path, samples: np.ndarray, *, sample_rate: int = AUDIO_RATE) -> Path:
-    """Mono PCM s16 WAV from float samples in [-1, 1] (atomic)."""
-    pcm = (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767.0).round().astype("<i2")
+    """PCM s16 WAV from float samples in [-1, 1] (atomic): mono from (N,), channels from (N, C)."""
+    samples = np.asarray(samples, dtype=np.float32)
+    channels = samples.shape[1] if samples.ndim == 2 else 1
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2")
     with atomic_output(path, suffix=".wav") as tmp:
         with wave.open(str(tmp), "wb") as w:
-            w.setnchannels(1)
+            w.setnchannels(channels)
             w.setsampwidth(2)
             w.setframerate(sample_rate)
             w.writeframes(pcm.tobytes())
@@ -317,7 +345,7 @@ def iter_frames(path: str | Path, *, fps: float | None = None, size: tuple[int, 
     if size:
         width, height = size
         filters.append(f"scale={width}:{height}:flags=bicubic")
-    args = [tool("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:v:0"]
+    args = [tool("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", media_arg(path), "-map", "0:v:0"]
     if filters:
         args += ["-vf", ",".join(filters)]
     args += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
@@ -402,7 +430,7 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], *, fps: float, a
         cmd = [tool("ffmpeg"), "-hide_banner", "-loglevel", "error", "-y",
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]
         if audio is not None:
-            cmd += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "128k", "-shortest"]
+            cmd += ["-i", media_arg(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "128k", "-shortest"]
         cmd += ["-c:v", "libx264", "-preset", "fast", "-crf", str(crf), "-pix_fmt", "yuv420p",
                 *(extra_video_args or []), "-movflags", "+faststart", "-f", "mp4", str(tmp)]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)

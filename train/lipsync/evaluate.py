@@ -86,7 +86,7 @@ def evaluate_split(cfg: EvaluateConfig) -> dict:
     from filter.expert import expert_lse, load_expert
     from train.lipsync.data import load_split
 
-    model = load_expert(cfg.expert).eval()
+    model = load_expert(cfg.expert, "--expert").eval()
     c = model.sync_config
     data = load_split(cfg.root, cfg.split, c.frames, c.crop_size, cfg.max_samples)
     if not data.samples:
@@ -113,7 +113,7 @@ def evaluate_video(cfg: EvaluateConfig) -> dict:
     path = Path(cfg.video)
     if not path.is_file():
         raise ShqipError(f"{path}: no such video file")
-    model = load_expert(cfg.expert).eval()
+    model = load_expert(cfg.expert, "--expert").eval()
     fcfg = FilterConfig()
     info = probe(path)
     fps = fcfg.probe.fps
@@ -190,10 +190,10 @@ def evaluate_generator(cfg: EvaluateConfig) -> dict:
     from train.lipsync.generator import load_generator
 
     try:
-        generator = load_generator(cfg.generator)
+        generator = load_generator(cfg.generator, "--generator")
     except (OSError, ValueError) as e:
         raise ShqipError(f"cannot load the generator {cfg.generator!r}: {str(e).splitlines()[0]}") from None
-    expert = load_expert(cfg.expert).eval() if cfg.expert else None
+    expert = load_expert(cfg.expert, "--expert").eval() if cfg.expert else None
     g = generator.generator_config
     data = load_faces(cfg.root, cfg.split, size=g.size, frames=g.frames, references=g.references, exclude=5,
                       limit=cfg.max_samples)

@@ -71,16 +71,12 @@ def build_generator(config: GeneratorConfig | dict):
     return _generator_class()(**(asdict(config) if isinstance(config, GeneratorConfig) else dict(config)))
 
 
-def load_generator(source: str):
-    """A LipSyncGenerator from a run folder (runs/lipsync/<name>, its generator/), a model folder or a Hub id."""
-    from pathlib import Path
+def load_generator(source: str, option: str = "generator"):
+    """A LipSyncGenerator from a run folder (runs/lipsync/<name>, its generator/), a model folder or a
+    Hub id; a folder of another kind is refused with one line, and every tensor must match."""
+    from shqip_av.components import GENERATOR, load_strict
 
-    path = Path(source).expanduser()
-    if path.is_dir() and not (path / "config.json").is_file() and (path / "generator" / "config.json").is_file():
-        path = path / "generator"
-    if not path.is_dir() and (source.startswith(("/", ".", "~")) or source.count("/") != 1):
-        raise FileNotFoundError(f"{source}: no such folder")
-    return _generator_class().from_pretrained(str(path) if path.is_dir() else source)
+    return load_strict(_generator_class(), source, GENERATOR, option)
 
 
 def _generator_class():
@@ -135,6 +131,13 @@ def _generator_class():
         @property
         def generator_config(self) -> GeneratorConfig:
             return self.config_
+
+        def save_pretrained(self, save_directory, *args, **kwargs):
+            from shqip_av.components import GENERATOR, mark_kind
+
+            out = super().save_pretrained(save_directory, *args, **kwargs)
+            mark_kind(save_directory, GENERATOR)  # config.json says what the folder is
+            return out
 
         def forward(self, frames, references, mel, return_mouth: bool = False):
             b, t, _, s, _ = frames.shape

@@ -143,9 +143,12 @@ class ExpertJudge:
         import torch
 
         from filter.expert import load_expert
+        from shqip_av.components import KindError
 
         try:
-            self.model = load_expert(source).to(device).eval()
+            self.model = load_expert(source, "loss.expert").to(device).eval()
+        except KindError as exc:
+            raise ConfigError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - one line at start-up, whatever the loader raised
             raise ConfigError(f"loss.expert: cannot load the sync expert {source!r}: {str(exc).splitlines()[0]}") from None
         for p in self.model.parameters():
@@ -275,7 +278,7 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
         from train.lipsync.generator import load_generator
 
         try:
-            generator = load_generator(m.init)
+            generator = load_generator(m.init, "model.init")
         except (OSError, ValueError) as e:
             raise ConfigError(f"model.init: cannot load the generator {m.init!r}: {str(e).splitlines()[0]}") from None
         g = generator.generator_config
