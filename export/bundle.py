@@ -481,6 +481,8 @@ class Bundle:
             if not folder.is_dir():
                 raise BundleError(f"the bundle {self.path} lacks its {name} folder ({source}/)")
             return str(folder), "main"
+        if entry.get("backend") == "espeak":  # an espeak-ng voice name, checked when the dub starts
+            return source, "main"
         if not _is_hub_id(source) or Path(source).is_absolute():
             raise BundleError(f"the bundle {self.path}: {name} names {source!r}, which is neither included in the "
                               "bundle nor a Hub id (user/name)")

@@ -102,3 +102,16 @@ def _fields(record: dict) -> dict:
     return dict(video_id=record.get("video_id"), platform_id=source.get("id"), url=source.get("url") or record.get("url"),
                 channel_id=source.get("channel_id"), channel=source.get("channel"),
                 subject=consent.get("subject") or record.get("speaker"))
+
+
+def record_trained_on(run: Path, video_ids, splits: list[str] | None = None) -> Path:
+    """``<run>/trained_on.json``: the sha256 of every video a run learned from (never the ids:
+    the run must not become another list of who is in the data). collect.takedown marks the run,
+    and any bundle built from it, when one of them is withdrawn."""
+    import json
+
+    from shqip_av.files import atomic_write_text
+
+    run.mkdir(parents=True, exist_ok=True)
+    record = {"splits": splits, "video_sha256": sorted({video_digest(v) for v in video_ids})}
+    return atomic_write_text(run / TRAINED_ON, json.dumps(record, indent=1) + "\n")

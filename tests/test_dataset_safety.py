@@ -223,7 +223,47 @@ def test_out_of_range_settings_are_refused_and_the_defaults_are_in_range():
         validate(cfg)
 
 
-def test_takedown_leaves_no_byte_of_the_withdrawn_samples_anywhere_under_the_root(demo_root, demo_run, tmp_path):
+def _lipsync_side(root: Path, victim: dict, demo_expert, demo_generator) -> set[bytes]:
+    """What the lip-sync side makes of a person, made under the root by the real commands: the
+    expert and generator runs (with their sample pictures), an evaluation listing every sample, a
+    re-voiced video of the victim's face, a bundle built from those runs, and a dub of the
+    victim's own source video. Returns byte needles of the results that show or speak them."""
+    from export.bundle import BundleConfig, build_bundle
+    from export.dub import DubConfig, dub
+    from train.lipsync.evaluate import EvaluateConfig, evaluate_generator
+    from train.lipsync.revoice import RevoiceConfig, revoice
+
+    lipsync = root / "runs" / "lipsync"
+    shutil.copytree(demo_expert[0], lipsync / "expert-tiny")
+    shutil.copytree(demo_generator[0], lipsync / "generator-tiny", ignore=shutil.ignore_patterns("checkpoints"))
+    generator = lipsync / "generator-tiny"
+    assert (generator / "trained_on.json").is_file() and list((generator / "samples").glob("*.png"))
+    result = evaluate_generator(EvaluateConfig(generator=str(generator), expert=str(lipsync / "expert-tiny"),
+                                               root=str(root), split="train", max_samples=0, landmarks=False))
+    (generator / "eval").mkdir()
+    (generator / "eval" / "metrics.json").write_text(json.dumps(result))
+    revoice(RevoiceConfig(generator=str(generator), root=str(root), face=victim["key"]))
+    build_bundle(BundleConfig(root=str(root), out=str(root / "exports" / "demo-en"), asr="runs/asr/tiny",
+                              generator="runs/lipsync/generator-tiny", expert="runs/lipsync/expert-tiny",
+                              tts="espeak:en", license=["asr=mit", "generator=mit", "expert=mit"]))
+    source = root / victim["url"].removeprefix("local:")
+    translation = source.with_name(f"{source.stem}.en.srt")
+    dub(DubConfig(input=str(source), bundle=str(root / "exports" / "demo-en"), translation=str(translation),
+                  out=str(root / "dubs" / source.stem)))
+    dubbed = root / "dubs" / source.stem
+    needles = {(dubbed / f"{source.stem}.dub.mp4").read_bytes()[4000:4048],
+               (generator / "revoice" / "revoiced.mp4").read_bytes()[4000:4048],
+               next((generator / "samples").glob("*.png")).read_bytes()[2000:2048],
+               json.dumps(victim["key"]).encode()}
+    assert (dubbed / "report.json").is_file() and len(translation.read_bytes()) > 40
+    needles.add((dubbed / f"{source.stem}.dub.srt").read_bytes()[-40:])
+    return needles
+
+
+def test_takedown_leaves_no_byte_of_the_withdrawn_samples_anywhere_under_the_root(demo_root, demo_run, demo_expert,
+                                                                                   demo_generator, tmp_path):
+    """The search covers every file under the root: raw, clips, shards, runs, and what the
+    lip-sync side made (dubs/, exports/, the generator's pictures, re-voiced video, metrics)."""
     root = tmp_path / "data"
     shutil.copytree(demo_root, root, symlinks=True)
     run = root / "runs" / "asr" / "tiny"
@@ -251,6 +291,7 @@ def test_takedown_leaves_no_byte_of_the_withdrawn_samples_anywhere_under_the_roo
             data = (root / r["files"][member]).read_bytes()
             needles.add(data[start:start + 48])
     assert any(n for n in needles if len(n) > 40)
+    needles |= _lipsync_side(root, victim, demo_expert, demo_generator)
 
     (root / "takedown.txt").write_text(f"video:{vid}\n", encoding="utf-8")
     proc = _run("collect.takedown", "--root", str(root))
@@ -270,6 +311,14 @@ def test_takedown_leaves_no_byte_of_the_withdrawn_samples_anywhere_under_the_roo
 
     card = build_model_card(ModelCardConfig(run=str(run), root=str(root))).read_text(encoding="utf-8")
     assert "Trained on withdrawn data" in card
+    # the lip-sync side: its runs and the bundle built from them are marked, and publish refuses the bundle
+    assert (root / "runs" / "lipsync" / "generator-tiny" / "withdrawn.json").is_file()
+    assert not (root / "runs" / "lipsync" / "generator-tiny" / "samples").exists()
+    assert not (root / "dubs").exists() or not list((root / "dubs").rglob("*.mp4"))
+    assert (root / "exports" / "demo-en" / "withdrawn.json").is_file()
+    refused = _run("cards", "publish", "--root", str(root), "--repo", "someone/b", "--bundle",
+                   str(root / "exports" / "demo-en"), "--dry-run")
+    assert refused.returncode == 2 and "withdrawn" in refused.stderr
     # the other videos' samples are all still there
     assert {r["key"] for r in read_jsonl(root / "clips" / "manifest.jsonl")} == {r["key"] for r in others}
 

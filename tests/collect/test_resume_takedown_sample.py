@@ -69,6 +69,13 @@ def test_killed_run_resumes_to_the_same_manifest_and_rerun_is_noop(tmp_path):
 def test_takedown_removes_every_file_and_line(tmp_path):
     root = local_root(tmp_path, "data")
     prepare_raw(CollectConfig(root=str(root)))
+    # a refused run (Ray at an address nothing answers) keeps the record of the run that built raw/
+    record = (root / "raw" / "collect.config.yaml").read_bytes()
+    from shqip_av.config import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot connect to Ray at '127.0.0.1:9'"):
+        prepare_raw(CollectConfig(root=str(root), engine="ray", ray_address="127.0.0.1:9"))
+    assert (root / "raw" / "collect.config.yaml").read_bytes() == record
     records = list(read_jsonl(root / "raw" / "manifest.jsonl"))
     victim = next(r for r in records if r["rights"]["consent"]["subject"] == "Speaker 1")
     vid = victim["video_id"]

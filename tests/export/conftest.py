@@ -27,3 +27,19 @@ def tiny_vits(tmp_path_factory) -> Path:
     from export.tiny import build_tiny_vits
 
     return build_tiny_vits(tmp_path_factory.mktemp("vits") / "mms-tts-tiny")
+
+
+TINY_GENERATOR = {"size": 32, "frames": 5, "references": 2, "channels": [16, 32], "audio_dim": 16}
+
+
+@pytest.fixture(scope="session")
+def generator_folder(tmp_path_factory) -> Path:
+    """A tiny random lip-sync generator saved as a model folder."""
+    import torch
+
+    from train.lipsync.generator import build_generator
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("gen") / "generator"
+    build_generator(TINY_GENERATOR).save_pretrained(folder)
+    return folder

@@ -12,19 +12,7 @@ import pytest
 import torch
 
 from export.bundle import BundleConfig, BundleError, build_bundle, load_bundle, most_restrictive
-
-TINY_GENERATOR = {"size": 32, "frames": 5, "references": 2, "channels": [16, 32], "audio_dim": 16}
-
-
-@pytest.fixture(scope="session")
-def generator_folder(tmp_path_factory) -> Path:
-    from train.lipsync.generator import build_generator
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("gen") / "generator"
-    build_generator(TINY_GENERATOR).save_pretrained(folder)
-    return folder
-
+from shqip_av.files import OWNER_RECORD
 
 # the test's own runs carry no licence in a card: given, as a user would
 OURS = ["generator=apache-2.0", "expert=apache-2.0", "asr=apache-2.0"]
@@ -128,7 +116,7 @@ def test_cards_publish_uploads_the_whole_bundle(demo_run, demo_expert, generator
     sent = {name for name, _ in summary["files"]}
     assert {"model_index.json", "README.md", "generator/model.safetensors", "expert/model.safetensors",
             "asr/adapter_config.json", "asr-base/config.json"} <= sent
-    assert sent == {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert sent == {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != OWNER_RECORD}
     with pytest.raises(CardError, match="not a dubbing bundle"):
         publish(PublishConfig(root=str(tmp_path / "data"), repo="someone/x", bundle=str(tmp_path), dry_run=True))
 

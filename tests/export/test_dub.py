@@ -237,6 +237,10 @@ def test_with_two_faces_only_the_speaker_is_lip_synced(bundle, tmp_path):
     a, b = list(iter_frames(pair)), list(iter_frames(tmp_path / "out" / "pair.dub.mp4"))
     assert len(a) == len(b) and a[0].shape == b[0].shape == (512, 1024, 3)
     assert all(row["lip_synced"] for row in report["segments"])
+    # the report says which face was regenerated (the left one), and counts each frame once
+    assert report["lip_synced_frames"] <= report["frames"]
+    assert all(row["face"]["box"][2] <= 512 for row in report["segments"])
+    assert {f["track"] for f in report["faces"]} == {row["face"]["track"] for row in report["segments"]}
     mouth = (slice(300, 420), slice(180, 330))
     other_half = (slice(None), slice(512, None))
     for i in (30, 50, 110, 130):

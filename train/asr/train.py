@@ -181,13 +181,10 @@ def record_training_videos(root: str, run: Path, splits: list[str]) -> Path:
     on. collect.takedown marks the run when one of them is withdrawn; the model card says so."""
     from filter.shard import current_keys
     from shqip_av.schema import video_id_of_key
-    from shqip_av.takedown import TRAINED_ON, video_digest
+    from shqip_av.takedown import record_trained_on
 
     keys = current_keys(DatasetRoot(root))
-    videos = {video_id_of_key(k) for split in splits for k in keys.get(split, ())}
-    run.mkdir(parents=True, exist_ok=True)
-    return atomic_write_text(run / TRAINED_ON, json.dumps(
-        {"splits": splits, "video_sha256": sorted(video_digest(v) for v in videos)}, indent=1) + "\n")
+    return record_trained_on(run, {video_id_of_key(k) for split in splits for k in keys.get(split, ())}, splits)
 
 
 def run_training(cfg: AsrConfig) -> dict:

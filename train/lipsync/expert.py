@@ -185,6 +185,11 @@ def run_training(cfg: ExpertConfig) -> dict:
         thresholds = calibrate(model, [(s.video.astype(np.float32), s.mel) for s in evaluation.samples],
                                device=str(accelerator.device))
         metrics["calibration"] = thresholds
+        from shqip_av.schema import video_id_of_key
+        from shqip_av.takedown import record_trained_on
+
+        record_trained_on(run, {video_id_of_key(s.key) for s in [*train.samples, *evaluation.samples]},
+                          [s for s in (d.train_split, d.eval_split) if s])
         target = write_model(model, run, "expert",
                              {"thresholds.json": json.dumps(thresholds, indent=2) + "\n"} if thresholds else None)
         atomic_write_text(run / "metrics.json", json.dumps(metrics, indent=2) + "\n")

@@ -227,6 +227,25 @@ def save_grid(path: Path, real, generated, mask, rows: int = 4) -> None:
         atomic_write_bytes(path, png.tobytes())
 
 
+def _record_videos(run: Path, cfg: GeneratorTrainConfig, train, evaluation) -> None:
+    """The videos the generator learned from (trained_on.json, for takedowns): the samples' own
+    when they were loaded, every video of the splits when they were streamed."""
+    from shqip_av.schema import video_id_of_key
+    from shqip_av.takedown import record_trained_on
+
+    d = cfg.data
+    splits = [s for s in (d.train_split, d.eval_split) if s]
+    if getattr(train, "samples", None) is not None and not d.streaming:
+        keys = [x.key for x in [*train.samples, *evaluation.samples]]
+    else:
+        from filter.shard import current_keys
+        from shqip_av.files import DatasetRoot
+
+        shards = current_keys(DatasetRoot(d.root))
+        keys = [k for split in splits for k in shards.get(split, ())]
+    record_trained_on(run, {video_id_of_key(k) for k in keys}, splits)
+
+
 def run_training(cfg: GeneratorTrainConfig) -> dict:
     import torch
     from accelerate import Accelerator, DistributedDataParallelKwargs
@@ -408,6 +427,7 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(generator).eval()
         target = write_model(model, run, "generator")
+        _record_videos(run, cfg, train, evaluation)
         atomic_write_text(run / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         log.info("generator written to %s", target)
     return metrics
