@@ -251,13 +251,15 @@ def _lipsync_side(root: Path, victim: dict, demo_expert, demo_generator) -> set[
     dub(DubConfig(input=str(source), bundle=str(root / "exports" / "demo-en"), translation=str(translation),
                   out=str(root / "dubs" / source.stem)))
     dubbed = root / "dubs" / source.stem
-    needles = {(dubbed / f"{source.stem}.dub.mp4").read_bytes()[4000:4048],
-               (generator / "revoice" / "revoiced.mp4").read_bytes()[4000:4048],
-               next((generator / "samples").glob("*.png")).read_bytes()[2000:2048],
-               json.dumps(victim["key"]).encode()}
-    assert (dubbed / "report.json").is_file() and len(translation.read_bytes()) > 40
-    needles.add((dubbed / f"{source.stem}.dub.srt").read_bytes()[-40:])
-    return needles
+
+    def middle(path):  # past the container's headers (encoder settings are alike in every file)
+        data = path.read_bytes()
+        return data[len(data) // 2:len(data) // 2 + 48]
+
+    assert (dubbed / "report.json").is_file()
+    return {middle(dubbed / f"{source.stem}.dub.mp4"), middle(generator / "revoice" / "revoiced.mp4"),
+            middle(next((generator / "samples").glob("*.png"))), json.dumps(victim["key"]).encode(),
+            json.dumps(str(source)).encode()}
 
 
 def test_takedown_leaves_no_byte_of_the_withdrawn_samples_anywhere_under_the_root(demo_root, demo_run, demo_expert,

@@ -85,7 +85,7 @@ def test_a_real_clip_is_dubbed_with_its_frames_kept_and_only_the_mouth_changed(b
     dubbed = next(a["data"] for a in manifest["assertions"] if a["label"] == "org.shqip-av.dub")
     assert dubbed["source_sha256"] == report["source_sha256"] and dubbed["target_language"] == "en"
     assert (tmp_path / "out" / f"{video.stem}.dub.srt").read_text().count("-->") == 2
-    assert not (tmp_path / "out" / ".work").exists()
+    assert not list((tmp_path / "out").glob(".*dub-work"))
 
 
 @pytest.mark.parametrize("variant", ["rotated5", "vfr5"])
@@ -125,7 +125,7 @@ def test_a_killed_dub_reruns_without_redoing_finished_steps(bundle, srt, tmp_pat
     monkeypatch.setattr(dubbing, "render", killed)
     with pytest.raises(KeyboardInterrupt):
         dub(cfg)
-    work = tmp_path / "out" / ".work"
+    work = tmp_path / "out" / f".{video.stem}.dub-work"
     assert {"segments.json", "speech.json", "dub.wav", "faces.npz"} <= {p.name for p in work.iterdir()}
     assert not list((tmp_path / "out").glob("*.mp4"))  # never a half-written output
     monkeypatch.undo()
@@ -139,15 +139,17 @@ def test_bad_input_is_one_clear_line(bundle, tmp_path):
     video = shared_video(CLIP)
     late = tmp_path / "late.srt"
     late.write_text("1\n00:00:05,000 --> 00:00:12,000\nToo late.\n")
+    good = tmp_path / "good.srt"
+    good.write_text(SRT)
     with pytest.raises(DubError, match="ends after the video"):
         dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(late), out=str(tmp_path / "a")))
     with pytest.raises(DubError, match="no translation model: give --translation"):
         dub(DubConfig(input=str(video), bundle=str(bundle), out=str(tmp_path / "b")))
     with pytest.raises(DubError, match="does not speak 'de'"):  # the bundle speaks English
-        dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(late), out=str(tmp_path / "e"), to="de"))
+        dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(good), out=str(tmp_path / "e"), to="de"))
     chain, _, _ = make_test_credentials(tmp_path)
     with pytest.raises(DisclosureError, match="needs both"):
-        dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(late), out=str(tmp_path / "d"),
+        dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(good), out=str(tmp_path / "d"),
                       c2pa_cert=str(chain)))
     assert not (tmp_path / "d").exists()  # refused before any work
     broken = tmp_path / "broken.mp4"
@@ -184,7 +186,7 @@ def test_a_rerun_with_another_translation_does_not_reuse_the_old_steps(bundle, s
     other.write_text("1\n00:00:01,000 --> 00:00:03,000\nSomething else entirely.\n")
     with pytest.raises(KeyboardInterrupt):
         dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(other), out=str(out)))
-    segments = json.loads((out / ".work" / "segments.json").read_text())["segments"]
+    segments = json.loads(next(out.glob(".*dub-work")).joinpath("segments.json").read_text())["segments"]
     assert [s["translation"] for s in segments] == ["Something else entirely."]
 
 

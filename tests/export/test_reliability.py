@@ -208,7 +208,7 @@ def test_a_network_of_the_wrong_kind_is_one_line_naming_both(generator_folder, d
     assert "Traceback" not in proc.stderr
 
 
-def test_a_bundle_loads_components_only_from_inside_itself(bundle, tmp_path):
+def test_a_bundle_loads_components_only_from_inside_itself(bundle, srt, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
     index = json.loads((copy / "model_index.json").read_text())
@@ -226,6 +226,30 @@ def test_a_bundle_loads_components_only_from_inside_itself(bundle, tmp_path):
     (copy / "model_index.json").write_text(json.dumps({**index, "generator": {**index["generator"], "source": "expert"}}))
     with pytest.raises(BundleError, match="the bundle's generator .* is a sync expert, not a lip-sync generator"):
         load_bundle(str(copy))
+    # a generator referenced by a Hub id that is not in the cache (offline): one line before any work
+    (copy / "model_index.json").write_text(json.dumps({**index, "generator": {**index["generator"], "included": False,
+                                                                                "source": "someone/no-such-generator"}}))
+    from shqip_av import ShqipError
+
+    with pytest.raises(ShqipError, match="cannot load the lip-sync generator") as error:
+        dub(DubConfig(input=str(shared_video(CLIP)), bundle=str(copy), translation=str(tmp_path / "en.srt"),
+                      out=str(tmp_path / "never")))
+    assert "\n" not in str(error.value) and not (tmp_path / "never").exists()
+    # a pickle where weights belong: nothing of it runs, and the refusal is one line
+    (copy / "model_index.json").write_text(json.dumps(index))
+    base = copy / "asr-base"
+    for weights in base.glob("*.safetensors"):
+        weights.unlink()
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    (base / "pytorch_model.bin").write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(BundleError, match="the bundle's asr .* cannot be loaded|the bundle's asr") as error:
+        load_bundle(str(copy)).load_asr()
+    assert "\n" not in str(error.value) and not (tmp_path / "pwned").exists()
     (copy / "model_index.json").write_text(json.dumps(index)[:-20])
     with pytest.raises(BundleError, match="not readable JSON"):
         load_bundle(str(copy))
