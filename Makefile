@@ -16,7 +16,7 @@ TINY := $(DEMO)/models/whisper-tiny-sq
 
 REPO ?=
 
-.PHONY: install doctor sample collect filter shard dataset demo asr-demo train-asr train-expert expert-demo train-generator generator-demo dub-demo evaluate-asr cards publish test bench clean-demo
+.PHONY: lint install doctor sample collect filter shard dataset demo asr-demo train-asr train-expert expert-demo train-generator generator-demo dub-demo evaluate-asr cards publish test bench clean-demo
 
 install:
 	bash scripts/install.sh
@@ -109,6 +109,14 @@ asr-demo:
 	test -f $(TINY)/config.json || $(PY) -m train.asr.tiny --out $(TINY) --root $(DEMO)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(ACCELERATE) --num_processes 1 -m train.asr \
 		--config train/configs/tiny-demo.yaml data.root=$(DEMO) model.name_or_path=$(TINY)
+
+# ruff (lint and format check) and "does every file compile on the minimum Python" (the venv's):
+# CI runs this before the tests
+LINT_PATHS ?= bench cards collect export filter scripts shqip_av tests train
+lint:
+	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m ruff format --check $(LINT_PATHS)
+	$(PY) -m compileall -q $(LINT_PATHS) > /dev/null
 
 test:
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYANNOTE_METRICS_ENABLED=0 $(PY) -m pytest -q

@@ -61,8 +61,9 @@ def main() -> int:
         if missing_inputs():
             print(missing_inputs(), file=sys.stderr)
             return 2
-        root = str(build_asr_root(work / "data", albanian_sentences(24), albanian_sentences(4, skip=24),
-                                  edge_cases=False))
+        root = str(
+            build_asr_root(work / "data", albanian_sentences(24), albanian_sentences(4, skip=24), edge_cases=False)
+        )
     model_path = args.model
     if not model_path:
         from tests.train.espeak_shards import TEXT
@@ -124,8 +125,10 @@ def main() -> int:
         t.num_workers, t.evaluate_base = workers, False
         history = run_training(cfg)["training"]["history"]
         sps = [e for e in history if "train_samples_per_second" in e][-1]["train_samples_per_second"]
-        print(f"train.asr from shards, {workers} workers: {sps:8.1f} samples/s   {args.batch / sps:.3f} s/step "
-              f"(one checkpoint included)   ratio to in-memory {sps / memory_sps:.2f}")
+        print(
+            f"train.asr from shards, {workers} workers: {sps:8.1f} samples/s   {args.batch / sps:.3f} s/step "
+            f"(one checkpoint included)   ratio to in-memory {sps / memory_sps:.2f}"
+        )
     print("(ratio near 1: the loader keeps up; well below 1: data loading or checkpointing is the bottleneck)")
     return 0
 

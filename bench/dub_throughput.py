@@ -25,8 +25,21 @@ SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
 
 CLIPS = "sadtalker_WDA_AlexandriaOcasioCortez_000.mp4,latentsync_demo1.mp4"
-STEPS = ["audio", "speech segments", "recognize", "translate", "speak", "fit", "mix", "faces", "crop", "lip-sync",
-         "paste-back", "decode and encode", "sync score"]
+STEPS = [
+    "audio",
+    "speech segments",
+    "recognize",
+    "translate",
+    "speak",
+    "fit",
+    "mix",
+    "faces",
+    "crop",
+    "lip-sync",
+    "paste-back",
+    "decode and encode",
+    "sync score",
+]
 
 
 def build_bundle(folder: Path) -> Path:
@@ -40,40 +53,59 @@ def build_bundle(folder: Path) -> Path:
     from train.lipsync.generator import build_generator
 
     text = SHARED / "testdata" / "text"
-    whisper = build_tiny_whisper(TinyWhisperConfig(out=str(folder / "whisper"), text=[str(text / "copa_4_kushtrim.txt")]))
+    whisper = build_tiny_whisper(
+        TinyWhisperConfig(out=str(folder / "whisper"), text=[str(text / "copa_4_kushtrim.txt")])
+    )
     opus = text / "opus100_en_sq"
-    marian = build_tiny_marian(TinyMarianConfig(out=str(folder / "marian"), source_text=str(opus / "opus.en-sq-dev.sq"),
-                                                target_text=str(opus / "opus.en-sq-dev.en")))
+    marian = build_tiny_marian(
+        TinyMarianConfig(
+            out=str(folder / "marian"),
+            source_text=str(opus / "opus.en-sq-dev.sq"),
+            target_text=str(opus / "opus.en-sq-dev.en"),
+        )
+    )
     torch.manual_seed(0)
     generator_cfg = yaml.safe_load((REPO / "train" / "configs" / "generator-tiny.yaml").read_text())["model"]
     build_generator(generator_cfg).save_pretrained(folder / "generator")
     expert_cfg = yaml.safe_load((REPO / "train" / "configs" / "expert-tiny.yaml").read_text())["model"]
     build_expert(expert_cfg).save_pretrained(folder / "expert")
-    return build_bundle(BundleConfig(out=str(folder / "bundle"), asr=str(whisper), mt=str(marian), tts="espeak:en",
-                                     generator=str(folder / "generator"), expert=str(folder / "expert")))
+    return build_bundle(
+        BundleConfig(
+            out=str(folder / "bundle"),
+            asr=str(whisper),
+            mt=str(marian),
+            tts="espeak:en",
+            generator=str(folder / "generator"),
+            expert=str(folder / "expert"),
+        )
+    )
 
 
 def loop(video: Path, times: int, out: Path) -> Path:
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", str(times - 1), "-i", str(video),
-                    "-c", "copy", str(out)], check=True)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-stream_loop", str(times - 1), "-i", str(video), "-c", "copy", str(out)],
+        check=True,
+    )
     return out
 
 
 def dub_in_process(video: Path, bundle: Path, out: Path) -> dict:
     """A dub in a fresh Python process; its report and peak resident memory (MiB)."""
-    code = ("import json, resource, sys\n"
-            "from export.dub import DubConfig, dub\n"
-            "from shqip_av.log import setup_logging\n"
-            "setup_logging(False)\n"
-            f"r = dub(DubConfig(input={str(video)!r}, bundle={str(bundle)!r}, out={str(out)!r}, to='en', "
-            "source_language='sq'))\n"
-            "r['peak_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
-            "print('REPORT' + json.dumps(r))\n")
+    code = (
+        "import json, resource, sys\n"
+        "from export.dub import DubConfig, dub\n"
+        "from shqip_av.log import setup_logging\n"
+        "setup_logging(False)\n"
+        f"r = dub(DubConfig(input={str(video)!r}, bundle={str(bundle)!r}, out={str(out)!r}, to='en', "
+        "source_language='sq'))\n"
+        "r['peak_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "print('REPORT' + json.dumps(r))\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT")]
     if proc.returncode != 0 or not lines:
         raise SystemExit(f"dub of {video.name} failed:\n{proc.stderr[-2000:]}")
-    return json.loads(lines[-1][len("REPORT"):])
+    return json.loads(lines[-1][len("REPORT") :])
 
 
 def main() -> int:
@@ -101,8 +133,10 @@ def main() -> int:
             cells.append(f"{seconds:7.2f} s {r['source_seconds'] / seconds:8.1f}× " if seconds else f"{'-':>24} ")
         print(f"{step:<18}" + "".join(f"{c:>26}" for c in cells))
     for name, r in zip(args.clips.split(","), reports):
-        print(f"  {name}: {r['source_seconds']:.1f} s, {r['size'][0]}×{r['size'][1]}, {len(r['segments'])} segments, "
-              f"{r['lip_synced_frames']}/{r['frames']} frames lip-synced")
+        print(
+            f"  {name}: {r['source_seconds']:.1f} s, {r['size'][0]}×{r['size'][1]}, {len(r['segments'])} segments, "
+            f"{r['lip_synced_frames']}/{r['frames']} frames lip-synced"
+        )
 
     print("\npeak memory against input length (one process per dub):")
     video = SHARED / "testdata" / "videos" / args.clips.split(",")[0]
@@ -111,8 +145,10 @@ def main() -> int:
         looped = loop(video, times, base / f"looped-{times}x.mp4")
         r = dub_in_process(looped, bundle, base / "dubs" / f"looped-{times}x")
         peaks.append(r["peak_mib"])
-        print(f"  {times:>2}× ({r['source_seconds']:6.1f} s, {r['frames']:5d} frames): peak {r['peak_mib']:7.0f} MiB, "
-              f"{sum(r['step_seconds'].values()):6.1f} s")
+        print(
+            f"  {times:>2}× ({r['source_seconds']:6.1f} s, {r['frames']:5d} frames): peak {r['peak_mib']:7.0f} MiB, "
+            f"{sum(r['step_seconds'].values()):6.1f} s"
+        )
     print(f"  10× vs 1×: peak memory ratio {peaks[-1] / peaks[0]:.2f}")
     return 0
 

@@ -42,7 +42,9 @@ def _demo_root(base: Path) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default="", help="a dataset root with shards (default: the embedded sample, built here)")
+    parser.add_argument(
+        "--root", default="", help="a dataset root with shards (default: the embedded sample, built here)"
+    )
     parser.add_argument("--steps", type=int, default=40)
     args = parser.parse_args()
     models = REPO.parent / "shared" / "models"
@@ -79,16 +81,20 @@ def main() -> int:
         for item in items:
             scorer.score(item)
         wall = time.perf_counter() - t0
-        print(f"scoring, {scorer.name.split(':')[0]:15s}: {wall:6.2f} s for {seconds:.1f} s of video "
-              f"({seconds / wall:6.1f}× real time, {windows / wall:8.0f} window-offset pairs/s)")
+        print(
+            f"scoring, {scorer.name.split(':')[0]:15s}: {wall:6.2f} s for {seconds:.1f} s of video "
+            f"({seconds / wall:6.1f}× real time, {windows / wall:8.0f} window-offset pairs/s)"
+        )
 
     # 2. training step: from decoded shard samples vs. in-memory tensors
     t0 = time.perf_counter()
     data = load_split(str(root), "train", 5, 48)
     decode = time.perf_counter() - t0
     frames = sum(len(s.video) for s in data.samples)
-    print(f"decoding the train shards once (crop video → lower halves, audio → log-mel): {decode:.1f} s for "
-          f"{len(data.samples)} samples ({frames / 25 / decode:.1f}× real time)")
+    print(
+        f"decoding the train shards once (crop video → lower halves, audio → log-mel): {decode:.1f} s for "
+        f"{len(data.samples)} samples ({frames / 25 / decode:.1f}× real time)"
+    )
     pairs = PairDataset(data.samples, 5, seed=0, length=args.steps * 32)
     expert = build_expert(model_cfg)
     head = torch.nn.Linear(1, 1)
@@ -112,8 +118,10 @@ def main() -> int:
     for video, mel, label, _ in batches:
         step(video, mel, label)
     memory = (time.perf_counter() - t0) / args.steps
-    print(f"training step (batch 32, tiny expert): {loader * 1000:6.1f} ms with pairs drawn from shard samples, "
-          f"{memory * 1000:6.1f} ms on in-memory tensors (ratio {loader / memory:.2f})")
+    print(
+        f"training step (batch 32, tiny expert): {loader * 1000:6.1f} ms with pairs drawn from shard samples, "
+        f"{memory * 1000:6.1f} ms on in-memory tensors (ratio {loader / memory:.2f})"
+    )
     return 0
 
 

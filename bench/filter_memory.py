@@ -28,7 +28,11 @@ def _peak_rss_mib(cmd: list[str], env: dict) -> tuple[float, float, int]:
     _, status, usage = os.wait4(proc.pid, 0)
     out = proc.stdout.read()
     proc.stdout.close()
-    return usage.ru_maxrss / 1024, time.perf_counter() - start, os.waitstatus_to_exitcode(status) or (0 if "filter:" in out else 1)
+    return (
+        usage.ru_maxrss / 1024,
+        time.perf_counter() - start,
+        os.waitstatus_to_exitcode(status) or (0 if "filter:" in out else 1),
+    )
 
 
 def main() -> int:
@@ -46,19 +50,47 @@ def main() -> int:
         for label, seconds in (("short", args.seconds), ("long", args.seconds * args.factor)):
             root = base / label
             (root / "incoming").mkdir(parents=True)
-            subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-stream_loop", "-1", "-i", args.video, "-t", str(seconds),
-                            "-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-c:a", "aac",
-                            str(root / "incoming" / "v.mp4")], check=True)
+            subprocess.run(
+                [
+                    "ffmpeg",
+                    "-nostdin",
+                    "-v",
+                    "error",
+                    "-stream_loop",
+                    "-1",
+                    "-i",
+                    args.video,
+                    "-t",
+                    str(seconds),
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "ultrafast",
+                    "-crf",
+                    "23",
+                    "-c:a",
+                    "aac",
+                    str(root / "incoming" / "v.mp4"),
+                ],
+                check=True,
+            )
             (root / "sources.yaml").write_text(
-                "sources:\n  - path: incoming/v.mp4\n    consent: {kind: release, subject: bench, reference: bench}\n")
-            subprocess.run([sys.executable, "-m", "collect", "--root", str(root)], cwd=REPO, env=env, check=True,
-                           capture_output=True)
+                "sources:\n  - path: incoming/v.mp4\n    consent: {kind: release, subject: bench, reference: bench}\n"
+            )
+            subprocess.run(
+                [sys.executable, "-m", "collect", "--root", str(root)],
+                cwd=REPO,
+                env=env,
+                check=True,
+                capture_output=True,
+            )
             rss, wall, code = _peak_rss_mib([sys.executable, "-m", "filter", "--root", str(root)], env)
             results[label] = rss
-            print(f"filter on {seconds / 60:5.1f} min of video: peak RSS {rss:6.0f} MiB, {wall:6.1f} s wall"
-                  + ("" if code == 0 else f"  (exit {code})"))
-        print(f"peak RSS ratio long/short: {results['long'] / results['short']:.2f} "
-              f"(input {args.factor}× longer)")
+            print(
+                f"filter on {seconds / 60:5.1f} min of video: peak RSS {rss:6.0f} MiB, {wall:6.1f} s wall"
+                + ("" if code == 0 else f"  (exit {code})")
+            )
+        print(f"peak RSS ratio long/short: {results['long'] / results['short']:.2f} (input {args.factor}× longer)")
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return 0

@@ -56,8 +56,10 @@ def main() -> int:
     lines = ["sources:"]
     for v in videos:
         shutil.copy(v, root / "incoming" / v.name)
-        lines += [f"  - path: incoming/{v.name}",
-                  f"    consent: {{kind: release, subject: bench {v.stem}, reference: benchmark input}}"]
+        lines += [
+            f"  - path: incoming/{v.name}",
+            f"    consent: {{kind: release, subject: bench {v.stem}, reference: benchmark input}}",
+        ]
     (root / "sources.yaml").write_text("\n".join(lines) + "\n")
     prepare_raw(CollectConfig(root=str(root)))
     records = list(read_jsonl(root / "raw" / "manifest.jsonl"))
@@ -72,8 +74,10 @@ def main() -> int:
         with times.excluding("landmarks", "decode"):
             scan_faces(path, probe(path), cfg.faces, cfg.probe.fps, times=times)
     floor = time.perf_counter() - t0
-    print(f"decode + landmarks only : {floor:6.1f} s wall  {seconds / floor:5.2f}× real time  "
-          f"(waiting for frames {times.seconds['decode']:.1f} s, landmarks {times.seconds['landmarks']:.1f} s)")
+    print(
+        f"decode + landmarks only : {floor:6.1f} s wall  {seconds / floor:5.2f}× real time  "
+        f"(waiting for frames {times.seconds['decode']:.1f} s, landmarks {times.seconds['landmarks']:.1f} s)"
+    )
 
     walls = {}
     runs = [("pool", 1), ("pool", 2)] + ([("ray", 2)] if not args.no_ray else [])
@@ -83,18 +87,24 @@ def main() -> int:
         t0 = time.perf_counter()
         stats = prepare_clips(FilterConfig(root=str(root), workers=workers, engine=engine))
         wall = walls[engine, workers] = time.perf_counter() - t0
-        print(f"filter, {engine}, {workers} worker{'s' if workers > 1 else ' '}: {wall:6.1f} s wall  "
-              f"{seconds / wall:5.2f}× real time  (the floor is {floor / wall:.0%} of it; "
-              f"{stats.utterances} utterances kept)")
+        print(
+            f"filter, {engine}, {workers} worker{'s' if workers > 1 else ' '}: {wall:6.1f} s wall  "
+            f"{seconds / wall:5.2f}× real time  (the floor is {floor / wall:.0%} of it; "
+            f"{stats.utterances} utterances kept)"
+        )
         print(f"   time per step: {stats.time_split()}")
     if ("ray", 2) in walls:
         import ray
 
         ray.shutdown()
-        print(f"Ray's overhead against the pool (2 workers, local Ray started inside the run): "
-              f"{walls['ray', 2] / walls['pool', 2]:.2f}×")
-    print(f"peak memory: main process {_rss_mb(resource.RUSAGE_SELF):.0f} MiB, "
-          f"largest child process {_rss_mb(resource.RUSAGE_CHILDREN):.0f} MiB")
+        print(
+            f"Ray's overhead against the pool (2 workers, local Ray started inside the run): "
+            f"{walls['ray', 2] / walls['pool', 2]:.2f}×"
+        )
+    print(
+        f"peak memory: main process {_rss_mb(resource.RUSAGE_SELF):.0f} MiB, "
+        f"largest child process {_rss_mb(resource.RUSAGE_CHILDREN):.0f} MiB"
+    )
     if not args.keep:
         shutil.rmtree(base, ignore_errors=True)
     return 0

@@ -26,8 +26,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", default="8,16,32", help="training batch sizes (windows) for the base config")
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--base", default=str(REPO / "train" / "configs" / "generator-base.yaml"),
-                        help="the config whose training step is measured (a quick check: generator-tiny.yaml)")
+    parser.add_argument(
+        "--base",
+        default=str(REPO / "train" / "configs" / "generator-base.yaml"),
+        help="the config whose training step is measured (a quick check: generator-tiny.yaml)",
+    )
     args = parser.parse_args()
     import torch
 
@@ -40,8 +43,10 @@ def main() -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
     print(f"device: {name}, torch {torch.__version__}")
-    configs = {"tiny": load_yaml(REPO / "train" / "configs" / "generator-tiny.yaml")["model"],
-               "base": load_yaml(args.base)["model"]}
+    configs = {
+        "tiny": load_yaml(REPO / "train" / "configs" / "generator-tiny.yaml")["model"],
+        "base": load_yaml(args.base)["model"],
+    }
     expert_cfg = load_yaml(REPO / "train" / "configs" / "expert-base.yaml")["model"]
 
     def sync(fn):
@@ -54,8 +59,11 @@ def main() -> int:
         net = build_generator(cfg).to(device).eval()
         params = sum(p.numel() for p in net.parameters())
         b, t, k, s = 16, cfg["frames"], cfg["references"], cfg["size"]
-        x = (torch.rand(b, t, 3, s, s, device=device), torch.rand(b, k, 3, s, s, device=device),
-             torch.randn(b, t, 80, frontend.mel_length(5), device=device))
+        x = (
+            torch.rand(b, t, 3, s, s, device=device),
+            torch.rand(b, k, 3, s, s, device=device),
+            torch.randn(b, t, 80, frontend.mel_length(5), device=device),
+        )
         for precision in ("fp32", "bf16") if device == "cuda" else ("fp32",):  # CPU bf16 is emulated: slow
             with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 net(*x)
@@ -66,7 +74,9 @@ def main() -> int:
                     net(*x)
                 sync(None)
             rate = runs * b * t / (time.perf_counter() - t0)
-            print(f"inference {label} ({s} px, {params / 1e6:.1f} M parameters, {precision}, {device}): {rate:.0f} frames/s")
+            print(
+                f"inference {label} ({s} px, {params / 1e6:.1f} M parameters, {precision}, {device}): {rate:.0f} frames/s"
+            )
 
     # a training step of the base config with the expert-base sync loss, bf16
     cfg = configs["base"]
@@ -94,9 +104,12 @@ def main() -> int:
         def step():
             with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
                 out, mouth = gen(frames, refs, mel, return_mouth=True)
-                loss = (masked_l1(out, frames, gen.mask) + 0.2 * ssim_loss(out.float(), frames, box)
-                        + 0.1 * 10 * (mouth - mouth_targets(marks, s)).abs().mean()
-                        + 0.03 * judge.distance(out, sync_mel).mean())
+                loss = (
+                    masked_l1(out, frames, gen.mask)
+                    + 0.2 * ssim_loss(out.float(), frames, box)
+                    + 0.1 * 10 * (mouth - mouth_targets(marks, s)).abs().mean()
+                    + 0.03 * judge.distance(out, sync_mel).mean()
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -113,8 +126,11 @@ def main() -> int:
             break
         per = (time.perf_counter() - t0) / (args.steps if device == "cuda" else 1)
         peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
-        print(f"training base ({"bf16" if device == "cuda" else "fp32"}, batch {batch} windows × {t} frames, sync loss from expert-base): "
-              f"{per * 1000:.0f} ms/step, {batch * t / per:.0f} frames/s, peak GPU memory {peak:.1f} GiB")
+        precision = "bf16" if device == "cuda" else "fp32"
+        print(
+            f"training base ({precision}, batch {batch} windows × {t} frames, sync loss from expert-base): "
+            f"{per * 1000:.0f} ms/step, {batch * t / per:.0f} frames/s, peak GPU memory {peak:.1f} GiB"
+        )
     return 0
 
 

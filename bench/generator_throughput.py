@@ -32,7 +32,9 @@ def peak_mib() -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default="", help="a dataset root with shards (default: the embedded sample, built here)")
+    parser.add_argument(
+        "--root", default="", help="a dataset root with shards (default: the embedded sample, built here)"
+    )
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
     models = REPO.parent / "shared" / "models"
@@ -92,27 +94,42 @@ def main() -> int:
     from train.lipsync.stream import WindowStream, index_split
 
     index, _ = index_split(root, "train", frames=tiny["frames"], exclude=5)
-    stream = WindowStream(index, size=s, frames=tiny["frames"], references=tiny["references"], exclude=5, seed=0,
-                          batch_size=batch, buffer=4)
+    stream = WindowStream(
+        index,
+        size=s,
+        frames=tiny["frames"],
+        references=tiny["references"],
+        exclude=5,
+        seed=0,
+        batch_size=batch,
+        buffer=4,
+    )
     batches = iter(DataLoader(stream, batch_size=batch, num_workers=2, collate_fn=collate))
     step(next(batches))  # the workers' start-up and first decodes
     t0 = time.perf_counter()
     for _ in range(args.steps):
         step(next(batches))
     streamed = (time.perf_counter() - t0) / args.steps
-    print(f"training step (tiny, streamed from the shards, decoding in 2 loader workers, buffer 4): "
-          f"{streamed * 1000:.0f} ms ({per / streamed:.1f} frames/s); ratio to in-memory {streamed / memory:.2f}")
-    print(f"training step (tiny, batch {batch} windows × {tiny['frames']} frames, {device}): "
-          f"{loaded * 1000:.0f} ms with windows from the decoded shards ({per / loaded:.1f} frames/s) vs. "
-          f"{memory * 1000:.0f} ms on an in-memory batch ({per / memory:.1f} frames/s); ratio {loaded / memory:.2f}")
+    print(
+        f"training step (tiny, streamed from the shards, decoding in 2 loader workers, buffer 4): "
+        f"{streamed * 1000:.0f} ms ({per / streamed:.1f} frames/s); ratio to in-memory {streamed / memory:.2f}"
+    )
+    print(
+        f"training step (tiny, batch {batch} windows × {tiny['frames']} frames, {device}): "
+        f"{loaded * 1000:.0f} ms with windows from the decoded shards ({per / loaded:.1f} frames/s) vs. "
+        f"{memory * 1000:.0f} ms on an in-memory batch ({per / memory:.1f} frames/s); ratio {loaded / memory:.2f}"
+    )
 
     for name, cfg in (("tiny", tiny), ("base", base)):
         torch.manual_seed(0)
         net = build_generator(cfg).to(device).eval()
         params = sum(p.numel() for p in net.parameters())
         b, t, k, size = 4, cfg["frames"], cfg["references"], cfg["size"]
-        x = (torch.rand(b, t, 3, size, size, device=device), torch.rand(b, k, 3, size, size, device=device),
-             torch.randn(b, t, 80, 16, device=device))
+        x = (
+            torch.rand(b, t, 3, size, size, device=device),
+            torch.rand(b, k, 3, size, size, device=device),
+            torch.randn(b, t, 80, 16, device=device),
+        )
         with torch.no_grad():
             net(*x)
             runs = 3 if name == "base" else 10
@@ -122,8 +139,10 @@ def main() -> int:
             if device == "cuda":
                 torch.cuda.synchronize()
         rate = runs * b * t / (time.perf_counter() - t0)
-        print(f"inference {name} ({size} px, {params / 1e6:.1f} M parameters, {device}): {rate:.1f} frames/s; "
-              f"peak memory of this process so far {peak_mib():.0f} MiB")
+        print(
+            f"inference {name} ({size} px, {params / 1e6:.1f} M parameters, {device}): {rate:.1f} frames/s; "
+            f"peak memory of this process so far {peak_mib():.0f} MiB"
+        )
     return 0
 
 

@@ -35,14 +35,27 @@ def whisper_small_shaped(folder: Path, tokenizer_from: str = "") -> Path:
     if not tiny:
         from train.asr.tiny import TinyWhisperConfig, build_tiny_whisper
 
-        tiny = build_tiny_whisper(TinyWhisperConfig(
-            out=str(folder / "tiny"), text=[str(REPO.parent / "shared" / "testdata" / "text" / "copa_4_kushtrim.txt")]))
+        tiny = build_tiny_whisper(
+            TinyWhisperConfig(
+                out=str(folder / "tiny"),
+                text=[str(REPO.parent / "shared" / "testdata" / "text" / "copa_4_kushtrim.txt")],
+            )
+        )
     processor = WhisperProcessor.from_pretrained(tiny)
     model = WhisperForConditionalGeneration.from_pretrained(tiny)
     config = model.config
-    config.update({"d_model": 768, "encoder_layers": 12, "decoder_layers": 12, "encoder_attention_heads": 12,
-                   "decoder_attention_heads": 12, "encoder_ffn_dim": 3072, "decoder_ffn_dim": 3072,
-                   "max_source_positions": 1500})
+    config.update(
+        {
+            "d_model": 768,
+            "encoder_layers": 12,
+            "decoder_layers": 12,
+            "encoder_attention_heads": 12,
+            "decoder_attention_heads": 12,
+            "encoder_ffn_dim": 3072,
+            "decoder_ffn_dim": 3072,
+            "max_source_positions": 1500,
+        }
+    )
     big = WhisperForConditionalGeneration(config)
     big.generation_config = model.generation_config
     processor.feature_extractor = WhisperFeatureExtractor(feature_size=80, chunk_length=30)
@@ -54,9 +67,14 @@ def whisper_small_shaped(folder: Path, tokenizer_from: str = "") -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="", help="a Whisper folder or Hub id (default: random, whisper-small's shape)")
-    parser.add_argument("--tokenizer-from", default="", help="without --model: a tiny Whisper folder whose "
-                                                                 "tokenizer the random whisper-small-shaped model uses")
+    parser.add_argument(
+        "--model", default="", help="a Whisper folder or Hub id (default: random, whisper-small's shape)"
+    )
+    parser.add_argument(
+        "--tokenizer-from",
+        default="",
+        help="without --model: a tiny Whisper folder whose tokenizer the random whisper-small-shaped model uses",
+    )
     parser.add_argument("--audio", default="", help=".npz of 16 kHz float32 utterances (default: 4 s of noise each)")
     parser.add_argument("--batches", default="1,8,32")
     parser.add_argument("--utterances", type=int, default=64)
@@ -71,18 +89,20 @@ def main() -> int:
         pieces = [loaded_audio[k] for k in sorted(loaded_audio.files)]
     else:
         pieces = [0.05 * np.random.default_rng(i).standard_normal(64000).astype(np.float32) for i in range(8)]
-    pieces = (pieces * (args.utterances // len(pieces) + 1))[:args.utterances]
+    pieces = (pieces * (args.utterances // len(pieces) + 1))[: args.utterances]
     seconds = sum(len(p) for p in pieces) / 16000
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or str(whisper_small_shaped(Path(tmp), args.tokenizer_from))
         loaded = load_for_inference(model, max_new_tokens=args.max_new_tokens)
         parameters = sum(p.numel() for p in loaded.model.parameters())
-        print(f"model: {args.model or 'random, whisper-small shape'} ({parameters / 1e6:.0f} M parameters), "
-              f"{len(pieces)} utterances, {seconds:.0f} s of audio, device {device}"
-              + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else ""))
+        print(
+            f"model: {args.model or 'random, whisper-small shape'} ({parameters / 1e6:.0f} M parameters), "
+            f"{len(pieces)} utterances, {seconds:.0f} s of audio, device {device}"
+            + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else "")
+        )
         print(f"{'dtype':<9} {'batch':>5} {'wall s':>7} {'x real time':>12} {'tokens/utt':>10}")
-        for dtype in ([torch.float32, torch.bfloat16] if device == "cuda" else [torch.float32]):
+        for dtype in [torch.float32, torch.bfloat16] if device == "cuda" else [torch.float32]:
             loaded.model.to(device, dtype)
             recognize(loaded, pieces[:2], languages=["sq"])  # warm-up
             for batch in (int(b) for b in args.batches.split(",")):
@@ -91,7 +111,7 @@ def main() -> int:
                 start = time.perf_counter()
                 texts = []
                 for i in range(0, len(pieces), batch):
-                    texts += recognize(loaded, pieces[i:i + batch], languages=["sq"])
+                    texts += recognize(loaded, pieces[i : i + batch], languages=["sq"])
                 if device == "cuda":
                     torch.cuda.synchronize()
                 wall = time.perf_counter() - start

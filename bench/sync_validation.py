@@ -32,11 +32,26 @@ sys.path.insert(0, str(REPO))
 X264 = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p"]
 VARIANTS = {
     "insync": (["-c", "copy"], "keep"),
-    "reencode": (["-c:v", "libx264", "-preset", "veryfast", "-crf", "32", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "48k"], "keep"),
+    "reencode": (
+        ["-c:v", "libx264", "-preset", "veryfast", "-crf", "32", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "48k"],
+        "keep",
+    ),
     "fps50": (["-vf", "fps=50", *X264, "-c:a", "copy"], "keep"),
     **{f"late{ms}": (["-af", f"adelay={ms}:all=1", "-c:v", "copy", "-c:a", "aac"], "reject") for ms in (200, 400, 800)},
-    **{f"early{ms}": (["-af", f"atrim=start={ms / 1000},asetpts=PTS-STARTPTS,apad=pad_dur={ms / 1000}", "-c:v", "copy",
-                       "-c:a", "aac"], "reject") for ms in (200, 400, 800)},
+    **{
+        f"early{ms}": (
+            [
+                "-af",
+                f"atrim=start={ms / 1000},asetpts=PTS-STARTPTS,apad=pad_dur={ms / 1000}",
+                "-c:v",
+                "copy",
+                "-c:a",
+                "aac",
+            ],
+            "reject",
+        )
+        for ms in (200, 400, 800)
+    },
 }
 
 
@@ -55,13 +70,31 @@ def build(root: Path, videos: list[Path]) -> dict[str, tuple[str, str]]:
             out = root / "incoming" / f"{title}.mp4"
             if not out.exists():
                 if variant == "foreign":
-                    ffmpeg("-i", str(clip), "-i", str(other), "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac",
-                           "-shortest", str(out))
+                    ffmpeg(
+                        "-i",
+                        str(clip),
+                        "-i",
+                        str(other),
+                        "-map",
+                        "0:v",
+                        "-map",
+                        "1:a",
+                        "-c:v",
+                        "copy",
+                        "-c:a",
+                        "aac",
+                        "-shortest",
+                        str(out),
+                    )
                 else:
                     ffmpeg("-i", str(clip), *args, str(out))
             titles[title] = (clip.stem, variant)
-            lines += [f"  - path: incoming/{title}.mp4", f"    title: {title}", "    captions: false",
-                      "    consent: {kind: release, subject: " + clip.stem + ", reference: test input, granted: 2026-01-01}"]
+            lines += [
+                f"  - path: incoming/{title}.mp4",
+                f"    title: {title}",
+                "    captions: false",
+                "    consent: {kind: release, subject: " + clip.stem + ", reference: test input, granted: 2026-01-01}",
+            ]
     (root / "sources.yaml").write_text("\n".join(lines) + "\n")
     return titles
 
@@ -85,8 +118,10 @@ def table(title: str, decisions: list[tuple[str, str]]) -> str:
     counts = Counter(decisions)
     lines = [title, f"{'':>16} {'kept':>6} {'rejected':>9}"]
     for truth in ("keep", "reject"):
-        lines.append(f"{('in sync' if truth == 'keep' else 'out of sync'):>16} {counts[(truth, 'keep')]:>6} "
-                     f"{counts[(truth, 'reject')]:>9}")
+        lines.append(
+            f"{('in sync' if truth == 'keep' else 'out of sync'):>16} {counts[(truth, 'keep')]:>6} "
+            f"{counts[(truth, 'reject')]:>9}"
+        )
     return "\n".join(lines)
 
 
@@ -134,17 +169,23 @@ def main() -> int:
         for _, variant, c, o in (r for r in rows if r[0] == clip):
             held_out.append((expected(variant), decide(c, o, min_conf, max_off)))
         mine = [r for r in rows if r[0] == clip]
-        print(f"  {clip:45s} tuned without it: min_confidence {min_conf:.2f}, max_abs_offset {max_off}; "
-              + ", ".join(f"{v}:{decide(c, o, min_conf, max_off)[0]}({o:+d},{c:.2f})" for _, v, c, o in mine))
+        print(
+            f"  {clip:45s} tuned without it: min_confidence {min_conf:.2f}, max_abs_offset {max_off}; "
+            + ", ".join(f"{v}:{decide(c, o, min_conf, max_off)[0]}({o:+d},{c:.2f})" for _, v, c, o in mine)
+        )
     shipped = FilterConfig().sync
     limits = (shipped.min_confidence, shipped.max_abs_offset)
     defaults = [(expected(v), decide(c, o, *limits)) for _, v, c, o in rows]
     print(table("\nleave-one-clip-out (limits tuned on the other clips):", held_out))
     print(table(f"\nshipped defaults (min_confidence {limits[0]}, max_abs_offset {limits[1]}):", defaults))
     by_variant = Counter((v, decide(c, o, *limits)) for _, v, c, o in rows)
-    print("\nwith the defaults, per variant: " + ", ".join(
-        f"{v} {by_variant[(v, 'keep')]}/{by_variant[(v, 'keep')] + by_variant[(v, 'reject')]} kept"
-        for v in [*VARIANTS, "foreign"]))
+    print(
+        "\nwith the defaults, per variant: "
+        + ", ".join(
+            f"{v} {by_variant[(v, 'keep')]}/{by_variant[(v, 'keep')] + by_variant[(v, 'reject')]} kept"
+            for v in [*VARIANTS, "foreign"]
+        )
+    )
     if not args.keep:
         shutil.rmtree(base, ignore_errors=True)
     return 0

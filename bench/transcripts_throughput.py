@@ -65,7 +65,7 @@ def main() -> int:
         pieces = []
         for vtt in sorted((sample / "incoming" / "sample").glob("speaker_*.sq.vtt")):
             audio = read_audio(vtt.with_name(vtt.name.replace(".sq.vtt", ".mp4")))
-            pieces += [audio[int(c.start * 16000):int(c.end * 16000)] for c in read_vtt(vtt)]
+            pieces += [audio[int(c.start * 16000) : int(c.end * 16000)] for c in read_vtt(vtt)]
         seconds = sum(len(p) for p in pieces) / 16000
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         print(f"\nrecognition: {len(pieces)} utterances, {seconds:.1f} s of speech")
@@ -76,7 +76,7 @@ def main() -> int:
             for batch in (1, 8):
                 start = time.perf_counter()
                 for i in range(0, len(pieces), batch):
-                    recognize(loaded, pieces[i:i + batch], languages=["sq"])
+                    recognize(loaded, pieces[i : i + batch], languages=["sq"])
                 wall = time.perf_counter() - start
                 print(f"{device:<7} {batch:>5} {wall:>7.2f} {seconds / wall:>12.1f}")
             load_recognizer.cache_clear()

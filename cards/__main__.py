@@ -48,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         if summary["published"]:
             print(f"published to {summary['url']} in {summary['commits']} commit(s)")
         else:
-            print("dry run: nothing was sent (files already in the repo are skipped, and stale shards "
-                  "deleted, when publishing for real)")
+            print(
+                "dry run: nothing was sent (files already in the repo are skipped, and stale shards "
+                "deleted, when publishing for real)"
+            )
     return 0
 
 

@@ -24,8 +24,7 @@ from shqip_av.takedown import TakedownList
 
 SPLITS = ("train", "validation", "test")
 # the order in which filter's stages see an utterance (DESIGN.md §3)
-FILTER_STAGES = ("filter.probe", "filter.speech", "filter.transcripts", "filter.faces", "filter.quality",
-                 "filter.sync")
+FILTER_STAGES = ("filter.probe", "filter.speech", "filter.transcripts", "filter.faces", "filter.quality", "filter.sync")
 # how a sample's transcript came to be (its metadata: transcript_source and transcript_check)
 TRANSCRIPT_KINDS = ("captions, verified", "captions, unverified", "pseudo-label", "none")
 NO_LICENCE = "none (explicit consent)"  # the licence column of videos admitted by a consent record alone
@@ -76,11 +75,15 @@ def verify_shards(root: str | Path) -> tuple[dict, dict[str, SplitFacts]]:
         if not path.is_file():
             raise CardError(f"shard {entry['path']} is listed in shards/index.json but missing")
         if path.stat().st_size != entry["bytes"]:
-            raise CardError(f"shard {entry['path']} has {path.stat().st_size} bytes, the index says {entry['bytes']} "
-                            "(partial or altered: rerun `python -m filter.shard`)")
+            raise CardError(
+                f"shard {entry['path']} has {path.stat().st_size} bytes, the index says {entry['bytes']} "
+                "(partial or altered: rerun `python -m filter.shard`)"
+            )
         if sha256_file(path) != entry["sha256"]:
-            raise CardError(f"shard {entry['path']} does not match its sha256 in shards/index.json "
-                            "(altered or corrupted: rerun `python -m filter.shard`)")
+            raise CardError(
+                f"shard {entry['path']} does not match its sha256 in shards/index.json "
+                "(altered or corrupted: rerun `python -m filter.shard`)"
+            )
         try:
             samples = _members(path)
         except (tarfile.TarError, OSError) as e:
@@ -93,11 +96,14 @@ def verify_shards(root: str | Path) -> tuple[dict, dict[str, SplitFacts]]:
             if "json" not in members:
                 raise CardError(f"sample {key} in {entry['path']} has no .json metadata")
             meta = json.loads(members["json"])
-            withdrawn = takedown.match(video_id=meta.get("video_id"), url=meta.get("source_url"),
-                                       subject=meta.get("speaker"))
+            withdrawn = takedown.match(
+                video_id=meta.get("video_id"), url=meta.get("source_url"), subject=meta.get("speaker")
+            )
             if withdrawn:
-                raise CardError(f"sample {key} in {entry['path']} is withdrawn ({withdrawn}): run "
-                                f"`python -m collect.takedown --root {root}` and `python -m filter.shard --root {root}`")
+                raise CardError(
+                    f"sample {key} in {entry['path']} is withdrawn ({withdrawn}): run "
+                    f"`python -m collect.takedown --root {root}` and `python -m filter.shard --root {root}`"
+                )
             seconds = float(meta["end"]) - float(meta["start"])
             f.samples += 1
             f.seconds += seconds
@@ -110,15 +116,21 @@ def verify_shards(root: str | Path) -> tuple[dict, dict[str, SplitFacts]]:
         f = facts.setdefault(split, SplitFacts())
         said = index.get("splits", {}).get(split, {})
         if said.get("samples", 0) != f.samples:
-            raise CardError(f"shards/index.json says {said.get('samples', 0)} {split} samples, the shards hold {f.samples}")
+            raise CardError(
+                f"shards/index.json says {said.get('samples', 0)} {split} samples, the shards hold {f.samples}"
+            )
         folder = droot.path("shards", split)
         extra = sorted(p.name for p in folder.glob("*.tar*") if p.resolve() not in listed) if folder.is_dir() else []
         if extra:
-            raise CardError(f"shards/{split}/{extra[0]} is not in shards/index.json (a stale or partial shard: "
-                            "rerun `python -m filter.shard`)")
+            raise CardError(
+                f"shards/{split}/{extra[0]} is not in shards/index.json (a stale or partial shard: "
+                "rerun `python -m filter.shard`)"
+            )
     if not sum(f.samples for f in facts.values()):  # a card (and a publish) of nothing is a mistake
-        raise CardError("the shards hold no samples: check the filter and shard runs (python -m filter.report "
-                        f"--root {root}) before writing a card")
+        raise CardError(
+            "the shards hold no samples: check the filter and shard runs (python -m filter.report "
+            f"--root {root}) before writing a card"
+        )
     return index, facts
 
 
@@ -156,7 +168,9 @@ def dataset_facts(root: str | Path) -> dict:
     clips = _load(droot.path("clips", "manifest.jsonl"))
     rejected = _load(droot.path("clips", "rejected.jsonl"))
     if not raw:
-        raise CardError(f"{droot.path('raw', 'manifest.jsonl')} is missing or empty: the card describes collected videos")
+        raise CardError(
+            f"{droot.path('raw', 'manifest.jsonl')} is missing or empty: the card describes collected videos"
+        )
 
     # videos: refused at collect, rejected whole by filter, kept with at least one utterance
     whole = [r for r in rejected if r["key"] == r["video_id"]]
@@ -196,10 +210,15 @@ def dataset_facts(root: str | Path) -> dict:
             entry = dialects[(record.get("source") or {}).get("dialect") or "not recorded"]
             entry[0] += 1
             entry[1] += seconds_of[record["video_id"]]
-    return {"videos": videos, "funnel": funnel, "video_rejections": Counter(r["reason"] for r in whole).most_common(),
-            "consent_basis": dict(bases), "licences": dict(licences),
-            "dialects": {d: (n, s) for d, (n, s) in sorted(dialects.items())},
-            "all_rejections": Counter(r["reason"] for r in rejected).most_common()}
+    return {
+        "videos": videos,
+        "funnel": funnel,
+        "video_rejections": Counter(r["reason"] for r in whole).most_common(),
+        "consent_basis": dict(bases),
+        "licences": dict(licences),
+        "dialects": {d: (n, s) for d, (n, s) in sorted(dialects.items())},
+        "all_rejections": Counter(r["reason"] for r in rejected).most_common(),
+    }
 
 
 def _transcripts_ran(root: DatasetRoot) -> bool:

@@ -46,9 +46,14 @@ DATASET_OWNED = ("shards/", "assets/")
 class PublishConfig:
     root: str = option("data", "dataset root")
     repo: str = option("", "Hub repo to publish to (user/name)")
-    run: str = option("", "publish this run (runs/asr/<name> or a sync expert's runs/lipsync/<name>) as a model "
-                          "repo instead of the dataset")
-    bundle: str = option("", "publish this dubbing bundle (exports/<name>, from python -m export bundle) as a model repo")
+    run: str = option(
+        "",
+        "publish this run (runs/asr/<name> or a sync expert's runs/lipsync/<name>) as a model "
+        "repo instead of the dataset",
+    )
+    bundle: str = option(
+        "", "publish this dubbing bundle (exports/<name>, from python -m export bundle) as a model repo"
+    )
     private: bool = option(False, "create the repo private (an existing repo keeps its visibility)")
     dry_run: bool = option(False, "assemble and list what would be uploaded; send nothing")
     revision: str = option("main", "branch to commit to")
@@ -56,10 +61,12 @@ class PublishConfig:
     contact: str = option("", "takedown contact written into the dataset card")
     consent_license: str = option("other", "Hub licence id the dataset card gives consent-only videos")
     dataset: str = option("", "with --run: Hub id of the dataset the model was trained on")
-    max_delete_share: float = option(0.25, "largest share of the repo's shards one publish may delete "
-                                           "(more needs allow_delete)", min=0, max=1)
-    allow_delete: bool = option(False, "delete more of the repo's shards than max_delete_share allows "
-                                       "(after a large takedown, say)")
+    max_delete_share: float = option(
+        0.25, "largest share of the repo's shards one publish may delete (more needs allow_delete)", min=0, max=1
+    )
+    allow_delete: bool = option(
+        False, "delete more of the repo's shards than max_delete_share allows (after a large takedown, say)"
+    )
 
 
 @dataclass(frozen=True)
@@ -88,14 +95,17 @@ def _sources_dataset(cfg: PublishConfig) -> list[tuple[str, Path, str | None]]:
     from cards.dataset_card import DatasetCardConfig, build_dataset_card
 
     root = DatasetRoot(cfg.root)
-    card = build_dataset_card(DatasetCardConfig(root=cfg.root, repo=cfg.repo, contact=cfg.contact,
-                                                consent_license=cfg.consent_license))
+    card = build_dataset_card(
+        DatasetCardConfig(root=cfg.root, repo=cfg.repo, contact=cfg.contact, consent_license=cfg.consent_license)
+    )
     index = json.loads(root.path("shards", "index.json").read_text(encoding="utf-8"))
     files = [("README.md", card, None)]
     files += [(f"assets/{p.name}", p, None) for p in sorted((card.parent / "assets").glob("*.png"))]
     files.append(("shards/index.json", root.path("shards", "index.json"), None))
     for split in ("train", "validation", "test"):
-        files += [(e["path"], root.path(e["path"]), e["sha256"]) for e in index["splits"].get(split, {}).get("shards", [])]
+        files += [
+            (e["path"], root.path(e["path"]), e["sha256"]) for e in index["splits"].get(split, {}).get("shards", [])
+        ]
     return files
 
 
@@ -137,14 +147,21 @@ def _sources_bundle(cfg: PublishConfig) -> list[tuple[str, Path, str | None]]:
 
     folder = _bundle_folder(cfg)
     if not (folder / "model_index.json").is_file() or not (folder / "README.md").is_file():
-        raise CardError(f"{cfg.bundle}: not a dubbing bundle (no model_index.json and README.md; "
-                        "make one with python -m export bundle)")
+        raise CardError(
+            f"{cfg.bundle}: not a dubbing bundle (no model_index.json and README.md; "
+            "make one with python -m export bundle)"
+        )
     if (folder / WITHDRAWN_MARKER).is_file():
-        raise CardError(f"{cfg.bundle}: a component of this bundle was trained on data that has since been "
-                        f"withdrawn ({WITHDRAWN_MARKER}); rebuild it from retrained runs. Nothing was sent")
+        raise CardError(
+            f"{cfg.bundle}: a component of this bundle was trained on data that has since been "
+            f"withdrawn ({WITHDRAWN_MARKER}); rebuild it from retrained runs. Nothing was sent"
+        )
     _refuse_outward_links(folder, cfg.bundle)
-    return [(p.relative_to(folder).as_posix(), p, None) for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != OWNER_RECORD]
+    return [
+        (p.relative_to(folder).as_posix(), p, None)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != OWNER_RECORD
+    ]
 
 
 def _refuse_outward_links(folder: Path, name: str) -> None:
@@ -154,8 +171,10 @@ def _refuse_outward_links(folder: Path, name: str) -> None:
 
     leaving = symlinks_leaving(folder)
     if leaving:
-        raise CardError(f"{name}: {leaving[0]} is a symlink to a file outside the folder; it would upload that "
-                        "file. Replace it with the file itself or remove it (nothing was sent)")
+        raise CardError(
+            f"{name}: {leaving[0]} is a symlink to a file outside the folder; it would upload that "
+            "file. Replace it with the file itself or remove it (nothing was sent)"
+        )
 
 
 def staging_dir(cfg: PublishConfig) -> Path:
@@ -172,8 +191,10 @@ def check_repo_id(repo: str) -> None:
     part = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
     if not repo or not re.fullmatch(f"{part}/{part}", repo) or ".." in repo or "--" in repo or repo.endswith(".git"):
         shown = repo if len(repo) <= 60 else repo[:57] + "..."
-        raise CardError(f"--repo {shown!r}: give the Hub repo as user/name (letters, digits, - _ and ., at most "
-                        "96 characters each, no '..' or '--')")
+        raise CardError(
+            f"--repo {shown!r}: give the Hub repo as user/name (letters, digits, - _ and ., at most "
+            "96 characters each, no '..' or '--')"
+        )
 
 
 def assemble(cfg: PublishConfig) -> tuple[Path, list[UploadFile]]:
@@ -235,8 +256,11 @@ def commit_plan(files: list[UploadFile], remote: dict[str, str], *, owned: tuple
         commits.append(current)
     keep = {f.path_in_repo for f in files}
     last = [CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=str(f.local)) for f in small if needed(f)]
-    last += [CommitOperationDelete(path_in_repo=path) for path in sorted(remote)
-             if path.startswith(owned) and path not in keep]
+    last += [
+        CommitOperationDelete(path_in_repo=path)
+        for path in sorted(remote)
+        if path.startswith(owned) and path not in keep
+    ]
     if last:
         commits.append(last)
     return commits
@@ -248,12 +272,18 @@ def check_deletions(commits: list, remote: dict[str, str], cfg: PublishConfig) -
     from huggingface_hub import CommitOperationDelete
 
     shards = [p for p in remote if p.startswith("shards/") and p.endswith(".tar")]
-    doomed = [op.path_in_repo for ops in commits for op in ops
-              if isinstance(op, CommitOperationDelete) and op.path_in_repo in shards]
+    doomed = [
+        op.path_in_repo
+        for ops in commits
+        for op in ops
+        if isinstance(op, CommitOperationDelete) and op.path_in_repo in shards
+    ]
     if shards and doomed and not cfg.allow_delete and len(doomed) > cfg.max_delete_share * len(shards):
-        raise CardError(f"this publish would delete {len(doomed)} of the {len(shards)} shards in {cfg.repo} "
-                        f"(more than {cfg.max_delete_share:.0%}), e.g. {doomed[0]}; nothing was sent. Check the "
-                        f"local shards; if the deletion is intended (a takedown), rerun with --allow-delete")
+        raise CardError(
+            f"this publish would delete {len(doomed)} of the {len(shards)} shards in {cfg.repo} "
+            f"(more than {cfg.max_delete_share:.0%}), e.g. {doomed[0]}; nothing was sent. Check the "
+            f"local shards; if the deletion is intended (a takedown), rerun with --allow-delete"
+        )
 
 
 def publish(cfg: PublishConfig) -> dict:
@@ -276,8 +306,13 @@ def _publish(cfg: PublishConfig) -> dict:
         raise CardError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (nothing was published)")
     folder, files = assemble(cfg)
     total = sum(f.size for f in files)
-    summary = {"repo": cfg.repo, "folder": str(folder), "files": [(f.path_in_repo, f.size) for f in files],
-               "bytes": total, "published": False}
+    summary = {
+        "repo": cfg.repo,
+        "folder": str(folder),
+        "files": [(f.path_in_repo, f.size) for f in files],
+        "bytes": total,
+        "published": False,
+    }
     if cfg.dry_run:
         return summary
 
@@ -292,13 +327,22 @@ def _publish(cfg: PublishConfig) -> dict:
         commits = commit_plan(files, remote, owned=owned, chunk_bytes=cfg.chunk_bytes)
         check_deletions(commits, remote, cfg)
         for i, operations in enumerate(commits, 1):
-            api.create_commit(cfg.repo, operations, repo_type=repo_type, revision=cfg.revision,
-                              commit_message=f"shqip-av publish ({i}/{len(commits)})")
+            api.create_commit(
+                cfg.repo,
+                operations,
+                repo_type=repo_type,
+                revision=cfg.revision,
+                commit_message=f"shqip-av publish ({i}/{len(commits)})",
+            )
             done = i
     except upload_errors() as e:
         where = f"after {done} of its commits" if done else "before anything was committed"
-        raise CardError(f"publish to {cfg.repo} failed {where}: {describe(e)} (nothing reported as published; "
-                        "rerun to continue)") from None
-    summary.update(published=True, commits=len(commits),
-                   url=f"https://huggingface.co/{'datasets/' if repo_type == 'dataset' else ''}{cfg.repo}")
+        raise CardError(
+            f"publish to {cfg.repo} failed {where}: {describe(e)} (nothing reported as published; rerun to continue)"
+        ) from None
+    summary.update(
+        published=True,
+        commits=len(commits),
+        url=f"https://huggingface.co/{'datasets/' if repo_type == 'dataset' else ''}{cfg.repo}",
+    )
     return summary

@@ -6,8 +6,12 @@ from shqip_av.log import setup_logging
 
 
 def main(argv=None) -> int:
-    cfg, args = parse_config(CollectConfig, argv, prog="python -m collect",
-                             description="Collect consented videos listed in sources.yaml into <root>/raw.")
+    cfg, args = parse_config(
+        CollectConfig,
+        argv,
+        prog="python -m collect",
+        description="Collect consented videos listed in sources.yaml into <root>/raw.",
+    )
     setup_logging(args.verbose, root=cfg.root)
     stats = prepare_raw(cfg)
     print(stats.summary())

@@ -21,10 +21,14 @@ _YOUTUBE = {
     "standard youtube license": "YouTube Standard License",
 }
 _CC_WORDS = [  # long names, most specific first
-    ("attribution-noncommercial-noderivs", "BY-NC-ND"), ("attribution-noncommercial-noderivatives", "BY-NC-ND"),
-    ("attribution-noncommercial-sharealike", "BY-NC-SA"), ("attribution-noncommercial", "BY-NC"),
-    ("attribution-noderivs", "BY-ND"), ("attribution-noderivatives", "BY-ND"),
-    ("attribution-sharealike", "BY-SA"), ("attribution", "BY"),
+    ("attribution-noncommercial-noderivs", "BY-NC-ND"),
+    ("attribution-noncommercial-noderivatives", "BY-NC-ND"),
+    ("attribution-noncommercial-sharealike", "BY-NC-SA"),
+    ("attribution-noncommercial", "BY-NC"),
+    ("attribution-noderivs", "BY-ND"),
+    ("attribution-noderivatives", "BY-ND"),
+    ("attribution-sharealike", "BY-SA"),
+    ("attribution", "BY"),
 ]
 _URL = re.compile(r"creativecommons\.org/(licenses|publicdomain)/([a-z-]+)/(\d\.\d)?")
 _SHORT = re.compile(r"^(?:cc[\s_-]*)?(by(?:-nc)?(?:-nd|-sa)?)(?:[\s_-]*(\d\.\d))?$")
@@ -77,8 +81,9 @@ class Admission:
     detail: str = ""
 
 
-def admit(platform_license: str | None, consent: Consent | None, allowlist: list[str],
-          declared_license: str | None = None) -> Admission:
+def admit(
+    platform_license: str | None, consent: Consent | None, allowlist: list[str], declared_license: str | None = None
+) -> Admission:
     """Admission rule: an allow-listed licence reported by the platform, or an explicit consent
     record. A licence the collector merely declares is recorded but is no basis on its own: it
     needs a consent record (kind ``licence``) that says where the licence statement is."""
@@ -90,9 +95,19 @@ def admit(platform_license: str | None, consent: Consent | None, allowlist: list
     if consent is not None:
         return Admission(True, "consent", declared or reported)
     if reported:
-        return Admission(False, None, reported, "license-not-allowed",
-                         f"licence '{reported}' is not in the allow-list ({', '.join(allowlist)}) and no consent record is given")
+        return Admission(
+            False,
+            None,
+            reported,
+            "license-not-allowed",
+            f"licence '{reported}' is not in the allow-list ({', '.join(allowlist)}) and no consent record is given",
+        )
     if declared:
-        return Admission(False, None, declared, "no-consent",
-                         f"declared licence '{declared}' needs a consent record (kind: licence) with a reference")
+        return Admission(
+            False,
+            None,
+            declared,
+            "no-consent",
+            f"declared licence '{declared}' needs a consent record (kind: licence) with a reference",
+        )
     return Admission(False, None, None, "no-consent", "no licence reported and no consent record in sources.yaml")

@@ -71,8 +71,19 @@ def archive_key(info: dict) -> tuple[str, str] | None:
 def classify(error: Exception) -> str:
     """A reason code for a yt-dlp failure."""
     text = str(error).lower()
-    if any(s in text for s in ("connection refused", "name or service not known", "timed out", "unreachable",
-                               "failed to resolve", "nodename nor servname", "temporary failure", "urlopen error")):
+    if any(
+        s in text
+        for s in (
+            "connection refused",
+            "name or service not known",
+            "timed out",
+            "unreachable",
+            "failed to resolve",
+            "nodename nor servname",
+            "temporary failure",
+            "urlopen error",
+        )
+    ):
         return "unreachable"
     if any(s in text for s in ("http error 404", "http error 410", "not found", "unsupported url", "no video formats")):
         return "not-found"
@@ -92,25 +103,40 @@ class YtDlp:
     def _params(self, dest: Path | None = None) -> dict:
         o = self.options
         params = {
-            "logger": _Logger(), "quiet": True, "no_warnings": False, "noprogress": True,
-            "socket_timeout": o.socket_timeout, "retries": o.retries, "fragment_retries": o.retries,
+            "logger": _Logger(),
+            "quiet": True,
+            "no_warnings": False,
+            "noprogress": True,
+            "socket_timeout": o.socket_timeout,
+            "retries": o.retries,
+            "fragment_retries": o.retries,
             "extractor_retries": o.retries,
-            "retry_sleep_functions": {k: (lambda n, b=o.backoff_seconds: min(b * 2 ** n, 120.0))
-                                      for k in ("http", "fragment", "extractor")},
-            "extract_flat": "in_playlist", "ignoreerrors": False, "restrictfilenames": True,
+            "retry_sleep_functions": {
+                k: (lambda n, b=o.backoff_seconds: min(b * 2**n, 120.0)) for k in ("http", "fragment", "extractor")
+            },
+            "extract_flat": "in_playlist",
+            "ignoreerrors": False,
+            "restrictfilenames": True,
         }
         if o.cookies:
             params["cookiefile"] = o.cookies
         if dest is not None:
             langs = [lang for code in o.caption_languages for lang in (code, f"{code}-.*")]
-            params.update({
-                "format": o.format, "noplaylist": True, "continuedl": True, "overwrites": False,
-                "paths": {"home": str(dest), "temp": str(dest)},
-                "outtmpl": {"default": "video.%(ext)s", "subtitle": "video.%(ext)s"},
-                "writesubtitles": True, "writeautomaticsub": False, "subtitleslangs": langs,
-                "subtitlesformat": "vtt/best",
-                "postprocessors": [{"key": "FFmpegSubtitlesConvertor", "format": "vtt", "when": "before_dl"}],
-            })
+            params.update(
+                {
+                    "format": o.format,
+                    "noplaylist": True,
+                    "continuedl": True,
+                    "overwrites": False,
+                    "paths": {"home": str(dest), "temp": str(dest)},
+                    "outtmpl": {"default": "video.%(ext)s", "subtitle": "video.%(ext)s"},
+                    "writesubtitles": True,
+                    "writeautomaticsub": False,
+                    "subtitleslangs": langs,
+                    "subtitlesformat": "vtt/best",
+                    "postprocessors": [{"key": "FFmpegSubtitlesConvertor", "format": "vtt", "when": "before_dl"}],
+                }
+            )
             if o.rate_limit:
                 params["ratelimit"] = parse_bytes(o.rate_limit)
             if self.archive is not None:
@@ -169,14 +195,23 @@ class YtDlp:
                 reason = classify(e)
                 if attempt + 1 >= attempts or reason in ("not-found", "forbidden"):
                     raise FetchError(str(e).replace("ERROR: ", "", 1), reason) from None
-                delay = min(self.options.backoff_seconds * 2 ** attempt, 300.0)
-                log.warning("download of %s failed (%s); retry %d/%d in %.0f s", info.get("id"), reason,
-                            attempt + 1, attempts - 1, delay)
+                delay = min(self.options.backoff_seconds * 2**attempt, 300.0)
+                log.warning(
+                    "download of %s failed (%s); retry %d/%d in %.0f s",
+                    info.get("id"),
+                    reason,
+                    attempt + 1,
+                    attempts - 1,
+                    delay,
+                )
                 self._sleep(delay)
         video = downloaded_video(dest)
         if video is None:
-            raise FetchError(f"{info.get('webpage_url') or info.get('id')}: yt-dlp finished without a video file "
-                             "(recorded in the download archive already?)", "download-failed")
+            raise FetchError(
+                f"{info.get('webpage_url') or info.get('id')}: yt-dlp finished without a video file "
+                "(recorded in the download archive already?)",
+                "download-failed",
+            )
         return video
 
     def pause(self) -> None:

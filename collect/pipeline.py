@@ -30,8 +30,7 @@ from pathlib import Path
 import yt_dlp
 
 from collect.consent import DEFAULT_ALLOWLIST, Admission, admit
-from collect.download import (VIDEO_EXTS, FetchError, FetchOptions, YtDlp, archive_key, classify,
-                               drop_archive_lines)
+from collect.download import VIDEO_EXTS, FetchError, FetchOptions, YtDlp, archive_key, classify, drop_archive_lines
 from collect.sources import SourceEntry, load_sources
 from collect.store import Rejected, StoreOptions, store_video
 from shqip_av import engine
@@ -49,10 +48,10 @@ log = logging.getLogger(__name__)
 class CollectConfig:
     root: str = option("data", "dataset root; everything collect writes is inside it")
     sources: str = option("", "sources file (default: <root>/sources.yaml)")
-    license_allowlist: list[str] = option(help="licence families admitted without a consent record",
-                                          factory=lambda: list(DEFAULT_ALLOWLIST))
-    caption_languages: list[str] = option(help="uploader caption languages kept as transcripts",
-                                          factory=lambda: ["sq"])
+    license_allowlist: list[str] = option(
+        help="licence families admitted without a consent record", factory=lambda: list(DEFAULT_ALLOWLIST)
+    )
+    caption_languages: list[str] = option(help="uploader caption languages kept as transcripts", factory=lambda: ["sq"])
     min_duration: float = option(1.0, "videos shorter than this (seconds) are refused", min=0)
     format: str = option(FetchOptions.format, "yt-dlp format selection")
     retries: int = option(3, "download retries (exponential backoff)", min=0, max=100)
@@ -61,12 +60,18 @@ class CollectConfig:
     sleep_interval: float = option(0.0, "seconds to wait between downloads", min=0, max=3600)
     cookies: str = option("", "Netscape cookies.txt for sources that need a login (never logged)")
     socket_timeout: float = option(30.0, "network timeout in seconds", above=0, max=3600)
-    workers: int = option(1, "videos fetched in parallel (processes; with --engine ray, Ray workers of one CPU each)",
-                          min=1, max=4096)
-    engine: str = option("pool", "pool (local processes) or ray (Ray actors on a local or an existing cluster)",
-                         choices=engine.ENGINES)
-    ray_address: str = option("local", "with --engine ray: 'local' starts Ray on this machine (--workers CPUs); "
-                              "otherwise the address of a running cluster, e.g. ray://head:10001", flags=["--address"])
+    workers: int = option(
+        1, "videos fetched in parallel (processes; with --engine ray, Ray workers of one CPU each)", min=1, max=4096
+    )
+    engine: str = option(
+        "pool", "pool (local processes) or ray (Ray actors on a local or an existing cluster)", choices=engine.ENGINES
+    )
+    ray_address: str = option(
+        "local",
+        "with --engine ray: 'local' starts Ray on this machine (--workers CPUs); "
+        "otherwise the address of a running cluster, e.g. ray://head:10001",
+        flags=["--address"],
+    )
     max_retries: int = option(2, "tries again for a video whose worker process died", min=0, max=100)
 
 
@@ -79,8 +84,10 @@ class CollectStats:
 
     def summary(self) -> str:
         reasons = ", ".join(f"{r} {n}" for r, n in self.rejected.most_common()) or "none"
-        return (f"collect: {self.sources} source entries; {self.collected} videos collected, "
-                f"{self.already} already in raw/; refused: {reasons}")
+        return (
+            f"collect: {self.sources} source entries; {self.collected} videos collected, "
+            f"{self.already} already in raw/; refused: {reasons}"
+        )
 
 
 def video_id_for(info: dict) -> str:
@@ -105,12 +112,14 @@ def _iso_date(yyyymmdd: str | None) -> str | None:
 
 def _clean_info(info: dict) -> dict:
     """info.json as kept in raw/: yt-dlp's sanitised dict without request headers or cookies."""
+
     def strip(obj):
         if isinstance(obj, dict):
             return {k: strip(v) for k, v in obj.items() if k not in ("http_headers", "cookies", "__files_to_move")}
         if isinstance(obj, list):
             return [strip(v) for v in obj]
         return obj
+
     return strip(yt_dlp.YoutubeDL.sanitize_info(info))
 
 
@@ -155,8 +164,16 @@ def fetch_video(job: FetchJob, root: str, cfg: CollectConfig) -> Fetched:
             for lang, sidecar in job.sidecars.items():
                 atomic_copy(Path(sidecar), partial / f"video.{lang}.vtt")
             info = job.info
-        record = store_video(droot, partial, video_file, video_id=job.video_id, source=job.source,
-                             rights=job.rights, info=info, options=_store_options(cfg))
+        record = store_video(
+            droot,
+            partial,
+            video_file,
+            video_id=job.video_id,
+            source=job.source,
+            rights=job.rights,
+            info=info,
+            options=_store_options(cfg),
+        )
     except FetchError as e:  # the partial download stays: the next run continues it
         return Fetched(job.video_id, refusal=(e.reason, str(e)[:500], None))
     except Rejected as r:
@@ -174,19 +191,37 @@ def fetch_video(job: FetchJob, root: str, cfg: CollectConfig) -> Fetched:
 
 
 def _ytdlp(cfg: CollectConfig, root: DatasetRoot) -> YtDlp:
-    return YtDlp(FetchOptions(format=cfg.format, retries=cfg.retries, backoff_seconds=cfg.backoff_seconds,
-                              rate_limit=cfg.rate_limit, sleep_interval=cfg.sleep_interval, cookies=cfg.cookies,
-                              caption_languages=list(cfg.caption_languages), socket_timeout=cfg.socket_timeout),
-                 archive=root.path("raw", "download-archive.txt"))
+    return YtDlp(
+        FetchOptions(
+            format=cfg.format,
+            retries=cfg.retries,
+            backoff_seconds=cfg.backoff_seconds,
+            rate_limit=cfg.rate_limit,
+            sleep_interval=cfg.sleep_interval,
+            cookies=cfg.cookies,
+            caption_languages=list(cfg.caption_languages),
+            socket_timeout=cfg.socket_timeout,
+        ),
+        archive=root.path("raw", "download-archive.txt"),
+    )
 
 
 def _store_options(cfg: CollectConfig) -> StoreOptions:
-    return StoreOptions(min_duration=cfg.min_duration, caption_languages=tuple(c.lower() for c in cfg.caption_languages))
+    return StoreOptions(
+        min_duration=cfg.min_duration, caption_languages=tuple(c.lower() for c in cfg.caption_languages)
+    )
 
 
 def engine_of(cfg: CollectConfig) -> engine.Engine:
-    return engine.Engine(kind=cfg.engine, workers=cfg.workers, address=cfg.ray_address, max_retries=cfg.max_retries,
-                         root=cfg.root, marker="raw/collect.config.yaml", what="video")
+    return engine.Engine(
+        kind=cfg.engine,
+        workers=cfg.workers,
+        address=cfg.ray_address,
+        max_retries=cfg.max_retries,
+        root=cfg.root,
+        marker="raw/collect.config.yaml",
+        what="video",
+    )
 
 
 class Collector:
@@ -213,25 +248,38 @@ class Collector:
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _reject(self, key: str, reason: str, detail: str, *, value=None, video_id=None, url=None) -> None:
-        record = Rejection(key=key, stage="collect", reason=reason, detail=detail, value=value,
-                           video_id=video_id, url=url).to_dict()
+        record = Rejection(
+            key=key, stage="collect", reason=reason, detail=detail, value=value, video_id=video_id, url=url
+        ).to_dict()
         self.rejected.put(record, same=Rejection.same)
         self.stats.rejected[reason] += 1
         log.info("refused %s: %s (%s)", key, reason, detail)
 
-    def _admit(self, entry: SourceEntry, video_id: str, source: SourceInfo,
-               platform_license: str | None) -> Admission | None:
-        withdrawn = self.takedown.match(video_id=video_id, platform_id=source.id, url=source.url,
-                                        channel_id=source.channel_id, channel=source.channel,
-                                        subject=entry.consent.subject if entry.consent else None)
+    def _admit(
+        self, entry: SourceEntry, video_id: str, source: SourceInfo, platform_license: str | None
+    ) -> Admission | None:
+        withdrawn = self.takedown.match(
+            video_id=video_id,
+            platform_id=source.id,
+            url=source.url,
+            channel_id=source.channel_id,
+            channel=source.channel,
+            subject=entry.consent.subject if entry.consent else None,
+        )
         if withdrawn:
-            self._reject(video_id, "takedown", f"withdrawn by takedown.txt entry '{withdrawn}'",
-                         video_id=video_id, url=source.url)
+            self._reject(
+                video_id,
+                "takedown",
+                f"withdrawn by takedown.txt entry '{withdrawn}'",
+                video_id=video_id,
+                url=source.url,
+            )
             return None
         decision = admit(platform_license, entry.consent, self.cfg.license_allowlist, entry.license)
         if not decision.admitted:
-            self._reject(video_id, decision.reason, decision.detail, value=decision.license,
-                         video_id=video_id, url=source.url)
+            self._reject(
+                video_id, decision.reason, decision.detail, value=decision.license, video_id=video_id, url=source.url
+            )
             return None
         return decision
 
@@ -281,9 +329,14 @@ class Collector:
         finished: dict[int, tuple[FetchJob, Fetched]] = {}
         next_up = 0
         on = engine_of(self.cfg)
-        runs = engine.run(fetch_video, self.jobs, (engine.worker_root(on), self.cfg), on,
-                          name=lambda job: job.video_id,
-                          lost=lambda job, why: Fetched(job.video_id, refusal=("failed", why, None)))
+        runs = engine.run(
+            fetch_video,
+            self.jobs,
+            (engine.worker_root(on), self.cfg),
+            on,
+            name=lambda job: job.video_id,
+            lost=lambda job, why: Fetched(job.video_id, refusal=("failed", why, None)),
+        )
         for job, fetched in progress(runs, desc="collect", total=len(self.jobs), unit="video"):
             finished[order[job.video_id]] = (job, fetched)
             while next_up in finished:  # in sources.yaml order: the same manifest on every engine
@@ -301,11 +354,17 @@ class Collector:
             if self._known(video_id):
                 continue
             source = SourceInfo(
-                url=info.get("webpage_url") or url, extractor=extractor, id=info.get("id"),
+                url=info.get("webpage_url") or url,
+                extractor=extractor,
+                id=info.get("id"),
                 channel_id=info.get("channel_id") or info.get("uploader_id"),
-                channel=info.get("channel") or info.get("uploader"), title=info.get("title") or entry.title,
-                upload_date=_iso_date(info.get("upload_date")), language=info.get("language") or entry.language,
-                speaker=entry.speaker, dialect=entry.dialect)
+                channel=info.get("channel") or info.get("uploader"),
+                title=info.get("title") or entry.title,
+                upload_date=_iso_date(info.get("upload_date")),
+                language=info.get("language") or entry.language,
+                speaker=entry.speaker,
+                dialect=entry.dialect,
+            )
             decision = self._admit(entry, video_id, source, info.get("license"))
             if decision is None:
                 continue
@@ -324,11 +383,17 @@ class Collector:
         else:
             base = self.sources.path.parent.resolve()
             shown = path.resolve().relative_to(base).as_posix() if base in path.resolve().parents else path.name
-            withdrawn = self.takedown.match(url=f"local:{shown}", channel=entry.consent.subject if entry.consent else None,
-                                            subject=entry.consent.subject if entry.consent else None)
+            withdrawn = self.takedown.match(
+                url=f"local:{shown}",
+                channel=entry.consent.subject if entry.consent else None,
+                subject=entry.consent.subject if entry.consent else None,
+            )
             if withdrawn:  # a takedown deleted the file: say why it is gone, not merely that it is
-                self._reject(str(path), "takedown", f"withdrawn by takedown.txt entry '{withdrawn}' "
-                             f"(its file was deleted by the takedown)")
+                self._reject(
+                    str(path),
+                    "takedown",
+                    f"withdrawn by takedown.txt entry '{withdrawn}' (its file was deleted by the takedown)",
+                )
             else:
                 self._reject(str(path), "missing-file", f"{path} does not exist (sources.yaml line {entry.line})")
             return
@@ -339,9 +404,16 @@ class Collector:
             video_id = f"local-{sha256_file(file)[:16]}"  # content-addressed: a renamed file is the same video
             if self._known(video_id):
                 continue
-            source = SourceInfo(url=f"local:{shown}", extractor="local", id=video_id,
-                                title=entry.title or file.stem, language=entry.language, speaker=entry.speaker,
-                                dialect=entry.dialect, channel=entry.consent.subject if entry.consent else None)
+            source = SourceInfo(
+                url=f"local:{shown}",
+                extractor="local",
+                id=video_id,
+                title=entry.title or file.stem,
+                language=entry.language,
+                speaker=entry.speaker,
+                dialect=entry.dialect,
+                channel=entry.consent.subject if entry.consent else None,
+            )
             decision = self._admit(entry, video_id, source, None)
             if decision is None:
                 continue
@@ -351,11 +423,19 @@ class Collector:
                     sidecar = file.with_name(f"{file.stem}.{lang}.vtt")
                     if sidecar.is_file():
                         sidecars[lang] = str(sidecar.resolve())
-            info = {"extractor": "local", "id": video_id, "title": source.title, "filename": file.name,
-                    "source_path": shown, "filesize": file.stat().st_size, "license": entry.license,
-                    "language": entry.language}
-            self._plan(FetchJob(video_id, source, _rights(decision, entry), info, file=str(file.resolve()),
-                                sidecars=sidecars))
+            info = {
+                "extractor": "local",
+                "id": video_id,
+                "title": source.title,
+                "filename": file.name,
+                "source_path": shown,
+                "filesize": file.stat().st_size,
+                "license": entry.license,
+                "language": entry.language,
+            }
+            self._plan(
+                FetchJob(video_id, source, _rights(decision, entry), info, file=str(file.resolve()), sidecars=sidecars)
+            )
 
 
 def _rights(decision: Admission, entry: SourceEntry) -> Rights:
@@ -370,5 +450,3 @@ def prepare_raw(cfg: CollectConfig) -> CollectStats:
     validate(cfg)
     with stage_lock(cfg.root, "collect", create=True):
         return Collector(cfg).run()  # sources.yaml and takedown.txt are checked before any download
-
-

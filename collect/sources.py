@@ -33,8 +33,7 @@ from shqip_av.config import compose_yaml
 from shqip_av.files import read_text_file
 from shqip_av.records import Consent
 
-ENTRY_KEYS = {"url", "path", "consent", "license", "language", "max_videos", "title", "speaker", "captions",
-              "dialect"}
+ENTRY_KEYS = {"url", "path", "consent", "license", "language", "max_videos", "title", "speaker", "captions", "dialect"}
 DIALECTS = ("gheg", "tosk", "mixed")  # the two main Albanian dialects, for the dataset card's coverage
 DEFAULT_KEYS = ENTRY_KEYS - {"url", "path", "title"}
 SCALAR_KEYS = {"url", "path", "license", "language", "max_videos", "title", "speaker", "captions", "dialect"}
@@ -96,11 +95,14 @@ def _construct(node: yaml.Node) -> Any:
         loader.dispose()
 
 
-def _entry(raw: dict[str, tuple[yaml.Node, yaml.Node]], defaults: dict[str, Any], path: Path,
-           node: yaml.Node) -> SourceEntry:
+def _entry(
+    raw: dict[str, tuple[yaml.Node, yaml.Node]], defaults: dict[str, Any], path: Path, node: yaml.Node
+) -> SourceEntry:
     for key, (key_node, _) in raw.items():
         if key not in ENTRY_KEYS:
-            raise _err(path, key_node, f"unknown key '{key}' in a source entry (known: {', '.join(sorted(ENTRY_KEYS))})")
+            raise _err(
+                path, key_node, f"unknown key '{key}' in a source entry (known: {', '.join(sorted(ENTRY_KEYS))})"
+            )
         value_node = raw[key][1]
         if key in SCALAR_KEYS and not isinstance(value_node, yaml.ScalarNode):
             kind = "a list" if isinstance(value_node, yaml.SequenceNode) else "a mapping"
@@ -130,9 +132,12 @@ def _entry(raw: dict[str, tuple[yaml.Node, yaml.Node]], defaults: dict[str, Any]
             if isinstance(c.get(key), (list, dict)):
                 raise _err(path, cnode, f"consent '{key}' must be a single value, not {type(c[key]).__name__}")
         try:
-            entry.consent = Consent(kind=str(c.get("kind", "")), subject=str(c.get("subject") or ""),
-                                    reference=str(c.get("reference") or ""),
-                                    granted=_granted(c.get("granted")))
+            entry.consent = Consent(
+                kind=str(c.get("kind", "")),
+                subject=str(c.get("subject") or ""),
+                reference=str(c.get("reference") or ""),
+                granted=_granted(c.get("granted")),
+            )
         except ShqipError as e:
             raise _err(path, cnode, str(e)) from None
     for key, conv in (("license", str), ("language", str), ("title", str), ("speaker", str)):
@@ -141,13 +146,18 @@ def _entry(raw: dict[str, tuple[yaml.Node, yaml.Node]], defaults: dict[str, Any]
     if values.get("dialect") is not None:
         dialect = str(values["dialect"]).strip().lower()
         if dialect not in DIALECTS:
-            raise _err(path, (raw.get("dialect") or (None, node))[1],
-                       f"'dialect' must be one of {', '.join(DIALECTS)}, got {values['dialect']!r}")
+            raise _err(
+                path,
+                (raw.get("dialect") or (None, node))[1],
+                f"'dialect' must be one of {', '.join(DIALECTS)}, got {values['dialect']!r}",
+            )
         entry.dialect = dialect
     if values.get("max_videos") is not None:
         mv = values["max_videos"]
         if not isinstance(mv, int) or isinstance(mv, bool) or mv < 0:
-            raise _err(path, (raw.get("max_videos") or (None, node))[1], f"'max_videos' must be a whole number ≥ 0, got {mv!r}")
+            raise _err(
+                path, (raw.get("max_videos") or (None, node))[1], f"'max_videos' must be a whole number ≥ 0, got {mv!r}"
+            )
         entry.max_videos = mv
     if values.get("captions") is not None:
         if not isinstance(values["captions"], bool):
@@ -176,7 +186,9 @@ def load_sources(path: str | Path) -> Sources:
     """Parse and validate sources.yaml; any problem is a SourcesError naming file and line."""
     path = Path(path)
     if not path.is_file():
-        raise SourcesError(f"{path}: sources file not found (write one, or run `python -m collect.sample` for the demo set)")
+        raise SourcesError(
+            f"{path}: sources file not found (write one, or run `python -m collect.sample` for the demo set)"
+        )
     try:
         text = read_text_file(path, "sources file")
     except ShqipError as e:

@@ -51,8 +51,17 @@ def collect_captions(folder: Path, languages: tuple[str, ...]) -> dict[str, Path
     return found
 
 
-def store_video(root: DatasetRoot, partial: Path, video_file: Path, *, video_id: str, source: SourceInfo,
-                rights: Rights, info: dict, options: StoreOptions) -> RawVideo:
+def store_video(
+    root: DatasetRoot,
+    partial: Path,
+    video_file: Path,
+    *,
+    video_id: str,
+    source: SourceInfo,
+    rights: Rights,
+    info: dict,
+    options: StoreOptions,
+) -> RawVideo:
     """Check and normalise ``video_file`` (inside ``partial``), move the folder to raw/<video_id>/
     and return its record. Raises ``Rejected``."""
     try:
@@ -68,8 +77,9 @@ def store_video(root: DatasetRoot, partial: Path, video_file: Path, *, video_id:
     except MediaError as e:
         raise Rejected("does-not-decode", str(e)) from None
     if media.duration < options.min_duration:
-        raise Rejected("too-short", f"{media.duration:.2f} s is shorter than {options.min_duration} s",
-                       round(media.duration, 3))
+        raise Rejected(
+            "too-short", f"{media.duration:.2f} s is shorter than {options.min_duration} s", round(media.duration, 3)
+        )
 
     stage = partial / "stage"
     remove_tree(stage)
@@ -102,14 +112,29 @@ def store_video(root: DatasetRoot, partial: Path, video_file: Path, *, video_id:
         return root.relative(dest / p.name)
 
     return RawVideo(
-        video_id=video_id, source=source, rights=rights,
-        files=RawFiles(video=rel(stored), audio=rel(dest / "audio.wav"), info=rel(dest / "info.json"),
-                       captions={lang: rel(p) for lang, p in captions.items()}),
-        media=MediaSummary(duration=round(final.duration, 3), fps=final.fps, width=final.width,
-                           height=final.height, rotation=final.rotation, vcodec=final.vcodec,
-                           acodec=final.acodec, sha256=sha256_file(dest / stored.name),
-                           variable_frame_rate=final.variable_frame_rate, source_rotation=media.rotation),
-        collected_at=utc_now(), version=f"shqip-av {__version__}",
+        video_id=video_id,
+        source=source,
+        rights=rights,
+        files=RawFiles(
+            video=rel(stored),
+            audio=rel(dest / "audio.wav"),
+            info=rel(dest / "info.json"),
+            captions={lang: rel(p) for lang, p in captions.items()},
+        ),
+        media=MediaSummary(
+            duration=round(final.duration, 3),
+            fps=final.fps,
+            width=final.width,
+            height=final.height,
+            rotation=final.rotation,
+            vcodec=final.vcodec,
+            acodec=final.acodec,
+            sha256=sha256_file(dest / stored.name),
+            variable_frame_rate=final.variable_frame_rate,
+            source_rotation=media.rotation,
+        ),
+        collected_at=utc_now(),
+        version=f"shqip-av {__version__}",
     )
 
 

@@ -49,8 +49,11 @@ LEDGER = "raw/takedown-applied.jsonl"  # sha256 of applied entries, never the en
 @dataclass
 class TakedownConfig:
     root: str = option("data", "dataset root")
-    keep_sources: bool = option(False, "keep your own source files (sources.yaml 'path' entries) of withdrawn "
-                                       "videos that lie inside the root; by default they are deleted too")
+    keep_sources: bool = option(
+        False,
+        "keep your own source files (sources.yaml 'path' entries) of withdrawn "
+        "videos that lie inside the root; by default they are deleted too",
+    )
 
 
 @dataclass
@@ -69,20 +72,28 @@ class TakedownReport:
     still_found: list[str] = field(default_factory=list)  # files that still name a withdrawn video
 
     def summary(self) -> str:
-        lines = [f"takedown: {len(self.videos)} video(s) withdrawn; removed {self.files_removed} folder(s), "
-                 f"{self.lines_removed} manifest/rejection/prediction line(s), {self.samples_removed} shard "
-                 f"sample(s) from {self.shards_rewritten} shard(s)"
-                 + (f", and {', '.join(self.derived_removed)} (rebuilt on demand)" if self.derived_removed else "")]
+        lines = [
+            f"takedown: {len(self.videos)} video(s) withdrawn; removed {self.files_removed} folder(s), "
+            f"{self.lines_removed} manifest/rejection/prediction line(s), {self.samples_removed} shard "
+            f"sample(s) from {self.shards_rewritten} shard(s)"
+            + (f", and {', '.join(self.derived_removed)} (rebuilt on demand)" if self.derived_removed else "")
+        ]
         for run in self.runs_marked:
-            lines.append(f"takedown: {run} was trained on withdrawn data; its model card now says so "
-                         f"(retrain it; published copies are not reached from here)")
+            lines.append(
+                f"takedown: {run} was trained on withdrawn data; its model card now says so "
+                f"(retrain it; published copies are not reached from here)"
+            )
         for path in self.sources_removed:
             lines.append(f"takedown: deleted the source file {path} (listed in sources.yaml; collect now refuses it)")
         for path in self.sources_kept:
-            lines.append(f"takedown: kept the source file {path} (--keep-sources); it still holds the withdrawn footage")
+            lines.append(
+                f"takedown: kept the source file {path} (--keep-sources); it still holds the withdrawn footage"
+            )
         for entry in self.unmatched:
-            lines.append(f"takedown: entry {entry!r} matches nothing collected in this root (a typo?); "
-                         f"collect will still refuse anything it matches")
+            lines.append(
+                f"takedown: entry {entry!r} matches nothing collected in this root (a typo?); "
+                f"collect will still refuse anything it matches"
+            )
         for path in self.still_found:
             lines.append(f"takedown: {path} still names a withdrawn video; remove it by hand")
         return "\n".join(lines)
@@ -104,6 +115,7 @@ def _filter_jsonl(path: Path, drop) -> int:
 
 def _rewrite_shard(path: Path, video_ids: set[str]) -> int:
     """Copy a tar without the members of withdrawn videos; returns how many samples went."""
+
     def withdrawn(name: str) -> bool:
         key = split_member(name)[0]
         return any(key.startswith(f"{v}_") for v in video_ids)
@@ -125,6 +137,7 @@ def _rewrite_predictions(path: Path, video_ids: set[str]) -> int:
     def drop(row: dict) -> bool:
         key = str(row.get("key") or "")
         return row.get("video_id") in video_ids or any(key.startswith(f"{v}_") for v in video_ids)
+
     return _filter_jsonl(path, drop)
 
 
@@ -146,11 +159,20 @@ def _mark_runs(root: DatasetRoot, withdrawn: set[str], report: TakedownReport) -
         marker = run / WITHDRAWN_MARKER
         previous = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {}
         count = (previous.get("videos") or 0) + (hit or 0) if hit is not None else previous.get("videos")
-        atomic_write_text(marker, json.dumps({
-            "videos": count, "known": seen is not None,
-            "last_takedown": utc_now(),
-            "note": "this model was trained on data that has since been withdrawn; retrain it without "
-                    "that data and stop distributing this version"}, indent=2) + "\n")
+        atomic_write_text(
+            marker,
+            json.dumps(
+                {
+                    "videos": count,
+                    "known": seen is not None,
+                    "last_takedown": utc_now(),
+                    "note": "this model was trained on data that has since been withdrawn; retrain it without "
+                    "that data and stop distributing this version",
+                },
+                indent=2,
+            )
+            + "\n",
+        )
         report.runs_marked.append(root.relative(run))
 
 
@@ -219,8 +241,12 @@ def _scrub_json(root: DatasetRoot, withdrawn: set[str]) -> int:
 
     def scrub(value):
         if isinstance(value, list):
-            kept = [v for v in value if not named(v) and not (isinstance(v, dict) and any(
-                named(v.get(k)) for k in ("key", "video_id", "face", "voice")))]
+            kept = [
+                v
+                for v in value
+                if not named(v)
+                and not (isinstance(v, dict) and any(named(v.get(k)) for k in ("key", "video_id", "face", "voice")))
+            ]
             return [scrub(v) for v in kept], len(value) - len(kept)
         if isinstance(value, dict):
             out, gone = {}, 0
@@ -275,7 +301,9 @@ def _mark_bundles(root: DatasetRoot, withdrawn: set[str], report: TakedownReport
                 index = json.loads(index_file.read_text(encoding="utf-8"))
             except ValueError:
                 continue
-            sources = {str(e.get("trained_from")) for e in index.values() if isinstance(e, dict) and e.get("trained_from")}
+            sources = {
+                str(e.get("trained_from")) for e in index.values() if isinstance(e, dict) and e.get("trained_from")
+            }
             runs = set()
             for s in sources:
                 try:
@@ -285,10 +313,18 @@ def _mark_bundles(root: DatasetRoot, withdrawn: set[str], report: TakedownReport
             hit = bool(runs & marked)
         if not hit:
             continue
-        atomic_write_text(bundle / WITHDRAWN_MARKER, json.dumps({
-            "last_takedown": utc_now(),
-            "note": "a component of this bundle was trained on data that has since been withdrawn; rebuild it "
-                    "from retrained runs and stop distributing this version"}, indent=2) + "\n")
+        atomic_write_text(
+            bundle / WITHDRAWN_MARKER,
+            json.dumps(
+                {
+                    "last_takedown": utc_now(),
+                    "note": "a component of this bundle was trained on data that has since been withdrawn; rebuild it "
+                    "from retrained runs and stop distributing this version",
+                },
+                indent=2,
+            )
+            + "\n",
+        )
         if owned_files(bundle, BUNDLE_OWNER) is not None:
             record_owned(bundle, BUNDLE_OWNER, [WITHDRAWN_MARKER])
         report.runs_marked.append(root.relative(bundle))
@@ -337,7 +373,7 @@ def _local_sources(root: DatasetRoot, records: list[dict], withdrawn: set[str]) 
         if r["video_id"] not in withdrawn or not url.startswith("local:"):
             continue
         try:
-            path = root.path(url[len("local:"):])
+            path = root.path(url[len("local:") :])
         except ShqipError:
             continue  # outside the root: not ours to touch
         sidecars = [p for ext in ("vtt", "srt") for p in path.parent.glob(f"{glob_escape(path.stem)}.*.{ext}")]
@@ -350,8 +386,10 @@ def apply_takedown(root: str | Path, keep_sources: bool = False) -> TakedownRepo
     if not droot.root.is_dir():
         raise ShqipError(f"dataset root {droot.root} does not exist")
     if not droot.takedown.is_file():
-        raise ShqipError(f"{droot.takedown} does not exist: write the withdrawn video ids, channels or "
-                         f"consent subjects there, one per line")
+        raise ShqipError(
+            f"{droot.takedown} does not exist: write the withdrawn video ids, channels or "
+            f"consent subjects there, one per line"
+        )
     with stage_locks(droot, "collect", "filter", "shard", "publish"):
         return _apply(droot, keep_sources)
 
@@ -382,8 +420,11 @@ def _apply(root: DatasetRoot, keep_sources: bool) -> TakedownReport:
         matched.update(takedown.matching(url=r.get("url"), video_id=r.get("key")))
     report.videos = sorted(withdrawn)
     applied_before = _ledger(root)
-    report.unmatched = [takedown.describe(i) for i in range(len(takedown.entries))
-                        if i not in matched and _entry_digest(takedown, i) not in applied_before]
+    report.unmatched = [
+        takedown.describe(i)
+        for i in range(len(takedown.entries))
+        if i not in matched and _entry_digest(takedown, i) not in applied_before
+    ]
     if not withdrawn:
         return report
     urls = {r["source"]["url"] for r in records if r["video_id"] in withdrawn}
@@ -397,8 +438,12 @@ def _apply(root: DatasetRoot, keep_sources: bool) -> TakedownReport:
     ids = {r["source"].get("id") for r in records if r["video_id"] in withdrawn} - {None}
     drop_archive_lines(root.path("raw", "download-archive.txt"), lambda extractor, vid: vid in ids)
     for vid in sorted(withdrawn):
-        for folder in (root.path("raw", vid), root.path("raw", ".partial", vid), root.path("work", vid),
-                       *(root.path("clips", f"{vid}{s}") for s in ("", ".partial", ".old"))):
+        for folder in (
+            root.path("raw", vid),
+            root.path("raw", ".partial", vid),
+            root.path("work", vid),
+            *(root.path("clips", f"{vid}{s}") for s in ("", ".partial", ".old")),
+        ):
             report.files_removed += remove_tree(folder)
     shards = root.path("shards")
     if shards.is_dir():
@@ -411,7 +456,9 @@ def _apply(root: DatasetRoot, keep_sources: bool) -> TakedownReport:
             remove_tree(shards / "index.json")
     # the content digests of the withdrawn videos (collected file, the user's own source file):
     # a dub names its source by sha256, whatever the file was called
-    digests = {r["media"]["sha256"] for r in records if r["video_id"] in withdrawn and (r.get("media") or {}).get("sha256")}
+    digests = {
+        r["media"]["sha256"] for r in records if r["video_id"] in withdrawn and (r.get("media") or {}).get("sha256")
+    }
     local_sources = _local_sources(root, records, withdrawn)
     digests |= {sha256_file(p) for p in local_sources if p.suffix.lower() not in (".vtt", ".srt")}
     prefixes = {v.removeprefix("local-") for v in withdrawn if v.startswith("local-")}
@@ -437,21 +484,29 @@ def _apply(root: DatasetRoot, keep_sources: bool) -> TakedownReport:
     needles = {v.encode() for v in withdrawn} | {u.encode() for u in urls}
     report.still_found = _sweep(root, needles)
     ledger = list(read_jsonl(root.path(LEDGER))) if root.path(LEDGER).is_file() else []
-    ledger += [{"entry_sha256": _entry_digest(takedown, i), "applied": utc_now()} for i in sorted(matched)
-               if _entry_digest(takedown, i) not in applied_before]
+    ledger += [
+        {"entry_sha256": _entry_digest(takedown, i), "applied": utc_now()}
+        for i in sorted(matched)
+        if _entry_digest(takedown, i) not in applied_before
+    ]
     write_jsonl(root.path(LEDGER), ledger)
     return report
 
 
 def main(argv=None) -> int:
-    cfg, args = parse_config(TakedownConfig, argv, prog="python -m collect.takedown",
-                             description="Remove everything listed in <root>/takedown.txt from the dataset.")
+    cfg, args = parse_config(
+        TakedownConfig,
+        argv,
+        prog="python -m collect.takedown",
+        description="Remove everything listed in <root>/takedown.txt from the dataset.",
+    )
     setup_logging(args.verbose, root=cfg.root)
     report = apply_takedown(cfg.root, keep_sources=cfg.keep_sources)
     print(report.summary())
     if report.shards_rewritten:
-        print("shards/index.json removed: rebuild it with `python -m filter.shard --root "
-              f"{cfg.root}` before publishing")
+        print(
+            f"shards/index.json removed: rebuild it with `python -m filter.shard --root {cfg.root}` before publishing"
+        )
     return 0 if report.ok else 1
 
 

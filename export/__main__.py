@@ -29,20 +29,29 @@ def main(argv: list[str] | None = None) -> int:
 
         close = difflib.get_close_matches(argv[0], COMMANDS, n=1) if argv else []
         print(__doc__.strip(), file=sys.stderr)
-        what = f"unknown command {argv[0]!r}" + (f" (did you mean {close[0]!r}?)" if close else "") if argv \
+        what = (
+            f"unknown command {argv[0]!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            if argv
             else "give a command"
+        )
         print(f"error: {what}; one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     if argv[0] == "bundle":
         from export.bundle import BundleConfig, build_bundle, load_bundle
 
-        cfg, args = parse_config(BundleConfig, argv[1:], "python -m export bundle",
-                                 "Write a dubbing bundle: model_index.json naming each component, the trained ones "
-                                 "copied in, and its card.")
+        cfg, args = parse_config(
+            BundleConfig,
+            argv[1:],
+            "python -m export bundle",
+            "Write a dubbing bundle: model_index.json naming each component, the trained ones copied in, and its card.",
+        )
         setup_logging(args.verbose)
         bundle = load_bundle(str(build_bundle(cfg)))
-        parts = ", ".join(f"{n} {'included' if c['included'] else c['source']} ({c['license']})"
-                          for n, c in bundle.index.items() if isinstance(c, dict))
+        parts = ", ".join(
+            f"{n} {'included' if c['included'] else c['source']} ({c['license']})"
+            for n, c in bundle.index.items()
+            if isinstance(c, dict)
+        )
         print(f"{bundle.path}: {parts}; most restrictive licence {bundle.index['most_restrictive_license']}")
         return 0
     if argv[0] == "dub":
@@ -51,29 +60,43 @@ def main(argv: list[str] | None = None) -> int:
         rest = argv[1:]
         if rest and not rest[0].startswith("-") and "=" not in rest[0]:  # the video, given first
             rest = ["--input", rest[0], *rest[1:]]
-        cfg, args = parse_config(DubConfig, rest, "python -m export dub",
-                                 "Dub a talking-head video into another language, lips included (disclosed as synthetic).")
+        cfg, args = parse_config(
+            DubConfig,
+            rest,
+            "python -m export dub",
+            "Dub a talking-head video into another language, lips included (disclosed as synthetic).",
+        )
         setup_logging(args.verbose)
         report = dub(cfg)
         synced = sum(1 for s in report["segments"] if s["lip_synced"])
         overflow = sum(s["overflow"] for s in report["segments"])
         lse = [s["sync"]["lse_c"] for s in report["segments"] if s.get("sync")]
-        print(f"{report['video']}: {len(report['segments'])} segments dubbed into {report['target_language']}, "
-              f"{synced} lip-synced ({report['lip_synced_frames']} frames); overflow {overflow:.2f} s; "
-              f"LSE-C {np.mean(lse):.2f}" if lse else f"{report['video']}: {len(report['segments'])} segments dubbed "
-              f"into {report['target_language']}, {synced} lip-synced; overflow {overflow:.2f} s")
+        print(
+            f"{report['video']}: {len(report['segments'])} segments dubbed into {report['target_language']}, "
+            f"{synced} lip-synced ({report['lip_synced_frames']} frames); overflow {overflow:.2f} s; "
+            f"LSE-C {np.mean(lse):.2f}"
+            if lse
+            else f"{report['video']}: {len(report['segments'])} segments dubbed "
+            f"into {report['target_language']}, {synced} lip-synced; overflow {overflow:.2f} s"
+        )
         for note in report["notes"]:
             print(f"note: {note}")
         print(f"report: {Path(report['video']).parent / 'report.json'}")
         return 0
     from export.onnx import OnnxConfig, export_onnx
 
-    cfg, args = parse_config(OnnxConfig, argv[1:], "python -m export onnx",
-                             "Write the lip-sync generator as ONNX (dynamic batch) and check it against PyTorch.")
+    cfg, args = parse_config(
+        OnnxConfig,
+        argv[1:],
+        "python -m export onnx",
+        "Write the lip-sync generator as ONNX (dynamic batch) and check it against PyTorch.",
+    )
     setup_logging(args.verbose)
     info = export_onnx(cfg)
-    print(f"{info['file']}: ONNX opset {info['opset']}, dynamic batch; onnxruntime vs PyTorch on batches 1 and 3: "
-          f"max abs difference {info['max_abs_difference']:.3g}")
+    print(
+        f"{info['file']}: ONNX opset {info['opset']}, dynamic batch; onnxruntime vs PyTorch on batches 1 and 3: "
+        f"max abs difference {info['max_abs_difference']:.3g}"
+    )
     return 0
 
 

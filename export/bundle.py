@@ -68,17 +68,22 @@ class BundleConfig:
     out: str = option("", "bundle folder to write (exports/<name>)")
     root: str = option("data", "dataset root that relative run folders are read from")
     asr: str = option("", "speech recognition: a train.asr run (runs/asr/<name>), a Whisper folder or a Hub id")
-    mt: str = option("", "translation: a Marian/NLLB/M2M100/MADLAD Hub id or local folder "
-                         "(empty: the bundle needs the user's own translation .srt)")
+    mt: str = option(
+        "",
+        "translation: a Marian/NLLB/M2M100/MADLAD Hub id or local folder "
+        "(empty: the bundle needs the user's own translation .srt)",
+    )
     tts: str = option("espeak:sq", "speech synthesis, backend:id: espeak:<voice> or vits:<Hub id or folder>")
     generator: str = option("", "the lip-sync generator: runs/lipsync/<name> (or its generator/ folder, or a Hub id)")
     expert: str = option("", "the sync expert that scores the result: runs/lipsync/<name> (or a Hub id)")
     source_language: str = option("sq", "language of the videos to dub (empty: detected by Whisper)")
     to: str = option("en", "default target language")
-    revision: list[str] = option(help="Hub revision per referenced component, component=revision (default main)",
-                                 factory=list)
-    license: list[str] = option(help="licence per component, component=id (overrides what is known or read)",
-                                factory=list)
+    revision: list[str] = option(
+        help="Hub revision per referenced component, component=revision (default main)", factory=list
+    )
+    license: list[str] = option(
+        help="licence per component, component=id (overrides what is known or read)", factory=list
+    )
     name: str = option("", "bundle name (default: the folder's name)")
 
 
@@ -87,7 +92,9 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
     for value in values:
         key, sep, val = value.partition("=")
         if not sep or key not in COMPONENTS or not val:
-            raise BundleError(f"--{what} {value!r}: write component=value with a component among {', '.join(COMPONENTS)}")
+            raise BundleError(
+                f"--{what} {value!r}: write component=value with a component among {', '.join(COMPONENTS)}"
+            )
         out[key] = val
     return out
 
@@ -167,8 +174,14 @@ def _asr_entry(cfg: BundleConfig, stage: Path, revision: str, licenses: dict) ->
 
     folder = _local(cfg.asr, cfg.root)
     if folder is None:
-        return {"library": "transformers", "class": "WhisperForConditionalGeneration", "source": cfg.asr,
-                "revision": revision, "included": False, "license": licenses.get("asr") or _known_license(cfg.asr)}
+        return {
+            "library": "transformers",
+            "class": "WhisperForConditionalGeneration",
+            "source": cfg.asr,
+            "revision": revision,
+            "included": False,
+            "license": licenses.get("asr") or _known_license(cfg.asr),
+        }
     entry = {"library": "transformers", "class": "WhisperForConditionalGeneration", "source": "asr", "included": True}
     run = folder if (folder / "config.yaml").is_file() and (folder / "processor").is_dir() else None
     if run is not None and (run / "adapter").is_dir():
@@ -182,8 +195,11 @@ def _asr_entry(cfg: BundleConfig, stage: Path, revision: str, licenses: dict) ->
         else:
             entry["base"] = {"source": base, "revision": revision, "included": False}
         entry["adapter"] = "peft-lora"
-        entry["license"] = licenses.get("asr") or _card_license(run) or (
-            _known_license(base) if base_dir is None else _card_license(base_dir) or "unknown")
+        entry["license"] = (
+            licenses.get("asr")
+            or _card_license(run)
+            or (_known_license(base) if base_dir is None else _card_license(base_dir) or "unknown")
+        )
     elif run is not None and (run / "model").is_dir():
         _copy(run / "model", stage / "asr")
         _merge(run / "processor", stage / "asr")
@@ -229,14 +245,25 @@ def _lipsync_entry(kind: str, source: str, cfg: BundleConfig, stage: Path, revis
     cls = {"generator": "LipSyncGenerator", "expert": "SyncExpert"}[kind]
     folder = _model_folder(source, cfg.root, kind)
     if folder is None:
-        return {"library": "shqip-av", "class": cls, "source": source, "revision": revision, "included": False,
-                "license": licenses.get(kind) or "unknown"}
+        return {
+            "library": "shqip-av",
+            "class": cls,
+            "source": source,
+            "revision": revision,
+            "included": False,
+            "license": licenses.get(kind) or "unknown",
+        }
     _copy(folder, stage / kind)
     run = folder.parent if folder.name == kind else folder
     _collect_trained_on(folder, stage_trained_on(stage))
-    return {"library": "shqip-av", "class": cls, "source": kind, "included": True,
-            "trained_from": _trained_from(run, cfg.root),
-            "license": licenses.get(kind) or _card_license(run) or _card_license(folder) or "unknown"}
+    return {
+        "library": "shqip-av",
+        "class": cls,
+        "source": kind,
+        "included": True,
+        "trained_from": _trained_from(run, cfg.root),
+        "license": licenses.get(kind) or _card_license(run) or _card_license(folder) or "unknown",
+    }
 
 
 def _mt_entry(cfg: BundleConfig, stage: Path, revision: str, licenses: dict) -> dict | None:
@@ -244,12 +271,24 @@ def _mt_entry(cfg: BundleConfig, stage: Path, revision: str, licenses: dict) -> 
         return None
     folder = _local(cfg.mt, cfg.root)
     if folder is None:
-        return {"library": "transformers", "class": "AutoModelForSeq2SeqLM", "source": cfg.mt, "revision": revision,
-                "included": False, "family": mt_family(cfg.mt), "license": licenses.get("mt") or _known_license(cfg.mt)}
+        return {
+            "library": "transformers",
+            "class": "AutoModelForSeq2SeqLM",
+            "source": cfg.mt,
+            "revision": revision,
+            "included": False,
+            "family": mt_family(cfg.mt),
+            "license": licenses.get("mt") or _known_license(cfg.mt),
+        }
     _copy(folder, stage / "mt")
-    return {"library": "transformers", "class": _architecture(folder, "AutoModelForSeq2SeqLM"), "source": "mt",
-            "included": True, "family": mt_family(cfg.mt, folder),
-            "license": licenses.get("mt") or _card_license(folder) or "unknown"}
+    return {
+        "library": "transformers",
+        "class": _architecture(folder, "AutoModelForSeq2SeqLM"),
+        "source": "mt",
+        "included": True,
+        "family": mt_family(cfg.mt, folder),
+        "license": licenses.get("mt") or _card_license(folder) or "unknown",
+    }
 
 
 def mt_family(source: str, folder: Path | None = None) -> str:
@@ -258,8 +297,12 @@ def mt_family(source: str, folder: Path | None = None) -> str:
     if folder is not None and (folder / "config.json").is_file():
         model_type = json.loads((folder / "config.json").read_text()).get("model_type", "")
     text = f"{source} {model_type}".lower()
-    for family, markers in (("nllb", ("nllb",)), ("m2m100", ("m2m100", "m2m_100")), ("madlad", ("madlad", "t5")),
-                            ("marian", ("marian", "opus-mt"))):
+    for family, markers in (
+        ("nllb", ("nllb",)),
+        ("m2m100", ("m2m100", "m2m_100")),
+        ("madlad", ("madlad", "t5")),
+        ("marian", ("marian", "opus-mt")),
+    ):
         if any(m in text for m in markers):
             return family
     raise BundleError(f"--mt {source}: not a Marian (opus-mt), NLLB, M2M100 or MADLAD model")
@@ -268,8 +311,10 @@ def mt_family(source: str, folder: Path | None = None) -> str:
 def _tts_entry(cfg: BundleConfig, stage: Path, revision: str, licenses: dict) -> dict:
     backend, sep, ident = cfg.tts.partition(":")
     if not sep or backend not in TTS_BACKENDS or not ident:
-        raise BundleError(f"--tts {cfg.tts!r}: write backend:id with a backend among {', '.join(TTS_BACKENDS)} "
-                          "(espeak:sq, vits:facebook/mms-tts-eng)")
+        raise BundleError(
+            f"--tts {cfg.tts!r}: write backend:id with a backend among {', '.join(TTS_BACKENDS)} "
+            "(espeak:sq, vits:facebook/mms-tts-eng)"
+        )
     if backend == "espeak":
         from export.speak import EspeakSpeaker
         from shqip_av import ShqipError as _Refused
@@ -278,15 +323,34 @@ def _tts_entry(cfg: BundleConfig, stage: Path, revision: str, licenses: dict) ->
             EspeakSpeaker(ident)
         except _Refused as e:
             raise BundleError(f"--tts {cfg.tts}: {e}") from None
-        return {"library": "espeak-ng", "class": "espeak-ng", "backend": "espeak", "source": ident, "included": False,
-                "license": licenses.get("tts") or ESPEAK_LICENSE}
+        return {
+            "library": "espeak-ng",
+            "class": "espeak-ng",
+            "backend": "espeak",
+            "source": ident,
+            "included": False,
+            "license": licenses.get("tts") or ESPEAK_LICENSE,
+        }
     folder = _local(ident, cfg.root)
     if folder is None:
-        return {"library": "transformers", "class": "VitsModel", "backend": "vits", "source": ident, "revision": revision,
-                "included": False, "license": licenses.get("tts") or _known_license(ident)}
+        return {
+            "library": "transformers",
+            "class": "VitsModel",
+            "backend": "vits",
+            "source": ident,
+            "revision": revision,
+            "included": False,
+            "license": licenses.get("tts") or _known_license(ident),
+        }
     _copy(folder, stage / "tts")
-    return {"library": "transformers", "class": _architecture(folder, "VitsModel"), "backend": "vits", "source": "tts",
-            "included": True, "license": licenses.get("tts") or _card_license(folder) or "unknown"}
+    return {
+        "library": "transformers",
+        "class": _architecture(folder, "VitsModel"),
+        "backend": "vits",
+        "source": "tts",
+        "included": True,
+        "license": licenses.get("tts") or _card_license(folder) or "unknown",
+    }
 
 
 _TRAINED_ON: dict[str, set[str]] = {}  # per staging folder: digests of the videos its runs learned from
@@ -311,12 +375,16 @@ def _check_out(out: Path) -> None:
     if owned_files(out, OWNER_KIND) is None and _legacy_bundle(out):
         return
     if owned_files(out, OWNER_KIND) is None and any(out.iterdir()):
-        raise BundleError(f"--out {out} already holds files that export bundle did not write "
-                          f"({sorted(p.name for p in out.iterdir())[0]}, ...); choose a new or empty folder")
+        raise BundleError(
+            f"--out {out} already holds files that export bundle did not write "
+            f"({sorted(p.name for p in out.iterdir())[0]}, ...); choose a new or empty folder"
+        )
     foreign = foreign_files(out, OWNER_KIND)
     if foreign:
-        raise BundleError(f"--out {out}: {foreign[0]} was not written by export bundle (added since?); move it "
-                          f"out of the bundle or choose a new folder, nothing was changed")
+        raise BundleError(
+            f"--out {out}: {foreign[0]} was not written by export bundle (added since?); move it "
+            f"out of the bundle or choose a new folder, nothing was changed"
+        )
 
 
 def _legacy_bundle(out: Path) -> bool:
@@ -363,14 +431,21 @@ def build_bundle(cfg: BundleConfig) -> Path:
             "asr": _asr_entry(cfg, stage, revisions.get("asr", "main"), licenses),
             "mt": _mt_entry(cfg, stage, revisions.get("mt", "main"), licenses),
             "tts": _tts_entry(cfg, stage, revisions.get("tts", "main"), licenses),
-            "generator": _lipsync_entry("generator", cfg.generator, cfg, stage, revisions.get("generator", "main"), licenses),
+            "generator": _lipsync_entry(
+                "generator", cfg.generator, cfg, stage, revisions.get("generator", "main"), licenses
+            ),
             "expert": _lipsync_entry("expert", cfg.expert, cfg, stage, revisions.get("expert", "main"), licenses),
         }
         components = {k: v for k, v in components.items() if v is not None}
-        index = {"_class_name": "ShqipAvDubbingPipeline", "_shqip_av_version": shqip_av.__version__,
-                 "name": cfg.name or out.name, "source_language": cfg.source_language or None, "target_language": cfg.to,
-                 "most_restrictive_license": most_restrictive([c["license"] for c in components.values()]),
-                 **components}
+        index = {
+            "_class_name": "ShqipAvDubbingPipeline",
+            "_shqip_av_version": shqip_av.__version__,
+            "name": cfg.name or out.name,
+            "source_language": cfg.source_language or None,
+            "target_language": cfg.to,
+            "most_restrictive_license": most_restrictive([c["license"] for c in components.values()]),
+            **components,
+        }
         atomic_write_text(stage / "model_index.json", json.dumps(index, indent=2) + "\n")
         atomic_write_text(stage / "README.md", bundle_card(index))
         trained_on = _TRAINED_ON.pop(str(stage), set())
@@ -384,7 +459,9 @@ def build_bundle(cfg: BundleConfig) -> Path:
         _TRAINED_ON.pop(str(stage), None)
         raise
     old = out.parent / f".{out.name}.old"
-    if out.exists():  # swap: the previous bundle (all of it ours, checked above) goes only after the new one is complete
+    if (
+        out.exists()
+    ):  # swap: the previous bundle (all of it ours, checked above) goes only after the new one is complete
         if old.exists():
             shutil.rmtree(old)
         out.rename(old)
@@ -406,9 +483,12 @@ def bundle_card(index: dict) -> str:
     from huggingface_hub import ModelCard, ModelCardData
 
     licence = index["most_restrictive_license"]
-    data = ModelCardData(license=licence if licence != "unknown" else "other", library_name="shqip-av",
-                         tags=["shqip-av", "dubbing", "lip-sync", "synthetic-media", "albanian"],
-                         language=sorted({x for x in (index.get("source_language"), index.get("target_language")) if x}))
+    data = ModelCardData(
+        license=licence if licence != "unknown" else "other",
+        library_name="shqip-av",
+        tags=["shqip-av", "dubbing", "lip-sync", "synthetic-media", "albanian"],
+        language=sorted({x for x in (index.get("source_language"), index.get("target_language")) if x}),
+    )
     rows = []
     for name in COMPONENTS:
         c = index.get(name)
@@ -417,11 +497,11 @@ def bundle_card(index: dict) -> str:
             continue
         where = "included" if c["included"] else f"referenced: `{c['source']}` @ {c.get('revision', 'main')}"
         rows.append(f"| {name} | {_ROLE[name]} | `{c['class']}` | {where} | {c['license']} |")
-    body = f"""# {index['name']}: a shqip-av dubbing bundle
+    body = f"""# {index["name"]}: a shqip-av dubbing bundle
 
 Dubs a talking-head video into another language with the lips following the new speech:
 recognize → translate → speak → fit durations → lip-sync → paste back → render
-(`python -m export dub IN.mp4 --bundle <this folder or Hub id> --to {index['target_language']}`).
+(`python -m export dub IN.mp4 --bundle <this folder or Hub id> --to {index["target_language"]}`).
 
 | component | what it does | class | where | licence |
 |---|---|---|---|---|
@@ -476,16 +556,20 @@ class Bundle:
             try:
                 folder = inside(self.path, source)
             except UnsafePathError:
-                raise BundleError(f"the bundle {self.path}: {name} points outside the bundle ({source!r}); "
-                                  "an included component must be a folder inside it") from None
+                raise BundleError(
+                    f"the bundle {self.path}: {name} points outside the bundle ({source!r}); "
+                    "an included component must be a folder inside it"
+                ) from None
             if not folder.is_dir():
                 raise BundleError(f"the bundle {self.path} lacks its {name} folder ({source}/)")
             return str(folder), "main"
         if entry.get("backend") == "espeak":  # an espeak-ng voice name, checked when the dub starts
             return source, "main"
         if not _is_hub_id(source) or Path(source).is_absolute():
-            raise BundleError(f"the bundle {self.path}: {name} names {source!r}, which is neither included in the "
-                              "bundle nor a Hub id (user/name)")
+            raise BundleError(
+                f"the bundle {self.path}: {name} names {source!r}, which is neither included in the "
+                "bundle nor a Hub id (user/name)"
+            )
         return source, str(entry.get("revision", "main"))
 
     def load_generator(self):
@@ -557,17 +641,23 @@ def load_bundle(source: str, revision: str = "main") -> Bundle:
             raise BundleError(f"cannot download the bundle {source}: {str(e).splitlines()[0]}") from None
     index_file = path / "model_index.json"
     if not index_file.is_file():
-        raise BundleError(f"{path} is not a dubbing bundle (no model_index.json; make one with python -m export bundle)")
+        raise BundleError(
+            f"{path} is not a dubbing bundle (no model_index.json; make one with python -m export bundle)"
+        )
     try:
         index = json.loads(index_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise BundleError(f"{index_file}: not readable JSON ({str(e).splitlines()[0]}); rebuild the bundle with "
-                          "python -m export bundle") from None
+        raise BundleError(
+            f"{index_file}: not readable JSON ({str(e).splitlines()[0]}); rebuild the bundle with "
+            "python -m export bundle"
+        ) from None
     if not isinstance(index, dict):
         raise BundleError(f"{index_file}: not a bundle index (a JSON object is expected)")
     missing = [name for name in ("asr", "tts", "generator", "expert") if not isinstance(index.get(name), dict)]
     if missing:
-        raise BundleError(f"the bundle {path} is missing {', '.join(missing)} (rebuild it with python -m export bundle)")
+        raise BundleError(
+            f"the bundle {path} is missing {', '.join(missing)} (rebuild it with python -m export bundle)"
+        )
     bundle = Bundle(path, index)
     for name in COMPONENTS:
         entry = index.get(name)

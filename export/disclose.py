@@ -28,9 +28,13 @@ class DisclosureError(ShqipError):
 
 def container_metadata(version: str, bundle_name: str, source_sha256: str) -> list[str]:
     """ffmpeg arguments for the MP4's comment and description tags."""
-    return ["-metadata", f"comment=synthetic: dubbed by shqip-av {version} (speech and lips generated); "
-            f"bundle {bundle_name}; source sha256 {source_sha256}",
-            "-metadata", "description=AI-generated dub (synthetic media)"]
+    return [
+        "-metadata",
+        f"comment=synthetic: dubbed by shqip-av {version} (speech and lips generated); "
+        f"bundle {bundle_name}; source sha256 {source_sha256}",
+        "-metadata",
+        "description=AI-generated dub (synthetic media)",
+    ]
 
 
 def draw_mark(frame: np.ndarray) -> np.ndarray:
@@ -59,8 +63,9 @@ def _algorithm(key_pem: bytes, path: str) -> str:
     if isinstance(key, ec.EllipticCurvePrivateKey):
         algs = {"secp256r1": "es256", "secp384r1": "es384", "secp521r1": "es512"}
         if key.curve.name not in algs:
-            raise DisclosureError(f"{path}: elliptic curve {key.curve.name} is not one C2PA signs with "
-                                  f"({', '.join(algs)})")
+            raise DisclosureError(
+                f"{path}: elliptic curve {key.curve.name} is not one C2PA signs with ({', '.join(algs)})"
+            )
         return algs[key.curve.name]
     if isinstance(key, rsa.RSAPrivateKey):
         return "ps256"
@@ -90,7 +95,8 @@ def _pkcs8(private: bytes) -> bytes:
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     return load_pem_private_key(private, None).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _check_not_self_signed(chain: bytes, cert_path: str) -> None:
@@ -98,8 +104,10 @@ def _check_not_self_signed(chain: bytes, cert_path: str) -> None:
 
     certs = x509.load_pem_x509_certificates(chain)
     if len(certs) == 1 and certs[0].issuer == certs[0].subject:
-        raise DisclosureError(f"{cert_path}: a self-signed certificate cannot sign C2PA manifests; give a chain "
-                              "whose first certificate (yours) was issued by a certificate authority, then the CA's")
+        raise DisclosureError(
+            f"{cert_path}: a self-signed certificate cannot sign C2PA manifests; give a chain "
+            "whose first certificate (yours) was issued by a certificate authority, then the CA's"
+        )
 
 
 @dataclass
@@ -148,8 +156,9 @@ class C2paSigning:
         import c2pa
 
         try:
-            return c2pa.Signer.from_info(c2pa.C2paSignerInfo(self.algorithm, self.cert_chain, self.private_key,
-                                                             self.timestamp_url))
+            return c2pa.Signer.from_info(
+                c2pa.C2paSignerInfo(self.algorithm, self.cert_chain, self.private_key, self.timestamp_url)
+            )
         except (c2pa.C2paError, ValueError) as e:
             raise DisclosureError(f"C2PA signer: {str(e).splitlines()[0]}") from None
 
@@ -164,21 +173,35 @@ class C2paSigning:
             "title": title,
             "format": "video/mp4",
             "assertions": [
-                {"label": "c2pa.actions",
-                 "data": {"actions": [{"action": "c2pa.opened",  # the source video, the parent ingredient
-                                       "parameters": {"ingredientIds": ["source"]}},
-                                      {"action": "c2pa.edited", "digitalSourceType": SOURCE_TYPE,
-                                       "softwareAgent": {"name": "shqip-av", "version": shqip_av.__version__},
-                                       "description": "speech replaced by synthetic speech in another language; "
-                                                      "the speaker's mouth regenerated to follow it"}]}},
+                {
+                    "label": "c2pa.actions",
+                    "data": {
+                        "actions": [
+                            {
+                                "action": "c2pa.opened",  # the source video, the parent ingredient
+                                "parameters": {"ingredientIds": ["source"]},
+                            },
+                            {
+                                "action": "c2pa.edited",
+                                "digitalSourceType": SOURCE_TYPE,
+                                "softwareAgent": {"name": "shqip-av", "version": shqip_av.__version__},
+                                "description": "speech replaced by synthetic speech in another language; "
+                                "the speaker's mouth regenerated to follow it",
+                            },
+                        ]
+                    },
+                },
                 {"label": "org.shqip-av.dub", "data": details},
             ],
         }
         try:
             with c2pa.Builder(manifest) as builder:
                 with open(source, "rb") as fh:
-                    builder.add_ingredient({"title": source.name, "relationship": "parentOf", "label": "source",
-                                            "format": "video/mp4"}, "video/mp4", fh)
+                    builder.add_ingredient(
+                        {"title": source.name, "relationship": "parentOf", "label": "source", "format": "video/mp4"},
+                        "video/mp4",
+                        fh,
+                    )
                 with open(video, "rb") as src, open(dest, "wb") as out:
                     builder.sign(self.signer(), "video/mp4", src, out)
         except c2pa.C2paError as e:
@@ -193,8 +216,11 @@ def read_manifest(video: str | Path, trust_anchors: str | None = None) -> tuple[
 
     context = None
     if trust_anchors:
-        context = c2pa.Context(settings=c2pa.Settings.from_dict(
-            {"trust": {"user_anchors": trust_anchors}, "verify": {"verify_trust": True}}))
+        context = c2pa.Context(
+            settings=c2pa.Settings.from_dict(
+                {"trust": {"user_anchors": trust_anchors}, "verify": {"verify_trust": True}}
+            )
+        )
     reader = c2pa.Reader.try_create(str(video), context=context)
     if reader is None:
         return None, None

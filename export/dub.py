@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,19 +53,23 @@ class DubConfig:
     input: str = option("", "the video to dub")
     bundle: str = option("", "the dubbing bundle: exports/<name> or a Hub id (python -m export bundle)")
     to: str = option("", "target language (ISO 639-1, e.g. en; default: the bundle's)")
-    source_language: str = option("", "language spoken in the video (default: the bundle's; auto: detected by "
-                                         "Whisper)")
+    source_language: str = option("", "language spoken in the video (default: the bundle's; auto: detected by Whisper)")
     translation: str = option("", "your own translation as .srt: its cues are the segments and their text")
     out: str = option("", "output folder (default: dubs/<video name>)")
     visible_mark: bool = option(True, "draw a visible 'AI-dubbed' mark (the metadata is always written)")
     duck: float = option(0.1, "gain of the original audio under the new speech", min=0, max=1)
-    buffer_frames: int = option(5, "frames regenerated before and after each segment (the mouth closes and opens)",
-                                min=0, max=50)
-    color_match: bool = option(False, "shift the regenerated mouth's colour to the skin around it in the source "
-                                      "(mean in Lab): for a generator whose colours drift")
+    buffer_frames: int = option(
+        5, "frames regenerated before and after each segment (the mouth closes and opens)", min=0, max=50
+    )
+    color_match: bool = option(
+        False,
+        "shift the regenerated mouth's colour to the skin around it in the source "
+        "(mean in Lab): for a generator whose colours drift",
+    )
     feather: float = option(0.06, "feathering of the paste-back mask, as a share of the crop side", min=0, max=0.5)
-    device: str = option("auto", "where Whisper and the generator run: auto (a GPU when there is one), cpu, cuda, "
-                                 "cuda:N")
+    device: str = option(
+        "auto", "where Whisper and the generator run: auto (a GPU when there is one), cpu, cuda, cuda:N"
+    )
     c2pa_cert: str = option("", "PEM certificate chain to sign a C2PA manifest into the dub (with --c2pa-key)")
     c2pa_key: str = option("", "PEM private key of --c2pa-cert")
     c2pa_timestamp_url: str = option("", "RFC 3161 timestamp authority for the C2PA signature (optional)")
@@ -107,9 +110,22 @@ class Work:
     the dub writes, never of anything else."""
 
     RECORD = "work.json"
-    OURS = ("work.json", "lock", "inputs.json", "segments.json", "speech.json", "source.wav", "source-native.wav",
-            "dub.wav", "dub-native.wav", "faces.npz", "render.mp4", "faces-track*.landmarks.npy", ".track*.raw",
-            ".*.tmp*")
+    OURS = (
+        "work.json",
+        "lock",
+        "inputs.json",
+        "segments.json",
+        "speech.json",
+        "source.wav",
+        "source-native.wav",
+        "dub.wav",
+        "dub-native.wav",
+        "faces.npz",
+        "render.mp4",
+        "faces-track*.landmarks.npy",
+        ".track*.raw",
+        ".*.tmp*",
+    )
 
     def __init__(self, folder: Path, created: bool, lock_fd: int):
         self.folder, self.created, self._lock = folder, created, lock_fd
@@ -128,7 +144,9 @@ class Work:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise DubError(f"another dub of this video is writing into {folder.parent}; wait for it to finish") from None
+            raise DubError(
+                f"another dub of this video is writing into {folder.parent}; wait for it to finish"
+            ) from None
         work = cls(folder, created, fd)
         if created:
             work.save_json("work", {"kind": OWNER_KIND, "note": "a dub's resumable steps; removed when it completes"})
@@ -202,14 +220,20 @@ def translation_segments(path: str, duration: float) -> tuple[list[Segment], lis
     cues = ordered
     for c in cues:
         if c.end - c.start < MIN_CUE_SECONDS:
-            raise DubError(f"{path}: the cue at {c.start:.3f} s lasts {c.end - c.start:.3f} s; a cue must last at "
-                           f"least {MIN_CUE_SECONDS} s to be spoken")
+            raise DubError(
+                f"{path}: the cue at {c.start:.3f} s lasts {c.end - c.start:.3f} s; a cue must last at "
+                f"least {MIN_CUE_SECONDS} s to be spoken"
+            )
         if len(c.text) > MAX_CUE_CHARACTERS:
-            raise DubError(f"{path}: the cue at {c.start:.2f} s has {len(c.text)} characters (at most "
-                           f"{MAX_CUE_CHARACTERS}); split it")
+            raise DubError(
+                f"{path}: the cue at {c.start:.2f} s has {len(c.text)} characters (at most "
+                f"{MAX_CUE_CHARACTERS}); split it"
+            )
     late = [c for c in cues if c.end > duration + 0.5]
     if late:
-        raise DubError(f"{path}: the cue at {late[0].start:.2f}-{late[0].end:.2f} s ends after the video ({duration:.2f} s)")
+        raise DubError(
+            f"{path}: the cue at {late[0].start:.2f}-{late[0].end:.2f} s ends after the video ({duration:.2f} s)"
+        )
     for a, b in zip(cues, cues[1:]):
         if b.start < a.end - 0.05:
             raise DubError(f"{path}: cues at {a.start:.2f}-{a.end:.2f} s and {b.start:.2f}-{b.end:.2f} s overlap")
@@ -229,8 +253,9 @@ def speech_segments(audio: np.ndarray) -> list[Segment]:
     return [Segment(round(u.start, 3), round(u.end, 3)) for u in kept]
 
 
-def recognize(asr, audio: np.ndarray, segments: list[Segment], language: str,
-              device: str = "cpu") -> tuple[str, dict | None]:
+def recognize(
+    asr, audio: np.ndarray, segments: list[Segment], language: str, device: str = "cpu"
+) -> tuple[str, dict | None]:
     """Each segment's source text by the bundle's Whisper (``asr``, loaded before any work).
     Without a ``language``, Whisper detects it on the first 30 s of the segments' speech; returns
     the language and the detection."""
@@ -241,23 +266,25 @@ def recognize(asr, audio: np.ndarray, segments: list[Segment], language: str,
     asr.model.to(device)
     detected = None
     if not language:
-        speech = np.concatenate([audio[int(s.start * 16000):int(s.end * 16000)] for s in segments])
+        speech = np.concatenate([audio[int(s.start * 16000) : int(s.end * 16000)] for s in segments])
         language, probability = detect_language(asr, speech)
         detected = {"language": language, "probability": round(probability, 3)}
         log.info("source language detected: %s (p = %.2f)", language, probability)
         configure_generation(asr.model, asr.processor.tokenizer, language, "transcribe")
     for seg in progress(segments, desc="recognize", unit="segment"):
-        piece = audio[int(seg.start * 16000):int(seg.end * 16000)]
+        piece = audio[int(seg.start * 16000) : int(seg.end * 16000)]
         features = asr.processor.feature_extractor(piece, sampling_rate=16000, return_tensors="pt").input_features
         with torch.no_grad():
-            ids = asr.model.generate(input_features=features.to(device, next(asr.model.parameters()).dtype),
-                                     max_new_tokens=120)
+            ids = asr.model.generate(
+                input_features=features.to(device, next(asr.model.parameters()).dtype), max_new_tokens=120
+            )
         seg.source_text = asr.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)[0].strip()
     return language, detected
 
 
-def speak_segments(bundle, audio: np.ndarray, segments: list[Segment], fit: FitConfig, total: float,
-                   times: StepTimes | None = None):
+def speak_segments(
+    bundle, audio: np.ndarray, segments: list[Segment], fit: FitConfig, total: float, times: StepTimes | None = None
+):
     """Fitted speech per segment and its report rows."""
     from export.fit import fit_to_slot, speaking_rate
     from export.speak import make_speaker, voice_of
@@ -268,7 +295,7 @@ def speak_segments(bundle, audio: np.ndarray, segments: list[Segment], fit: FitC
     pieces, rows = [], []
     for i, seg in enumerate(progress(segments, desc="speak and fit", unit="segment")):
         slot = seg.end - seg.start
-        voice = voice_of(audio[int(seg.start * 16000):int(seg.end * 16000)])
+        voice = voice_of(audio[int(seg.start * 16000) : int(seg.end * 16000)])
         with times("speak"):
             first = speaker.speak(seg.translation, 1.0, voice)
             rate = speaking_rate(len(first) / 16000, slot, fit)
@@ -277,13 +304,19 @@ def speak_segments(bundle, audio: np.ndarray, segments: list[Segment], fit: FitC
         with times("fit"):
             fitted = fit_to_slot(speech, 16000, slot, gap_after=max(0.0, after), cfg=fit)
         pieces.append(fitted.audio)
-        rows.append({"speaking_rate": round(rate, 3), **fitted.report(),
-                     "voice": {"median_hz": voice.median_hz and round(voice.median_hz, 1), "gender": voice.gender}})
+        rows.append(
+            {
+                "speaking_rate": round(rate, 3),
+                **fitted.report(),
+                "voice": {"median_hz": voice.median_hz and round(voice.median_hz, 1), "gender": voice.gender},
+            }
+        )
     return pieces, rows
 
 
-def mix(original: np.ndarray, segments: list[Segment], pieces: list[np.ndarray], duck: float,
-        rate: int = 16000) -> np.ndarray:
+def mix(
+    original: np.ndarray, segments: list[Segment], pieces: list[np.ndarray], duck: float, rate: int = 16000
+) -> np.ndarray:
     """The new speech over the original, which is ducked (with 50 ms ramps) where new speech plays.
     ``original`` is (N,) or (N, channels) at ``rate``; ``pieces`` are 16 kHz mono, resampled to
     ``rate`` and added to every channel, so the soundtrack keeps its own rate and channels."""
@@ -309,7 +342,7 @@ def mix(original: np.ndarray, segments: list[Segment], pieces: list[np.ndarray],
         a = int(seg.start * rate)
         n = min(len(piece), len(out) - a)
         if n > 0:
-            out[a:a + n] += piece[:n] if out.ndim == 1 else piece[:n, None]
+            out[a : a + n] += piece[:n] if out.ndim == 1 else piece[:n, None]
     peak = float(np.abs(out).max()) if out.size else 0.0
     return out / peak * 0.98 if peak > 0.98 else out
 
@@ -319,7 +352,7 @@ def _lagged_correlation(a: np.ndarray, b: np.ndarray, lags: int) -> float:
     the mouth leads or trails its sound by a frame or two, and footage is often a little off."""
     best = -1.0
     for lag in range(-lags, lags + 1):
-        x, y = (a[lag:], b[:len(b) - lag]) if lag >= 0 else (a[:lag], b[-lag:])
+        x, y = (a[lag:], b[: len(b) - lag]) if lag >= 0 else (a[:lag], b[-lag:])
         if len(x) > 3 and x.std() > 0 and y.std() > 0:
             best = max(best, float(np.corrcoef(x, y)[0, 1]))
     return best
@@ -341,7 +374,7 @@ def speaker_track(scan, segment: Segment, loudness: np.ndarray, fps: float, cont
         if track.coverage(first, last) < 0.5:
             continue
         a, b = max(first - widen, track.start), min(last + widen, track.end, len(loudness))
-        opening = jaw_drop(np.asarray(track.landmarks[a - track.start:b - track.start]))
+        opening = jaw_drop(np.asarray(track.landmarks[a - track.start : b - track.start]))
         r = _lagged_correlation(opening, loudness[a:b], lags)
         if r > best_r:
             best, best_r = track, r
@@ -354,8 +387,9 @@ def audio_windows(mel: np.ndarray, times: np.ndarray) -> np.ndarray:
     from shqip_av import audio as frontend
     from train.lipsync.generator import AUDIO_FRAMES
 
-    return np.stack([frontend.mel_window(mel, int(round(t * frontend.VIDEO_FPS)) - AUDIO_FRAMES // 2, AUDIO_FRAMES)
-                     for t in times])
+    return np.stack(
+        [frontend.mel_window(mel, int(round(t * frontend.VIDEO_FPS)) - AUDIO_FRAMES // 2, AUDIO_FRAMES) for t in times]
+    )
 
 
 # ------------------------------------------------------------------------------------- render
@@ -450,8 +484,20 @@ def lipsync_spans(scan, segments: list[Segment], loudness: np.ndarray, fps: floa
     return spans, owner
 
 
-def render(video: Path, info, fps: float, spans, generator, dub_mel: np.ndarray, cfg: DubConfig, out: Path,
-           audio: Path, metadata: list[str], expert=None, times: StepTimes | None = None):
+def render(
+    video: Path,
+    info,
+    fps: float,
+    spans,
+    generator,
+    dub_mel: np.ndarray,
+    cfg: DubConfig,
+    out: Path,
+    audio: Path,
+    metadata: list[str],
+    expert=None,
+    times: StepTimes | None = None,
+):
     """Stream frames through, regenerating the spans in chunks; returns LSE per span. ``times``
     gets the generator's, the crops', the paste-back's and (the rest) decode + encode seconds."""
     import cv2
@@ -483,8 +529,14 @@ def render(video: Path, info, fps: float, spans, generator, dub_mel: np.ndarray,
         crops = np.stack([p[3] for p in pending])
         marks = np.stack([p[4] for p in pending])
         with steps("lip-sync"):
-            generated = generate_track(generator, crops, marks, None, audio_windows=audio_windows(dub_mel, when),
-                                       device=str(next(generator.parameters()).device))
+            generated = generate_track(
+                generator,
+                crops,
+                marks,
+                None,
+                audio_windows=audio_windows(dub_mel, when),
+                device=str(next(generator.parameters()).device),
+            )
         for i, old in enumerate(carried):
             w = (i + 1) / (len(carried) + 1)
             generated[i] = (w * generated[i] + (1 - w) * old + 0.5).astype(np.uint8)
@@ -501,8 +553,14 @@ def render(video: Path, info, fps: float, spans, generator, dub_mel: np.ndarray,
         return done
 
     def frames():
-        for index, frame in enumerate(progress(iter_frames(video, fps=fps, info=info), desc="lip-sync and render",
-                                               total=info.num_frames or None, unit="frame")):
+        for index, frame in enumerate(
+            progress(
+                iter_frames(video, fps=fps, info=info),
+                desc="lip-sync and render",
+                total=info.num_frames or None,
+                unit="frame",
+            )
+        ):
             span = owner.get(index)
             if pending and (span is None or span != owner[pending[0][0]]):
                 for _, done in flush(final=True):
@@ -521,7 +579,7 @@ def render(video: Path, info, fps: float, spans, generator, dub_mel: np.ndarray,
 
     def crop_at(index, frame, track):
         crop, affine = geometry.canonical_crop(frame, track.align[index - track.start], CROP_SIZE)
-        marks = geometry.apply_affine(affine, track.landmarks[index - track.start:index - track.start + 1][0])
+        marks = geometry.apply_affine(affine, track.landmarks[index - track.start : index - track.start + 1][0])
         small = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
         return index, frame, affine, small, marks * (size / CROP_SIZE)
 
@@ -531,8 +589,9 @@ def render(video: Path, info, fps: float, spans, generator, dub_mel: np.ndarray,
     start = time.perf_counter()
     write_video(out, frames_out, fps=fps, audio=audio, extra_video_args=metadata)
     inside = sum(steps.seconds.get(k, 0.0) for k in ("lip-sync", "paste-back", "crop"))
-    steps.seconds["decode and encode"] = steps.seconds.get("decode and encode", 0.0) + \
-        time.perf_counter() - start - inside
+    steps.seconds["decode and encode"] = (
+        steps.seconds.get("decode and encode", 0.0) + time.perf_counter() - start - inside
+    )
     with steps("sync score"):
         return _span_lse(scores, dub_mel, expert)
 
@@ -548,7 +607,7 @@ def _span_lse(scores: dict, mel: np.ndarray, expert) -> dict[int, dict]:
         times = np.concatenate([t for _, t in parts])
         first = int(round(times[0] * 25))
         halves = lower_halves(crops, expert.sync_config.crop_size)
-        lse = expert_lse(expert, halves, mel[:, int(round(3.2 * first)):], 0, 0, 15)
+        lse = expert_lse(expert, halves, mel[:, int(round(3.2 * first)) :], 0, 0, 15)
         if lse is not None:
             out[span] = {"lse_d": round(lse.distance, 3), "lse_c": round(lse.confidence, 3), "offset": lse.offset}
     return out
@@ -566,18 +625,24 @@ def _device(name: str) -> str:
 
 LSE_HINT = {
     "lse_c": "sync confidence of the bundle's expert over the span: higher is better (near 0: the mouth does "
-             "not follow the speech); compare with the expert's calibration in expert_thresholds",
+    "not follow the speech); compare with the expert's calibration in expert_thresholds",
     "lse_d": "audio-visual distance at the best offset: lower is better",
     "offset": "frames at which audio and mouth agree best; 0 is in sync, positive means the audio is late",
 }
-UNITS = {"times": "seconds (start, end, *_s, source_seconds, and the fitting figures synthesized, fitted, borrowed, "
-                  "overflow)", "fps": "frames per second", "frames": "video frames", "size": "pixels (width, height)",
-         "face.box": "pixels in the source frame (x0, y0, x1, y1)"}
+UNITS = {
+    "times": "seconds (start, end, *_s, source_seconds, and the fitting figures synthesized, fitted, borrowed, "
+    "overflow)",
+    "fps": "frames per second",
+    "frames": "video frames",
+    "size": "pixels (width, height)",
+    "face.box": "pixels in the source frame (x0, y0, x1, y1)",
+}
 
 
 @dataclass
 class _Prepared:
     """Everything a dub needs, checked and loaded before anything is written."""
+
     video: Path
     info: object
     duration: float
@@ -630,9 +695,10 @@ def prepare(cfg: DubConfig) -> _Prepared:
     fps = info.fps
     picture = info.num_frames / fps if info.num_frames and fps else info.duration
     duration = min(info.duration, picture)
-    translation, notes = (translation_segments(cfg.translation, duration) if cfg.translation else (None, []))
-    signing = C2paSigning.load(cfg.c2pa_cert, cfg.c2pa_key, cfg.c2pa_timestamp_url) \
-        if cfg.c2pa_cert or cfg.c2pa_key else None
+    translation, notes = translation_segments(cfg.translation, duration) if cfg.translation else (None, [])
+    signing = (
+        C2paSigning.load(cfg.c2pa_cert, cfg.c2pa_key, cfg.c2pa_timestamp_url) if cfg.c2pa_cert or cfg.c2pa_key else None
+    )
     bundle = load_bundle(cfg.bundle)
     target = cfg.to or bundle.index.get("target_language") or "en"
     source_language = cfg.source_language or bundle.index.get("source_language") or ""
@@ -643,8 +709,10 @@ def prepare(cfg: DubConfig) -> _Prepared:
 
         voice = bundle.source("tts", tts)[0]
         if voice.split("-")[0].lower() != target.split("-")[0].lower():
-            raise DubError(f"the bundle's speech is espeak-ng voice {voice!r}, which does not speak {target!r}: "
-                           f"build a bundle with --tts espeak:{target} --to {target}")
+            raise DubError(
+                f"the bundle's speech is espeak-ng voice {voice!r}, which does not speak {target!r}: "
+                f"build a bundle with --tts espeak:{target} --to {target}"
+            )
         EspeakSpeaker(voice)  # installed, and the voice exists: now, not after recognition
     translator = None
     if not cfg.translation:
@@ -660,8 +728,22 @@ def prepare(cfg: DubConfig) -> _Prepared:
     asr = bundle.load_asr(source_language or None) if "asr" in bundle.index else None
     generator = bundle.load_generator().eval().to(device)
     expert = bundle.load_expert().eval()
-    return _Prepared(video, info, duration, bundle, target, source_language, translator, translation, notes,
-                     signing, asr, generator, expert, device)
+    return _Prepared(
+        video,
+        info,
+        duration,
+        bundle,
+        target,
+        source_language,
+        translator,
+        translation,
+        notes,
+        signing,
+        asr,
+        generator,
+        expert,
+        device,
+    )
 
 
 def _claim_out(cfg: DubConfig, video: Path) -> tuple[Path, bool, list[str]]:
@@ -675,8 +757,9 @@ def _claim_out(cfg: DubConfig, video: Path) -> tuple[Path, bool, list[str]]:
         raise DubError(f"--out {out} is a file, not a folder")
     foreign = foreign_files(out, OWNER_KIND, names)
     if foreign:
-        raise DubError(f"--out {out} already has {foreign[0]}, which no dub wrote; choose another --out (nothing "
-                       "was changed)")
+        raise DubError(
+            f"--out {out} already has {foreign[0]}, which no dub wrote; choose another --out (nothing was changed)"
+        )
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -715,7 +798,7 @@ def dub(cfg: DubConfig) -> dict:
 
 def _face_of(track, first: int, last: int) -> dict:
     """Which face a span regenerated: its track id and its median box in the source frame."""
-    marks = np.asarray(track.landmarks[first - track.start:last - track.start])
+    marks = np.asarray(track.landmarks[first - track.start : last - track.start])
     lo, hi = np.median(marks.min(axis=1), axis=0), np.median(marks.max(axis=1), axis=0)
     return {"track": int(track.track_id), "box": [int(round(v)) for v in (*lo, *hi)]}
 
@@ -734,9 +817,15 @@ def _run(cfg: DubConfig, ready: _Prepared, out: Path, work: Work, names: list[st
     source_language, translator, signing, device = ready.source_language, ready.translator, ready.signing, ready.device
     notes = list(ready.notes)
     times = StepTimes()
-    inputs = {"source_sha256": _sha256(video), "bundle": str(bundle.path), "to": target, "from": source_language,
-              "translation_sha256": _sha256(Path(cfg.translation)) if cfg.translation else None,
-              "fit": asdict(cfg.fit), "duck": cfg.duck}
+    inputs = {
+        "source_sha256": _sha256(video),
+        "bundle": str(bundle.path),
+        "to": target,
+        "from": source_language,
+        "translation_sha256": _sha256(Path(cfg.translation)) if cfg.translation else None,
+        "fit": asdict(cfg.fit),
+        "duck": cfg.duck,
+    }
     if work.json("inputs") not in (None, inputs):  # a rerun with other inputs: the old steps do not apply
         work.clear()
     work.save_json("inputs", inputs)
@@ -753,9 +842,11 @@ def _run(cfg: DubConfig, ready: _Prepared, out: Path, work: Work, names: list[st
     duration = ready.duration
     original = read_audio(source_wav)
     if len(original) / 16000 > duration + 0.5:
-        notes.append(f"the audio runs {len(original) / 16000 - duration:.1f} s past the picture; "
-                     f"the dub ends with the picture at {duration:.1f} s")
-        original = original[:int(duration * 16000)]
+        notes.append(
+            f"the audio runs {len(original) / 16000 - duration:.1f} s past the picture; "
+            f"the dub ends with the picture at {duration:.1f} s"
+        )
+        original = original[: int(duration * 16000)]
 
     # segments, the language spoken, and the texts
     found = work.json("segments")
@@ -778,9 +869,15 @@ def _run(cfg: DubConfig, ready: _Prepared, out: Path, work: Work, names: list[st
                 texts = translator.translate([s.source_text for s in segments], source_language, target)
             for seg, text in zip(segments, texts):
                 seg.translation = text
-        work.save_json("segments", {"source_language": source_language, "detected": detected,
-                                    "segments": [asdict(s) for s in segments],
-                                    "original_speech": [asdict(s) for s in original_speech]})
+        work.save_json(
+            "segments",
+            {
+                "source_language": source_language,
+                "detected": detected,
+                "segments": [asdict(s) for s in segments],
+                "original_speech": [asdict(s) for s in original_speech],
+            },
+        )
     else:
         source_language, detected = found["source_language"], found["detected"]
         segments = [Segment(**s) for s in found["segments"]]
@@ -797,9 +894,12 @@ def _run(cfg: DubConfig, ready: _Prepared, out: Path, work: Work, names: list[st
             write_wav(dub_wav, mix(original, segments, pieces, cfg.duck))
             if info.has_audio:
                 native, rate = read_wav(native_wav)
-                native = native[:int(round(duration * rate))]
-                write_wav(dub_native, mix(native if native.shape[1] > 1 else native[:, 0], segments, pieces,
-                                          cfg.duck, rate), sample_rate=rate)
+                native = native[: int(round(duration * rate))]
+                write_wav(
+                    dub_native,
+                    mix(native if native.shape[1] > 1 else native[:, 0], segments, pieces, cfg.duck, rate),
+                    sample_rate=rate,
+                )
         work.save_json("speech", fitting)
     dub_audio = read_audio(dub_wav)
 
@@ -816,8 +916,9 @@ def _run(cfg: DubConfig, ready: _Prepared, out: Path, work: Work, names: list[st
     # (to silence): otherwise it would go on mouthing words nobody hears
     quiet = uncovered(original_speech, segments)
     everything = sorted(segments + quiet, key=lambda seg: seg.start)
-    spans, owners = lipsync_spans(scan, everything, frontend.speech_loudness(original, n, fps), fps,
-                                  cfg.buffer_frames, n)
+    spans, owners = lipsync_spans(
+        scan, everything, frontend.speech_loudness(original, n, fps), fps, cfg.buffer_frames, n
+    )
     position = {id(seg): i for i, seg in enumerate(everything)}
     span_of = [owners[position[id(seg)]] for seg in segments]
     if not scan.tracks:
@@ -832,40 +933,73 @@ def _run(cfg: DubConfig, ready: _Prepared, out: Path, work: Work, names: list[st
     soundtrack = dub_native if info.has_audio else dub_wav
     faces_used = [_face_of(track, first, last) for track, first, last in spans]
     record_owned(out, OWNER_KIND, names)  # from here on these names are the dub's
-    lse = render(video, info, fps, spans, ready.generator, dub_mel, cfg, rendered, soundtrack, metadata,
-                 ready.expert, times)
+    lse = render(
+        video, info, fps, spans, ready.generator, dub_mel, cfg, rendered, soundtrack, metadata, ready.expert, times
+    )
     if signing:
         with times("c2pa"), atomic_output(result, suffix=".mp4") as tmp:
-            signing.sign(rendered, tmp, video, result.name,
-                         {"bundle": bundle.index.get("name", ""), "source_sha256": source_sha256,
-                          "source_language": source_language, "target_language": target,
-                          "generated": GENERATED})
+            signing.sign(
+                rendered,
+                tmp,
+                video,
+                result.name,
+                {
+                    "bundle": bundle.index.get("name", ""),
+                    "source_sha256": source_sha256,
+                    "source_language": source_language,
+                    "target_language": target,
+                    "generated": GENERATED,
+                },
+            )
 
     write_srt(out / names[1], [Cue(s.start, s.end, s.translation) for s in segments])
     rows = []
     for i, (seg, fit) in enumerate(zip(segments, fitting)):
         span = span_of[i]
-        rows.append({"index": i, "start": seg.start, "end": seg.end, "source_text": seg.source_text,
-                     "translation": seg.translation, **fit, "lip_synced": span is not None,
-                     "face": faces_used[span] if span is not None else None,
-                     "sync": lse.get(span) if span is not None else None})
+        rows.append(
+            {
+                "index": i,
+                "start": seg.start,
+                "end": seg.end,
+                "source_text": seg.source_text,
+                "translation": seg.translation,
+                **fit,
+                "lip_synced": span is not None,
+                "face": faces_used[span] if span is not None else None,
+                "sync": lse.get(span) if span is not None else None,
+            }
+        )
     regenerated = set()
     for _, first, last in spans:
         regenerated.update(range(first, last))
     from filter.expert import expert_thresholds
 
-    report = {"video": str(result), "source": str(video), "source_sha256": source_sha256, "bundle": str(bundle.path),
-              "source_language": source_language, "source_language_detected": detected,
-              "target_language": target, "fps": fps,
-              "size": [info.width, info.height], "frames": n, "lip_synced_frames": len(regenerated),
-              "faces": [{**f, "first_frame": first, "end_frame": last}
-                        for f, (_, first, last) in zip(faces_used, spans)],
-              "translation": "user .srt" if cfg.translation else bundle.index["mt"]["source"],
-              "generated": GENERATED, "visible_mark": cfg.visible_mark, "c2pa_signed": signing is not None, "notes": notes,
-              "mouth_regenerated_to_silence": [[q.start, q.end] for q in quiet],
-              "segments": rows, "source_seconds": round(duration, 3), "step_seconds": times.rounded(),
-              "sync_metrics": LSE_HINT, "expert_thresholds": expert_thresholds(bundle.source("expert")[0]) or None,
-              "audio": {"sample_rate": info.audio_rate or 16000, "channels": info.audio_channels or 1},
-              "units": UNITS}
+    report = {
+        "video": str(result),
+        "source": str(video),
+        "source_sha256": source_sha256,
+        "bundle": str(bundle.path),
+        "source_language": source_language,
+        "source_language_detected": detected,
+        "target_language": target,
+        "fps": fps,
+        "size": [info.width, info.height],
+        "frames": n,
+        "lip_synced_frames": len(regenerated),
+        "faces": [{**f, "first_frame": first, "end_frame": last} for f, (_, first, last) in zip(faces_used, spans)],
+        "translation": "user .srt" if cfg.translation else bundle.index["mt"]["source"],
+        "generated": GENERATED,
+        "visible_mark": cfg.visible_mark,
+        "c2pa_signed": signing is not None,
+        "notes": notes,
+        "mouth_regenerated_to_silence": [[q.start, q.end] for q in quiet],
+        "segments": rows,
+        "source_seconds": round(duration, 3),
+        "step_seconds": times.rounded(),
+        "sync_metrics": LSE_HINT,
+        "expert_thresholds": expert_thresholds(bundle.source("expert")[0]) or None,
+        "audio": {"sample_rate": info.audio_rate or 16000, "channels": info.audio_channels or 1},
+        "units": UNITS,
+    }
     atomic_write_text(out / names[2], json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return report

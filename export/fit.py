@@ -73,8 +73,22 @@ def atempo(audio: np.ndarray, rate: int, tempo: float) -> np.ndarray:
     stages.append(left)
     with tempfile.TemporaryDirectory() as tmp:
         src = write_wav(Path(tmp) / "in.wav", audio.astype(np.float32), sample_rate=rate)
-        proc = run_ffmpeg(["-i", str(src), "-af", ",".join(f"atempo={s:.6f}" for s in stages), "-ac", "1",
-                           "-ar", str(rate), "-f", "wav", "-"], "time-stretch")
+        proc = run_ffmpeg(
+            [
+                "-i",
+                str(src),
+                "-af",
+                ",".join(f"atempo={s:.6f}" for s in stages),
+                "-ac",
+                "1",
+                "-ar",
+                str(rate),
+                "-f",
+                "wav",
+                "-",
+            ],
+            "time-stretch",
+        )
     out, _ = decode_wav(proc.stdout)
     return out.astype(np.float32)
 
@@ -87,8 +101,9 @@ def _fade_out(audio: np.ndarray, rate: int) -> np.ndarray:
     return audio
 
 
-def fit_to_slot(audio: np.ndarray, rate: int, slot: float, *, gap_after: float = 0.0,
-                cfg: FitConfig | None = None) -> Fitted:
+def fit_to_slot(
+    audio: np.ndarray, rate: int, slot: float, *, gap_after: float = 0.0, cfg: FitConfig | None = None
+) -> Fitted:
     """Stretch, pad, borrow or cut ``audio`` (float mono at ``rate``) to fill ``slot`` seconds;
     ``gap_after``: seconds of silence after the slot that it may borrow."""
     cfg = cfg or FitConfig()

@@ -25,7 +25,9 @@ log = get_logger(__name__)
 
 @dataclass
 class OnnxConfig:
-    model: str = option("", "the generator: a train.lipsync run (runs/lipsync/<name>), its generator/ folder or a Hub id")
+    model: str = option(
+        "", "the generator: a train.lipsync run (runs/lipsync/<name>), its generator/ folder or a Hub id"
+    )
     out: str = option("", "output folder (default: <run>/onnx)")
     opset: int = option(18, "ONNX opset", min=17, max=23)
     tolerance: float = option(1e-4, "largest accepted |ONNX - PyTorch| on the check inputs", above=0)
@@ -39,9 +41,11 @@ def example_inputs(model, batch: int, seed: int = 0):
 
     c = model.generator_config
     g = torch.Generator().manual_seed(seed)
-    return (torch.rand(batch, c.frames, 3, c.size, c.size, generator=g),
-            torch.rand(batch, c.references, 3, c.size, c.size, generator=g),
-            torch.randn(batch, c.frames, 80, frontend.mel_length(AUDIO_FRAMES), generator=g) * 3 - 4)
+    return (
+        torch.rand(batch, c.frames, 3, c.size, c.size, generator=g),
+        torch.rand(batch, c.references, 3, c.size, c.size, generator=g),
+        torch.randn(batch, c.frames, 80, frontend.mel_length(AUDIO_FRAMES), generator=g) * 3 - 4,
+    )
 
 
 def export_onnx(cfg: OnnxConfig) -> dict:
@@ -64,9 +68,17 @@ def export_onnx(cfg: OnnxConfig) -> dict:
     batch = torch.export.Dim("batch", min=1, max=4096)
     captured = io.StringIO()
     with contextlib.redirect_stdout(captured), torch.no_grad():  # the exporter prints its progress
-        torch.onnx.export(model, example_inputs(model, 2), str(tmp), dynamo=True, opset_version=cfg.opset,
-                          input_names=["frames", "references", "mel"], output_names=["generated"],
-                          dynamic_shapes=({0: batch}, {0: batch}, {0: batch}), external_data=False)
+        torch.onnx.export(
+            model,
+            example_inputs(model, 2),
+            str(tmp),
+            dynamo=True,
+            opset_version=cfg.opset,
+            input_names=["frames", "references", "mel"],
+            output_names=["generated"],
+            dynamic_shapes=({0: batch}, {0: batch}, {0: batch}),
+            external_data=False,
+        )
     session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
     worst = 0.0
     for b in (1, 3):
@@ -77,12 +89,22 @@ def export_onnx(cfg: OnnxConfig) -> dict:
         worst = max(worst, float(np.abs(got - expected).max()))
     if worst > cfg.tolerance:
         tmp.unlink(missing_ok=True)
-        raise ShqipError(f"the ONNX generator differs from PyTorch by {worst:.3g} (> {cfg.tolerance}); nothing was written")
+        raise ShqipError(
+            f"the ONNX generator differs from PyTorch by {worst:.3g} (> {cfg.tolerance}); nothing was written"
+        )
     tmp.replace(target)
     c = model.generator_config
-    info = {"file": str(target), "max_abs_difference": worst, "checked_batches": [1, 3], "opset": cfg.opset,
-            "inputs": {"frames": ["batch", c.frames, 3, c.size, c.size], "references": ["batch", c.references, 3, c.size, c.size],
-                       "mel": ["batch", c.frames, 80, int(example_inputs(model, 1)[2].shape[-1])]},
-            "outputs": {"generated": ["batch", c.frames, 3, c.size, c.size]}}
+    info = {
+        "file": str(target),
+        "max_abs_difference": worst,
+        "checked_batches": [1, 3],
+        "opset": cfg.opset,
+        "inputs": {
+            "frames": ["batch", c.frames, 3, c.size, c.size],
+            "references": ["batch", c.references, 3, c.size, c.size],
+            "mel": ["batch", c.frames, 80, int(example_inputs(model, 1)[2].shape[-1])],
+        },
+        "outputs": {"generated": ["batch", c.frames, 3, c.size, c.size]},
+    }
     atomic_write_text(out / "onnx.json", json.dumps(info, indent=2) + "\n")
     return info

@@ -29,8 +29,10 @@ from shqip_av import ShqipError
 RATE = 16000
 ESPEAK_WPM = 175  # espeak-ng's default words per minute: speaking rate 1
 # espeak-ng's -p setting → the median F0 voice_of measures, for its m3 and f3 variants (sq voice)
-ESPEAK_PITCH = {"male": ((68, 78, 91, 111, 138, 169), (0, 20, 40, 60, 80, 99)),
-                "female": ((139, 160, 188, 222, 271, 327), (0, 20, 40, 60, 80, 99))}
+ESPEAK_PITCH = {
+    "male": ((68, 78, 91, 111, 138, 169), (0, 20, 40, 60, 80, 99)),
+    "female": ((139, 160, 188, 222, 271, 327), (0, 20, 40, 60, 80, 99)),
+}
 MALE_BELOW_HZ = 150.0  # median F0 under this reads as a male voice (typical: 85-155 male, 165-255 female)
 
 
@@ -57,14 +59,14 @@ def voice_of(audio: np.ndarray, rate: int = RATE) -> Voice:
     audio = np.asarray(audio, np.float64)
     if len(audio) < frame:
         return Voice()
-    loud = np.sqrt(np.mean(audio ** 2)) * 0.5
+    loud = np.sqrt(np.mean(audio**2)) * 0.5
     f0 = []
     for start in range(0, len(audio) - frame, hop):
-        x = audio[start:start + frame]
-        if np.sqrt(np.mean(x ** 2)) < loud:
+        x = audio[start : start + frame]
+        if np.sqrt(np.mean(x**2)) < loud:
             continue
         x = x - x.mean()
-        ac = np.correlate(x, x, "full")[frame - 1:]
+        ac = np.correlate(x, x, "full")[frame - 1 :]
         if ac[0] <= 0:
             continue
         window = ac[lo:hi]
@@ -72,8 +74,11 @@ def voice_of(audio: np.ndarray, rate: int = RATE) -> Voice:
         if best / ac[0] <= 0.5:  # not clearly periodic: unvoiced
             continue
         # the shortest lag nearly as strong as the best: multiples of the period score as high
-        peaks = [i for i in range(1, len(window) - 1) if window[i] >= window[i - 1] and window[i] >= window[i + 1]
-                 and window[i] >= 0.85 * best]
+        peaks = [
+            i
+            for i in range(1, len(window) - 1)
+            if window[i] >= window[i - 1] and window[i] >= window[i + 1] and window[i] >= 0.85 * best
+        ]
         f0.append(rate / (lo + (peaks[0] if peaks else int(np.argmax(window)))))
     if len(f0) < 5:
         return Voice()
@@ -106,9 +111,25 @@ class EspeakSpeaker:
         name, pitch, spread = self.voice_settings(voice)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "tts.wav"
-            proc = subprocess.run(["espeak-ng", "-v", name, "-p", str(pitch), "-a", "120", "-s",
-                                   str(int(round(ESPEAK_WPM * rate))), "-w", str(out), "--", text],
-                                  capture_output=True, text=True)
+            proc = subprocess.run(
+                [
+                    "espeak-ng",
+                    "-v",
+                    name,
+                    "-p",
+                    str(pitch),
+                    "-a",
+                    "120",
+                    "-s",
+                    str(int(round(ESPEAK_WPM * rate))),
+                    "-w",
+                    str(out),
+                    "--",
+                    text,
+                ],
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode != 0 or not out.is_file():
                 raise SpeechError(f"espeak-ng failed: {proc.stderr.strip() or proc.returncode}")
             return _trim(read_audio(out, sample_rate=RATE))
@@ -157,8 +178,9 @@ def shift_pitch(audio: np.ndarray, factor: float, rate: int = RATE) -> np.ndarra
 
     if abs(factor - 1.0) < 0.02 or len(audio) == 0:
         return audio.astype(np.float32)
-    faster = torchaudio.functional.resample(torch.from_numpy(np.asarray(audio, np.float32)),
-                                            int(round(rate * factor)), rate).numpy()
+    faster = torchaudio.functional.resample(
+        torch.from_numpy(np.asarray(audio, np.float32)), int(round(rate * factor)), rate
+    ).numpy()
     return atempo(faster, rate, 1.0 / factor)
 
 
@@ -176,7 +198,7 @@ def _trim(audio: np.ndarray, threshold: float = 0.01) -> np.ndarray:
     loud = np.flatnonzero(np.abs(audio) > threshold * max(1e-6, float(np.abs(audio).max())))
     if not loud.size:
         return audio.astype(np.float32)
-    return audio[max(0, loud[0] - 160): loud[-1] + 160].astype(np.float32)
+    return audio[max(0, loud[0] - 160) : loud[-1] + 160].astype(np.float32)
 
 
 def make_speaker(entry: dict, source: str, revision: str = "main"):

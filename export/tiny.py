@@ -42,9 +42,19 @@ class TinyMarianConfig:
 def _spm(text_file: str, prefix: Path, vocab_size: int) -> Path:
     import sentencepiece as spm
 
-    spm.SentencePieceTrainer.train(input=text_file, model_prefix=str(prefix), vocab_size=vocab_size,
-                                   character_coverage=1.0, model_type="unigram", bos_id=-1, eos_id=1, unk_id=2,
-                                   pad_id=0, hard_vocab_limit=False, minloglevel=2)
+    spm.SentencePieceTrainer.train(
+        input=text_file,
+        model_prefix=str(prefix),
+        vocab_size=vocab_size,
+        character_coverage=1.0,
+        model_type="unigram",
+        bos_id=-1,
+        eos_id=1,
+        unk_id=2,
+        pad_id=0,
+        hard_vocab_limit=False,
+        minloglevel=2,
+    )
     return prefix.with_suffix(".model")
 
 
@@ -69,19 +79,37 @@ def build_tiny_marian(cfg: TinyMarianConfig) -> Path:
         for i in range(proc.get_piece_size()):
             vocab.setdefault(proc.id_to_piece(i), len(vocab))
     (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=0))
-    tokenizer = MarianTokenizer(str(out / "source.spm"), str(out / "target.spm"), str(out / "vocab.json"),
-                                source_lang=cfg.source, target_lang=cfg.target)
+    tokenizer = MarianTokenizer(
+        str(out / "source.spm"),
+        str(out / "target.spm"),
+        str(out / "vocab.json"),
+        source_lang=cfg.source,
+        target_lang=cfg.target,
+    )
     tokenizer.save_pretrained(out)
     torch.manual_seed(cfg.seed)
-    config = MarianConfig(vocab_size=len(vocab), d_model=cfg.d_model, encoder_layers=cfg.layers,
-                          decoder_layers=cfg.layers, encoder_attention_heads=2, decoder_attention_heads=2,
-                          encoder_ffn_dim=2 * cfg.d_model, decoder_ffn_dim=2 * cfg.d_model, max_position_embeddings=256,
-                          pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, forced_eos_token_id=1)
+    config = MarianConfig(
+        vocab_size=len(vocab),
+        d_model=cfg.d_model,
+        encoder_layers=cfg.layers,
+        decoder_layers=cfg.layers,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=2 * cfg.d_model,
+        decoder_ffn_dim=2 * cfg.d_model,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+        forced_eos_token_id=1,
+    )
     model = MarianMTModel(config)
     model.generation_config.max_length = 64
     model.save_pretrained(out)
-    (out / "README.md").write_text(f"---\nlicense: cc0-1.0\ntags: [shqip-av, tiny, random-weights]\n---\n\n"
-                                   f"# A tiny random Marian {cfg.source}→{cfg.target} (for tests; it does not translate)\n")
+    (out / "README.md").write_text(
+        f"---\nlicense: cc0-1.0\ntags: [shqip-av, tiny, random-weights]\n---\n\n"
+        f"# A tiny random Marian {cfg.source}→{cfg.target} (for tests; it does not translate)\n"
+    )
     return out
 
 
@@ -99,30 +127,60 @@ def build_tiny_vits(out: str | Path, seed: int = 0, sampling_rate: int = 16000) 
     out.mkdir(parents=True, exist_ok=True)
     vocab = {c: i for i, c in enumerate(["<pad>", *VITS_CHARACTERS])}
     (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
-    VitsTokenizer(str(out / "vocab.json"), language=None, add_blank=True, normalize=True, phonemize=False,
-                  pad_token="<pad>", unk_token="<pad>").save_pretrained(out)
+    VitsTokenizer(
+        str(out / "vocab.json"),
+        language=None,
+        add_blank=True,
+        normalize=True,
+        phonemize=False,
+        pad_token="<pad>",
+        unk_token="<pad>",
+    ).save_pretrained(out)
     torch.manual_seed(seed)
-    config = VitsConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, ffn_dim=64,
-                        flow_size=32, spectrogram_bins=65, upsample_initial_channel=32, upsample_rates=[8, 8, 4],
-                        upsample_kernel_sizes=[16, 16, 8], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
-                        prior_encoder_num_flows=2, posterior_encoder_num_wavenet_layers=2, duration_predictor_num_flows=2,
-                        duration_predictor_filter_channels=32, depth_separable_num_layers=2, sampling_rate=sampling_rate)
+    config = VitsConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        ffn_dim=64,
+        flow_size=32,
+        spectrogram_bins=65,
+        upsample_initial_channel=32,
+        upsample_rates=[8, 8, 4],
+        upsample_kernel_sizes=[16, 16, 8],
+        resblock_kernel_sizes=[3],
+        resblock_dilation_sizes=[[1, 3]],
+        prior_encoder_num_flows=2,
+        posterior_encoder_num_wavenet_layers=2,
+        duration_predictor_num_flows=2,
+        duration_predictor_filter_channels=32,
+        depth_separable_num_layers=2,
+        sampling_rate=sampling_rate,
+    )
     VitsModel(config).save_pretrained(out)
-    (out / "README.md").write_text("---\nlicense: cc0-1.0\ntags: [shqip-av, tiny, random-weights]\n---\n\n"
-                                   "# A tiny random VITS (for tests; it speaks noise)\n")
+    (out / "README.md").write_text(
+        "---\nlicense: cc0-1.0\ntags: [shqip-av, tiny, random-weights]\n---\n\n"
+        "# A tiny random VITS (for tests; it speaks noise)\n"
+    )
     return out
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["vits"]:
-        parser = argparse.ArgumentParser(prog="python -m export.tiny vits", description="Build a tiny random VITS folder.")
+        parser = argparse.ArgumentParser(
+            prog="python -m export.tiny vits", description="Build a tiny random VITS folder."
+        )
         parser.add_argument("--out", required=True)
         print(build_tiny_vits(parser.parse_args(argv[1:]).out))
         return 0
-    cfg, args = parse_config(TinyMarianConfig, argv, prog="python -m export.tiny",
-                             description="Build a tiny random-weight Marian model folder (offline tests); "
-                                         "`python -m export.tiny vits --out DIR` builds a tiny VITS.")
+    cfg, args = parse_config(
+        TinyMarianConfig,
+        argv,
+        prog="python -m export.tiny",
+        description="Build a tiny random-weight Marian model folder (offline tests); "
+        "`python -m export.tiny vits --out DIR` builds a tiny VITS.",
+    )
     setup_logging(args.verbose)
     print(build_tiny_marian(cfg))
     return 0

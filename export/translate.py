@@ -17,14 +17,49 @@ from shqip_av import ShqipError
 
 # ISO 639-1 → FLORES-200 (NLLB) for the languages dubbing into and out of Albanian meets most
 NLLB_CODES = {
-    "sq": "als_Latn", "en": "eng_Latn", "de": "deu_Latn", "fr": "fra_Latn", "it": "ita_Latn", "es": "spa_Latn",
-    "el": "ell_Grek", "tr": "tur_Latn", "sr": "srp_Cyrl", "mk": "mkd_Cyrl", "hr": "hrv_Latn", "bs": "bos_Latn",
-    "ro": "ron_Latn", "bg": "bul_Cyrl", "pt": "por_Latn", "nl": "nld_Latn", "sv": "swe_Latn", "pl": "pol_Latn",
-    "ru": "rus_Cyrl", "uk": "ukr_Cyrl", "ar": "arb_Arab", "zh": "zho_Hans", "ja": "jpn_Jpan", "hu": "hun_Latn",
+    "sq": "als_Latn",
+    "en": "eng_Latn",
+    "de": "deu_Latn",
+    "fr": "fra_Latn",
+    "it": "ita_Latn",
+    "es": "spa_Latn",
+    "el": "ell_Grek",
+    "tr": "tur_Latn",
+    "sr": "srp_Cyrl",
+    "mk": "mkd_Cyrl",
+    "hr": "hrv_Latn",
+    "bs": "bos_Latn",
+    "ro": "ron_Latn",
+    "bg": "bul_Cyrl",
+    "pt": "por_Latn",
+    "nl": "nld_Latn",
+    "sv": "swe_Latn",
+    "pl": "pol_Latn",
+    "ru": "rus_Cyrl",
+    "uk": "ukr_Cyrl",
+    "ar": "arb_Arab",
+    "zh": "zho_Hans",
+    "ja": "jpn_Jpan",
+    "hu": "hun_Latn",
 }
 # ISO 639-1 → the three-letter codes multi-target opus-mt models use in >>xxx<<
-OPUS_CODES = {"sq": "sqi", "en": "eng", "de": "deu", "fr": "fra", "it": "ita", "es": "spa", "el": "ell", "tr": "tur",
-              "sr": "srp_Cyrl", "mk": "mkd", "hr": "hrv", "ro": "ron", "bg": "bul", "pt": "por", "nl": "nld"}
+OPUS_CODES = {
+    "sq": "sqi",
+    "en": "eng",
+    "de": "deu",
+    "fr": "fra",
+    "it": "ita",
+    "es": "spa",
+    "el": "ell",
+    "tr": "tur",
+    "sr": "srp_Cyrl",
+    "mk": "mkd",
+    "hr": "hrv",
+    "ro": "ron",
+    "bg": "bul",
+    "pt": "por",
+    "nl": "nld",
+}
 
 
 class TranslationError(ShqipError):
@@ -35,8 +70,10 @@ def _nllb(code: str) -> str:
     if code in NLLB_CODES.values():
         return code
     if code not in NLLB_CODES:
-        raise TranslationError(f"unknown language code {code!r} for an NLLB model (known: {', '.join(sorted(NLLB_CODES))}, "
-                               "or a FLORES-200 code such as als_Latn)")
+        raise TranslationError(
+            f"unknown language code {code!r} for an NLLB model (known: {', '.join(sorted(NLLB_CODES))}, "
+            "or a FLORES-200 code such as als_Latn)"
+        )
     return NLLB_CODES[code]
 
 
@@ -74,8 +111,9 @@ class Translator:
             if targets:  # a multi-target opus-mt model
                 tag = f">>{OPUS_CODES.get(target, target)}<<"
                 if tag not in targets:
-                    raise TranslationError(f"unknown language code {target!r} for this opus-mt model "
-                                           f"(it knows {', '.join(targets[:12])}…)")
+                    raise TranslationError(
+                        f"unknown language code {target!r} for this opus-mt model (it knows {', '.join(targets[:12])}…)"
+                    )
                 texts = [f"{tag} {t}" for t in texts]
         else:
             raise TranslationError(f"unknown translation model family {self.family!r}")
@@ -86,9 +124,11 @@ class Translator:
 
         out: list[str] = []
         for i in range(0, len(texts), batch_size):
-            chunk, extra = self._prepare(texts[i:i + batch_size], source, target)
+            chunk, extra = self._prepare(texts[i : i + batch_size], source, target)
             inputs = self.tokenizer(chunk, return_tensors="pt", padding=True, truncation=True)
             with torch.no_grad():
-                ids = self.model.generate(**inputs, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens, **extra)
+                ids = self.model.generate(
+                    **inputs, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens, **extra
+                )
             out += [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
         return out

@@ -7,8 +7,12 @@ from shqip_av.log import setup_logging
 
 
 def main(argv=None) -> int:
-    cfg, args = parse_config(FilterConfig, argv, prog="python -m filter",
-                             description="Turn collected videos (<root>/raw) into accepted utterances (<root>/clips).")
+    cfg, args = parse_config(
+        FilterConfig,
+        argv,
+        prog="python -m filter",
+        description="Turn collected videos (<root>/raw) into accepted utterances (<root>/clips).",
+    )
     setup_logging(args.verbose, root=cfg.root)
     stats = prepare_clips(cfg)
     print(stats.summary())

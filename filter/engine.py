@@ -31,13 +31,26 @@ def error_result(record: dict, cfg: FilterConfig, reason: str) -> VideoResult:
 
 
 def engine_of(cfg: FilterConfig) -> engine.Engine:
-    return engine.Engine(kind=cfg.engine, workers=cfg.workers, address=cfg.ray_address,
-                         max_retries=cfg.max_retries, timeout=cfg.video_timeout, root=cfg.root,
-                         marker="raw/manifest.jsonl", what="video")
+    return engine.Engine(
+        kind=cfg.engine,
+        workers=cfg.workers,
+        address=cfg.ray_address,
+        max_retries=cfg.max_retries,
+        timeout=cfg.video_timeout,
+        root=cfg.root,
+        marker="raw/manifest.jsonl",
+        what="video",
+    )
 
 
 def run_videos(todo: list[dict], cfg: FilterConfig) -> Iterator[tuple[dict, VideoResult]]:
     """(record, result) for every video of ``todo``, in the order they finish."""
     on = engine_of(cfg)
-    yield from engine.run(run_one, todo, (engine.worker_root(on), cfg), on, name=lambda r: r["video_id"],
-                          lost=lambda r, why: error_result(r, cfg, why))
+    yield from engine.run(
+        run_one,
+        todo,
+        (engine.worker_root(on), cfg),
+        on,
+        name=lambda r: r["video_id"],
+        lost=lambda r, why: error_result(r, cfg, why),
+    )

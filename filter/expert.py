@@ -59,11 +59,18 @@ def _expert_class():
     from huggingface_hub import PyTorchModelHubMixin
 
     def block(cin: int, cout: int, stride) -> nn.Module:
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-                             nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        )
 
-    class SyncExpert(nn.Module, PyTorchModelHubMixin, library_name="shqip-av", tags=["shqip-av", "sync-expert",
-                                                                                     "audio-visual"]):
+    class SyncExpert(
+        nn.Module, PyTorchModelHubMixin, library_name="shqip-av", tags=["shqip-av", "sync-expert", "audio-visual"]
+    ):
         """``forward(video, mel)`` → (video embedding, audio embedding), each (B, embedding), unit length.
 
         video: (B, T, H/2, H) grey lower halves in [0, 1]; mel: (B, 80, ceil(3.2·T))."""
@@ -72,12 +79,20 @@ def _expert_class():
             super().__init__()
             self.config_ = SyncExpertConfig(frames, crop_size, tuple(channels), embedding)
             widths = [frames, *channels]
-            self.video = nn.Sequential(*[block(a, b, 2) for a, b in zip(widths[:-1], widths[1:])],
-                                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels[-1], embedding))
+            self.video = nn.Sequential(
+                *[block(a, b, 2) for a, b in zip(widths[:-1], widths[1:])],
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+                nn.Linear(channels[-1], embedding),
+            )
             widths = [1, *channels]
             # mel windows are short in time (16 columns): stride over frequency only after the first block
-            self.audio = nn.Sequential(*[block(a, b, (2, 1) if i else 1) for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))],
-                                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels[-1], embedding))
+            self.audio = nn.Sequential(
+                *[block(a, b, (2, 1) if i else 1) for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))],
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+                nn.Linear(channels[-1], embedding),
+            )
 
         @property
         def sync_config(self) -> SyncExpertConfig:
@@ -150,7 +165,7 @@ def lower_halves(crops: np.ndarray, size: int) -> np.ndarray:
     for i, crop in enumerate(crops):
         grey = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY)
         small = cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA)
-        out[i] = small[size // 2:] / 255.0
+        out[i] = small[size // 2 :] / 255.0
     return out
 
 
@@ -171,14 +186,15 @@ def lse_from_distances(distances: np.ndarray) -> LSE:
     curve = np.nanmean(distances, axis=0)
     best = int(np.nanargmin(curve))
     minimum = float(curve[best])
-    return LSE(round(minimum, 4), round(float(np.nanmedian(curve)) - minimum, 4), best - k,
-               [round(float(c), 4) for c in curve])
+    return LSE(
+        round(minimum, 4), round(float(np.nanmedian(curve)) - minimum, 4), best - k, [round(float(c), 4) for c in curve]
+    )
 
 
 def _batches(items, size: int):
     items = list(items)
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
 def expert_lse(model, halves, mel, pad_before: int, pad_after: int, max_offset: int, device: str = "cpu") -> LSE | None:
@@ -196,11 +212,28 @@ def expert_lse(model, halves, mel, pad_before: int, pad_after: int, max_offset: 
         return None
     starts = range(0, pad_before + len(halves) + pad_after - t + 1)  # audio windows, in audio frames
     with torch.no_grad():
-        video = torch.cat([model.embed_video(torch.stack([halves[i:i + t] for i in batch]).to(device))
-                           for batch in _batches(range(n), 256)]).cpu().numpy()
-        audio = torch.cat([model.embed_audio(torch.stack([torch.as_tensor(frontend.mel_window(mel, j, t))
-                                                          for j in batch]).float().to(device))
-                           for batch in _batches(starts, 256)]).cpu().numpy()
+        video = (
+            torch.cat(
+                [
+                    model.embed_video(torch.stack([halves[i : i + t] for i in batch]).to(device))
+                    for batch in _batches(range(n), 256)
+                ]
+            )
+            .cpu()
+            .numpy()
+        )
+        audio = (
+            torch.cat(
+                [
+                    model.embed_audio(
+                        torch.stack([torch.as_tensor(frontend.mel_window(mel, j, t)) for j in batch]).float().to(device)
+                    )
+                    for batch in _batches(starts, 256)
+                ]
+            )
+            .cpu()
+            .numpy()
+        )
     distances = np.full((n, 2 * k + 1), np.nan)
     for col, offset in enumerate(range(-k, k + 1)):
         index = np.arange(n) + pad_before + offset  # the audio window `offset` frames later
@@ -231,14 +264,21 @@ def calibrate(model, samples: list, max_offset: int = 15, device: str = "cpu") -
             foreign.append(b)
     if not own or not foreign:
         return {}
-    c_own, c_foreign = np.percentile([x.confidence for x in own], 10), np.percentile([x.confidence for x in foreign], 90)
+    c_own, c_foreign = (
+        np.percentile([x.confidence for x in own], 10),
+        np.percentile([x.confidence for x in foreign], 90),
+    )
     d_own, d_foreign = np.percentile([x.distance for x in own], 90), np.percentile([x.distance for x in foreign], 10)
-    return {"min_confidence": round(float((c_own + c_foreign) / 2), 4),
-            "distance_midpoint": round(float((d_own + d_foreign) / 2), 4),  # informational: filter limits LSE-C
-            "samples": len(own),
-            "own_offset_zero": round(float(np.mean([abs(x.offset) <= 1 for x in own])), 4),
-            "own_confidence_p10": round(float(c_own), 4), "foreign_confidence_p90": round(float(c_foreign), 4),
-            "own_distance_p90": round(float(d_own), 4), "foreign_distance_p10": round(float(d_foreign), 4)}
+    return {
+        "min_confidence": round(float((c_own + c_foreign) / 2), 4),
+        "distance_midpoint": round(float((d_own + d_foreign) / 2), 4),  # informational: filter limits LSE-C
+        "samples": len(own),
+        "own_offset_zero": round(float(np.mean([abs(x.offset) <= 1 for x in own])), 4),
+        "own_confidence_p10": round(float(c_own), 4),
+        "foreign_confidence_p90": round(float(c_foreign), 4),
+        "own_distance_p90": round(float(d_own), 4),
+        "foreign_distance_p10": round(float(d_foreign), 4),
+    }
 
 
 def distance_matrix(video_emb: np.ndarray, audio_emb: np.ndarray, max_offset: int) -> np.ndarray:
@@ -250,5 +290,5 @@ def distance_matrix(video_emb: np.ndarray, audio_emb: np.ndarray, max_offset: in
         raise ValueError(f"{len(audio_emb)} audio windows for {n} video windows and ±{k} offsets")
     out = np.empty((n, 2 * k + 1))
     for j in range(2 * k + 1):
-        out[:, j] = np.linalg.norm(video_emb - audio_emb[j:j + n], axis=1)
+        out[:, j] = np.linalg.norm(video_emb - audio_emb[j : j + n], axis=1)
     return out

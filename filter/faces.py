@@ -30,7 +30,9 @@ class LandmarkStore:
         self.path = Path(path)
         with open(self.path, "rb") as fh:
             version = np.lib.format.read_magic(fh)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape, fortran, dtype = read_header(fh)
             self.offset = fh.tell()
         if fortran or dtype != np.float32 or len(shape) != 3 or shape[1:] != (NUM_LANDMARKS, 2):
@@ -89,12 +91,22 @@ class FaceScan:
     faces_per_frame: np.ndarray | None = None  # (N,) detections per frame (in frame or not)
 
     def save(self, path: Path) -> None:
-        arrays = {"num_frames": np.int64(self.num_frames), "fps": np.float64(self.fps),
-                  "size": np.array([self.width, self.height]), "faces_per_frame": self.faces_per_frame}
+        arrays = {
+            "num_frames": np.int64(self.num_frames),
+            "fps": np.float64(self.fps),
+            "size": np.array([self.width, self.height]),
+            "faces_per_frame": self.faces_per_frame,
+        }
         for t in self.tracks:
             p = f"track{t.track_id}_"
-            arrays.update({p + "start": np.int64(t.start), p + "align": t.align,
-                           p + "jaw_open": t.jaw_open, p + "interpolated": t.interpolated})
+            arrays.update(
+                {
+                    p + "start": np.int64(t.start),
+                    p + "align": t.align,
+                    p + "jaw_open": t.jaw_open,
+                    p + "interpolated": t.interpolated,
+                }
+            )
             if isinstance(t.landmarks, LandmarkStore):  # already on disk beside faces.npz: referenced
                 arrays[p + "landmarks_file"] = np.array(t.landmarks.path.name)
             else:
@@ -108,14 +120,24 @@ class FaceScan:
     def load(cls, path: Path) -> "FaceScan":
         with np.load(path) as z:
             ids = sorted({int(k[5:].split("_")[0]) for k in z.files if k.startswith("track")})
+
             def landmarks(i: int):
                 if f"track{i}_landmarks" in z.files:
                     return z[f"track{i}_landmarks"]
                 return LandmarkStore(Path(path).parent / str(z[f"track{i}_landmarks_file"]))
 
-            tracks = [FaceTrack(i, int(z[f"track{i}_start"]), landmarks(i), z[f"track{i}_align"],
-                                z[f"track{i}_jaw_open"], z[f"track{i}_interpolated"],
-                                z[f"track{i}_pose"] if f"track{i}_pose" in z.files else None) for i in ids]
+            tracks = [
+                FaceTrack(
+                    i,
+                    int(z[f"track{i}_start"]),
+                    landmarks(i),
+                    z[f"track{i}_align"],
+                    z[f"track{i}_jaw_open"],
+                    z[f"track{i}_interpolated"],
+                    z[f"track{i}_pose"] if f"track{i}_pose" in z.files else None,
+                )
+                for i in ids
+            ]
             w, h = (int(v) for v in z["size"])
             return cls(int(z["num_frames"]), float(z["fps"]), w, h, tracks, z["faces_per_frame"])
 
@@ -170,8 +192,9 @@ class _OpenTrack:
         if interpolated.any():  # bridge short gaps linearly (landmarks, and what derives from them)
             jaw = np.interp(full, frames, jaw).astype(np.float32)
             pose = np.stack([np.interp(full, frames, pose[:, j]) for j in range(3)], axis=1).astype(np.float32)
-            align = np.stack([np.interp(full, frames, align[:, k, j]) for k in range(3) for j in range(2)],
-                             axis=1).reshape(len(full), 3, 2)
+            align = np.stack(
+                [np.interp(full, frames, align[:, k, j]) for k in range(3) for j in range(2)], axis=1
+            ).reshape(len(full), 3, 2)
         if self.raw is None:
             lm = _bridge(np.stack(self.landmarks).astype(np.float32), frames, full)
         else:
@@ -193,8 +216,9 @@ class _OpenTrack:
             return np.frombuffer(self.raw.read(row), dtype=np.float32).reshape(NUM_LANDMARKS, 2)
 
         with open(path, "wb") as out:
-            np.lib.format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False,
-                                                       "shape": (len(full), NUM_LANDMARKS, 2)})
+            np.lib.format.write_array_header_1_0(
+                out, {"descr": "<f4", "fortran_order": False, "shape": (len(full), NUM_LANDMARKS, 2)}
+            )
             for f in full:
                 i = position.get(int(f))
                 if i is not None:
@@ -258,8 +282,15 @@ def detection_size(info: MediaInfo, max_side: int) -> tuple[int, int] | None:
     return (max(2, int(round(info.width * scale / 2)) * 2), max(2, int(round(info.height * scale / 2)) * 2))
 
 
-def scan_faces(video: Path, info: MediaInfo, cfg: FaceConfig, fps: float, folder: Path | None = None,
-               times: StepTimes | None = None, progress_desc: str | None = None) -> FaceScan:
+def scan_faces(
+    video: Path,
+    info: MediaInfo,
+    cfg: FaceConfig,
+    fps: float,
+    folder: Path | None = None,
+    times: StepTimes | None = None,
+    progress_desc: str | None = None,
+) -> FaceScan:
     """Detect and track faces in every frame of ``video`` resampled to ``fps``. With ``folder``
     (the video's work folder), each track's landmarks are written there as they come, so memory
     does not grow with the video's length.
@@ -299,20 +330,29 @@ def scan_faces(video: Path, info: MediaInfo, cfg: FaceConfig, fps: float, folder
             for i, face in enumerate(result.face_landmarks):
                 pts = np.array([(p.x * width, p.y * height) for p in face], dtype=np.float32)
                 key = geometry.alignment_points(pts)
-                inside = ((key[:, 0] >= margin_x) & (key[:, 0] <= width - margin_x)
-                          & (key[:, 1] >= margin_y) & (key[:, 1] <= height - margin_y)).all()
+                inside = (
+                    (key[:, 0] >= margin_x)
+                    & (key[:, 0] <= width - margin_x)
+                    & (key[:, 1] >= margin_y)
+                    & (key[:, 1] <= height - margin_y)
+                ).all()
                 if not inside:
                     continue
                 jaw = 0.0
                 if result.face_blendshapes:
                     jaw = next((c.score for c in result.face_blendshapes[i] if c.category_name == JAW_OPEN), 0.0)
-                pose = head_pose(result.facial_transformation_matrixes[i]) \
-                    if result.facial_transformation_matrixes else np.zeros(3, dtype=np.float32)
+                pose = (
+                    head_pose(result.facial_transformation_matrixes[i])
+                    if result.facial_transformation_matrixes
+                    else np.zeros(3, dtype=np.float32)
+                )
                 detections.append((pts, jaw, _box(pts), pose))
             counts.append(len(result.face_landmarks))
             # greedy linking by box overlap, best pairs first
-            pairs = sorted(((_iou(t.box, d[2]), ti, di) for ti, t in enumerate(open_tracks)
-                            for di, d in enumerate(detections)), reverse=True)
+            pairs = sorted(
+                ((_iou(t.box, d[2]), ti, di) for ti, t in enumerate(open_tracks) for di, d in enumerate(detections)),
+                reverse=True,
+            )
             used_t, used_d = set(), set()
             for iou, ti, di in pairs:
                 if iou < cfg.link_iou or ti in used_t or di in used_d:
@@ -359,8 +399,9 @@ def crop_landmarks(crops: np.ndarray, cfg: FaceConfig | None = None, side: int =
     with native_stderr_filtered(), landmarker:
         for i, crop in enumerate(crops):
             image = crop if scale == 1 else cv2.resize(crop, (side, side), interpolation=cv2.INTER_CUBIC)
-            result = landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB,
-                                                          data=np.ascontiguousarray(image)), i * 40)
+            result = landmarker.detect_for_video(
+                mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image)), i * 40
+            )
             if result.face_landmarks:
                 points = result.face_landmarks[0]
                 out[i] = np.array([[p.x, p.y] for p in points[:478]], np.float32) * (side / scale)

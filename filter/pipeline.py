@@ -50,22 +50,33 @@ class FilterStats:
 
     def time_split(self) -> str:
         total = sum(self.step_seconds.values())
-        return ", ".join(f"{step} {sec:.1f} s ({100 * sec / total:.0f} %)"
-                         for step, sec in self.step_seconds.most_common()) if total else ""
+        return (
+            ", ".join(
+                f"{step} {sec:.1f} s ({100 * sec / total:.0f} %)" for step, sec in self.step_seconds.most_common()
+            )
+            if total
+            else ""
+        )
 
     def summary(self) -> str:
         top = ", ".join(f"{r} {n}" for r, n in self.rejected.most_common(6)) or "none"
-        text = (f"filter: {self.videos} videos ({self.processed} processed now, {self.skipped} already done, "
-                f"{self.failed} failed, {self.withdrawn} withdrawn); {self.utterances} utterances kept "
-                f"({self.seconds / 3600:.3f} h); rejections: {top}")
+        text = (
+            f"filter: {self.videos} videos ({self.processed} processed now, {self.skipped} already done, "
+            f"{self.failed} failed, {self.withdrawn} withdrawn); {self.utterances} utterances kept "
+            f"({self.seconds / 3600:.3f} h); rejections: {top}"
+        )
         if self.processed and self.wall > 0:
-            text += (f"\nfilter: {self.processed} videos in {self.wall:.0f} s: {self.processed / self.wall:.2f} videos/s, "
-                     f"{self.video_seconds / self.wall:.2f} s of video per s")
+            text += (
+                f"\nfilter: {self.processed} videos in {self.wall:.0f} s: {self.processed / self.wall:.2f} videos/s, "
+                f"{self.video_seconds / self.wall:.2f} s of video per s"
+            )
         if self.step_seconds:
             text += f"\nfilter: time per step (all workers): {self.time_split()}"
         if self.failed:
-            text += (f"\nfilter: {self.failed} video(s) failed (see the warnings above); their earlier results, "
-                     f"if any, were kept; rerun the same command to retry them")
+            text += (
+                f"\nfilter: {self.failed} video(s) failed (see the warnings above); their earlier results, "
+                f"if any, were kept; rerun the same command to retry them"
+            )
         return text
 
 
@@ -82,7 +93,11 @@ def read_done(root: DatasetRoot, video_id: str) -> dict | None:
 def _is_current(root: DatasetRoot, done: dict | None, cfg: FilterConfig, record: dict) -> bool:
     """Done with this config and this video, and every file it accepted still in place (a clip
     deleted by hand makes the video redo instead of failing shard forever)."""
-    if not done or done.get("fingerprint") != cfg.fingerprint() or done.get("video_sha256") != record["media"]["sha256"]:
+    if (
+        not done
+        or done.get("fingerprint") != cfg.fingerprint()
+        or done.get("video_sha256") != record["media"]["sha256"]
+    ):
         return False
     return all(root.path(rel).is_file() for sample in done.get("accepted", []) for rel in sample["files"].values())
 
@@ -99,8 +114,13 @@ def _commit(root: DatasetRoot, record: dict, result: VideoResult) -> None:
         os.replace(final, old)
     if staging.is_dir():
         os.replace(staging, final)
-    marker = {"video_id": vid, "fingerprint": result.fingerprint, "video_sha256": record["media"]["sha256"],
-              "finished_at": utc_now(), **result.to_dict()}
+    marker = {
+        "video_id": vid,
+        "fingerprint": result.fingerprint,
+        "video_sha256": record["media"]["sha256"],
+        "finished_at": utc_now(),
+        **result.to_dict(),
+    }
     atomic_write_text(root.path("work", vid, DONE), dumps(marker) + "\n")
     remove_tree(old)
 
@@ -139,21 +159,27 @@ def check_config(cfg: FilterConfig) -> None:
     except ShqipError as e:
         raise ConfigurationError(f"faces.model: {e}") from None
     except Exception as e:  # noqa: BLE001 - MediaPipe raises RuntimeError/ValueError on a bad file
-        raise ConfigurationError(f"faces.model {cfg.faces.model!r} cannot be loaded by MediaPipe: "
-                                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise ConfigurationError(
+            f"faces.model {cfg.faces.model!r} cannot be loaded by MediaPipe: "
+            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from None
     try:
         silero_vad(cfg.speech.vad_model)
     except ShqipError as e:
         raise ConfigurationError(f"speech.vad_model: {e}") from None
     except Exception as e:  # noqa: BLE001 - onnxruntime's errors on a bad file
-        raise ConfigurationError(f"speech.vad_model {cfg.speech.vad_model!r} cannot be loaded: "
-                                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise ConfigurationError(
+            f"speech.vad_model {cfg.speech.vad_model!r} cannot be loaded: "
+            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from None
     load_sync_scorer(cfg.sync)
     check_recognizer(cfg.transcripts)
     p = cfg.diarization.pipeline
     if p and not Path(p).expanduser().exists() and not re.fullmatch(r"[\w.-]+/[\w.-]+", p):
-        raise ConfigurationError(f"diarization.pipeline {p!r}: no such file or folder, and not a Hub id "
-                                 f"such as pyannote/speaker-diarization-community-1")
+        raise ConfigurationError(
+            f"diarization.pipeline {p!r}: no such file or folder, and not a Hub id "
+            f"such as pyannote/speaker-diarization-community-1"
+        )
 
 
 def prepare_clips(cfg: FilterConfig) -> FilterStats:

@@ -39,8 +39,13 @@ class ShardConfig:
     validation: float = option(0.1, "share of speakers in the validation split", min=0, max=1)
     test: float = option(0.1, "share of speakers in the test split", min=0, max=1)
     salt: str = option("shqip-av-v1", "mixed into the speaker hash; changing it reshuffles speakers between splits")
-    max_shrink: float = option(0.5, "largest share of the samples now in shards/ that a repack may drop; "
-                                    "more (or an empty result) needs allow_shrink", min=0, max=1)
+    max_shrink: float = option(
+        0.5,
+        "largest share of the samples now in shards/ that a repack may drop; "
+        "more (or an empty result) needs allow_shrink",
+        min=0,
+        max=1,
+    )
     allow_shrink: bool = option(False, "replace the shards even when the new set is empty or much smaller")
 
 
@@ -50,7 +55,7 @@ def split_of(speaker: str, cfg: ShardConfig) -> str:
     if total <= 0 or min(cfg.train, cfg.validation, cfg.test) < 0:
         raise ShqipError("split shares must be non-negative and not all zero")
     digest = hashlib.sha256(f"{cfg.salt}\0{speaker}".encode("utf-8")).digest()
-    x = int.from_bytes(digest[:8], "big") / 2 ** 64 * total
+    x = int.from_bytes(digest[:8], "big") / 2**64 * total
     if x < cfg.train:
         return "train"
     if x < cfg.train + cfg.validation:
@@ -66,15 +71,19 @@ def _sample_files(root: DatasetRoot, record: dict) -> dict[str, Path]:
     files = {member: root.path(rel) for member, rel in record["files"].items()}
     missing = [m for m in schema.REQUIRED if m not in files or not files[m].is_file()]
     if missing:  # filter redoes a done video whose files are gone, so this advice works
-        raise ShqipError(f"sample {record['key']}: missing {', '.join(missing)} under clips/; "
-                         f"rerun `python -m filter --root {root.root}` (it redoes that video)")
+        raise ShqipError(
+            f"sample {record['key']}: missing {', '.join(missing)} under clips/; "
+            f"rerun `python -m filter --root {root.root}` (it redoes that video)"
+        )
     try:
         schema.check_sample_files(files, record["meta"])
     except schema.SchemaError as e:
         vid = record["video_id"]
-        raise ShqipError(f"sample {record['key']} is not a valid sample: {e}; delete "
-                         f"{root.path('clips', vid)} and rerun `python -m filter --root {root.root}` "
-                         f"to redo that video") from None
+        raise ShqipError(
+            f"sample {record['key']} is not a valid sample: {e}; delete "
+            f"{root.path('clips', vid)} and rerun `python -m filter --root {root.root}` "
+            f"to redo that video"
+        ) from None
     return files
 
 
@@ -105,10 +114,12 @@ def check_shrink(root: DatasetRoot, new: dict[str, list], cfg: ShardConfig) -> N
     new_videos = {r["video_id"] for samples in new.values() for r, _ in samples}
     videos = sorted({schema.video_id_of_key(k) for keys in old.values() for k in keys} - new_videos)
     per_split = ", ".join(f"{s} {len(old[s])}→{len(new[s])}" for s in SPLITS)
-    raise ShqipError(f"refusing to replace {old_total} samples in shards/ by {new_total} ({per_split}): "
-                     f"every sample of {len(videos)} video(s) would be dropped "
-                     f"({', '.join(videos[:5])}{', …' if len(videos) > 5 else ''}); check the filter run "
-                     f"(clips/manifest.jsonl), or pass --allow-shrink to replace them anyway")
+    raise ShqipError(
+        f"refusing to replace {old_total} samples in shards/ by {new_total} ({per_split}): "
+        f"every sample of {len(videos)} video(s) would be dropped "
+        f"({', '.join(videos[:5])}{', …' if len(videos) > 5 else ''}); check the filter run "
+        f"(clips/manifest.jsonl), or pass --allow-shrink to replace them anyway"
+    )
 
 
 def _plan(samples: list[tuple[dict, dict[str, Path]]], cfg: ShardConfig) -> list[list[tuple[dict, dict[str, Path]]]]:
@@ -165,8 +176,12 @@ def _pack_shards(root: DatasetRoot, cfg: ShardConfig) -> dict:
     check_shrink(root, by_split, cfg)
     # the old index goes first: a reader never sees an index describing tars being replaced
     remove_tree(root.path("shards", "index.json"))
-    index = {"schema_version": schema.SCHEMA_VERSION, "members": schema.MEMBERS, "splits": {},
-             "config": {k: v for k, v in to_dict(cfg).items() if k != "root"}}
+    index = {
+        "schema_version": schema.SCHEMA_VERSION,
+        "members": schema.MEMBERS,
+        "splits": {},
+        "config": {k: v for k, v in to_dict(cfg).items() if k != "root"},
+    }
     for split in SPLITS:
         samples = sorted(by_split[split], key=lambda s: s[0]["key"])
         folder = root.path("shards", split)
@@ -176,17 +191,26 @@ def _pack_shards(root: DatasetRoot, cfg: ShardConfig) -> dict:
         for i, shard in enumerate(progress(plan, desc=f"shard {split}", unit="shard")):
             path = folder / shard_name(split, i)
             _write_shard(path, shard)
-            entries.append({"path": root.relative(path), "samples": len(shard), "bytes": path.stat().st_size,
-                            "sha256": sha256_file(path),
-                            "seconds": round(sum(r["duration"] for r, _ in shard), 3)})
+            entries.append(
+                {
+                    "path": root.relative(path),
+                    "samples": len(shard),
+                    "bytes": path.stat().st_size,
+                    "sha256": sha256_file(path),
+                    "seconds": round(sum(r["duration"] for r, _ in shard), 3),
+                }
+            )
         keep = {shard_name(split, i) for i in range(len(plan))}
         for stale in folder.glob("shqip-av-*.tar*"):  # from an earlier, larger packing
             if stale.name not in keep:
                 stale.unlink()
         seconds = sum(e["seconds"] for e in entries)
         index["splits"][split] = {
-            "samples": len(samples), "hours": round(seconds / 3600, 4), "seconds": round(seconds, 3),
-            "bytes": sum(e["bytes"] for e in entries), "speakers": len({r["speaker"] for r, _ in samples}),
+            "samples": len(samples),
+            "hours": round(seconds / 3600, 4),
+            "seconds": round(seconds, 3),
+            "bytes": sum(e["bytes"] for e in entries),
+            "speakers": len({r["speaker"] for r, _ in samples}),
             "videos": len({r["video_id"] for r, _ in samples}),
             "with_transcript": sum(1 for r, _ in samples if "txt" in r["files"]),
             "licenses": dict(sorted(Counter(r["meta"]["license"] or "consent record" for r, _ in samples).items())),
@@ -210,15 +234,21 @@ def _json(data: dict) -> str:
 
 
 def summary(index: dict) -> str:
-    parts = [f"{s} {v['samples']} samples / {v['hours']:.4f} h / {v['speakers']} speakers / {len(v['shards'])} shards"
-             for s, v in index["splits"].items()]
+    parts = [
+        f"{s} {v['samples']} samples / {v['hours']:.4f} h / {v['speakers']} speakers / {len(v['shards'])} shards"
+        for s, v in index["splits"].items()
+    ]
     top = ", ".join(f"{r} {n}" for r, n in list(index["rejections"]["by_reason"].items())[:5]) or "none"
     return "shard: " + "; ".join(parts) + f"\nrejections: {top}"
 
 
 def main(argv=None) -> int:
-    cfg, args = parse_config(ShardConfig, argv, prog="python -m filter.shard",
-                             description="Pack accepted clips into speaker-disjoint WebDataset shards.")
+    cfg, args = parse_config(
+        ShardConfig,
+        argv,
+        prog="python -m filter.shard",
+        description="Pack accepted clips into speaker-disjoint WebDataset shards.",
+    )
     setup_logging(args.verbose, root=cfg.root)
     print(summary(pack_shards(cfg)))
     return 0

@@ -60,17 +60,17 @@ class SileroVAD:
         context = np.zeros(self.CONTEXT, dtype=np.float32)
         i = 0
         for block_start in range(0, n * self.WINDOW, self.BLOCK):
-            block = np.asarray(audio[block_start:block_start + self.BLOCK], dtype=np.float32)
+            block = np.asarray(audio[block_start : block_start + self.BLOCK], dtype=np.float32)
             windows = int(np.ceil(len(block) / self.WINDOW)) if len(block) else 0
             padded = np.zeros(self.CONTEXT + windows * self.WINDOW, dtype=np.float32)
-            padded[:self.CONTEXT] = context
-            padded[self.CONTEXT:self.CONTEXT + len(block)] = block
+            padded[: self.CONTEXT] = context
+            padded[self.CONTEXT : self.CONTEXT + len(block)] = block
             for w in range(windows):
-                chunk = padded[w * self.WINDOW:(w + 1) * self.WINDOW + self.CONTEXT][None, :]
+                chunk = padded[w * self.WINDOW : (w + 1) * self.WINDOW + self.CONTEXT][None, :]
                 prob, state = self.session.run(None, {"input": chunk, "state": state, "sr": sr})
                 out[i] = float(prob[0, 0])
                 i += 1
-            context = padded[-self.CONTEXT:].copy()
+            context = padded[-self.CONTEXT :].copy()
         return out[:i]
 
     def speech_regions(self, audio, cfg: SpeechConfig) -> list[tuple[float, float]]:
@@ -95,7 +95,9 @@ def silero_vad(model: str = "silero_vad") -> SileroVAD:
     return SileroVAD(model)
 
 
-def utterances_from_regions(regions: list[tuple[float, float]], cfg: SpeechConfig) -> tuple[list[Utterance], list[Utterance]]:
+def utterances_from_regions(
+    regions: list[tuple[float, float]], cfg: SpeechConfig
+) -> tuple[list[Utterance], list[Utterance]]:
     """Join speech regions separated by less than ``split_pause`` into utterances; split those
     longer than ``max_utterance`` at their longest inner pause. Returns (kept, too_short)."""
     merged: list[list[tuple[float, float]]] = []
@@ -165,9 +167,13 @@ def load_diarization(cfg: DiarizationConfig):
     try:
         pipeline = Pipeline.from_pretrained(cfg.pipeline, token=token)
     except Exception as exc:  # noqa: BLE001 - pyannote raises many kinds; one clear line for the user
-        raise ConfigurationError(f"diarization.pipeline {cfg.pipeline!r} could not be loaded: {type(exc).__name__}: {exc}") from None
+        raise ConfigurationError(
+            f"diarization.pipeline {cfg.pipeline!r} could not be loaded: {type(exc).__name__}: {exc}"
+        ) from None
     if pipeline is None:
-        raise ConfigurationError(f"diarization.pipeline {cfg.pipeline!r} could not be loaded (gated or offline; set {cfg.token_env})")
+        raise ConfigurationError(
+            f"diarization.pipeline {cfg.pipeline!r} could not be loaded (gated or offline; set {cfg.token_env})"
+        )
     pipeline.to(torch.device(cfg.device))
     _PIPELINES[cfg.pipeline] = pipeline
     return pipeline
@@ -179,7 +185,9 @@ def diarize(pipeline, audio: np.ndarray) -> list[tuple[float, float, str]]:
 
     output = pipeline({"waveform": torch.from_numpy(audio[None, :].copy()), "sample_rate": AUDIO_RATE})
     annotation = getattr(output, "speaker_diarization", output)  # pyannote 4 wraps it; 3.x returns it
-    return [(float(turn.start), float(turn.end), str(label)) for turn, _, label in annotation.itertracks(yield_label=True)]
+    return [
+        (float(turn.start), float(turn.end), str(label)) for turn, _, label in annotation.itertracks(yield_label=True)
+    ]
 
 
 def label_utterances(utterances: list[Utterance], turns: list[tuple[float, float, str]] | None) -> None:

@@ -75,8 +75,8 @@ def energy_envelope(audio: np.ndarray, sample_rate: int, fps: float) -> np.ndarr
     n = int(len(audio) // hop)
     idx = (np.arange(n) * hop).astype(int)
     width = int(round(hop))
-    frames = np.stack([audio[i:i + width] for i in idx]) if n else np.zeros((0, width))
-    rms = np.sqrt((frames ** 2).mean(axis=1) + 1e-10)
+    frames = np.stack([audio[i : i + width] for i in idx]) if n else np.zeros((0, width))
+    rms = np.sqrt((frames**2).mean(axis=1) + 1e-10)
     return np.log(rms + 1e-4)
 
 
@@ -123,7 +123,7 @@ class LandmarkEnergySync:
             if hi - lo < max(8, n // 2):
                 curve.append(float("nan"))
                 continue
-            a = env[item.pad_before + k + lo:item.pad_before + k + hi]
+            a = env[item.pad_before + k + lo : item.pad_before + k + hi]
             curve.append(_pearson(video[lo:hi], a))
         values = np.array(curve)
         if np.isnan(values).all():
@@ -156,8 +156,15 @@ class ExpertSync:
 
         if item.crops is None:
             raise ValueError("the sync expert needs the canonical crops of the utterance")
-        lse = expert_lse(self.model, lower_halves(item.crops, self.config.crop_size), frontend.log_mel(item.audio),
-                         item.pad_before, item.pad_after, self.max_offset, self.device)
+        lse = expert_lse(
+            self.model,
+            lower_halves(item.crops, self.config.crop_size),
+            frontend.log_mel(item.audio),
+            item.pad_before,
+            item.pad_after,
+            self.max_offset,
+            self.device,
+        )
         if lse is None:
             return SyncResult(0.0, 0, self.name, [], None)
         return SyncResult(lse.confidence, lse.offset, self.name, lse.curve, lse.distance)
@@ -178,7 +185,9 @@ def load_sync_scorer(cfg: SyncConfig) -> SyncScorer:
         except KindError as e:  # a folder of another kind: it says what it is
             raise ConfigurationError(str(e)) from None
         except Exception as e:  # noqa: BLE001 - a missing folder, a bad Hub id, broken weights: one line
-            raise ConfigurationError(f"sync.method {cfg.method!r} is neither landmark-energy nor a loadable sync "
-                                     f"expert (a folder with config.json and model.safetensors, or a Hub id): "
-                                     f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            raise ConfigurationError(
+                f"sync.method {cfg.method!r} is neither landmark-energy nor a loadable sync "
+                f"expert (a folder with config.json and model.safetensors, or a Hub id): "
+                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            ) from None
     return _EXPERTS[key]

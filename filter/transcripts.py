@@ -104,17 +104,20 @@ def check_recognizer(cfg: TranscriptsConfig) -> None:
     except ShqipError as e:
         raise ConfigurationError(f"transcripts.model: {e}") from None
     if not getattr(loaded.model.generation_config, "lang_to_id", None):
-        raise ConfigurationError(f"transcripts.model {cfg.model!r}: its generation config has no lang_to_id, so it "
-                                 "cannot identify languages")
+        raise ConfigurationError(
+            f"transcripts.model {cfg.model!r}: its generation config has no lang_to_id, so it cannot identify languages"
+        )
     if cfg.retime_captions and not has_alignment_heads(loaded):
-        raise ConfigurationError(f"transcripts.retime_captions needs word timestamps, but {cfg.model!r} has no "
-                                 "alignment_heads in its generation config (the released Whisper checkpoints have them)")
+        raise ConfigurationError(
+            f"transcripts.retime_captions needs word timestamps, but {cfg.model!r} has no "
+            "alignment_heads in its generation config (the released Whisper checkpoints have them)"
+        )
 
 
 def repeated_ngrams(text: str, n: int = 3) -> int:
     """How often the most frequent word n-gram occurs (0 for fewer than n words)."""
     words = normalize(text).split()
-    grams = Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+    grams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
     return max(grams.values(), default=0)
 
 
@@ -128,7 +131,9 @@ def confidence_problems(recognition, cfg: TranscriptsConfig) -> list[str]:
     if recognition.compression_ratio > cfg.max_compression_ratio:
         problems.append(f"compression ratio {recognition.compression_ratio:.2f} > {cfg.max_compression_ratio}")
     if recognition.no_speech_probability > cfg.max_no_speech_probability:
-        problems.append(f"no-speech probability {recognition.no_speech_probability:.2f} > {cfg.max_no_speech_probability}")
+        problems.append(
+            f"no-speech probability {recognition.no_speech_probability:.2f} > {cfg.max_no_speech_probability}"
+        )
     repeats = repeated_ngrams(recognition.text)
     if repeats > cfg.max_ngram_repeats:
         problems.append(f"a 3-gram repeated {repeats} times")
@@ -168,11 +173,17 @@ class TranscriptStats:
     seconds: float = 0.0  # audio transcribed
 
     def to_dict(self) -> dict:
-        return {"transcribed": self.transcribed, "skipped": dict(self.skipped),
-                "captions_verified": self.captions_verified, "captions_unverified": self.captions_unverified,
-                "captions_retimed": self.captions_retimed,
-                "pseudo_labels": self.pseudo_labels, "pseudo_labels_refused": self.pseudo_labels_refused,
-                "rejected": dict(self.rejected), "seconds": round(self.seconds, 3)}
+        return {
+            "transcribed": self.transcribed,
+            "skipped": dict(self.skipped),
+            "captions_verified": self.captions_verified,
+            "captions_unverified": self.captions_unverified,
+            "captions_retimed": self.captions_retimed,
+            "pseudo_labels": self.pseudo_labels,
+            "pseudo_labels_refused": self.pseudo_labels_refused,
+            "rejected": dict(self.rejected),
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def _rms_db(samples: np.ndarray) -> float:
@@ -180,8 +191,9 @@ def _rms_db(samples: np.ndarray) -> float:
     return 20 * np.log10(max(rms, 1e-10))
 
 
-def check_transcripts(utterances: list, audio, cfg: TranscriptsConfig, *,
-                      min_duration: float = 0.0) -> tuple[dict[int, TranscriptOutcome], TranscriptStats]:
+def check_transcripts(
+    utterances: list, audio, cfg: TranscriptsConfig, *, min_duration: float = 0.0
+) -> tuple[dict[int, TranscriptOutcome], TranscriptStats]:
     """Run the step over ``utterances`` (objects with start, end, text, transcript_source); fills
     in pseudo-labels and retimed caption edges in place (never shorter than ``min_duration``) and
     returns {index: outcome} for those it measured, and its counts."""
@@ -194,15 +206,17 @@ def check_transcripts(utterances: list, audio, cfg: TranscriptsConfig, *,
     label = model_label(cfg)
     todo: list[tuple[int, np.ndarray]] = []
     for i, u in enumerate(utterances):
-        samples = np.asarray(audio[int(u.start * AUDIO_RATE):int(u.end * AUDIO_RATE)], np.float32)
+        samples = np.asarray(audio[int(u.start * AUDIO_RATE) : int(u.end * AUDIO_RATE)], np.float32)
         if len(samples) < MIN_SECONDS * AUDIO_RATE:
             stats.skipped["too-short-for-model"] += 1
-            outcomes[i] = TranscriptOutcome({"skipped": f"{len(samples) / AUDIO_RATE:.2f} s of audio is too short to "
-                                                        "transcribe"})
+            outcomes[i] = TranscriptOutcome(
+                {"skipped": f"{len(samples) / AUDIO_RATE:.2f} s of audio is too short to transcribe"}
+            )
         elif u.end - u.start > window:
             stats.skipped["longer-than-model-window"] += 1
-            outcomes[i] = TranscriptOutcome({"skipped": f"{u.end - u.start:.2f} s is longer than the model's "
-                                                        f"{window:g} s input"})
+            outcomes[i] = TranscriptOutcome(
+                {"skipped": f"{u.end - u.start:.2f} s is longer than the model's {window:g} s input"}
+            )
         elif _rms_db(samples) < cfg.min_rms_db:
             stats.skipped["silent"] += 1
             outcomes[i] = TranscriptOutcome({"skipped": f"silent (RMS {_rms_db(samples):.1f} dBFS)"})
@@ -211,9 +225,8 @@ def check_transcripts(utterances: list, audio, cfg: TranscriptsConfig, *,
     from shqip_av.whisper import recognize
 
     for b in range(0, len(todo), cfg.batch_size):
-        batch = todo[b:b + cfg.batch_size]
-        heard = recognize(loaded, [s for _, s in batch], languages=list(cfg.languages),
-                          timestamps=cfg.retime_captions)
+        batch = todo[b : b + cfg.batch_size]
+        heard = recognize(loaded, [s for _, s in batch], languages=list(cfg.languages), timestamps=cfg.retime_captions)
         for (i, samples), recognition in zip(batch, heard):
             stats.transcribed += 1
             stats.seconds += len(samples) / AUDIO_RATE
@@ -245,9 +258,12 @@ def _judge(u, recognition, cfg: TranscriptsConfig, label: str, stats: Transcript
     check = {"model": label, **recognition.to_dict()}
     outcome = TranscriptOutcome(check)
     if recognition.language not in cfg.languages and recognition.language_probability >= cfg.min_language_probability:
-        outcome.rejection = ("wrong-language", f"spoken language identified as {recognition.language!r} "
-                             f"(probability {recognition.language_probability:.2f}; kept: {', '.join(cfg.languages)})",
-                             recognition.language_probability)
+        outcome.rejection = (
+            "wrong-language",
+            f"spoken language identified as {recognition.language!r} "
+            f"(probability {recognition.language_probability:.2f}; kept: {', '.join(cfg.languages)})",
+            recognition.language_probability,
+        )
         stats.rejected["wrong-language"] += 1
         return outcome
     problems = confidence_problems(recognition, cfg)
@@ -260,8 +276,12 @@ def _judge(u, recognition, cfg: TranscriptsConfig, label: str, stats: Transcript
         if problems:
             stats.captions_unverified += 1  # an unsure recognizer never overrules a caption
         elif cer > cfg.max_caption_cer:
-            outcome.rejection = ("caption-mismatch", f"the caption differs from what the recognizer heard: CER "
-                                 f"{cer:.2f} > {cfg.max_caption_cer} (heard: {recognition.text[:80]!r})", cer)
+            outcome.rejection = (
+                "caption-mismatch",
+                f"the caption differs from what the recognizer heard: CER "
+                f"{cer:.2f} > {cfg.max_caption_cer} (heard: {recognition.text[:80]!r})",
+                cer,
+            )
             stats.rejected["caption-mismatch"] += 1
         else:
             check["verified"] = True

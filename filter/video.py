@@ -17,16 +17,31 @@ import numpy as np
 
 from filter.config import FilterConfig
 from filter.faces import FaceTrack, scan_faces
-from filter.speech import (Utterance, diarize, label_utterances, load_diarization, silero_vad,
-                           utterances_from_captions, utterances_from_regions)
+from filter.speech import (
+    Utterance,
+    diarize,
+    label_utterances,
+    load_diarization,
+    silero_vad,
+    utterances_from_captions,
+    utterances_from_regions,
+)
 from filter.sync import SyncInput, SyncResult, load_sync_scorer
 from filter.transcripts import check_transcripts
 from shqip_av import __version__, geometry, schema
 from shqip_av.files import DatasetRoot, atomic_write_bytes, atomic_write_text, sha256_file
 from shqip_av.log import StepTimes, get_logger
 from shqip_av.manifest import dumps
-from shqip_av.media import (AUDIO_RATE, BackgroundVideoWriter, MediaError, check_decodes, iter_frames, open_audio,
-                            probe, write_wav)
+from shqip_av.media import (
+    AUDIO_RATE,
+    BackgroundVideoWriter,
+    MediaError,
+    check_decodes,
+    iter_frames,
+    open_audio,
+    probe,
+    write_wav,
+)
 from shqip_av.records import RawVideo, Rejection
 
 log = get_logger(__name__)
@@ -42,8 +57,13 @@ class VideoResult:
     error: str | None = None  # the video crashed: reported, not marked done, retried next run
 
     def to_dict(self) -> dict:
-        return {"video_id": self.video_id, "fingerprint": self.fingerprint, "accepted": self.accepted,
-                "rejected": self.rejected, "stats": self.stats}
+        return {
+            "video_id": self.video_id,
+            "fingerprint": self.fingerprint,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "stats": self.stats,
+        }
 
 
 @dataclass
@@ -83,19 +103,30 @@ def _sync_limits(cfg: FilterConfig, scorer):
 
         def expert(sync: SyncResult):
             if sync.confidence < low:
-                return ("sync-low-confidence", f"LSE-C below {low} (best offset {sync.offset_frames} frames)",
-                        sync.confidence)
+                return (
+                    "sync-low-confidence",
+                    f"LSE-C below {low} (best offset {sync.offset_frames} frames)",
+                    sync.confidence,
+                )
             if sync.distance is not None and sync.distance > high:
-                return ("sync-low-confidence", f"LSE-D above {high} (best offset {sync.offset_frames} frames)",
-                        sync.distance)
+                return (
+                    "sync-low-confidence",
+                    f"LSE-D above {high} (best offset {sync.offset_frames} frames)",
+                    sync.distance,
+                )
             return None
+
         return expert
 
     def energy(sync: SyncResult):
         if sync.confidence < q.min_confidence:
-            return ("sync-low-confidence", f"confidence below {q.min_confidence} (best offset "
-                    f"{sync.offset_frames} frames)", sync.confidence)
+            return (
+                "sync-low-confidence",
+                f"confidence below {q.min_confidence} (best offset {sync.offset_frames} frames)",
+                sync.confidence,
+            )
         return None
+
     return energy
 
 
@@ -107,9 +138,19 @@ def stream_crops(video, info, fps: float, spans: list, size: int, times: StepTim
     given, sees every crop as it is made. filter's sync scoring and rendering, and
     train.lipsync.evaluate, all crop through here."""
     template = geometry.template(size)
-    pending = sorted(((item, track, first, last,
-                       [geometry.fit_similarity(p, template) for p in track.align[first - track.start:last - track.start]])
-                      for item, track, first, last in spans), key=lambda span: span[2])
+    pending = sorted(
+        (
+            (
+                item,
+                track,
+                first,
+                last,
+                [geometry.fit_similarity(p, template) for p in track.align[first - track.start : last - track.start]],
+            )
+            for item, track, first, last in spans
+        ),
+        key=lambda span: span[2],
+    )
     every = [a for span in pending for a in span[4]]
     if not every:
         for item, *_ in pending:
@@ -139,13 +180,14 @@ def stream_crops(video, info, fps: float, spans: list, size: int, times: StepTim
     finally:
         frames.close()
     for item, _, _, affines, crops in active:  # the video ended early
-        yield item, crops, affines[:len(crops)]
+        yield item, crops, affines[: len(crops)]
     for item, *_ in pending:
         yield item, [], []
 
 
-def _score_from_crops(video, info, fps: float, candidates: list[_Candidate], cfg: FilterConfig, score,
-                      times: StepTimes) -> None:
+def _score_from_crops(
+    video, info, fps: float, candidates: list[_Candidate], cfg: FilterConfig, score, times: StepTimes
+) -> None:
     """Each candidate is scored on its canonical crops over [s0, s1) as soon as they are complete."""
     spans = [(c, c.job.track, c.s0, c.s1) for c in candidates]
     for c, crops, _ in stream_crops(video, info, fps, spans, cfg.crop.size, times):
@@ -156,8 +198,13 @@ def speaker_of(raw: RawVideo) -> str:
     """Who the sample shows, for speaker-disjoint splits: the collector's speaker, the consent
     subject, the channel, and only as a last resort the video itself."""
     consent = raw.rights.consent
-    return (raw.source.speaker or (consent.subject if consent else None) or raw.source.channel_id
-            or raw.source.channel or raw.video_id)
+    return (
+        raw.source.speaker
+        or (consent.subject if consent else None)
+        or raw.source.channel_id
+        or raw.source.channel
+        or raw.video_id
+    )
 
 
 class _Rejector:
@@ -165,9 +212,15 @@ class _Rejector:
         self.raw, self.result = raw, result
 
     def __call__(self, stage: str, reason: str, detail: str, value=None, key: str | None = None) -> None:
-        r = Rejection(key or self.raw.video_id, f"filter.{stage}", reason, detail,
-                      value if not isinstance(value, float) else round(value, 4),
-                      video_id=self.raw.video_id, url=self.raw.source.url).to_dict()
+        r = Rejection(
+            key or self.raw.video_id,
+            f"filter.{stage}",
+            reason,
+            detail,
+            value if not isinstance(value, float) else round(value, 4),
+            video_id=self.raw.video_id,
+            url=self.raw.source.url,
+        ).to_dict()
         r.pop("at")  # the done marker holds the time; records stay identical across reruns
         self.result.rejected.append(r)
 
@@ -213,17 +266,30 @@ def _process(raw: RawVideo, droot: DatasetRoot, cfg: FilterConfig, result: Video
         return
     short, long = sorted((info.width, info.height))
     if short < cfg.probe.min_side or long > cfg.probe.max_side or long > cfg.probe.max_aspect * short:
-        reject("probe", "absurd-resolution", f"{info.width}x{info.height} is outside {cfg.probe.min_side}..{cfg.probe.max_side} px "
-               f"or wider than {cfg.probe.max_aspect}:1", f"{info.width}x{info.height}")
+        reject(
+            "probe",
+            "absurd-resolution",
+            f"{info.width}x{info.height} is outside {cfg.probe.min_side}..{cfg.probe.max_side} px "
+            f"or wider than {cfg.probe.max_aspect}:1",
+            f"{info.width}x{info.height}",
+        )
         return
     if info.fps < cfg.probe.min_fps:
         reject("probe", "low-frame-rate", f"average frame rate below {cfg.probe.min_fps}", info.fps)
         return
     if info.duration < cfg.speech.min_utterance:
-        reject("probe", "too-short", f"shorter than the minimum utterance ({cfg.speech.min_utterance} s)", info.duration)
+        reject(
+            "probe", "too-short", f"shorter than the minimum utterance ({cfg.speech.min_utterance} s)", info.duration
+        )
         return
-    result.stats.update(duration=round(info.duration, 3), source_fps=round(info.fps, 3), width=info.width,
-                        height=info.height, variable_frame_rate=info.variable_frame_rate, rotation=info.rotation)
+    result.stats.update(
+        duration=round(info.duration, 3),
+        source_fps=round(info.fps, 3),
+        width=info.width,
+        height=info.height,
+        variable_frame_rate=info.variable_frame_rate,
+        rotation=info.rotation,
+    )
 
     # 2. speech segments (cheap, and without speech there is nothing to look at)
     # read on demand, never whole: memory stays bounded however long the video is
@@ -241,8 +307,13 @@ def _process(raw: RawVideo, droot: DatasetRoot, cfg: FilterConfig, result: Video
         utterances, unusable = utterances_from_regions(regions, cfg.speech)
     for u in unusable:
         reason = "utterance-too-short" if u.duration < cfg.speech.min_utterance else "utterance-too-long"
-        reject("speech", reason, f"utterance {u.start:.2f}–{u.end:.2f} s", u.duration,
-               key=schema.sample_key(vid, "u", u.start))
+        reject(
+            "speech",
+            reason,
+            f"utterance {u.start:.2f}–{u.end:.2f} s",
+            u.duration,
+            key=schema.sample_key(vid, "u", u.start),
+        )
     result.stats["transcripts"] = "captions" if any(u.text for u in utterances) else "none"
     if not utterances:
         if not unusable:
@@ -254,8 +325,11 @@ def _process(raw: RawVideo, droot: DatasetRoot, cfg: FilterConfig, result: Video
     with times("diarization"):
         turns = diarize(pipeline, audio[:]) if pipeline is not None else None  # pyannote takes the whole waveform
     label_utterances(utterances, turns)
-    result.stats["diarization"] = cfg.diarization.pipeline if pipeline is not None else \
-        "none: no pyannote pipeline configured, one speaker per video assumed"
+    result.stats["diarization"] = (
+        cfg.diarization.pipeline
+        if pipeline is not None
+        else "none: no pyannote pipeline configured, one speaker per video assumed"
+    )
 
     # 3b. transcripts: language, caption check, pseudo-labels (utterances about to be dropped for
     # overlapping speech are not worth a recognizer pass)
@@ -276,8 +350,11 @@ def _process(raw: RawVideo, droot: DatasetRoot, cfg: FilterConfig, result: Video
     with times.excluding("landmarks", "decode"):
         scan = scan_faces(video, info, cfg.faces, fps, folder=work, times=times)
     scan.save(work / "faces.npz")
-    result.stats.update(frames=scan.num_frames, tracks=len(scan.tracks),
-                        face_frames=round(float((scan.faces_per_frame > 0).mean()) if scan.num_frames else 0.0, 4))
+    result.stats.update(
+        frames=scan.num_frames,
+        tracks=len(scan.tracks),
+        face_frames=round(float((scan.faces_per_frame > 0).mean()) if scan.num_frames else 0.0, 4),
+    )
     if not scan.tracks:
         reject("faces", "no-face", "no face track in the video", result.stats["face_frames"])
         return
@@ -289,14 +366,24 @@ def _process(raw: RawVideo, droot: DatasetRoot, cfg: FilterConfig, result: Video
     decisions: list[dict] = []  # every measurement, kept in work/<video_id>/decisions.json
     for u in utterances:
         if u.overlap > cfg.diarization.max_overlap:
-            reject("speech", "overlapping-speech", f"{u.overlap:.2f} s with several speakers", u.overlap,
-                   key=schema.sample_key(vid, "u", u.start))
+            reject(
+                "speech",
+                "overlapping-speech",
+                f"{u.overlap:.2f} s with several speakers",
+                u.overlap,
+                key=schema.sample_key(vid, "u", u.start),
+            )
             continue
         first, last = int(round(u.start * fps)), min(int(round(u.end * fps)), scan.num_frames)
         present = [t for t in scan.tracks if t.start < last and t.end > first]
         if not present or last - first < 2:
-            reject("faces", "no-face", f"no face during {u.start:.2f}–{u.end:.2f} s", 0.0,
-                   key=schema.sample_key(vid, "u", u.start))
+            reject(
+                "faces",
+                "no-face",
+                f"no face during {u.start:.2f}–{u.end:.2f} s",
+                0.0,
+                key=schema.sample_key(vid, "u", u.start),
+            )
             continue
         group: list[_Candidate] = []
         for t in present:
@@ -308,11 +395,22 @@ def _process(raw: RawVideo, droot: DatasetRoot, cfg: FilterConfig, result: Video
             eye = float(np.median(geometry.eye_distance(t.landmarks[window])))
             decision["eye_distance_px"] = round(eye, 2)
             if eye < cfg.quality.min_eye_distance:  # checked first: small faces are also the ones tracking loses
-                reject("quality", "face-too-small", f"median eye distance below {cfg.quality.min_eye_distance} px", eye, key=key)
+                reject(
+                    "quality",
+                    "face-too-small",
+                    f"median eye distance below {cfg.quality.min_eye_distance} px",
+                    eye,
+                    key=key,
+                )
                 continue
             if span < cfg.quality.min_coverage:
-                reject("faces", "face-track-incomplete", "the face is not tracked through the whole utterance "
-                       "(it leaves the frame or is lost)", span, key=key)
+                reject(
+                    "faces",
+                    "face-track-incomplete",
+                    "the face is not tracked through the whole utterance (it leaves the frame or is lost)",
+                    span,
+                    key=key,
+                )
                 continue
             problem = _pose_problem(t, window, cfg, decision)
             if problem:
@@ -329,15 +427,23 @@ def _process(raw: RawVideo, droot: DatasetRoot, cfg: FilterConfig, result: Video
 
     # sync: from landmarks right away, or (a trained expert) from canonical crops in one more pass
     def sync_input(c: "_Candidate", crops=None) -> SyncInput:
-        segment = audio[int((c.s0 - c.pad_before) * AUDIO_RATE / fps):int((c.s1 + c.pad_after) * AUDIO_RATE / fps)]
-        return SyncInput(c.job.track.landmarks[c.job.track.window(c.s0, c.s1)], segment, AUDIO_RATE, fps,
-                         c.pad_before, c.pad_after, crops)
+        segment = audio[int((c.s0 - c.pad_before) * AUDIO_RATE / fps) : int((c.s1 + c.pad_after) * AUDIO_RATE / fps)]
+        return SyncInput(
+            c.job.track.landmarks[c.job.track.window(c.s0, c.s1)],
+            segment,
+            AUDIO_RATE,
+            fps,
+            c.pad_before,
+            c.pad_after,
+            crops,
+        )
 
     candidates = [c for group in groups for c in group]
     with times.excluding("sync", "decode"):
         if scorer.needs_crops:
-            _score_from_crops(video, info, fps, candidates, cfg, lambda c, crops: scorer.score(sync_input(c, crops)),
-                              times)
+            _score_from_crops(
+                video, info, fps, candidates, cfg, lambda c, crops: scorer.score(sync_input(c, crops)), times
+            )
         else:
             for c in candidates:
                 c.job.sync = scorer.score(sync_input(c))
@@ -346,8 +452,12 @@ def _process(raw: RawVideo, droot: DatasetRoot, cfg: FilterConfig, result: Video
         qualified = []
         for c in group:
             sync, key = c.job.sync, c.job.key
-            c.decision.update(sync_confidence=sync.confidence, sync_offset_frames=sync.offset_frames,
-                              sync_curve=sync.curve, sync_method=sync.method)
+            c.decision.update(
+                sync_confidence=sync.confidence,
+                sync_offset_frames=sync.offset_frames,
+                sync_curve=sync.curve,
+                sync_method=sync.method,
+            )
             if sync.distance is not None:
                 c.decision["sync_distance"] = sync.distance
             problem = limits(sync)
@@ -358,18 +468,38 @@ def _process(raw: RawVideo, droot: DatasetRoot, cfg: FilterConfig, result: Video
                 c.job.correction = sync.offset_frames  # the audio is shifted onto the video when written
                 c.decision["sync_correction_frames"] = sync.offset_frames
             elif abs(sync.offset_frames) > cfg.sync.max_abs_offset:
-                reject("sync", "sync-offset", f"audio is {sync.offset_frames} frames off the video "
-                       f"(positive: audio late; limit ±{cfg.sync.max_abs_offset})", sync.offset_frames, key=key)
+                reject(
+                    "sync",
+                    "sync-offset",
+                    f"audio is {sync.offset_frames} frames off the video "
+                    f"(positive: audio late; limit ±{cfg.sync.max_abs_offset})",
+                    sync.offset_frames,
+                    key=key,
+                )
                 continue
             qualified.append(c.job)
         qualified.sort(key=lambda j: -j.sync.confidence)
         for other in qualified[1:]:
-            reject("sync", "other-face-selected", f"{len(qualified)} faces qualify; the one with the best sync "
-                   f"(track {qualified[0].track.track_id}) was kept", other.sync.confidence, key=other.key)
+            reject(
+                "sync",
+                "other-face-selected",
+                f"{len(qualified)} faces qualify; the one with the best sync "
+                f"(track {qualified[0].track.track_id}) was kept",
+                other.sync.confidence,
+                key=other.key,
+            )
         jobs.extend(qualified[:1])
-    atomic_write_text(work / "decisions.json", dumps({"utterances": [vars(u) for u in utterances],
-                                                     "rejected_utterances": [vars(u) for u in unheard],
-                                                     "tracks": decisions}) + "\n")
+    atomic_write_text(
+        work / "decisions.json",
+        dumps(
+            {
+                "utterances": [vars(u) for u in utterances],
+                "rejected_utterances": [vars(u) for u in unheard],
+                "tracks": decisions,
+            }
+        )
+        + "\n",
+    )
     if jobs:
         with times.excluding("crops", "decode", "encode"):
             _render(video, info, fps, jobs, raw, cfg, staging, work, reject, result, audio, times)
@@ -393,17 +523,31 @@ def _pose_problem(track: FaceTrack, window: slice, cfg: FilterConfig, decision: 
         decision.update(yaw=round(float(yaw), 1), pitch=round(float(pitch), 1), roll=round(float(roll), 1))
         for name, value, limit in (("roll", roll, q.max_roll), ("yaw", yaw, q.max_yaw), ("pitch", pitch, q.max_pitch)):
             if value > limit:
-                hint = " (a face lying sideways: is the video's rotation tag wrong?)" if name == "roll" and value > 60 else ""
+                hint = (
+                    " (a face lying sideways: is the video's rotation tag wrong?)"
+                    if name == "roll" and value > 60
+                    else ""
+                )
                 return "head-pose", f"|{name}| {value:.0f}° exceeds {limit:g}°{hint}", float(value)
     target = geometry.template(cfg.crop.size)
     eye_gap = float(np.linalg.norm(target[1] - target[0]))
     points = track.align[window]
-    worst = max(float(np.abs(geometry.apply_affine(geometry.fit_similarity(p, target), p) - target).max())
-                for p in points) / eye_gap if len(points) else 0.0
+    worst = (
+        max(float(np.abs(geometry.apply_affine(geometry.fit_similarity(p, target), p) - target).max()) for p in points)
+        / eye_gap
+        if len(points)
+        else 0.0
+    )
     decision["alignment_error"] = round(worst, 4)
     if worst > q.max_alignment_error:
-        return "alignment-failed", (f"eye/nose points {worst:.2f} eye distances off the crop template after "
-                                    f"alignment (limit {q.max_alignment_error:g})"), worst
+        return (
+            "alignment-failed",
+            (
+                f"eye/nose points {worst:.2f} eye distances off the crop template after "
+                f"alignment (limit {q.max_alignment_error:g})"
+            ),
+            worst,
+        )
     return None
 
 
@@ -422,8 +566,20 @@ def sharpness(crop: np.ndarray) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
-def _render(video, info, fps, jobs: list[_Job], raw: RawVideo, cfg: FilterConfig, staging: Path, work: Path, reject,
-            result: VideoResult, audio, times: StepTimes) -> None:
+def _render(
+    video,
+    info,
+    fps,
+    jobs: list[_Job],
+    raw: RawVideo,
+    cfg: FilterConfig,
+    staging: Path,
+    work: Path,
+    reject,
+    result: VideoResult,
+    audio,
+    times: StepTimes,
+) -> None:
     """Second pass over the frames: canonical crops for the accepted jobs, encoded while the pass
     goes on (in work/, moved into staging only if the sample is kept), then the samples."""
     spans = [(job, job.track, job.first, job.last) for job in jobs]
@@ -431,8 +587,9 @@ def _render(video, info, fps, jobs: list[_Job], raw: RawVideo, cfg: FilterConfig
 
     def each(job: _Job, crop: np.ndarray) -> None:
         if id(job) not in writers:
-            writers[id(job)] = BackgroundVideoWriter(work / "encoding" / f"{job.key}.mp4", fps=fps, crf=cfg.crop.crf,
-                                                     extra_video_args=["-threads", "1"])
+            writers[id(job)] = BackgroundVideoWriter(
+                work / "encoding" / f"{job.key}.mp4", fps=fps, crf=cfg.crop.crf, extra_video_args=["-threads", "1"]
+            )
         with times("encode"):  # waiting for a full encoder queue
             writers[id(job)].write(crop)
 
@@ -446,8 +603,9 @@ def _render(video, info, fps, jobs: list[_Job], raw: RawVideo, cfg: FilterConfig
             job.last = job.first + len(crops)
             with times("encode"):  # what the encoder has left once the pass reaches the span's end
                 mp4 = writer.finish()
-            _write_sample(job, crops, np.array(affines, dtype=np.float64), mp4, raw, cfg, staging, reject, result,
-                          audio, fps)
+            _write_sample(
+                job, crops, np.array(affines, dtype=np.float64), mp4, raw, cfg, staging, reject, result, audio, fps
+            )
     finally:
         for writer in writers.values():  # a failed pass leaves no encoder running and no file
             writer.abort()
@@ -455,8 +613,19 @@ def _render(video, info, fps, jobs: list[_Job], raw: RawVideo, cfg: FilterConfig
             (work / "encoding").rmdir()
 
 
-def _write_sample(job: _Job, crops: list, affines: np.ndarray, mp4: Path, raw: RawVideo, cfg: FilterConfig,
-                  staging: Path, reject, result: VideoResult, audio, fps: float) -> None:
+def _write_sample(
+    job: _Job,
+    crops: list,
+    affines: np.ndarray,
+    mp4: Path,
+    raw: RawVideo,
+    cfg: FilterConfig,
+    staging: Path,
+    reject,
+    result: VideoResult,
+    audio,
+    fps: float,
+) -> None:
     """The sample's files into staging; ``mp4`` (its crops, already encoded) is moved there, or
     removed when the sample is rejected."""
     try:
@@ -465,8 +634,19 @@ def _write_sample(job: _Job, crops: list, affines: np.ndarray, mp4: Path, raw: R
         mp4.unlink(missing_ok=True)
 
 
-def _stage_sample(job: _Job, crops: list, affines: np.ndarray, mp4: Path, raw: RawVideo, cfg: FilterConfig,
-                  staging: Path, reject, result: VideoResult, audio, fps: float) -> None:
+def _stage_sample(
+    job: _Job,
+    crops: list,
+    affines: np.ndarray,
+    mp4: Path,
+    raw: RawVideo,
+    cfg: FilterConfig,
+    staging: Path,
+    reject,
+    result: VideoResult,
+    audio,
+    fps: float,
+) -> None:
     sharp = float(np.median([sharpness(c) for c in crops[::5]]))
     if sharp < cfg.quality.min_sharpness:
         reject("quality", "blurry", f"median Laplacian variance below {cfg.quality.min_sharpness}", sharp, key=job.key)
@@ -487,11 +667,12 @@ def _stage_sample(job: _Job, crops: list, affines: np.ndarray, mp4: Path, raw: R
     os.replace(mp4, staging / f"{key}.mp4")
     a0, a1 = int(round(start * AUDIO_RATE)), int(round(end * AUDIO_RATE))
     shift = int(round(job.correction * AUDIO_RATE / fps))  # late audio (+) is taken from later on
-    piece = audio[max(0, a0 + shift):max(0, a1 + shift)]
+    piece = audio[max(0, a0 + shift) : max(0, a1 + shift)]
     if len(piece) < a1 - a0:  # shifted past an end of the recording: silence fills in
         before = max(0, -(a0 + shift))
-        piece = np.concatenate([np.zeros(before, np.float32), piece,
-                                np.zeros(a1 - a0 - before - len(piece), np.float32)])
+        piece = np.concatenate(
+            [np.zeros(before, np.float32), piece, np.zeros(a1 - a0 - before - len(piece), np.float32)]
+        )
     write_wav(staging / f"{key}.wav", piece)
     text = job.utterance.text
     if text:
@@ -510,22 +691,37 @@ def _stage_sample(job: _Job, crops: list, affines: np.ndarray, mp4: Path, raw: R
         "fps": fps,
         "num_frames": num_frames,
         "transcript_source": job.utterance.transcript_source if text else None,
-        "quality": {"eye_distance_px": round(job.eye_distance, 2), "sharpness": round(sharp, 2),
-                    "sync_confidence": job.sync.confidence, "sync_offset_frames": job.sync.offset_frames,
-                    "sync_method": job.sync.method, "sync_correction_frames": job.correction,
-                    **({"sync_distance": job.sync.distance} if job.sync.distance is not None else {})},
+        "quality": {
+            "eye_distance_px": round(job.eye_distance, 2),
+            "sharpness": round(sharp, 2),
+            "sync_confidence": job.sync.confidence,
+            "sync_offset_frames": job.sync.offset_frames,
+            "sync_method": job.sync.method,
+            "sync_correction_frames": job.correction,
+            **({"sync_distance": job.sync.distance} if job.sync.distance is not None else {}),
+        },
         "track": job.track.track_id,
-        **({"transcript_check": _sample_check(job.utterance.transcript_check)} if job.utterance.transcript_check else {}),
+        **(
+            {"transcript_check": _sample_check(job.utterance.transcript_check)}
+            if job.utterance.transcript_check
+            else {}
+        ),
         "producer": f"shqip-av {__version__}",
     }
     schema.check_meta_values(meta)
     atomic_write_text(staging / f"{key}.json", dumps(meta) + "\n")
     members = ["mp4", "wav", "json", "landmarks.npy", "affine.npy"] + (["txt"] if text else [])
-    result.accepted.append({
-        "key": key, "video_id": raw.video_id, "speaker": meta["speaker"], "url": raw.source.url,
-        "files": {m: f"clips/{raw.video_id}/{key}.{m}" for m in members},
-        "duration": round(end - start, 3), "meta": meta,
-    })
+    result.accepted.append(
+        {
+            "key": key,
+            "video_id": raw.video_id,
+            "speaker": meta["speaker"],
+            "url": raw.source.url,
+            "files": {m: f"clips/{raw.video_id}/{key}.{m}" for m in members},
+            "duration": round(end - start, 3),
+            "meta": meta,
+        }
+    )
 
 
 def _sample_check(check: dict) -> dict:

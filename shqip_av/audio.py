@@ -41,24 +41,39 @@ def _mel_basis() -> np.ndarray:
     from transformers.audio_utils import mel_filter_bank
 
     # (n_freq, n_mels) slaney filters, as librosa.filters.mel(htk=False, norm="slaney") makes them
-    return mel_filter_bank(num_frequency_bins=N_FFT // 2 + 1, num_mel_filters=N_MELS, min_frequency=F_MIN,
-                           max_frequency=F_MAX, sampling_rate=SAMPLE_RATE, norm="slaney", mel_scale="slaney",
-                           dtype=np.float32)
+    return mel_filter_bank(
+        num_frequency_bins=N_FFT // 2 + 1,
+        num_mel_filters=N_MELS,
+        min_frequency=F_MIN,
+        max_frequency=F_MAX,
+        sampling_rate=SAMPLE_RATE,
+        norm="slaney",
+        mel_scale="slaney",
+        dtype=np.float32,
+    )
 
 
 def log_mel(audio) -> "torch.Tensor":
     """(N,) or (B, N) float waveform at 16 kHz → (80, M) or (B, 80, M) log-mel, M = N // 200 + 1."""
     import torch
 
-    wave = torch.as_tensor(np.asarray(audio, dtype=np.float32) if not isinstance(audio, torch.Tensor) else audio,
-                           dtype=torch.float32)
+    wave = torch.as_tensor(
+        np.asarray(audio, dtype=np.float32) if not isinstance(audio, torch.Tensor) else audio, dtype=torch.float32
+    )
     single = wave.dim() == 1
     if single:
         wave = wave[None]
     window = torch.hann_window(WIN_LENGTH, device=wave.device)
-    spec = torch.stft(wave, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=WIN_LENGTH, window=window,
-                      center=True, pad_mode="reflect" if wave.shape[-1] > N_FFT // 2 else "constant",
-                      return_complex=True)
+    spec = torch.stft(
+        wave,
+        n_fft=N_FFT,
+        hop_length=HOP_LENGTH,
+        win_length=WIN_LENGTH,
+        window=window,
+        center=True,
+        pad_mode="reflect" if wave.shape[-1] > N_FFT // 2 else "constant",
+        return_complex=True,
+    )
     power = spec.abs() ** 2  # (B, freq, M)
     basis = torch.from_numpy(_mel_basis()).to(wave.device)
     mel = torch.einsum("fm,bft->bmt", basis, power)
@@ -90,7 +105,7 @@ def mel_window(mel, frame: int, num_frames: int, fps: float = VIDEO_FPS):
 
         out = torch.full(mel.shape[:-1] + (length,), SILENCE, dtype=mel.dtype, device=mel.device)
     if hi > lo:
-        out[..., lo - start:hi - start] = mel[..., lo:hi]
+        out[..., lo - start : hi - start] = mel[..., lo:hi]
     return out
 
 
@@ -103,5 +118,11 @@ def speech_loudness(audio: np.ndarray, num_frames: int, fps: float, sample_rate:
     if len(audio) > 30:
         audio = sosfiltfilt(butter(4, [300, 3000], btype="band", fs=sample_rate, output="sos"), audio)
     hop = sample_rate / fps
-    return np.array([np.sqrt(np.mean(audio[int(i * hop):int((i + 1) * hop)] ** 2) + 1e-12)
-                     if int(i * hop) < len(audio) else 0.0 for i in range(num_frames)])
+    return np.array(
+        [
+            np.sqrt(np.mean(audio[int(i * hop) : int((i + 1) * hop)] ** 2) + 1e-12)
+            if int(i * hop) < len(audio)
+            else 0.0
+            for i in range(num_frames)
+        ]
+    )

@@ -68,7 +68,7 @@ def read_vtt(path: str | Path) -> list[Cue]:
             start, end = _seconds(start_s), _seconds(end_s)
         except ValueError:
             raise ShqipError(f"{path}: bad cue timing {lines[idx]!r}") from None
-        body = clean_text(" ".join(lines[idx + 1:]))
+        body = clean_text(" ".join(lines[idx + 1 :]))
         if body and end > start:
             cues.append(Cue(start, end, body))
     return cues
@@ -108,12 +108,17 @@ def read_srt(path: str | Path) -> list[Cue]:
             raise ShqipError(f"{path}: bad cue timing {lines[idx]!r}") from None
         if end <= start:
             raise ShqipError(f"{path}: cue {lines[idx]!r} ends before it starts")
-        cues.append(Cue(start, end, clean_text(" ".join(lines[idx + 1:]))))
+        cues.append(Cue(start, end, clean_text(" ".join(lines[idx + 1 :]))))
     return cues
 
 
 def write_srt(path: str | Path, cues: list[Cue]) -> Path:
     parts = []
     for i, cue in enumerate(cues, 1):
-        parts += [str(i), f"{_srt_stamp(cue.start)} --> {_srt_stamp(cue.end)}", unicodedata.normalize("NFC", cue.text), ""]
+        parts += [
+            str(i),
+            f"{_srt_stamp(cue.start)} --> {_srt_stamp(cue.end)}",
+            unicodedata.normalize("NFC", cue.text),
+            "",
+        ]
     return atomic_write_text(path, "\n".join(parts))

@@ -32,15 +32,29 @@ class ConfigError(ShqipError):
     pass
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", *, factory: Callable | None = None,
-           min: float | None = None, max: float | None = None, above: float | None = None,
-           choices: Sequence[str] | None = None, flags: Sequence[str] = ()):
+def option(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    factory: Callable | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    above: float | None = None,
+    choices: Sequence[str] | None = None,
+    flags: Sequence[str] = (),
+):
     """A config field with its documentation (shown by ``--help`` and in saved configs) and, for
     numbers, its valid range: ``min``/``max`` inclusive, ``above`` exclusive; for strings, ``choices``.
     Values outside are refused when the config is built, before a stage touches any data.
     ``flags``: other command-line spellings (``--address`` for ``ray_address``)."""
-    meta = {"help": help, "min": min, "max": max, "above": above, "choices": tuple(choices) if choices else None,
-            "flags": tuple(flags)}
+    meta = {
+        "help": help,
+        "min": min,
+        "max": max,
+        "above": above,
+        "choices": tuple(choices) if choices else None,
+        "flags": tuple(flags),
+    }
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -125,8 +139,11 @@ def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
             raise ConfigError(f"unknown config key '{prefix}{key}'{hint}")
         kwargs[name] = _coerce(value, hints[name], f"{prefix}{name}")
         check_range(fields[name], kwargs[name], f"{prefix}{name}")
-    missing = [n for n, f in fields.items() if n not in kwargs
-               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     if missing:
         raise ConfigError(f"config key '{prefix}{missing[0]}' is required")
     return cls(**kwargs)
@@ -137,8 +154,11 @@ def range_text(f: dataclasses.Field) -> str:
     lo, hi, above, choices = (f.metadata.get(k) for k in ("min", "max", "above", "choices"))
     if choices:
         return "one of " + ", ".join(choices)
-    parts = ([f"> {above:g}"] if above is not None else []) + ([f">= {lo:g}"] if lo is not None else []) + \
-        ([f"<= {hi:g}"] if hi is not None else [])
+    parts = (
+        ([f"> {above:g}"] if above is not None else [])
+        + ([f">= {lo:g}"] if lo is not None else [])
+        + ([f"<= {hi:g}"] if hi is not None else [])
+    )
     return " and ".join(parts)
 
 
@@ -149,8 +169,12 @@ def check_range(f: dataclasses.Field, value: Any, key: str) -> None:
     if choices and value not in choices:
         raise ConfigError(f"config key '{key}' must be {range_text(f)}, got {value!r}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value != value or (lo is not None and value < lo) or (hi is not None and value > hi) or \
-                (above is not None and value <= above):
+        if (
+            value != value
+            or (lo is not None and value < lo)
+            or (hi is not None and value > hi)
+            or (above is not None and value <= above)
+        ):
             raise ConfigError(f"config key '{key}' must be {range_text(f)}, got {value!r}")
 
 
@@ -209,8 +233,10 @@ def compose_yaml(text: str, path: str | Path, error: type[ShqipError] = ConfigEr
         return sizes[id(node)]
 
     if root is not None and expanded(root) > MAX_YAML_NODES:
-        raise error(f"{path}: the YAML expands to more than {MAX_YAML_NODES} values through its aliases "
-                    f"(&anchors and *references); refusing to load it")
+        raise error(
+            f"{path}: the YAML expands to more than {MAX_YAML_NODES} values through its aliases "
+            f"(&anchors and *references); refusing to load it"
+        )
     return root
 
 
@@ -293,7 +319,8 @@ def _cli_value(text: str, tp: Any) -> Any:
 
 def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog, description=description,
+        prog=prog,
+        description=description,
         epilog="Any option may also be given as key=value; precedence: defaults < --config < command line.",
     )
     parser.add_argument("--config", metavar="YAML", help="YAML file with config values")
@@ -303,8 +330,7 @@ def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentPar
         flags = ["--" + name.replace("_", "-"), *extra.get(name, ())]
         shown = f"{help_text} [default: {default!r}]" if help_text else f"[default: {default!r}]"
         if tp is bool:
-            parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction,
-                                default=None, help=shown)
+            parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None, help=shown)
         else:
             parser.add_argument(*flags, dest=name, default=None, metavar="VALUE", help=shown)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help=argparse.SUPPRESS)

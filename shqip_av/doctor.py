@@ -54,16 +54,31 @@ def check_packages() -> list[tuple[bool, str]]:
 
 def check_programs() -> list[tuple[bool, str]]:
     results = []
-    for program, fix in [("ffmpeg", "apt-get install ffmpeg"), ("ffprobe", "apt-get install ffmpeg"),
-                         ("espeak-ng", "apt-get install espeak-ng")]:
+    for program, fix in [
+        ("ffmpeg", "apt-get install ffmpeg"),
+        ("ffprobe", "apt-get install ffmpeg"),
+        ("espeak-ng", "apt-get install espeak-ng"),
+    ]:
         path = shutil.which(program)
-        results.append((path is not None, f"program {program} at {path}" if path
-                        else f"program {program} not found on PATH → {fix} (or: sudo make system-deps)"))
+        results.append(
+            (
+                path is not None,
+                f"program {program} at {path}"
+                if path
+                else f"program {program} not found on PATH → {fix} (or: sudo make system-deps)",
+            )
+        )
     if shutil.which("espeak-ng"):
         out = subprocess.run(["espeak-ng", "--voices=sq"], capture_output=True, text=True).stdout
         has_sq = any(line.split()[1:2] == ["sq"] for line in out.splitlines()[1:])
-        results.append((has_sq, "espeak-ng has the Albanian voice (sq)" if has_sq
-                        else "espeak-ng has no Albanian voice → install the full espeak-ng-data package"))
+        results.append(
+            (
+                has_sq,
+                "espeak-ng has the Albanian voice (sq)"
+                if has_sq
+                else "espeak-ng has no Albanian voice → install the full espeak-ng-data package",
+            )
+        )
     return results
 
 

@@ -37,8 +37,14 @@ log = get_logger(__name__)
 
 ENGINES = ("pool", "ray")
 # passed to Ray workers so they resolve model files and stay offline like the driver (never tokens)
-FORWARDED_ENV = ("SHQIP_AV_MODELS", "SHQIP_AV_OFFLINE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
-                 "PYANNOTE_METRICS_ENABLED", "OMP_NUM_THREADS")
+FORWARDED_ENV = (
+    "SHQIP_AV_MODELS",
+    "SHQIP_AV_OFFLINE",
+    "HF_HUB_OFFLINE",
+    "HF_DATASETS_OFFLINE",
+    "PYANNOTE_METRICS_ENABLED",
+    "OMP_NUM_THREADS",
+)
 
 
 @dataclass(frozen=True)
@@ -72,8 +78,15 @@ def _pool_worker_init() -> None:
     quiet_threads()
 
 
-def run(fn: Callable, items: list, args: tuple, engine: Engine, *, name: Callable[[Any], str],
-        lost: Callable[[Any, str], Any]) -> Iterator[tuple[Any, Any]]:
+def run(
+    fn: Callable,
+    items: list,
+    args: tuple,
+    engine: Engine,
+    *,
+    name: Callable[[Any], str],
+    lost: Callable[[Any, str], Any],
+) -> Iterator[tuple[Any, Any]]:
     """(item, fn(item, *args)) for every item, in the order they finish. ``fn`` must be a
     module-level function that turns every failure of an item into a result, and raises only
     ConfigError, which stops the run. ``lost(item, reason)`` is the result of an item whose
@@ -134,6 +147,7 @@ def _pool(fn, items, args, engine: Engine, name, lost) -> Iterator[tuple[Any, An
 
 # --- Ray -----------------------------------------------------------------------------------------
 
+
 class StageWorker:
     """A Ray actor: runs one item per call; what its process caches stays loaded between calls."""
 
@@ -154,8 +168,9 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise ConfigError("--engine ray needs the ray package (make install installs it; or "
-                          "pip install 'ray>=2.40')") from None
+        raise ConfigError(
+            "--engine ray needs the ray package (make install installs it; or pip install 'ray>=2.40')"
+        ) from None
     return ray
 
 
@@ -165,8 +180,12 @@ def connect_ray(engine: Engine):
     if ray.is_initialized():
         return ray
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-    options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False,
-                   runtime_env={"env_vars": env} if env else None)
+    options = dict(
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        runtime_env={"env_vars": env} if env else None,
+    )
     address = engine.address or "local"
     _reachable(address)
     try:
@@ -189,9 +208,11 @@ def _reachable(address: str, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((match.group(1), int(match.group(2))), timeout=timeout).close()
     except OSError as e:
-        raise ConfigError(f"cannot connect to Ray at {address!r}: nothing answers there "
-                          f"({e.strerror or type(e).__name__}); is the cluster running "
-                          "(ray start --head) and the address right?") from None
+        raise ConfigError(
+            f"cannot connect to Ray at {address!r}: nothing answers there "
+            f"({e.strerror or type(e).__name__}); is the cluster running "
+            "(ray start --head) and the address right?"
+        ) from None
 
 
 def _start_actors(ray, engine: Engine, count: int) -> list:
@@ -204,13 +225,17 @@ def _start_actors(ray, engine: Engine, count: int) -> list:
         seen = ray.get([a.sees.remote(marker) for a in actors], timeout=300)
         places = ray.get([a.where.remote() for a in actors], timeout=60)
     except GetTimeoutError:
-        raise ConfigError(f"Ray did not start {count} worker(s) within 5 minutes: does the "
-                          f"cluster have {count} free CPUs (--workers)?") from None
+        raise ConfigError(
+            f"Ray did not start {count} worker(s) within 5 minutes: does the "
+            f"cluster have {count} free CPUs (--workers)?"
+        ) from None
     blind = sorted({host for ok, (host, _) in zip(seen, places) if not ok})
     if blind:
-        raise ConfigError(f"the Ray worker(s) on {', '.join(blind)} cannot see the dataset root "
-                          f"{Path(engine.root).resolve()} (no {engine.marker} there): put the root on "
-                          "storage every node mounts at the same path")
+        raise ConfigError(
+            f"the Ray worker(s) on {', '.join(blind)} cannot see the dataset root "
+            f"{Path(engine.root).resolve()} (no {engine.marker} there): put the root on "
+            "storage every node mounts at the same path"
+        )
     log.info("on Ray: %d worker(s) on %s", count, ", ".join(sorted({h for h, _ in places})))
     return actors
 
@@ -252,8 +277,11 @@ def _ray(fn, items, args, engine: Engine, name, lost) -> Iterator[tuple[Any, Any
                 continue
             except (RayActorError, WorkerCrashedError) as e:
                 restarting[actor.where.remote()] = actor  # Ray restarts it (max_restarts=-1)
-                why = (f"ran past the time limit ({engine.timeout:g} s)" if key in timed_out
-                       else f"its Ray worker died ({type(e).__name__})")
+                why = (
+                    f"ran past the time limit ({engine.timeout:g} s)"
+                    if key in timed_out
+                    else f"its Ray worker died ({type(e).__name__})"
+                )
                 timed_out.discard(key)
                 tries[key] += 1
                 if tries[key] <= engine.max_retries:

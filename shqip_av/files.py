@@ -136,7 +136,9 @@ def read_text_file(path: str | os.PathLike, what: str, max_bytes: int = MAX_TEXT
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            raise ShqipError(f"{path}: {what} is {size / 1e6:.0f} MB; more than {max_bytes / 1e6:.0f} MB is not a {what}")
+            raise ShqipError(
+                f"{path}: {what} is {size / 1e6:.0f} MB; more than {max_bytes / 1e6:.0f} MB is not a {what}"
+            )
         data = path.read_bytes()
     except OSError as e:
         raise ShqipError(f"{path}: cannot read the {what}: {e.strerror}") from None
@@ -144,8 +146,9 @@ def read_text_file(path: str | os.PathLike, what: str, max_bytes: int = MAX_TEXT
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        raise ShqipError(f"{path}:{line}: the {what} is not UTF-8 text (byte 0x{data[e.start]:02x}); "
-                         f"save it as UTF-8") from None
+        raise ShqipError(
+            f"{path}:{line}: the {what} is not UTF-8 text (byte 0x{data[e.start]:02x}); save it as UTF-8"
+        ) from None
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -169,7 +172,9 @@ def weights_digest(paths: list[Path]) -> str:
     key = tuple((str(Path(p).resolve()), Path(p).stat().st_mtime_ns, Path(p).stat().st_size) for p in paths)
     if key not in _WEIGHT_DIGESTS:
         digests = [sha256_file(p) for p in paths]
-        _WEIGHT_DIGESTS[key] = digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
+        _WEIGHT_DIGESTS[key] = (
+            digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
+        )
     return _WEIGHT_DIGESTS[key]
 
 
@@ -211,10 +216,18 @@ def record_owned(folder: str | os.PathLike, kind: str, files: set[str] | list[st
     import json
 
     known = owned_files(folder, kind) or set()
-    atomic_write_text(Path(folder) / OWNER_RECORD,
-                      json.dumps({"kind": kind, "files": sorted(known | set(files)),
-                                  "note": "files written by shqip-av; it overwrites or deletes only these"},
-                                 indent=2) + "\n")
+    atomic_write_text(
+        Path(folder) / OWNER_RECORD,
+        json.dumps(
+            {
+                "kind": kind,
+                "files": sorted(known | set(files)),
+                "note": "files written by shqip-av; it overwrites or deletes only these",
+            },
+            indent=2,
+        )
+        + "\n",
+    )
 
 
 def foreign_files(folder: str | os.PathLike, kind: str, names: list[str] | None = None) -> list[str]:

@@ -55,7 +55,7 @@ def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     dst = np.asarray(dst, dtype=np.float64)
     mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
     s, d = src - mu_s, dst - mu_d
-    var_s = (s ** 2).sum() / len(src)
+    var_s = (s**2).sum() / len(src)
     if var_s <= 1e-12:
         raise ValueError("degenerate point set: all source points coincide")
     cov = d.T @ s / len(src)
@@ -99,8 +99,9 @@ def canonical_crop(frame: np.ndarray, align: np.ndarray, size: int = CROP_SIZE) 
     return warp_crop(frame, affine, size), affine
 
 
-def warp_crop(frame: np.ndarray, affine: np.ndarray, size: int = CROP_SIZE,
-              offset: tuple[int, int] = (0, 0)) -> np.ndarray:
+def warp_crop(
+    frame: np.ndarray, affine: np.ndarray, size: int = CROP_SIZE, offset: tuple[int, int] = (0, 0)
+) -> np.ndarray:
     """The size × size crop that the frame→crop ``affine`` takes from ``frame``, where ``frame``
     may be only a region of the full frame whose top-left corner is at ``offset`` (x, y) in it."""
     import cv2

@@ -46,8 +46,10 @@ def stage_lock(root: DatasetRoot | str | os.PathLike, stage: str, *, create: boo
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise LockedError(f"another {stage} run is using {droot.root} ({_holder(path)}); wait for it to "
-                              f"finish or stop it, then rerun") from None
+            raise LockedError(
+                f"another {stage} run is using {droot.root} ({_holder(path)}); wait for it to "
+                f"finish or stop it, then rerun"
+            ) from None
         started = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, started {started}: {' '.join(sys.argv[:1])}\n".encode(), 0)

@@ -68,8 +68,12 @@ def use_root_caches(root: str | os.PathLike) -> None:
     from pathlib import Path
 
     cache = Path(root).expanduser().resolve() / "cache"
-    for var, sub in (("MPLCONFIGDIR", "matplotlib"), ("HF_MODULES_CACHE", "hf_modules"),
-                     ("HF_DATASETS_CACHE", "datasets"), ("NUMBA_CACHE_DIR", "numba")):
+    for var, sub in (
+        ("MPLCONFIGDIR", "matplotlib"),
+        ("HF_MODULES_CACHE", "hf_modules"),
+        ("HF_DATASETS_CACHE", "datasets"),
+        ("NUMBA_CACHE_DIR", "numba"),
+    ):
         os.environ.setdefault(var, str(cache / sub))
 
 
@@ -102,8 +106,9 @@ def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(name)
 
 
-def progress(items: Iterable[T], *, desc: str, total: int | None = None, unit: str = "it",
-             every: float = 30.0) -> Iterator[T]:
+def progress(
+    items: Iterable[T], *, desc: str, total: int | None = None, unit: str = "it", every: float = 30.0
+) -> Iterator[T]:
     """A progress bar on a terminal; in a log (stderr not a terminal) one line every ``every``
     seconds and one at the end, instead of a line per update."""
     if interactive():
@@ -126,8 +131,9 @@ def progress(items: Iterable[T], *, desc: str, total: int | None = None, unit: s
 
 
 @contextlib.contextmanager
-def native_stderr_filtered(noise: tuple[str, ...] = ("W0000 ", "I0000 ", "INFO: Created TensorFlow",
-                                                     "WARNING: Logging before InitGoogle")):
+def native_stderr_filtered(
+    noise: tuple[str, ...] = ("W0000 ", "I0000 ", "INFO: Created TensorFlow", "WARNING: Logging before InitGoogle"),
+):
     """Run a block with file descriptor 2 captured, then pass on every line but ``noise``.
     MediaPipe's C++ logging (glog, TF Lite) writes there directly, bypassing Python's logging."""
     import tempfile

@@ -49,7 +49,9 @@ def media_arg(path: str | Path) -> str:
     return f"./{text}" if text.startswith("-") else text
 
 
-def run_ffmpeg(args: list[str], what: str, *, input: bytes | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
+def run_ffmpeg(
+    args: list[str], what: str, *, input: bytes | None = None, timeout: float | None = None
+) -> subprocess.CompletedProcess:
     """Run ffmpeg with ``args`` (after the global options); raise MediaError with its message."""
     cmd = [tool("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args]
     if input is not None:
@@ -121,8 +123,17 @@ def probe(path: str | Path, *, timeout: float = 120) -> MediaInfo:
     path = Path(path)
     if not path.is_file():
         raise MediaError(f"{path}: no such file")
-    cmd = [tool("ffprobe"), "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
-           "-count_packets", media_arg(path)]
+    cmd = [
+        tool("ffprobe"),
+        "-v",
+        "error",
+        "-print_format",
+        "json",
+        "-show_format",
+        "-show_streams",
+        "-count_packets",
+        media_arg(path),
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -132,15 +143,22 @@ def probe(path: str | Path, *, timeout: float = 120) -> MediaInfo:
     data = json.loads(proc.stdout or b"{}")
     streams = data.get("streams") or []
     fmt = data.get("format") or {}
-    video = next((s for s in streams if s.get("codec_type") == "video"
-                  and not (s.get("disposition") or {}).get("attached_pic")), None)
+    video = next(
+        (s for s in streams if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")),
+        None,
+    )
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
     if video is None and audio is None:
         raise MediaError(f"{path}: no audio or video stream (format {fmt.get('format_name', '?')})")
 
     durations = [_rate(fmt.get("duration"))] + [_rate(s.get("duration")) for s in streams]
-    info = MediaInfo(path=str(path), duration=max(durations), has_video=video is not None,
-                     has_audio=audio is not None, format_name=fmt.get("format_name", ""))
+    info = MediaInfo(
+        path=str(path),
+        duration=max(durations),
+        has_video=video is not None,
+        has_audio=audio is not None,
+        format_name=fmt.get("format_name", ""),
+    )
     if video is not None:
         info.vcodec = video.get("codec_name")
         info.coded_width, info.coded_height = int(video.get("width") or 0), int(video.get("height") or 0)
@@ -171,8 +189,9 @@ def check_decodes(path: str | Path, *, tail_seconds: float = 3.0) -> None:
     Decoding only the tail keeps this cheap on hour-long videos while still catching the
     common failure (a download cut short leaves the last packets missing or broken).
     """
-    proc = run_ffmpeg(["-xerror", "-sseof", f"-{tail_seconds}", "-i", media_arg(path), "-f", "null", "-"],
-                      f"{path}: does not decode")
+    proc = run_ffmpeg(
+        ["-xerror", "-sseof", f"-{tail_seconds}", "-i", media_arg(path), "-f", "null", "-"], f"{path}: does not decode"
+    )
     message = proc.stderr.decode("utf-8", "replace").strip()
     if message:
         raise MediaError(f"{path}: does not decode: {_last_lines(message)}")
@@ -181,8 +200,25 @@ def check_decodes(path: str | Path, *, tail_seconds: float = 3.0) -> None:
 def extract_audio(src: str | Path, dst: str | Path, *, sample_rate: int = AUDIO_RATE) -> Path:
     """First audio stream → mono PCM s16 WAV at ``sample_rate`` (atomic)."""
     with atomic_output(dst, suffix=".wav") as tmp:
-        run_ffmpeg(["-i", media_arg(src), "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate),
-                    "-c:a", "pcm_s16le", "-f", "wav", str(tmp)], f"{src}: audio extraction failed")
+        run_ffmpeg(
+            [
+                "-i",
+                media_arg(src),
+                "-map",
+                "0:a:0",
+                "-vn",
+                "-ac",
+                "1",
+                "-ar",
+                str(sample_rate),
+                "-c:a",
+                "pcm_s16le",
+                "-f",
+                "wav",
+                str(tmp),
+            ],
+            f"{src}: audio extraction failed",
+        )
     return Path(dst)
 
 
@@ -190,10 +226,36 @@ def transcode_upright(src: str | Path, dst: str | Path, *, crf: int = 18) -> Pat
     """Re-encode with rotation applied to the pixels (H.264 + AAC), so every later reader sees
     an upright picture whatever it does with rotation metadata."""
     with atomic_output(dst, suffix=".mp4") as tmp:
-        run_ffmpeg(["-i", media_arg(src), "-map", "0:v:0", "-map", "0:a:0?", "-c:v", "libx264", "-preset", "fast",
-                    "-crf", str(crf), "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "160k",
-                    "-metadata:s:v:0", "rotate=0", "-movflags", "+faststart", "-f", "mp4", str(tmp)],
-                   f"{src}: re-encoding upright failed")
+        run_ffmpeg(
+            [
+                "-i",
+                media_arg(src),
+                "-map",
+                "0:v:0",
+                "-map",
+                "0:a:0?",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "fast",
+                "-crf",
+                str(crf),
+                "-pix_fmt",
+                "yuv420p",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "160k",
+                "-metadata:s:v:0",
+                "rotate=0",
+                "-movflags",
+                "+faststart",
+                "-f",
+                "mp4",
+                str(tmp),
+            ],
+            f"{src}: re-encoding upright failed",
+        )
     return Path(dst)
 
 
@@ -244,8 +306,9 @@ def open_audio(path: str | Path, fallback: str | Path | None = None) -> PcmWav:
     return PcmWav(path)
 
 
-def read_audio(path: str | Path, *, sample_rate: int = AUDIO_RATE, start: float | None = None,
-               duration: float | None = None) -> np.ndarray:
+def read_audio(
+    path: str | Path, *, sample_rate: int = AUDIO_RATE, start: float | None = None, duration: float | None = None
+) -> np.ndarray:
     """Mono float32 samples in [-1, 1] at ``sample_rate``."""
     args = []
     if start is not None:
@@ -298,8 +361,10 @@ def extract_audio_native(src: str | Path, dst: str | Path) -> Path:
     """First audio stream → PCM s16 WAV at its own rate and channels (atomic): what a soundtrack
     that must stay as it was (outside the dub's new speech) is read from."""
     with atomic_output(dst, suffix=".wav") as tmp:
-        run_ffmpeg(["-i", media_arg(src), "-map", "0:a:0", "-vn", "-c:a", "pcm_s16le", "-f", "wav", str(tmp)],
-                   f"{src}: audio extraction failed")
+        run_ffmpeg(
+            ["-i", media_arg(src), "-map", "0:a:0", "-vn", "-c:a", "pcm_s16le", "-f", "wav", str(tmp)],
+            f"{src}: audio extraction failed",
+        )
     return Path(dst)
 
 
@@ -327,8 +392,14 @@ def write_wav(path: str | Path, samples: np.ndarray, *, sample_rate: int = AUDIO
     return Path(path)
 
 
-def iter_frames(path: str | Path, *, fps: float | None = None, size: tuple[int, int] | None = None,
-                info: MediaInfo | None = None, region: tuple[int, int, int, int] | None = None) -> Iterator[np.ndarray]:
+def iter_frames(
+    path: str | Path,
+    *,
+    fps: float | None = None,
+    size: tuple[int, int] | None = None,
+    info: MediaInfo | None = None,
+    region: tuple[int, int, int, int] | None = None,
+) -> Iterator[np.ndarray]:
     """Decode upright RGB frames (H, W, 3) uint8, optionally resampled to a constant ``fps``
     (frames duplicated or dropped by timestamp, which is how a variable rate becomes constant),
     cut to ``region`` = (x, y, w, h) of the upright frame, and scaled to ``size`` = (width, height)."""
@@ -374,16 +445,24 @@ class BackgroundVideoWriter:
 
     _END = object()
 
-    def __init__(self, path: str | Path, *, fps: float, crf: int = 18, extra_video_args: list[str] | None = None,
-                 queue_frames: int = 32):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        fps: float,
+        crf: int = 18,
+        extra_video_args: list[str] | None = None,
+        queue_frames: int = 32,
+    ):
         import queue
         import threading
 
         self.path = Path(path)
         self._queue: queue.Queue = queue.Queue(maxsize=queue_frames)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._encode, args=(fps, crf, extra_video_args), daemon=True,
-                                        name=f"encode {self.path.name}")
+        self._thread = threading.Thread(
+            target=self._encode, args=(fps, crf, extra_video_args), daemon=True, name=f"encode {self.path.name}"
+        )
         self._thread.start()
 
     def _frames(self):
@@ -416,8 +495,15 @@ class BackgroundVideoWriter:
         self.path.unlink(missing_ok=True)
 
 
-def write_video(path: str | Path, frames: Iterable[np.ndarray], *, fps: float, audio: str | Path | None = None,
-                crf: int = 18, extra_video_args: list[str] | None = None) -> Path:
+def write_video(
+    path: str | Path,
+    frames: Iterable[np.ndarray],
+    *,
+    fps: float,
+    audio: str | Path | None = None,
+    crf: int = 18,
+    extra_video_args: list[str] | None = None,
+) -> Path:
     """Encode RGB frames (H, W, 3) uint8 to H.264 yuv420p MP4, with an optional audio file muxed
     in as AAC (atomic). The first frame fixes the size."""
     frames = iter(frames)
@@ -427,18 +513,61 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], *, fps: float, a
         raise MediaError(f"{path}: no frames to write") from None
     height, width = first.shape[:2]
     with atomic_output(path, suffix=".mp4") as tmp:
-        cmd = [tool("ffmpeg"), "-hide_banner", "-loglevel", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]
+        cmd = [
+            tool("ffmpeg"),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{width}x{height}",
+            "-r",
+            str(fps),
+            "-i",
+            "-",
+        ]
         if audio is not None:
-            cmd += ["-i", media_arg(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "128k", "-shortest"]
-        cmd += ["-c:v", "libx264", "-preset", "fast", "-crf", str(crf), "-pix_fmt", "yuv420p",
-                *(extra_video_args or []), "-movflags", "+faststart", "-f", "mp4", str(tmp)]
+            cmd += [
+                "-i",
+                media_arg(audio),
+                "-map",
+                "0:v:0",
+                "-map",
+                "1:a:0",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "128k",
+                "-shortest",
+            ]
+        cmd += [
+            "-c:v",
+            "libx264",
+            "-preset",
+            "fast",
+            "-crf",
+            str(crf),
+            "-pix_fmt",
+            "yuv420p",
+            *(extra_video_args or []),
+            "-movflags",
+            "+faststart",
+            "-f",
+            "mp4",
+            str(tmp),
+        ]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             proc.stdin.write(np.ascontiguousarray(first, dtype=np.uint8).tobytes())
             for frame in frames:
                 if frame.shape[:2] != (height, width):
-                    raise MediaError(f"{path}: frame size changed from {width}x{height} to {frame.shape[1]}x{frame.shape[0]}")
+                    raise MediaError(
+                        f"{path}: frame size changed from {width}x{height} to {frame.shape[1]}x{frame.shape[0]}"
+                    )
                 proc.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
             proc.stdin.close()
         except BrokenPipeError:

@@ -37,24 +37,39 @@ class ModelFile:
     what: str
 
 
-MODEL_FILES: dict[str, ModelFile] = {m.name: m for m in [
-    ModelFile("face_landmarker", "face_landmarker.task",
-              "https://storage.googleapis.com/mediapipe-models/face_landmarker/face_landmarker/float16/1/face_landmarker.task",
-              "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff",
-              "MediaPipe FaceLandmarker bundle (478 landmarks, blendshapes, transformation matrix)"),
-    ModelFile("face_detector", "blaze_face_short_range.tflite",
-              "https://storage.googleapis.com/mediapipe-models/face_detector/blaze_face_short_range/float16/1/blaze_face_short_range.tflite",
-              "c3474835029d8a19d7c447194fc801b5405e070453346a7c6f684b8921d18710",
-              "MediaPipe FaceDetector (BlazeFace short range)"),
-    ModelFile("yunet", "face_detection_yunet_2023mar.onnx",
-              "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx",
-              "5a3c86635ebf418b77d580f7889c4e4064c6dec2a5470bdfa797a8ab307bf948",
-              "YuNet face detector for cv2.FaceDetectorYN"),
-    ModelFile("silero_vad", "silero_vad.onnx",
-              "https://github.com/snakers4/silero-vad/raw/806dcba/src/silero_vad/data/silero_vad.onnx",
-              "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3",
-              "Silero voice activity detector (ONNX)"),
-]}
+MODEL_FILES: dict[str, ModelFile] = {
+    m.name: m
+    for m in [
+        ModelFile(
+            "face_landmarker",
+            "face_landmarker.task",
+            "https://storage.googleapis.com/mediapipe-models/face_landmarker/face_landmarker/float16/1/face_landmarker.task",
+            "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff",
+            "MediaPipe FaceLandmarker bundle (478 landmarks, blendshapes, transformation matrix)",
+        ),
+        ModelFile(
+            "face_detector",
+            "blaze_face_short_range.tflite",
+            "https://storage.googleapis.com/mediapipe-models/face_detector/blaze_face_short_range/float16/1/blaze_face_short_range.tflite",
+            "c3474835029d8a19d7c447194fc801b5405e070453346a7c6f684b8921d18710",
+            "MediaPipe FaceDetector (BlazeFace short range)",
+        ),
+        ModelFile(
+            "yunet",
+            "face_detection_yunet_2023mar.onnx",
+            "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx",
+            "5a3c86635ebf418b77d580f7889c4e4064c6dec2a5470bdfa797a8ab307bf948",
+            "YuNet face detector for cv2.FaceDetectorYN",
+        ),
+        ModelFile(
+            "silero_vad",
+            "silero_vad.onnx",
+            "https://github.com/snakers4/silero-vad/raw/806dcba/src/silero_vad/data/silero_vad.onnx",
+            "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3",
+            "Silero voice activity detector (ONNX)",
+        ),
+    ]
+}
 
 
 def model_dirs() -> list[Path]:
@@ -71,15 +86,16 @@ def cache_dir() -> Path:
 
 
 def offline() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes")
-               for v in ("SHQIP_AV_OFFLINE", "HF_HUB_OFFLINE"))
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("SHQIP_AV_OFFLINE", "HF_HUB_OFFLINE"))
 
 
 def _verify(path: Path, model: ModelFile) -> Path:
     actual = sha256_file(path)
     if actual != model.sha256:
-        raise ModelFileError(f"{path} does not match the published checksum of {model.filename} "
-                             f"(sha256 {actual[:12]}…, expected {model.sha256[:12]}…); replace it with {model.url}")
+        raise ModelFileError(
+            f"{path} does not match the published checksum of {model.filename} "
+            f"(sha256 {actual[:12]}…, expected {model.sha256[:12]}…); replace it with {model.url}"
+        )
     return path
 
 
@@ -95,8 +111,10 @@ def resolve_model(name: str, *, download: bool = True) -> Path:
             return _verify(candidate, model)
     places = " or ".join(str(d) for d in model_dirs())
     if not download or offline():
-        raise ModelFileError(f"model file {model.filename} not found; place it in {places} "
-                             f"(set SHQIP_AV_MODELS to its folder); official source: {model.url}")
+        raise ModelFileError(
+            f"model file {model.filename} not found; place it in {places} "
+            f"(set SHQIP_AV_MODELS to its folder); official source: {model.url}"
+        )
     target = cache_dir() / model.filename
     try:
         with atomic_output(target) as tmp:
@@ -105,8 +123,9 @@ def resolve_model(name: str, *, download: bool = True) -> Path:
                     out.write(block)
             _verify(tmp, model)
     except OSError as e:
-        raise ModelFileError(f"could not download {model.filename} from {model.url} ({e}); "
-                             f"place the file in {places} instead") from None
+        raise ModelFileError(
+            f"could not download {model.filename} from {model.url} ({e}); place the file in {places} instead"
+        ) from None
     return target
 
 

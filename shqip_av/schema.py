@@ -25,8 +25,21 @@ MEMBERS = {
 REQUIRED = ("mp4", "wav", "json", "landmarks.npy", "affine.npy")
 TRANSCRIPT_SOURCES = ("captions", "manual")  # or "asr:<model>"
 
-META_FIELDS = ("schema_version", "video_id", "source_url", "license", "consent", "speaker", "diarization_label",
-               "start", "end", "fps", "num_frames", "transcript_source", "quality")
+META_FIELDS = (
+    "schema_version",
+    "video_id",
+    "source_url",
+    "license",
+    "consent",
+    "speaker",
+    "diarization_label",
+    "start",
+    "end",
+    "fps",
+    "num_frames",
+    "transcript_source",
+    "quality",
+)
 QUALITY_FIELDS = ("eye_distance_px", "sharpness", "sync_confidence", "sync_offset_frames", "sync_method")
 
 
@@ -132,8 +145,10 @@ def check_arrays(landmarks, affine, num_frames: int, crop_size: int) -> None:
         raise SchemaError("landmarks or affine hold NaN or infinite values")
     lo, hi = -LANDMARK_MARGIN * crop_size, (1 + LANDMARK_MARGIN) * crop_size
     if lm.min() < lo or lm.max() > hi:
-        raise SchemaError(f"landmarks reach {lm.min():.0f}..{lm.max():.0f} px, outside {lo:.0f}..{hi:.0f} "
-                          f"for a {crop_size} px crop (the alignment failed)")
+        raise SchemaError(
+            f"landmarks reach {lm.min():.0f}..{lm.max():.0f} px, outside {lo:.0f}..{hi:.0f} "
+            f"for a {crop_size} px crop (the alignment failed)"
+        )
     scale = np.sqrt(np.abs(np.linalg.det(af[:, :, :2].astype(np.float64))))
     if (scale <= 0).any():
         raise SchemaError("an affine transform is degenerate (zero scale)")
@@ -169,8 +184,10 @@ def check_sample_files(files: dict, meta: dict[str, Any]) -> None:
     except MediaError as e:
         raise SchemaError(f"crop video: {e}") from None
     if info.width != info.height or not info.has_video or info.has_audio:
-        raise SchemaError(f"crop video is {info.width}x{info.height}{' with audio' if info.has_audio else ''}; "
-                          f"expected a square video without audio")
+        raise SchemaError(
+            f"crop video is {info.width}x{info.height}{' with audio' if info.has_audio else ''}; "
+            f"expected a square video without audio"
+        )
     if info.num_frames and info.num_frames != meta["num_frames"]:
         raise SchemaError(f"crop video has {info.num_frames} frames, metadata says {meta['num_frames']}")
     try:
@@ -185,8 +202,10 @@ def check_sample_files(files: dict, meta: dict[str, Any]) -> None:
         except MediaError as e:
             raise SchemaError(f"audio: {e}") from None
     if (header.sample_rate, header.channels, header.sample_width) != (SAMPLE_RATE, 1, 2):
-        raise SchemaError(f"audio is {header.sample_rate} Hz, {header.channels} channel(s), "
-                          f"{8 * header.sample_width}-bit; expected {SAMPLE_RATE} Hz mono 16-bit")
+        raise SchemaError(
+            f"audio is {header.sample_rate} Hz, {header.channels} channel(s), "
+            f"{8 * header.sample_width}-bit; expected {SAMPLE_RATE} Hz mono 16-bit"
+        )
     expected = meta["num_frames"] / meta["fps"]
     if abs(header.seconds - expected) > 1.5 / meta["fps"]:
         raise SchemaError(f"audio lasts {header.seconds:.3f} s, the video {expected:.3f} s")

@@ -65,26 +65,45 @@ class TakedownList:
         where = f"line {self.lines[index]}: " if index < len(self.lines) else ""
         return f"{where}{kind + ':' if kind else ''}{value}"
 
-    def match(self, *, video_id: str | None = None, platform_id: str | None = None, url: str | None = None,
-              channel_id: str | None = None, channel: str | None = None, subject: str | None = None) -> str | None:
+    def match(
+        self,
+        *,
+        video_id: str | None = None,
+        platform_id: str | None = None,
+        url: str | None = None,
+        channel_id: str | None = None,
+        channel: str | None = None,
+        subject: str | None = None,
+    ) -> str | None:
         """The entry that withdraws this item, or None."""
-        hits = self.matching(video_id=video_id, platform_id=platform_id, url=url, channel_id=channel_id,
-                             channel=channel, subject=subject)
+        hits = self.matching(
+            video_id=video_id, platform_id=platform_id, url=url, channel_id=channel_id, channel=channel, subject=subject
+        )
         if not hits:
             return None
         kind, value = self.entries[hits[0]]
         return f"{kind}:{value}" if kind else value
 
-    def matching(self, *, video_id: str | None = None, platform_id: str | None = None, url: str | None = None,
-                 channel_id: str | None = None, channel: str | None = None, subject: str | None = None) -> list[int]:
+    def matching(
+        self,
+        *,
+        video_id: str | None = None,
+        platform_id: str | None = None,
+        url: str | None = None,
+        channel_id: str | None = None,
+        channel: str | None = None,
+        subject: str | None = None,
+    ) -> list[int]:
         """Indexes of every entry that withdraws this item."""
         exact = {"video": {video_id, platform_id}, "url": {url}, "channel": {channel_id}}
         folded = {"channel": {(channel or "").casefold()}, "subject": {(subject or "").casefold()}}
         hits = []
         for i, (kind, value) in enumerate(self.entries):
             kinds = [kind] if kind else list(KINDS)
-            if any(value in (exact.get(k) or set()) - {None} or value.casefold() in (folded.get(k) or set()) - {""}
-                   for k in kinds):
+            if any(
+                value in (exact.get(k) or set()) - {None} or value.casefold() in (folded.get(k) or set()) - {""}
+                for k in kinds
+            ):
                 hits.append(i)
         return hits
 
@@ -98,10 +117,15 @@ class TakedownList:
 
 def _fields(record: dict) -> dict:
     source = record.get("source") or {}
-    consent = ((record.get("rights") or {}).get("consent") or {})
-    return dict(video_id=record.get("video_id"), platform_id=source.get("id"), url=source.get("url") or record.get("url"),
-                channel_id=source.get("channel_id"), channel=source.get("channel"),
-                subject=consent.get("subject") or record.get("speaker"))
+    consent = (record.get("rights") or {}).get("consent") or {}
+    return dict(
+        video_id=record.get("video_id"),
+        platform_id=source.get("id"),
+        url=source.get("url") or record.get("url"),
+        channel_id=source.get("channel_id"),
+        channel=source.get("channel"),
+        subject=consent.get("subject") or record.get("speaker"),
+    )
 
 
 def record_trained_on(run: Path, video_ids, splits: list[str] | None = None) -> Path:

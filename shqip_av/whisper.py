@@ -65,8 +65,10 @@ def language_token_id(tokenizer, language: str) -> int:
     start = tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
     expected = start + 1 + list(LANGUAGES).index(language)
     if token_id != expected:
-        raise ModelError(f"the tokenizer's {token} has id {token_id}, but Whisper expects {expected} "
-                         "(language tokens must follow <|startoftranscript|> in Whisper's order)")
+        raise ModelError(
+            f"the tokenizer's {token} has id {token_id}, but Whisper expects {expected} "
+            "(language tokens must follow <|startoftranscript|> in Whisper's order)"
+        )
     return token_id
 
 
@@ -97,8 +99,14 @@ class LoadedModel:
     base_name: str  # the base Whisper it was fine-tuned from (itself for a base model)
 
 
-def load_for_inference(name_or_path: str, *, language: str = "sq", task: str = "transcribe",
-                       revision: str = "main", max_new_tokens: int | None = None) -> LoadedModel:
+def load_for_inference(
+    name_or_path: str,
+    *,
+    language: str = "sq",
+    task: str = "transcribe",
+    revision: str = "main",
+    max_new_tokens: int | None = None,
+) -> LoadedModel:
     """Any Whisper the project deals with, ready to transcribe (see the module docstring)."""
     generation = (language, task, max_new_tokens)
     path = Path(name_or_path)
@@ -148,13 +156,17 @@ def _first_position(loaded: LoadedModel, features) -> tuple[list[str], Any, Any]
     generation = loaded.model.generation_config
     lang_to_id = getattr(generation, "lang_to_id", None) or {}
     if not lang_to_id:
-        raise ModelError(f"{loaded.description}: its generation config has no lang_to_id, so it cannot identify "
-                         "languages")
+        raise ModelError(
+            f"{loaded.description}: its generation config has no lang_to_id, so it cannot identify languages"
+        )
     parameter = next(loaded.model.parameters())
     start = torch.full((len(features), 1), generation.decoder_start_token_id, device=parameter.device)
     with torch.inference_mode():
-        logits = loaded.model(input_features=features.to(parameter.device, parameter.dtype),
-                              decoder_input_ids=start).logits[:, -1].float()
+        logits = (
+            loaded.model(input_features=features.to(parameter.device, parameter.dtype), decoder_input_ids=start)
+            .logits[:, -1]
+            .float()
+        )
     tokens = list(lang_to_id)
     languages = logits[:, [lang_to_id[t] for t in tokens]].softmax(-1)
     # Whisper's no-speech estimate: the probability of its no-speech token at this position, over
@@ -169,8 +181,9 @@ def _first_position(loaded: LoadedModel, features) -> tuple[list[str], Any, Any]
 def detect_language(loaded: LoadedModel, audio, sample_rate: int = 16000) -> tuple[str, float]:
     """Whisper's language identification on (the first 30 s of) ``audio``: the most likely language
     code and its probability among the languages the model's generation config knows."""
-    features = loaded.processor.feature_extractor(audio[: 30 * sample_rate], sampling_rate=sample_rate,
-                                                  return_tensors="pt").input_features
+    features = loaded.processor.feature_extractor(
+        audio[: 30 * sample_rate], sampling_rate=sample_rate, return_tensors="pt"
+    ).input_features
     codes, probs, _ = _first_position(loaded, features)
     best = int(probs[0].argmax())
     return codes[best], float(probs[0, best])
@@ -207,16 +220,18 @@ def has_alignment_heads(loaded: LoadedModel) -> bool:
     return bool(getattr(loaded.model.generation_config, "alignment_heads", None))
 
 
-def recognize(loaded: LoadedModel, audios: list, *, languages: list[str], sample_rate: int = 16000,
-              timestamps: bool = False) -> list[Recognition]:
+def recognize(
+    loaded: LoadedModel, audios: list, *, languages: list[str], sample_rate: int = 16000, timestamps: bool = False
+) -> list[Recognition]:
     """Identify the language of each piece of audio and transcribe it, in one batch: in the
     detected language when it is one of ``languages``, otherwise in ``languages[0]``. The length
     limit is the one given to ``load_for_inference``. With ``timestamps`` (the model needs
     alignment_heads), also where the words start and end."""
     import torch
 
-    features = loaded.processor.feature_extractor(list(audios), sampling_rate=sample_rate,
-                                                  return_tensors="pt").input_features
+    features = loaded.processor.feature_extractor(
+        list(audios), sampling_rate=sample_rate, return_tensors="pt"
+    ).input_features
     codes, probs, no_speech = _first_position(loaded, features)
     best = probs.argmax(-1).tolist()
     decode_in = [codes[b] if codes[b] in languages else languages[0] for b in best]
@@ -227,9 +242,14 @@ def recognize(loaded: LoadedModel, audios: list, *, languages: list[str], sample
         rows = [i for i, lang in enumerate(decode_in) if lang == language]
         batch = features[rows].to(parameter.device, parameter.dtype)
         with torch.inference_mode():
-            out = loaded.model.generate(input_features=batch, language=language, task="transcribe",
-                                        return_dict_in_generate=True, output_scores=True,
-                                        **({"return_token_timestamps": True} if timestamps else {}))
+            out = loaded.model.generate(
+                input_features=batch,
+                language=language,
+                task="transcribe",
+                return_dict_in_generate=True,
+                output_scores=True,
+                **({"return_token_timestamps": True} if timestamps else {}),
+            )
             # a ModelOutput, or a plain dict when token timestamps are asked for
             scores = loaded.model.compute_transition_scores(out["sequences"], out["scores"], normalize_logits=True)
         width = scores.shape[1]
@@ -246,7 +266,17 @@ def recognize(loaded: LoadedModel, audios: list, *, languages: list[str], sample
                 start = float(stamps[n, words[0]])
                 end = float(stamps[n, min(int(words[-1]) + 1, width - 1)])  # when the next token begins
             texts[row] = (text, float(logprobs[:length].mean()) if length else float("-inf"), start, end)
-    return [Recognition(text=texts[i][0], language=codes[best[i]], language_probability=float(probs[i, best[i]]),
-                        decoded_as=decode_in[i], avg_logprob=texts[i][1], compression_ratio=compression_ratio(texts[i][0]),
-                        no_speech_probability=float(no_speech[i]), speech_start=texts[i][2], speech_end=texts[i][3])
-            for i in range(len(decode_in))]
+    return [
+        Recognition(
+            text=texts[i][0],
+            language=codes[best[i]],
+            language_probability=float(probs[i, best[i]]),
+            decoded_as=decode_in[i],
+            avg_logprob=texts[i][1],
+            compression_ratio=compression_ratio(texts[i][0]),
+            no_speech_probability=float(no_speech[i]),
+            speech_start=texts[i][2],
+            speech_end=texts[i][3],
+        )
+        for i in range(len(decode_in))
+    ]

@@ -132,8 +132,11 @@ def demo_root(sample_set, tmp_path_factory) -> Path:
     prepare_raw(CollectConfig(root=str(root)))
     prepare_clips(FilterConfig(root=str(root), workers=2))
     speakers = sorted({r["speaker"] for r in read_jsonl(root / "clips" / "manifest.jsonl")})
-    salt = next(f"cards-test-{i}" for i in range(1000)
-                if len({split_of(s, ShardConfig(salt=f"cards-test-{i}")) for s in speakers}) == 3)
+    salt = next(
+        f"cards-test-{i}"
+        for i in range(1000)
+        if len({split_of(s, ShardConfig(salt=f"cards-test-{i}")) for s in speakers}) == 3
+    )
     pack_shards(ShardConfig(root=str(root), salt=salt))
     return root
 
@@ -147,11 +150,22 @@ def demo_run(demo_root, tmp_path_factory) -> Path:
     from train.asr.train import run_training
 
     model = build_tiny_whisper(TinyWhisperConfig(out=str(tmp_path_factory.mktemp("tiny") / "m"), root=str(demo_root)))
-    cfg = from_dict(AsrConfig, {
-        "name": "tiny", "model": {"name_or_path": str(model), "lora": {"target_modules": ["q_proj", "v_proj"]}},
-        "data": {"root": str(demo_root), "report_splits": ["validation", "test"]},
-        "training": {"max_steps": 2, "batch_size": 2, "save_steps": 2, "eval_steps": 2, "num_workers": 0,
-                     "max_new_tokens": 8}})
+    cfg = from_dict(
+        AsrConfig,
+        {
+            "name": "tiny",
+            "model": {"name_or_path": str(model), "lora": {"target_modules": ["q_proj", "v_proj"]}},
+            "data": {"root": str(demo_root), "report_splits": ["validation", "test"]},
+            "training": {
+                "max_steps": 2,
+                "batch_size": 2,
+                "save_steps": 2,
+                "eval_steps": 2,
+                "num_workers": 0,
+                "max_new_tokens": 8,
+            },
+        },
+    )
     run_training(cfg)
     return demo_root / "runs" / "asr" / "tiny"
 
@@ -164,12 +178,23 @@ def demo_expert(demo_root, tmp_path_factory):
     from train.lipsync.expert import ExpertConfig, run_training
 
     run = tmp_path_factory.mktemp("expert") / "run"
-    cfg = from_dict(ExpertConfig, {
-        "name": "tiny", "output": str(run),
-        "model": {"frames": 5, "crop_size": 48, "channels": [16, 32, 64], "embedding": 64},
-        "data": {"root": str(demo_root), "max_shift": 12},
-        "training": {"max_steps": 300, "batch_size": 32, "learning_rate": 0.002, "eval_pairs": 256,
-                     "eval_steps": 100, "save_steps": 150}})
+    cfg = from_dict(
+        ExpertConfig,
+        {
+            "name": "tiny",
+            "output": str(run),
+            "model": {"frames": 5, "crop_size": 48, "channels": [16, 32, 64], "embedding": 64},
+            "data": {"root": str(demo_root), "max_shift": 12},
+            "training": {
+                "max_steps": 300,
+                "batch_size": 32,
+                "learning_rate": 0.002,
+                "eval_pairs": 256,
+                "eval_steps": 100,
+                "save_steps": 150,
+            },
+        },
+    )
     return run, run_training(cfg)
 
 
@@ -196,6 +221,7 @@ def demo_generator(demo_root, demo_expert, tmp_path_factory):
     cfg["data"] = {"root": str(root)}
     cfg["loss"]["expert"] = str(demo_expert[0])
     return run, run_training(from_dict(GeneratorTrainConfig, cfg)), root
+
 
 # the real clips of ../shared and generated variants, filtered once per session (filter and train tests use it)
 from tests.real_clips import real_root  # noqa: E402,F401

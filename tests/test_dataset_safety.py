@@ -30,8 +30,9 @@ def _snapshot(root: Path, *folders: str) -> dict[str, str]:
 
 
 def _run(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def _errors(proc: subprocess.CompletedProcess) -> list[str]:
@@ -51,9 +52,15 @@ def built(demo_root, tmp_path) -> Path:
 
 def test_a_bad_setting_stops_before_any_video_is_touched(built):
     before = _snapshot(built, "clips", "shards", "cards", "work")
-    for override in ("faces.model=/nope.task", "speech.vad_model=/nope.onnx", "crop.size=-5",
-                     "sync.min_confidence=-1", "quality.min_coverage=1.5", "workers=0",
-                     "speech.min_utterance=20"):
+    for override in (
+        "faces.model=/nope.task",
+        "speech.vad_model=/nope.onnx",
+        "crop.size=-5",
+        "sync.min_confidence=-1",
+        "quality.min_coverage=1.5",
+        "workers=0",
+        "speech.min_utterance=20",
+    ):
         proc = _run("filter", "--root", str(built), override)
         assert proc.returncode == 2, (override, proc.stderr)
         assert len(_errors(proc)) == 1, (override, proc.stderr)
@@ -148,7 +155,9 @@ def test_publish_refuses_to_delete_most_of_the_repos_shards(tmp_path):
     check_deletions(commits, remote, PublishConfig(repo="u/n", allow_delete=True))
     # one shard of eight (a takedown's re-shard) is within the default share
     files += [UploadFile(f"shards/train/shqip-av-train-{i:06d}.tar", local, 10, "b" * 64, "") for i in range(1, 7)]
-    check_deletions(commit_plan(files, remote, owned=DATASET_OWNED, chunk_bytes=1 << 30), remote, PublishConfig(repo="u/n"))
+    check_deletions(
+        commit_plan(files, remote, owned=DATASET_OWNED, chunk_bytes=1 << 30), remote, PublishConfig(repo="u/n")
+    )
 
 
 def test_a_second_run_on_the_same_root_is_refused_with_the_holders_pid(built):
@@ -166,9 +175,12 @@ def test_a_second_run_on_the_same_root_is_refused_with_the_holders_pid(built):
 def test_a_killed_filter_leaves_no_live_worker(built):
     import psutil
 
-    proc = subprocess.Popen([sys.executable, "-m", "filter", "--root", str(built), "--workers", "2",
-                             "quality.min_sharpness=14.5"], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "filter", "--root", str(built), "--workers", "2", "quality.min_sharpness=14.5"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     parent = psutil.Process(proc.pid)
     deadline = time.monotonic() + 120
     children: list[psutil.Process] = []
@@ -186,6 +198,7 @@ def test_a_killed_filter_leaves_no_live_worker(built):
     proc.wait()
     deadline = time.monotonic() + 10
     alive = children
+
     def running(c: psutil.Process) -> bool:
         try:
             return c.is_running() and c.status() != psutil.STATUS_ZOMBIE
@@ -208,13 +221,15 @@ def test_out_of_range_settings_are_refused_and_the_defaults_are_in_range():
 
     for cls in (FilterConfig, ShardConfig, CollectConfig, PublishConfig, AsrConfig):
         validate(cls())
-    for cls, data, key in ((FilterConfig, {"crop": {"size": -5}}, "crop.size"),
-                           (FilterConfig, {"faces": {"detection_confidence": 2}}, "faces.detection_confidence"),
-                           (FilterConfig, {"probe": {"fps": 0}}, "probe.fps"),
-                           (ShardConfig, {"max_samples": 0}, "max_samples"),
-                           (ShardConfig, {"train": -0.1}, "train"),
-                           (AsrConfig, {"training": {"batch_size": 0}}, "training.batch_size"),
-                           (CollectConfig, {"retries": -1}, "retries")):
+    for cls, data, key in (
+        (FilterConfig, {"crop": {"size": -5}}, "crop.size"),
+        (FilterConfig, {"faces": {"detection_confidence": 2}}, "faces.detection_confidence"),
+        (FilterConfig, {"probe": {"fps": 0}}, "probe.fps"),
+        (ShardConfig, {"max_samples": 0}, "max_samples"),
+        (ShardConfig, {"train": -0.1}, "train"),
+        (AsrConfig, {"training": {"batch_size": 0}}, "training.batch_size"),
+        (CollectConfig, {"retries": -1}, "retries"),
+    ):
         with pytest.raises(ConfigError, match=f"'{key}' must be"):
             from_dict(cls, data)
     cfg = FilterConfig()
@@ -238,32 +253,59 @@ def _lipsync_side(root: Path, victim: dict, demo_expert, demo_generator) -> set[
     shutil.copytree(demo_generator[0], lipsync / "generator-tiny", ignore=shutil.ignore_patterns("checkpoints"))
     generator = lipsync / "generator-tiny"
     assert (generator / "trained_on.json").is_file() and list((generator / "samples").glob("*.png"))
-    result = evaluate_generator(EvaluateConfig(generator=str(generator), expert=str(lipsync / "expert-tiny"),
-                                               root=str(root), split="train", max_samples=0, landmarks=False))
+    result = evaluate_generator(
+        EvaluateConfig(
+            generator=str(generator),
+            expert=str(lipsync / "expert-tiny"),
+            root=str(root),
+            split="train",
+            max_samples=0,
+            landmarks=False,
+        )
+    )
     (generator / "eval").mkdir()
     (generator / "eval" / "metrics.json").write_text(json.dumps(result))
     revoice(RevoiceConfig(generator=str(generator), root=str(root), face=victim["key"]))
-    build_bundle(BundleConfig(root=str(root), out=str(root / "exports" / "demo-en"), asr="runs/asr/tiny",
-                              generator="runs/lipsync/generator-tiny", expert="runs/lipsync/expert-tiny",
-                              tts="espeak:en", license=["asr=mit", "generator=mit", "expert=mit"]))
+    build_bundle(
+        BundleConfig(
+            root=str(root),
+            out=str(root / "exports" / "demo-en"),
+            asr="runs/asr/tiny",
+            generator="runs/lipsync/generator-tiny",
+            expert="runs/lipsync/expert-tiny",
+            tts="espeak:en",
+            license=["asr=mit", "generator=mit", "expert=mit"],
+        )
+    )
     source = root / victim["url"].removeprefix("local:")
     translation = source.with_name(f"{source.stem}.en.srt")
-    dub(DubConfig(input=str(source), bundle=str(root / "exports" / "demo-en"), translation=str(translation),
-                  out=str(root / "dubs" / source.stem)))
+    dub(
+        DubConfig(
+            input=str(source),
+            bundle=str(root / "exports" / "demo-en"),
+            translation=str(translation),
+            out=str(root / "dubs" / source.stem),
+        )
+    )
     dubbed = root / "dubs" / source.stem
 
     def middle(path):  # past the container's headers (encoder settings are alike in every file)
         data = path.read_bytes()
-        return data[len(data) // 2:len(data) // 2 + 48]
+        return data[len(data) // 2 : len(data) // 2 + 48]
 
     assert (dubbed / "report.json").is_file()
-    return {middle(dubbed / f"{source.stem}.dub.mp4"), middle(generator / "revoice" / "revoiced.mp4"),
-            middle(next((generator / "samples").glob("*.png"))), json.dumps(victim["key"]).encode(),
-            json.dumps(str(source)).encode()}
+    return {
+        middle(dubbed / f"{source.stem}.dub.mp4"),
+        middle(generator / "revoice" / "revoiced.mp4"),
+        middle(next((generator / "samples").glob("*.png"))),
+        json.dumps(victim["key"]).encode(),
+        json.dumps(str(source)).encode(),
+    }
 
 
-def test_takedown_leaves_no_byte_of_the_withdrawn_samples_anywhere_under_the_root(demo_root, demo_run, demo_expert,
-                                                                                   demo_generator, tmp_path):
+def test_takedown_leaves_no_byte_of_the_withdrawn_samples_anywhere_under_the_root(
+    demo_root, demo_run, demo_expert, demo_generator, tmp_path
+):
     """The search covers every file under the root: raw, clips, shards, runs, and what the
     lip-sync side made (dubs/, exports/, the generator's pictures, re-voiced video, metrics)."""
     root = tmp_path / "data"
@@ -291,7 +333,7 @@ def test_takedown_leaves_no_byte_of_the_withdrawn_samples_anywhere_under_the_roo
                 needles.add(text)
         for member, start in (("wav", 2000), ("mp4", 3000), ("landmarks.npy", 4000)):
             data = (root / r["files"][member]).read_bytes()
-            needles.add(data[start:start + 48])
+            needles.add(data[start : start + 48])
     assert any(n for n in needles if len(n) > 40)
     needles |= _lipsync_side(root, victim, demo_expert, demo_generator)
 
@@ -318,8 +360,17 @@ def test_takedown_leaves_no_byte_of_the_withdrawn_samples_anywhere_under_the_roo
     assert not (root / "runs" / "lipsync" / "generator-tiny" / "samples").exists()
     assert not (root / "dubs").exists() or not list((root / "dubs").rglob("*.mp4"))
     assert (root / "exports" / "demo-en" / "withdrawn.json").is_file()
-    refused = _run("cards", "publish", "--root", str(root), "--repo", "someone/b", "--bundle",
-                   str(root / "exports" / "demo-en"), "--dry-run")
+    refused = _run(
+        "cards",
+        "publish",
+        "--root",
+        str(root),
+        "--repo",
+        "someone/b",
+        "--bundle",
+        str(root / "exports" / "demo-en"),
+        "--dry-run",
+    )
     assert refused.returncode == 2 and "withdrawn" in refused.stderr
     # the other videos' samples are all still there
     assert {r["key"] for r in read_jsonl(root / "clips" / "manifest.jsonl")} == {r["key"] for r in others}
@@ -332,20 +383,38 @@ def test_takedown_leaves_no_byte_of_the_withdrawn_samples_anywhere_under_the_roo
 
 
 def test_takedown_and_report_on_a_missing_root_fail(tmp_path):
-    for args in (("collect.takedown", "--root", str(tmp_path / "nope")), ("filter.report", "--root", str(tmp_path / "nope"))):
+    for args in (
+        ("collect.takedown", "--root", str(tmp_path / "nope")),
+        ("filter.report", "--root", str(tmp_path / "nope")),
+    ):
         proc = _run(*args)
         assert proc.returncode == 2 and len(_errors(proc)) == 1, proc.stderr
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("takedown.txt", b"video:caf\xe9\n", "takedown.txt:1: the takedown list is not UTF-8"),
-    ("sources.yaml", b"sources:\n  - url: https://x.org/v\n    title: caf\xe9\n", "sources.yaml:3: the sources file is not UTF-8"),
-    ("sources.yaml", b"sources:\n  - url: https://x.org/v\n    title: [a, b]\n", "'title' must be a single value"),
-    ("sources.yaml", b"sources:\n  - url: https://x.org/v\n    consent: {kind: release, subject: A, reference: r, "
-                     b"granted: 2999-01-01}\n", "is in the future"),
-    ("sources.yaml", b"sources:\n  - url: https://x.org/v\n    consent: {kind: release, subject: A, reference: r, "
-                     b"granted: soon}\n", "must be a date"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("takedown.txt", b"video:caf\xe9\n", "takedown.txt:1: the takedown list is not UTF-8"),
+        (
+            "sources.yaml",
+            b"sources:\n  - url: https://x.org/v\n    title: caf\xe9\n",
+            "sources.yaml:3: the sources file is not UTF-8",
+        ),
+        ("sources.yaml", b"sources:\n  - url: https://x.org/v\n    title: [a, b]\n", "'title' must be a single value"),
+        (
+            "sources.yaml",
+            b"sources:\n  - url: https://x.org/v\n    consent: {kind: release, subject: A, reference: r, "
+            b"granted: 2999-01-01}\n",
+            "is in the future",
+        ),
+        (
+            "sources.yaml",
+            b"sources:\n  - url: https://x.org/v\n    consent: {kind: release, subject: A, reference: r, "
+            b"granted: soon}\n",
+            "must be a date",
+        ),
+    ],
+)
 def test_bad_text_inputs_get_one_line_naming_the_file(tmp_path, name, content, message):
     (tmp_path / name).write_bytes(content)
     if name == "sources.yaml":
@@ -391,7 +460,7 @@ def _umask() -> int:
 def test_the_readme_webdataset_snippet_runs_on_a_built_dataset(demo_root, tmp_path, monkeypatch):
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     start = readme.index("```python\nimport glob\nimport webdataset")
-    snippet = readme[start + len("```python\n"): readme.index("```", start + 10)]
+    snippet = readme[start + len("```python\n") : readme.index("```", start + 10)]
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").symlink_to(demo_root)
     scope: dict = {}
@@ -413,8 +482,11 @@ def test_a_stage_writes_nothing_outside_the_root(demo_root, tmp_path):
     shutil.copytree(demo_root, root, symlinks=True)
     home = tmp_path / "home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "HF_MODULES_CACHE", "XDG_CACHE_HOME",
-                                                             "HF_DATASETS_CACHE", "HF_HOME")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MPLCONFIGDIR", "HF_MODULES_CACHE", "XDG_CACHE_HOME", "HF_DATASETS_CACHE", "HF_HOME")
+    }
     env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
     proc = _run("cards", "dataset", "--root", str(root), env=env)
     assert proc.returncode == 0, proc.stderr

@@ -43,8 +43,12 @@ class KindError(ShqipError):
 def is_hub_id(source: str) -> bool:
     """``user/name`` as the Hub spells repo ids (no ``..``, no leading dot or slash), and nothing
     of that name on disk (a local folder always wins)."""
-    return bool(_HUB_ID.match(source)) and ".." not in source and not source.endswith((".git", ".")) \
+    return (
+        bool(_HUB_ID.match(source))
+        and ".." not in source
+        and not source.endswith((".git", "."))
         and not Path(source).expanduser().exists()
+    )
 
 
 def _config(folder: Path) -> dict | None:

@@ -22,8 +22,9 @@ from tests.conftest import REPO
 
 
 def _cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "cards", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "cards", *args], cwd=REPO, capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 def _count_shards(root):
@@ -55,8 +56,13 @@ def test_dataset_card_states_the_real_counts_and_parses_back(demo_root):
     counts = _count_shards(demo_root)
     assert sum(n for n, _, _ in counts.values()) == 12
     for split, (n, seconds, speakers) in counts.items():
-        videos = len({json.loads(s["json"])["video_id"] for t in (demo_root / "shards" / split).glob("*.tar")
-                      for s in wds.WebDataset(str(t), shardshuffle=False)})
+        videos = len(
+            {
+                json.loads(s["json"])["video_id"]
+                for t in (demo_root / "shards" / split).glob("*.tar")
+                for s in wds.WebDataset(str(t), shardshuffle=False)
+            }
+        )
         assert f"| {split} | {n} | {seconds / 3600:.3f} | {speakers} | {videos} | {n} | 1 |" in card.text
     # how it was made: the funnel and reasons come from the records
     assert "9 videos; 1 sources were not collected (no-consent: 1)" in card.text
@@ -73,11 +79,18 @@ def test_dataset_card_states_the_real_counts_and_parses_back(demo_root):
         assert f"(assets/{png})" in card.text
 
 
-@pytest.mark.parametrize("name, hub_id", [
-    ("CC BY 4.0", "cc-by-4.0"), ("cc-by-sa-4.0", "cc-by-sa-4.0"), ("CC0 1.0", "cc0-1.0"),
-    ("Creative Commons Attribution license (reuse allowed)", "cc-by-3.0"), ("Public Domain Mark", "cc0-1.0"),
-    (None, "other"), ("Some custom terms", "other"),
-])
+@pytest.mark.parametrize(
+    "name, hub_id",
+    [
+        ("CC BY 4.0", "cc-by-4.0"),
+        ("cc-by-sa-4.0", "cc-by-sa-4.0"),
+        ("CC0 1.0", "cc0-1.0"),
+        ("Creative Commons Attribution license (reuse allowed)", "cc-by-3.0"),
+        ("Public Domain Mark", "cc0-1.0"),
+        (None, "other"),
+        ("Some custom terms", "other"),
+    ],
+)
 def test_licence_names_map_to_hub_ids(name, hub_id):
     assert hub_license(name, "other") == hub_id
 
@@ -95,7 +108,9 @@ def test_model_card_reports_metrics_against_the_base_model(demo_run, demo_root):
         assert reported[(split, "WER")] == pytest.approx(round(100 * tuned["wer"], 2))
         assert reported[(split, "CER (normalized)")] == pytest.approx(round(100 * tuned["cer_normalized"], 2))
         base = by_model["base"]
-        assert f"| {split} | `{metrics['base_model']}` (base) | {base['samples']} | {100 * base['wer']:.1f} |" in card.text
+        assert (
+            f"| {split} | `{metrics['base_model']}` (base) | {base['samples']} | {100 * base['wer']:.1f} |" in card.text
+        )
     assert "model-index" in path.read_text()
 
 
@@ -105,8 +120,9 @@ def test_card_commands_stop_with_one_line_on_missing_or_broken_inputs(demo_root,
     (unfinished / "config.yaml").write_text("name: half\n")
     proc = _cli("model", "--root", str(tmp_path), "--run", "runs/asr/half")
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"error: {unfinished} has no metrics.json: the run has not "
-                                                "finished (rerun train.asr to complete it)"]
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {unfinished} has no metrics.json: the run has not finished (rerun train.asr to complete it)"
+    ]
     proc = _cli("dataset", "--root", str(tmp_path))
     assert proc.returncode == 2 and "shards/index.json is missing" in proc.stderr
 
@@ -123,13 +139,16 @@ def test_a_corrupted_shard_stops_card_and_publish(broken_copy):
     data = bytearray(tar.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size, one byte flipped
     tar.write_bytes(bytes(data))
-    for command in (["dataset", "--root", str(broken_copy)],
-                    ["publish", "--root", str(broken_copy), "--repo", "someone/x", "--dry-run"]):
+    for command in (
+        ["dataset", "--root", str(broken_copy)],
+        ["publish", "--root", str(broken_copy), "--repo", "someone/x", "--dry-run"],
+    ):
         proc = _cli(*command)
         assert proc.returncode == 2
         assert proc.stderr.strip().splitlines() == [
             f"error: shard shards/train/{tar.name} does not match its sha256 in shards/index.json "
-            "(altered or corrupted: rerun `python -m filter.shard`)"]
+            "(altered or corrupted: rerun `python -m filter.shard`)"
+        ]
     assert not (broken_copy / "cards" / "upload").exists()
     assert not (broken_copy / "cards" / "dataset" / "README.md").exists()
 
@@ -175,7 +194,12 @@ def test_dry_run_is_exactly_what_publish_would_send(demo_root):
     ops = [op for commit in commits for op in commit]
     assert all(isinstance(op, CommitOperationAdd) for op in ops)
     assert sorted((op.path_in_repo, op.path_or_fileobj) for op in ops) == sorted((p, str(folder / p)) for p in staged)
-    assert commits[-1][0].path_in_repo in ("README.md", "assets/durations.png", "assets/funnel.png", "shards/index.json")
+    assert commits[-1][0].path_in_repo in (
+        "README.md",
+        "assets/durations.png",
+        "assets/funnel.png",
+        "shards/index.json",
+    )
 
 
 def test_republish_skips_uploaded_files_and_deletes_withdrawn_shards(tmp_path):
@@ -186,15 +210,18 @@ def test_republish_skips_uploaded_files_and_deletes_withdrawn_shards(tmp_path):
 
         return UploadFile(path, local, len(content), *_hashes(local))
 
-    files = [file("README.md", b"card v2"), file("shards/index.json", b"{}"),
-             file("shards/train/shqip-av-train-000000.tar", b"a" * 600),
-             file("shards/train/shqip-av-train-000001.tar", b"b" * 600),
-             file("shards/test/shqip-av-test-000000.tar", b"rewritten after a takedown" * 30)]
+    files = [
+        file("README.md", b"card v2"),
+        file("shards/index.json", b"{}"),
+        file("shards/train/shqip-av-train-000000.tar", b"a" * 600),
+        file("shards/train/shqip-av-train-000001.tar", b"b" * 600),
+        file("shards/test/shqip-av-test-000000.tar", b"rewritten after a takedown" * 30),
+    ]
     remote = {
         ".gitattributes": "x",
         "README.md": "old card",
-        "shards/train/shqip-av-train-000000.tar": files[2].sha256,      # already uploaded (LFS sha256)
-        "shards/index.json": files[1].git_sha1,                         # already there (git blob id)
+        "shards/train/shqip-av-train-000000.tar": files[2].sha256,  # already uploaded (LFS sha256)
+        "shards/index.json": files[1].git_sha1,  # already there (git blob id)
         "shards/test/shqip-av-test-000000.tar": "sha of the old content",
         "shards/test/shqip-av-test-000001.tar": "withdrawn sample's shard",
         "notes/keep-me.md": "not ours",
@@ -212,12 +239,21 @@ def test_republish_skips_uploaded_files_and_deletes_withdrawn_shards(tmp_path):
 def test_publish_to_a_refusing_hub_fails_in_one_line_and_keeps_the_token_secret(demo_root, tmp_path, refusing_hub):
     endpoint, seen = refusing_hub
     token = "hf_cardsTESTtokenNEVERshown42"
-    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_TOKEN": token,
-           "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_DISABLE_TELEMETRY": "1"}
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": endpoint,
+        "HF_TOKEN": token,
+        "HF_HUB_OFFLINE": "0",
+        "HF_HOME": str(tmp_path / "hf-home"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
     proc = _cli("publish", "--root", str(demo_root), "--repo", "someone/shqip-av", "-v", env=env)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith(
-        "error: publish to someone/shqip-av failed before anything was committed: 403")
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: publish to someone/shqip-av failed before anything was committed: 403")
+    )
     assert "nothing reported as published" in proc.stderr
     assert "published to" not in proc.stdout
     assert token not in proc.stdout + proc.stderr
@@ -225,7 +261,9 @@ def test_publish_to_a_refusing_hub_fails_in_one_line_and_keeps_the_token_secret(
     for _, path, headers in seen:
         assert token not in path
         assert headers.get("authorization") == f"Bearer {token}"
-    written = [p for p in list(demo_root.rglob("*")) + list(tmp_path.rglob("*")) if p.is_file() and p.stat().st_size < 10**7]
+    written = [
+        p for p in list(demo_root.rglob("*")) + list(tmp_path.rglob("*")) if p.is_file() and p.stat().st_size < 10**7
+    ]
     assert not any(token.encode() in p.read_bytes() for p in written)
 
 
@@ -234,8 +272,9 @@ def test_publish_without_a_token_says_how_to_get_one(demo_root, tmp_path):
     env.update(HF_HOME=str(tmp_path / "empty-hf-home"), HF_HUB_OFFLINE="0")
     proc = _cli("publish", "--root", str(demo_root), "--repo", "someone/shqip-av", env=env)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("error: no Hugging Face token: set HF_TOKEN or run `hf auth login` "
-                                   "(nothing was published)")
+    assert proc.stderr.strip() == (
+        "error: no Hugging Face token: set HF_TOKEN or run `hf auth login` (nothing was published)"
+    )
 
 
 def test_after_a_takedown_the_republish_deletes_the_withdrawn_shards(broken_copy):
@@ -271,13 +310,17 @@ def test_after_a_takedown_the_republish_deletes_the_withdrawn_shards(broken_copy
 def test_shards_still_holding_a_withdrawn_video_are_not_carded(broken_copy):
     record = json.loads((broken_copy / "clips" / "manifest.jsonl").read_text().splitlines()[0])
     (broken_copy / "takedown.txt").write_text(f"video:{record['video_id']}\n")  # listed, takedown not yet run
-    with pytest.raises(CardError, match=rf"is withdrawn \(video:{record['video_id']}\): run `python -m collect.takedown"):
+    with pytest.raises(
+        CardError, match=rf"is withdrawn \(video:{record['video_id']}\): run `python -m collect.takedown"
+    ):
         publish(PublishConfig(root=str(broken_copy), repo="someone/shqip-av", dry_run=True))
 
 
 def test_recorded_dialects_are_counted_in_the_card(broken_copy):
     manifest = broken_copy / "raw" / "manifest.jsonl"
-    kept = {json.loads(line)["video_id"] for line in (broken_copy / "clips" / "manifest.jsonl").read_text().splitlines()}
+    kept = {
+        json.loads(line)["video_id"] for line in (broken_copy / "clips" / "manifest.jsonl").read_text().splitlines()
+    }
     records = [json.loads(line) for line in manifest.read_text().splitlines()]
     tagged = [r for r in records if r["video_id"] in kept][:2]
     for r in tagged:

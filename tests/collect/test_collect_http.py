@@ -26,12 +26,15 @@ def test_direct_link_and_html_page(tmp_path, http_root):
     www, base = http_root
     shutil.copy(shared_video("retalking_face_2.mp4"), www / "clip.mp4")
     shutil.copy(shared_video("sadtalker_WDA_KatieHill_000.mp4"), www / "talk.mp4")
-    (www / "page.html").write_text('<html><head><title>Fjalim</title></head>'
-                                   '<body><video controls src="talk.mp4"></video></body></html>')
+    (www / "page.html").write_text(
+        '<html><head><title>Fjalim</title></head><body><video controls src="talk.mp4"></video></body></html>'
+    )
     root = tmp_path / "data"
     root.mkdir()
-    (root / "sources.yaml").write_text(f"sources:\n  - url: {base}/clip.mp4\n    consent: {CONSENT}\n"
-                                       f"  - url: {base}/page.html\n    consent: {CONSENT}\n")
+    (root / "sources.yaml").write_text(
+        f"sources:\n  - url: {base}/clip.mp4\n    consent: {CONSENT}\n"
+        f"  - url: {base}/page.html\n    consent: {CONSENT}\n"
+    )
     stats = run(root)
     assert stats.collected == 2 and not stats.rejected
     records = [RawVideo.from_dict(r) for r in read_jsonl(root / "raw" / "manifest.jsonl")]
@@ -59,10 +62,19 @@ def test_bad_sources_become_rejections_not_crashes(tmp_path, http_root):
     ffmpeg("-i", str(good), "-an", "-c", "copy", str(www / "mute.mp4"))
     root = tmp_path / "data"
     root.mkdir()
-    entries = ["http://127.0.0.1:9/down.mp4", f"{base}/text.mp4", f"{base}/truncated.mp4", f"{base}/mute.mp4",
-               f"{base}/missing.mp4", f"{base}/good.mp4"]
-    (root / "sources.yaml").write_text("sources:\n" + "".join(f"  - url: {u}\n    consent: {CONSENT}\n" for u in entries)
-                                       + f"  - url: {base}/good.mp4?again\n")
+    entries = [
+        "http://127.0.0.1:9/down.mp4",
+        f"{base}/text.mp4",
+        f"{base}/truncated.mp4",
+        f"{base}/mute.mp4",
+        f"{base}/missing.mp4",
+        f"{base}/good.mp4",
+    ]
+    (root / "sources.yaml").write_text(
+        "sources:\n"
+        + "".join(f"  - url: {u}\n    consent: {CONSENT}\n" for u in entries)
+        + f"  - url: {base}/good.mp4?again\n"
+    )
     stats = run(root, retries=0)
     reasons = {r["url"] or r["key"]: r["reason"] for r in read_jsonl(root / "raw" / "rejected.jsonl")}
     assert stats.collected == 1  # the good one; one bad video never stops the others
@@ -87,13 +99,28 @@ def test_youtube_style_metadata_licence_and_uploader_captions_only(tmp_path, htt
     infos = []
     for rec in RECORDED:
         info = copy.deepcopy(rec)
-        info["formats"] = [{"format_id": "18", "url": f"{base}/v.mp4", "ext": "mp4", "vcodec": "h264",
-                            "acodec": "aac", "protocol": "http", "width": 590, "height": 590}]
-        info["subtitles"] = {"sq": [{"ext": "vtt", "url": f"{base}/up.vtt"}], "en": [{"ext": "vtt", "url": f"{base}/up.vtt"}]}
+        info["formats"] = [
+            {
+                "format_id": "18",
+                "url": f"{base}/v.mp4",
+                "ext": "mp4",
+                "vcodec": "h264",
+                "acodec": "aac",
+                "protocol": "http",
+                "width": 590,
+                "height": 590,
+            }
+        ]
+        info["subtitles"] = {
+            "sq": [{"ext": "vtt", "url": f"{base}/up.vtt"}],
+            "en": [{"ext": "vtt", "url": f"{base}/up.vtt"}],
+        }
         info["automatic_captions"] = {"sq": [{"ext": "vtt", "url": f"{base}/auto.vtt"}]}
         infos.append(info)
-    monkeypatch.setattr("collect.download.YtDlp.list_videos",
-                        lambda self, url, max_videos=0: ((i, i["webpage_url"], None) for i in infos))
+    monkeypatch.setattr(
+        "collect.download.YtDlp.list_videos",
+        lambda self, url, max_videos=0: ((i, i["webpage_url"], None) for i in infos),
+    )
     root = tmp_path / "data"
     root.mkdir()
     (root / "sources.yaml").write_text("sources:\n  - url: https://www.youtube.com/@recorded\n")
@@ -110,8 +137,14 @@ def test_youtube_style_metadata_licence_and_uploader_captions_only(tmp_path, htt
 def test_remote_ids_cannot_escape_the_root(tmp_path, http_root, monkeypatch):
     www, base = http_root
     shutil.copy(shared_video("retalking_face_5.mp4"), www / "v.mp4")
-    info = {"id": "../../../../tmp/evil", "title": "x", "extractor_key": "Vimeo", "webpage_url": f"{base}/v",
-            "license": "by", "formats": [{"format_id": "a", "url": f"{base}/v.mp4", "ext": "mp4", "protocol": "http"}]}
+    info = {
+        "id": "../../../../tmp/evil",
+        "title": "x",
+        "extractor_key": "Vimeo",
+        "webpage_url": f"{base}/v",
+        "license": "by",
+        "formats": [{"format_id": "a", "url": f"{base}/v.mp4", "ext": "mp4", "protocol": "http"}],
+    }
     monkeypatch.setattr("collect.download.YtDlp.list_videos", lambda self, url, max_videos=0: iter([(info, url, None)]))
     root = tmp_path / "data"
     root.mkdir()
@@ -119,7 +152,9 @@ def test_remote_ids_cannot_escape_the_root(tmp_path, http_root, monkeypatch):
     assert run(root).collected == 1
     (rec,) = read_jsonl(root / "raw" / "manifest.jsonl")
     assert rec["video_id"] == "vimeo-tmp_evil"
-    assert all((root / p).resolve().is_relative_to(root.resolve()) for p in (rec["files"]["video"], rec["files"]["audio"]))
+    assert all(
+        (root / p).resolve().is_relative_to(root.resolve()) for p in (rec["files"]["video"], rec["files"]["audio"])
+    )
 
 
 def test_sideways_local_video_is_stored_upright(tmp_path):
@@ -127,8 +162,19 @@ def test_sideways_local_video_is_stored_upright(tmp_path):
     root = tmp_path / "data"
     (root / "own").mkdir(parents=True)
     sideways = tmp_path / "sideways.mp4"
-    ffmpeg("-i", str(src), "-vf", "crop=844:600:0:100,transpose=1", "-c:v", "libx264", "-crf", "14",
-           "-c:a", "copy", str(sideways))
+    ffmpeg(
+        "-i",
+        str(src),
+        "-vf",
+        "crop=844:600:0:100,transpose=1",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "14",
+        "-c:a",
+        "copy",
+        str(sideways),
+    )
     ffmpeg("-i", str(sideways), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(root / "own" / "phone.mp4"))
     (root / "sources.yaml").write_text(f"sources:\n  - path: own\n    consent: {CONSENT}\n")
     assert run(root).collected == 1
@@ -146,12 +192,16 @@ def test_collect_on_ray_and_on_the_pool_give_the_same_raw_files(tmp_path, http_r
     pool; both write the manifests in sources.yaml order, so the files are the same bytes."""
     ray = pytest.importorskip("ray")
     www, base = http_root
-    for name, clip in (("a.mp4", "retalking_face_2.mp4"), ("b.mp4", "retalking_face_5.mp4"),
-                       ("c.mp4", "retalking_face_3.mp4")):
+    for name, clip in (
+        ("a.mp4", "retalking_face_2.mp4"),
+        ("b.mp4", "retalking_face_5.mp4"),
+        ("c.mp4", "retalking_face_3.mp4"),
+    ):
         shutil.copy(shared_video(clip), www / name)
     (www / "page.html").write_text('<html><body><video src="c.mp4"></video></body></html>')
-    sources = "sources:\n" + "".join(f"  - url: {base}/{name}\n    consent: {CONSENT}\n"
-                                     for name in ("a.mp4", "missing.mp4", "page.html", "b.mp4"))
+    sources = "sources:\n" + "".join(
+        f"  - url: {base}/{name}\n    consent: {CONSENT}\n" for name in ("a.mp4", "missing.mp4", "page.html", "b.mp4")
+    )
     roots = {}
     for engine in ("pool", "ray"):
         root = roots[engine] = tmp_path / engine
@@ -174,7 +224,9 @@ def test_collect_on_ray_and_on_the_pool_give_the_same_raw_files(tmp_path, http_r
             elif p.name == "download-archive.txt":  # yt-dlp's own bookkeeping, appended as downloads finish
                 out[p.relative_to(root).as_posix()] = sorted(p.read_text().splitlines())
             elif p.name == "info.json":
-                out[p.relative_to(root).as_posix()] = {k: v for k, v in json.loads(p.read_text()).items() if k != "epoch"}
+                out[p.relative_to(root).as_posix()] = {
+                    k: v for k, v in json.loads(p.read_text()).items() if k != "epoch"
+                }
             else:
                 out[p.relative_to(root).as_posix()] = p.read_bytes()
         return out

@@ -18,8 +18,13 @@ from shqip_av.media import iter_frames, read_audio
 from tests.conftest import REPO, shared_model, shared_video
 
 CONSENT = "{kind: release, subject: Speaker %s, reference: form %s}"
-CLIPS_USED = ["retalking_face_2.mp4", "retalking_face_3.mp4", "retalking_face_5.mp4",
-              "sadtalker_WDA_KatieHill_000.mp4", "sadtalker_WDA_AlexandriaOcasioCortez_000.mp4"]
+CLIPS_USED = [
+    "retalking_face_2.mp4",
+    "retalking_face_3.mp4",
+    "retalking_face_5.mp4",
+    "sadtalker_WDA_KatieHill_000.mp4",
+    "sadtalker_WDA_AlexandriaOcasioCortez_000.mp4",
+]
 
 
 def local_root(tmp_path, name):
@@ -34,16 +39,22 @@ def local_root(tmp_path, name):
 
 
 def comparable(root):
-    return sorted(({k: v for k, v in r.items() if k != "collected_at"} for r in read_jsonl(root / "raw" / "manifest.jsonl")),
-                  key=lambda r: r["video_id"])
+    return sorted(
+        ({k: v for k, v in r.items() if k != "collected_at"} for r in read_jsonl(root / "raw" / "manifest.jsonl")),
+        key=lambda r: r["video_id"],
+    )
 
 
 def test_killed_run_resumes_to_the_same_manifest_and_rerun_is_noop(tmp_path):
     reference = local_root(tmp_path, "uninterrupted")
     prepare_raw(CollectConfig(root=str(reference)))
     killed = local_root(tmp_path, "killed")
-    proc = subprocess.Popen([sys.executable, "-m", "collect", "--root", str(killed)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "collect", "--root", str(killed)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     manifest = killed / "raw" / "manifest.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -57,8 +68,9 @@ def test_killed_run_resumes_to_the_same_manifest_and_rerun_is_noop(tmp_path):
     stats = prepare_raw(CollectConfig(root=str(killed)))
     assert stats.already == lines_at_kill and stats.collected == len(CLIPS_USED) - lines_at_kill
     assert comparable(killed) == comparable(reference)
-    assert sorted(p.name for p in (killed / "raw").iterdir() if p.is_dir() and not p.name.startswith(".")) == \
-        sorted(r["video_id"] for r in comparable(reference))
+    assert sorted(p.name for p in (killed / "raw").iterdir() if p.is_dir() and not p.name.startswith(".")) == sorted(
+        r["video_id"] for r in comparable(reference)
+    )
     # a second run changes nothing at all
     snapshot = {p: p.read_bytes() for p in (killed / "raw").glob("*.jsonl")}
     again = prepare_raw(CollectConfig(root=str(killed)))
@@ -82,8 +94,9 @@ def test_takedown_removes_every_file_and_line(tmp_path):
     # downstream traces of the same video (later stages write these)
     (root / "work" / vid).mkdir(parents=True)
     (root / "clips").mkdir()
-    (root / "clips" / "manifest.jsonl").write_text(f'{{"video_id": "{vid}", "key": "{vid}_0_500"}}\n'
-                                                   '{"video_id": "other", "key": "other_0_0"}\n')
+    (root / "clips" / "manifest.jsonl").write_text(
+        f'{{"video_id": "{vid}", "key": "{vid}_0_500"}}\n{{"video_id": "other", "key": "other_0_0"}}\n'
+    )
     shard = root / "shards" / "train" / "shqip-av-train-000000.tar"
     shard.parent.mkdir(parents=True)
     with tarfile.open(shard, "w") as tar:
@@ -113,8 +126,11 @@ def _landmarker():
     import mediapipe as mp
     from mediapipe.tasks.python import BaseOptions, vision
 
-    opts = vision.FaceLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(shared_model("face_landmarker.task"))),
-                                        running_mode=vision.RunningMode.VIDEO, num_faces=1)
+    opts = vision.FaceLandmarkerOptions(
+        base_options=BaseOptions(model_asset_path=str(shared_model("face_landmarker.task"))),
+        running_mode=vision.RunningMode.VIDEO,
+        num_faces=1,
+    )
     return mp, vision.FaceLandmarker.create_from_options(opts)
 
 
@@ -124,7 +140,9 @@ def mouth_track(path):
     gaps, eyes = [], []
     with lm:
         for i, frame in enumerate(iter_frames(path)):
-            r = lm.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame)), i * 40)
+            r = lm.detect_for_video(
+                mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame)), i * 40
+            )
             if not r.face_landmarks:
                 gaps.append(np.nan)
                 eyes.append(np.nan)

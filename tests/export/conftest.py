@@ -17,8 +17,11 @@ def tiny_marian(tmp_path_factory) -> Path:
     from export.tiny import TinyMarianConfig, build_tiny_marian
 
     out = tmp_path_factory.mktemp("marian") / "opus-mt-tiny-sq-en"
-    return build_tiny_marian(TinyMarianConfig(out=str(out), source_text=str(OPUS / "opus.en-sq-dev.sq"),
-                                              target_text=str(OPUS / "opus.en-sq-dev.en")))
+    return build_tiny_marian(
+        TinyMarianConfig(
+            out=str(out), source_text=str(OPUS / "opus.en-sq-dev.sq"), target_text=str(OPUS / "opus.en-sq-dev.en")
+        )
+    )
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,10 @@ from tests.conftest import shared_video
 from tests.export.c2pa_certs import make_test_credentials
 
 CLIP = "sadtalker_WDA_AlexandriaOcasioCortez_000.mp4"  # 8 s, 512×512, 25 fps, one face
-SRT = "1\n00:00:00,300 --> 00:00:03,500\nGood morning, this is a test of dubbing.\n\n" \
-      "2\n00:00:04,000 --> 00:00:07,600\nThe mouth should follow the new speech.\n"
+SRT = (
+    "1\n00:00:00,300 --> 00:00:03,500\nGood morning, this is a test of dubbing.\n\n"
+    "2\n00:00:04,000 --> 00:00:07,600\nThe mouth should follow the new speech.\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +32,18 @@ def bundle(demo_run, demo_expert, tmp_path_factory):
 
     base = tmp_path_factory.mktemp("dub-bundle")
     torch.manual_seed(0)
-    build_generator({"size": 32, "frames": 5, "references": 2, "channels": [16, 32], "audio_dim": 16}) \
-        .save_pretrained(base / "generator")
-    return build_bundle(BundleConfig(out=str(base / "bundle"), asr=str(demo_run), generator=str(base / "generator"),
-                                     expert=str(demo_expert[0]), tts="espeak:en"))
+    build_generator({"size": 32, "frames": 5, "references": 2, "channels": [16, 32], "audio_dim": 16}).save_pretrained(
+        base / "generator"
+    )
+    return build_bundle(
+        BundleConfig(
+            out=str(base / "bundle"),
+            asr=str(demo_run),
+            generator=str(base / "generator"),
+            expert=str(demo_expert[0]),
+            tts="espeak:en",
+        )
+    )
 
 
 @pytest.fixture
@@ -45,14 +55,23 @@ def srt(tmp_path):
 
 def _psnr(a, b):
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return 10 * np.log10(255 ** 2 / max(mse, 1e-10))
+    return 10 * np.log10(255**2 / max(mse, 1e-10))
 
 
 def test_a_real_clip_is_dubbed_with_its_frames_kept_and_only_the_mouth_changed(bundle, srt, tmp_path):
     video = shared_video(CLIP)
     chain, key, root = make_test_credentials(tmp_path)
-    report = dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(srt), out=str(tmp_path / "out"),
-                           visible_mark=False, c2pa_cert=str(chain), c2pa_key=str(key)))
+    report = dub(
+        DubConfig(
+            input=str(video),
+            bundle=str(bundle),
+            translation=str(srt),
+            out=str(tmp_path / "out"),
+            visible_mark=False,
+            c2pa_cert=str(chain),
+            c2pa_key=str(key),
+        )
+    )
     out = tmp_path / "out" / f"{video.stem}.dub.mp4"
     src, got = probe(video), probe(out)
     assert (got.width, got.height, got.fps) == (src.width, src.height, src.fps)
@@ -77,8 +96,11 @@ def test_a_real_clip_is_dubbed_with_its_frames_kept_and_only_the_mouth_changed(b
     for row in report["segments"]:  # fitted to the slot within a frame, or the overflow reported
         assert abs(row["fitted"] - (row["end"] - row["start"])) < 0.04 + row["borrowed"] or row["overflow"] > 0
         assert row["sync"] and {"lse_d", "lse_c", "offset"} <= set(row["sync"])
-    tags = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags=comment", "-of", "default=nw=1",
-                           str(out)], capture_output=True, text=True).stdout
+    tags = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format_tags=comment", "-of", "default=nw=1", str(out)],
+        capture_output=True,
+        text=True,
+    ).stdout
     assert "synthetic" in tags and report["source_sha256"] in tags
     state, manifest = read_manifest(out, trust_anchors=root)  # signed with the test's certificate
     assert state == "Trusted" and report["c2pa_signed"]
@@ -89,8 +111,9 @@ def test_a_real_clip_is_dubbed_with_its_frames_kept_and_only_the_mouth_changed(b
 
 
 @pytest.mark.parametrize("variant", ["rotated5", "vfr5"])
-def test_rotated_and_vfr_sources_keep_their_picture_and_timing_and_carry_the_mark(bundle, real_root, variant, tmp_path,
-                                                                                  monkeypatch):
+def test_rotated_and_vfr_sources_keep_their_picture_and_timing_and_carry_the_mark(
+    bundle, real_root, variant, tmp_path, monkeypatch
+):
     """rotated5: stored sideways with a rotate tag; vfr5: about 33 fps with uneven timestamps (tests/real_clips.py).
     Frames are decoded upright at the source's average rate, as filter decodes them. Chunks of 20
     frames here: each segment is regenerated in several chunks, cross-faded at their edges."""
@@ -99,8 +122,9 @@ def test_rotated_and_vfr_sources_keep_their_picture_and_timing_and_carry_the_mar
     monkeypatch.setattr(dubbing, "CHUNK_FRAMES", 20)
     video = real_root[0] / "incoming" / f"{variant}.mp4"
     srt = tmp_path / "en.srt"
-    srt.write_text("1\n00:00:00,300 --> 00:00:02,200\nGood morning to you.\n\n"
-                   "2\n00:00:02,600 --> 00:00:04,500\nThe lips follow.\n")
+    srt.write_text(
+        "1\n00:00:00,300 --> 00:00:02,200\nGood morning to you.\n\n2\n00:00:02,600 --> 00:00:04,500\nThe lips follow.\n"
+    )
     report = dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(srt), out=str(tmp_path / "out")))
     out = tmp_path / "out" / f"{variant}.dub.mp4"
     src, got = probe(video), probe(out)
@@ -149,8 +173,15 @@ def test_bad_input_is_one_clear_line(bundle, tmp_path):
         dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(good), out=str(tmp_path / "e"), to="de"))
     chain, _, _ = make_test_credentials(tmp_path)
     with pytest.raises(DisclosureError, match="needs both"):
-        dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(good), out=str(tmp_path / "d"),
-                      c2pa_cert=str(chain)))
+        dub(
+            DubConfig(
+                input=str(video),
+                bundle=str(bundle),
+                translation=str(good),
+                out=str(tmp_path / "d"),
+                c2pa_cert=str(chain),
+            )
+        )
     assert not (tmp_path / "d").exists()  # refused before any work
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(video.read_bytes()[:5000])
@@ -162,9 +193,31 @@ def test_bad_input_is_one_clear_line(bundle, tmp_path):
 def test_no_face_anywhere_dubs_the_audio_and_says_so(bundle, srt, tmp_path):
     video = shared_video(CLIP)
     faceless = tmp_path / "faceless.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=8",
-                    "-i", str(video), "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-c:a", "aac", "-shortest",
-                    str(faceless)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25:duration=8",
+            "-i",
+            str(video),
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-c:v",
+            "libx264",
+            "-c:a",
+            "aac",
+            "-shortest",
+            str(faceless),
+        ],
+        check=True,
+    )
     report = dub(DubConfig(input=str(faceless), bundle=str(bundle), translation=str(srt), out=str(tmp_path / "out")))
     assert report["lip_synced_frames"] == 0 and any("no face" in n for n in report["notes"])
     assert probe(tmp_path / "out" / "faceless.dub.mp4").has_audio
@@ -190,8 +243,10 @@ def test_a_rerun_with_another_translation_does_not_reuse_the_old_steps(bundle, s
     assert [s["translation"] for s in segments] == ["Something else entirely."]
 
 
-SHORT_SRT = "1\n00:00:00,300 --> 00:00:02,400\nGood morning to you all.\n\n" \
-            "2\n00:00:03,600 --> 00:00:05,800\nThe lips follow the new words.\n"
+SHORT_SRT = (
+    "1\n00:00:00,300 --> 00:00:02,400\nGood morning to you all.\n\n"
+    "2\n00:00:03,600 --> 00:00:05,800\nThe lips follow the new words.\n"
+)
 
 
 def _ffmpeg(*args):
@@ -206,13 +261,37 @@ def test_frames_where_the_face_has_left_pass_through_and_the_rest_is_lip_synced(
     video = shared_video(CLIP)
     # the face leaves the frame from 2.4 s to 3.6 s (the picture moves out to the right) and comes back
     leaving = tmp_path / "leaving.mp4"
-    _ffmpeg("-i", video, "-filter_complex",
-            "color=c=black:s=512x512:r=25:d=6[bg];[bg][0:v]overlay=x='if(between(t,2.4,3.6),600,0)':shortest=1[v]",
-            "-map", "[v]", "-map", "0:a", "-t", 6, "-c:v", "libx264", "-crf", 12, "-c:a", "aac", leaving)
+    _ffmpeg(
+        "-i",
+        video,
+        "-filter_complex",
+        "color=c=black:s=512x512:r=25:d=6[bg];[bg][0:v]overlay=x='if(between(t,2.4,3.6),600,0)':shortest=1[v]",
+        "-map",
+        "[v]",
+        "-map",
+        "0:a",
+        "-t",
+        6,
+        "-c:v",
+        "libx264",
+        "-crf",
+        12,
+        "-c:a",
+        "aac",
+        leaving,
+    )
     srt = tmp_path / "en.srt"
     srt.write_text(SHORT_SRT)
-    report = dub(DubConfig(input=str(leaving), bundle=str(bundle), translation=str(srt), out=str(tmp_path / "out"),
-                           visible_mark=False, color_match=True))
+    report = dub(
+        DubConfig(
+            input=str(leaving),
+            bundle=str(bundle),
+            translation=str(srt),
+            out=str(tmp_path / "out"),
+            visible_mark=False,
+            color_match=True,
+        )
+    )
     a, b = list(iter_frames(leaving)), list(iter_frames(tmp_path / "out" / "leaving.dub.mp4"))
     assert len(a) == len(b) == 150
     assert all(row["lip_synced"] for row in report["segments"])  # both segments: the face is there for most
@@ -227,12 +306,39 @@ def test_with_two_faces_only_the_speaker_is_lip_synced(bundle, tmp_path):
     # the speaker (her own audio) on the left, another person talking silently on the right
     speaker, other = shared_video(CLIP), shared_video("sadtalker_WDA_KatieHill_000.mp4")
     pair = tmp_path / "pair.mp4"
-    _ffmpeg("-i", speaker, "-i", other, "-filter_complex", "[0:v][1:v]hstack=inputs=2[v]",
-            "-map", "[v]", "-map", "0:a", "-t", 6, "-c:v", "libx264", "-crf", 12, "-c:a", "aac", pair)
+    _ffmpeg(
+        "-i",
+        speaker,
+        "-i",
+        other,
+        "-filter_complex",
+        "[0:v][1:v]hstack=inputs=2[v]",
+        "-map",
+        "[v]",
+        "-map",
+        "0:a",
+        "-t",
+        6,
+        "-c:v",
+        "libx264",
+        "-crf",
+        12,
+        "-c:a",
+        "aac",
+        pair,
+    )
     srt = tmp_path / "en.srt"
     srt.write_text(SHORT_SRT)
-    report = dub(DubConfig(input=str(pair), bundle=str(bundle), translation=str(srt), out=str(tmp_path / "out"),
-                           visible_mark=False, source_language="auto"))
+    report = dub(
+        DubConfig(
+            input=str(pair),
+            bundle=str(bundle),
+            translation=str(srt),
+            out=str(tmp_path / "out"),
+            visible_mark=False,
+            source_language="auto",
+        )
+    )
     # the source language was detected by the bundle's (tiny, demo) Whisper among the languages it knows
     detected = report["source_language_detected"]
     assert report["source_language"] == detected["language"] and 0 < detected["probability"] <= 1
@@ -254,11 +360,13 @@ def _dub_peak_mib(video, srt, bundle, out) -> tuple[float, dict]:
     """Peak resident memory (MiB) of a dub run in a fresh process, and its report."""
     import sys
 
-    code = ("import json, resource\n"
-            "from export.dub import DubConfig, dub\n"
-            f"r = dub(DubConfig(input={str(video)!r}, bundle={str(bundle)!r}, translation={str(srt)!r}, "
-            f"out={str(out)!r}))\n"
-            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, json.dumps(r))\n")
+    code = (
+        "import json, resource\n"
+        "from export.dub import DubConfig, dub\n"
+        f"r = dub(DubConfig(input={str(video)!r}, bundle={str(bundle)!r}, translation={str(srt)!r}, "
+        f"out={str(out)!r}))\n"
+        "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, json.dumps(r))\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = next(line for line in proc.stdout.splitlines() if line.startswith("PEAK"))
@@ -273,8 +381,12 @@ def test_memory_stays_bounded_for_a_ten_times_longer_input(bundle, tmp_path):
     _ffmpeg("-stream_loop", 9, "-i", short, "-c", "copy", long)
     srt_short, srt_long = tmp_path / "short.srt", tmp_path / "long.srt"
     srt_short.write_text("1\n00:00:00,300 --> 00:00:02,700\nGood morning to you all.\n")
-    srt_long.write_text("\n".join(f"{i + 1}\n00:00:{3 * i:02d},300 --> 00:00:{3 * i + 2:02d},700\nGood morning to you all.\n"
-                                  for i in range(10)))
+    srt_long.write_text(
+        "\n".join(
+            f"{i + 1}\n00:00:{3 * i:02d},300 --> 00:00:{3 * i + 2:02d},700\nGood morning to you all.\n"
+            for i in range(10)
+        )
+    )
     peak_short, report_short = _dub_peak_mib(short, srt_short, bundle, tmp_path / "a")
     peak_long, report_long = _dub_peak_mib(long, srt_long, bundle, tmp_path / "b")
     assert report_long["frames"] >= 9 * report_short["frames"] and report_long["lip_synced_frames"] > 500
@@ -308,26 +420,34 @@ def test_audio_longer_than_the_picture_is_dubbed_up_to_the_picture_and_said_so(b
     late.write_text("1\n00:00:04,000 --> 00:00:06,000\nToo late.\n")
     with pytest.raises(DubError, match="ends after the video"):  # a cue past the picture: refused
         dub(DubConfig(input=str(short_picture), bundle=str(bundle), translation=str(late), out=str(tmp_path / "a")))
-    report = dub(DubConfig(input=str(short_picture), bundle=str(bundle), translation=str(srt),
-                           out=str(tmp_path / "b")))
+    report = dub(DubConfig(input=str(short_picture), bundle=str(bundle), translation=str(srt), out=str(tmp_path / "b")))
     assert any("past the picture" in note for note in report["notes"])
     assert abs(probe(tmp_path / "b" / "short_picture.dub.mp4").duration - 3.0) < 0.15
     assert report["segments"][0]["lip_synced"]
 
 
-def test_a_real_clip_dubbed_end_to_end_through_whisper_marian_and_vits(demo_run, demo_expert, tiny_marian, tiny_vits,
-                                                                       tmp_path):
+def test_a_real_clip_dubbed_end_to_end_through_whisper_marian_and_vits(
+    demo_run, demo_expert, tiny_marian, tiny_vits, tmp_path
+):
     """No .srt: Silero finds the speech, the demo's tiny Whisper recognizes it, a tiny random
     Marian translates it (gibberish, and long), a tiny random VITS speaks it; fitting then has to
     cut it and say by how much."""
     from train.lipsync.generator import build_generator
 
     torch.manual_seed(0)
-    build_generator({"size": 32, "frames": 5, "references": 2, "channels": [16, 32], "audio_dim": 16}) \
-        .save_pretrained(tmp_path / "generator")
-    bundle = build_bundle(BundleConfig(out=str(tmp_path / "bundle"), asr=str(demo_run), mt=str(tiny_marian),
-                                       tts=f"vits:{tiny_vits}", generator=str(tmp_path / "generator"),
-                                       expert=str(demo_expert[0])))
+    build_generator({"size": 32, "frames": 5, "references": 2, "channels": [16, 32], "audio_dim": 16}).save_pretrained(
+        tmp_path / "generator"
+    )
+    bundle = build_bundle(
+        BundleConfig(
+            out=str(tmp_path / "bundle"),
+            asr=str(demo_run),
+            mt=str(tiny_marian),
+            tts=f"vits:{tiny_vits}",
+            generator=str(tmp_path / "generator"),
+            expert=str(demo_expert[0]),
+        )
+    )
     clip = tmp_path / "clip.mp4"
     _ffmpeg("-i", shared_video(CLIP), "-t", 4, "-c:v", "libx264", "-crf", 18, "-c:a", "aac", clip)
     report = dub(DubConfig(input=str(clip), bundle=str(bundle), out=str(tmp_path / "out"), to="en"))

@@ -25,14 +25,19 @@ from shqip_av.files import OWNER_RECORD
 from tests.conftest import REPO, shared_video
 
 CLIP = "sadtalker_WDA_AlexandriaOcasioCortez_000.mp4"  # 8 s, 512×512, 25 fps, one face
-SRT = "1\n00:00:00,300 --> 00:00:03,500\nGood morning, this is a test.\n\n" \
-      "2\n00:00:04,000 --> 00:00:07,600\nThe mouth should follow.\n"
+SRT = (
+    "1\n00:00:00,300 --> 00:00:03,500\nGood morning, this is a test.\n\n"
+    "2\n00:00:04,000 --> 00:00:07,600\nThe mouth should follow.\n"
+)
 OURS = ["generator=apache-2.0", "expert=apache-2.0", "asr=apache-2.0"]
 
 
 def _tree(folder) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _user_files(folder):
@@ -48,8 +53,16 @@ def _user_files(folder):
 @pytest.fixture(scope="module")
 def bundle(demo_run, demo_expert, generator_folder, tmp_path_factory):
     base = tmp_path_factory.mktemp("rel-bundle")
-    return build_bundle(BundleConfig(out=str(base / "bundle"), asr=str(demo_run), generator=str(generator_folder),
-                                     expert=str(demo_expert[0]), tts="espeak:en", license=OURS))
+    return build_bundle(
+        BundleConfig(
+            out=str(base / "bundle"),
+            asr=str(demo_run),
+            generator=str(generator_folder),
+            expert=str(demo_expert[0]),
+            tts="espeak:en",
+            license=OURS,
+        )
+    )
 
 
 @pytest.fixture
@@ -63,8 +76,14 @@ def srt(tmp_path):
 def test_a_bundle_never_replaces_a_folder_it_did_not_write(bundle, demo_run, demo_expert, generator_folder, tmp_path):
     root = tmp_path / "data"
     before = _user_files(root)
-    cfg = BundleConfig(out=str(root), asr=str(demo_run), generator=str(generator_folder), expert=str(demo_expert[0]),
-                       tts="espeak:en", license=OURS)
+    cfg = BundleConfig(
+        out=str(root),
+        asr=str(demo_run),
+        generator=str(generator_folder),
+        expert=str(demo_expert[0]),
+        tts="espeak:en",
+        license=OURS,
+    )
     with pytest.raises(BundleError, match="already holds files that export bundle did not write") as error:
         build_bundle(cfg)
     assert "\n" not in str(error.value)
@@ -82,11 +101,35 @@ def test_a_bundle_never_replaces_a_folder_it_did_not_write(bundle, demo_run, dem
 def test_a_dub_leaves_every_other_file_in_its_folder_byte_identical(bundle, srt, tmp_path):
     """And keeps the source's sample rate and channels; says which face it regenerated, with units."""
     video = tmp_path / "stereo.mp4"  # the clip with 48 kHz stereo sound
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(shared_video(CLIP)), "-map", "0:v", "-map", "0:a",
-                    "-c:v", "copy", "-c:a", "aac", "-ar", "48000", "-ac", "2", str(video)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(shared_video(CLIP)),
+            "-map",
+            "0:v",
+            "-map",
+            "0:a",
+            "-c:v",
+            "copy",
+            "-c:a",
+            "aac",
+            "-ar",
+            "48000",
+            "-ac",
+            "2",
+            str(video),
+        ],
+        check=True,
+    )
     out = tmp_path / "out"
     before = _user_files(out)
-    report = dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(srt), out=str(out), visible_mark=False))
+    report = dub(
+        DubConfig(input=str(video), bundle=str(bundle), translation=str(srt), out=str(out), visible_mark=False)
+    )
     after = _tree(out)
     assert {k: after[k] for k in before} == before
     assert set(after) - set(before) == {"stereo.dub.mp4", "stereo.dub.srt", "report.json", OWNER_RECORD}
@@ -145,13 +188,16 @@ def test_the_srt_gate_cleans_sorts_and_limits_before_any_work(tmp_path):
         path.write_bytes(text if isinstance(text, bytes) else text.encode())
         return translation_segments(str(path), duration)
 
-    segments, notes = gate("2\n00:00:04,000 --> 00:00:05,000\nB &amp; <i>b</i>\x00\u200b!\n\n"
-                           "1\n00:00:01,000 --> 00:00:02,000\n<b></b>\n\n"
-                           "3\n00:00:00,500 --> 00:00:01,500\nA&nbsp;a\x07\n")
+    segments, notes = gate(
+        "2\n00:00:04,000 --> 00:00:05,000\nB &amp; <i>b</i>\x00\u200b!\n\n"
+        "1\n00:00:01,000 --> 00:00:02,000\n<b></b>\n\n"
+        "3\n00:00:00,500 --> 00:00:01,500\nA&nbsp;a\x07\n"
+    )
     assert [s.translation for s in segments] == ["A a", "B & b !"] and [s.start for s in segments] == [0.5, 4.0]
     assert any("sorted" in n for n in notes) and any("no text" in n for n in notes)
     with pytest.raises(DubError, match="no cue has any text"):
         gate("1\n00:00:01,000 --> 00:00:02,000\n<i> </i>\n\n2\n00:00:03,000 --> 00:00:04,000\n&#x200b;\n")
+
     def stamp(ms: int) -> str:
         return f"00:00:{ms // 1000:02d},{ms % 1000:03d}"
 
@@ -189,8 +235,15 @@ def test_a_network_of_the_wrong_kind_is_one_line_naming_both(generator_folder, d
     with pytest.raises(ConfigurationError, match=r"transcripts.model .* is a lip-sync generator, not a Whisper"):
         check_recognizer(TranscriptsConfig(model=str(generator_folder)))
     with pytest.raises(BundleError, match=r"--generator .* is a sync expert, not a lip-sync generator"):
-        build_bundle(BundleConfig(out=str(tmp_path / "swapped"), asr=str(demo_run), generator=expert,
-                                  expert=str(generator_folder), tts="espeak:en"))
+        build_bundle(
+            BundleConfig(
+                out=str(tmp_path / "swapped"),
+                asr=str(demo_run),
+                generator=expert,
+                expert=str(generator_folder),
+                tts="espeak:en",
+            )
+        )
     assert not (tmp_path / "swapped").exists()
     # a weights file that lacks tensors the network has is refused, not loaded half random
     partial = tmp_path / "partial"
@@ -202,8 +255,21 @@ def test_a_network_of_the_wrong_kind_is_one_line_naming_both(generator_folder, d
     with pytest.raises(KindError, match="cannot load the lip-sync generator"):
         load_generator(str(partial))
     # evaluate's --expert and training's loss.expert: the same line, through their commands
-    proc = subprocess.run([sys.executable, "-m", "train.lipsync.evaluate", "--expert", str(generator_folder),
-                           "--video", str(shared_video(CLIP))], cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "train.lipsync.evaluate",
+            "--expert",
+            str(generator_folder),
+            "--video",
+            str(shared_video(CLIP)),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2 and "is a lip-sync generator, not a sync expert" in proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -212,28 +278,44 @@ def test_a_bundle_loads_components_only_from_inside_itself(bundle, srt, tmp_path
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
     index = json.loads((copy / "model_index.json").read_text())
-    assert not index["generator"]["trained_from"].startswith("/") and not index["expert"]["trained_from"].startswith("/")
+    assert not index["generator"]["trained_from"].startswith("/") and not index["expert"]["trained_from"].startswith(
+        "/"
+    )
     assert str(tmp_path.parent) not in (copy / "model_index.json").read_text()  # no builder's absolute path
     for source in ("../../outside/gen", str(bundle / "generator"), "generator/../../x"):
-        (copy / "model_index.json").write_text(json.dumps({**index, "generator": {**index["generator"], "source": source}}))
+        (copy / "model_index.json").write_text(
+            json.dumps({**index, "generator": {**index["generator"], "source": source}})
+        )
         with pytest.raises(BundleError, match="points outside the bundle"):
             load_bundle(str(copy))
-    (copy / "model_index.json").write_text(json.dumps({**index, "generator": {**index["generator"], "included": False,
-                                                                                "source": "/etc/passwd"}}))
+    (copy / "model_index.json").write_text(
+        json.dumps({**index, "generator": {**index["generator"], "included": False, "source": "/etc/passwd"}})
+    )
     with pytest.raises(BundleError, match="neither included in the bundle nor a Hub id"):
         load_bundle(str(copy))
     # generator and expert swapped by hand: named now, not a size mismatch after 20 s of work
-    (copy / "model_index.json").write_text(json.dumps({**index, "generator": {**index["generator"], "source": "expert"}}))
+    (copy / "model_index.json").write_text(
+        json.dumps({**index, "generator": {**index["generator"], "source": "expert"}})
+    )
     with pytest.raises(BundleError, match="the bundle's generator .* is a sync expert, not a lip-sync generator"):
         load_bundle(str(copy))
     # a generator referenced by a Hub id that is not in the cache (offline): one line before any work
-    (copy / "model_index.json").write_text(json.dumps({**index, "generator": {**index["generator"], "included": False,
-                                                                                "source": "someone/no-such-generator"}}))
+    (copy / "model_index.json").write_text(
+        json.dumps(
+            {**index, "generator": {**index["generator"], "included": False, "source": "someone/no-such-generator"}}
+        )
+    )
     from shqip_av import ShqipError
 
     with pytest.raises(ShqipError, match="cannot load the lip-sync generator") as error:
-        dub(DubConfig(input=str(shared_video(CLIP)), bundle=str(copy), translation=str(tmp_path / "en.srt"),
-                      out=str(tmp_path / "never")))
+        dub(
+            DubConfig(
+                input=str(shared_video(CLIP)),
+                bundle=str(copy),
+                translation=str(tmp_path / "en.srt"),
+                out=str(tmp_path / "never"),
+            )
+        )
     assert "\n" not in str(error.value) and not (tmp_path / "never").exists()
     # a pickle where weights belong: nothing of it runs, and the refusal is one line
     (copy / "model_index.json").write_text(json.dumps(index))
@@ -273,8 +355,15 @@ def test_publish_refuses_a_bundle_with_an_outward_symlink_and_bad_repo_ids(bundl
 
 def test_a_bundle_that_cannot_speak_is_not_built(demo_run, demo_expert, generator_folder, tmp_path):
     with pytest.raises(BundleError, match="espeak-ng has no voice for language 'xx'"):
-        build_bundle(BundleConfig(out=str(tmp_path / "b"), asr=str(demo_run), generator=str(generator_folder),
-                                  expert=str(demo_expert[0]), tts="espeak:xx"))
+        build_bundle(
+            BundleConfig(
+                out=str(tmp_path / "b"),
+                asr=str(demo_run),
+                generator=str(generator_folder),
+                expert=str(demo_expert[0]),
+                tts="espeak:xx",
+            )
+        )
     assert not (tmp_path / "b").exists()
 
 
@@ -301,7 +390,9 @@ def test_a_file_name_starting_with_a_dash_is_read_as_a_file(tmp_path):
 
 
 def test_a_mistyped_export_command_is_one_error_line():
-    proc = subprocess.run([sys.executable, "-m", "export", "dubb"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "export", "dubb"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2 and "error: unknown command 'dubb' (did you mean 'dub'?)" in proc.stderr
 
 
@@ -318,18 +409,30 @@ def test_c2pa_credentials_are_tried_before_any_work(tmp_path):
     # the same key as `openssl ecparam -genkey` writes it (SEC1, "EC PRIVATE KEY"): accepted
     sec1 = tmp_path / "sec1.pem"
     private = serialization.load_pem_private_key(key.read_bytes(), None)
-    sec1.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                           serialization.NoEncryption()))
+    sec1.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+    )
     assert b"EC PRIVATE KEY" in sec1.read_bytes()
     assert C2paSigning.load(str(chain), str(sec1)).algorithm == "es256"
     # a self-signed certificate: refused now, with what to do
     own = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "me")])
     now = datetime.now(timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(own.public_key())
-            .serial_number(1).not_valid_before(now).not_valid_after(now + timedelta(days=1)).sign(own, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(own.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .sign(own, hashes.SHA256())
+    )
     (tmp_path / "self.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "self.key").write_bytes(own.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                          serialization.NoEncryption()))
+    (tmp_path / "self.key").write_bytes(
+        own.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     with pytest.raises(DisclosureError, match="self-signed"):
         C2paSigning.load(str(tmp_path / "self.pem"), str(tmp_path / "self.key"))

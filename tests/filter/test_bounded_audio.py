@@ -16,11 +16,13 @@ def _whole_array_probabilities(vad: SileroVAD, audio: np.ndarray) -> np.ndarray:
     w, c = vad.WINDOW, vad.CONTEXT
     n = int(np.ceil(len(audio) / w))
     padded = np.zeros(n * w + c, dtype=np.float32)
-    padded[c:c + len(audio)] = audio
+    padded[c : c + len(audio)] = audio
     state, sr = np.zeros((2, 1, 128), dtype=np.float32), np.array(16000, dtype=np.int64)
     out = []
     for i in range(n):
-        prob, state = vad.session.run(None, {"input": padded[i * w:(i + 1) * w + c][None, :], "state": state, "sr": sr})
+        prob, state = vad.session.run(
+            None, {"input": padded[i * w : (i + 1) * w + c][None, :], "state": state, "sr": sr}
+        )
         out.append(float(prob[0, 0]))
     return np.array(out, dtype=np.float32)
 
@@ -70,8 +72,14 @@ def test_peak_memory_of_the_speech_stage_does_not_grow_with_the_length_of_the_au
         audio = np.tile(speech, int(np.ceil(minutes * 60 * 16000 / len(speech))))[: minutes * 60 * 16000]
         write_wav(tmp_path / f"{minutes}.wav", audio)
         del audio
-        out = subprocess.run([sys.executable, "-c", _SPEECH_STAGE, str(tmp_path / f"{minutes}.wav"), model],
-                             cwd=REPO, capture_output=True, text=True, check=True, timeout=600)
+        out = subprocess.run(
+            [sys.executable, "-c", _SPEECH_STAGE, str(tmp_path / f"{minutes}.wav"), model],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
+        )
         regions, kib = map(int, out.stdout.split())
         assert regions > minutes  # it found the speech
         peaks[minutes] = kib / 1024

@@ -12,8 +12,7 @@ from filter.expert import build_expert, distance_matrix, lse_from_distances
 def test_lse_of_a_hand_computed_distance_matrix():
     # two video windows, offsets -2..2; the mean curve is [5, 4, 1, 3, 6] → min 1 at offset 0,
     # median 4, so LSE-D 1, LSE-C 3
-    d = np.array([[6.0, 5.0, 1.5, 2.0, 7.0],
-                  [4.0, 3.0, 0.5, 4.0, 5.0]])
+    d = np.array([[6.0, 5.0, 1.5, 2.0, 7.0], [4.0, 3.0, 0.5, 4.0, 5.0]])
     lse = lse_from_distances(d)
     assert (lse.distance, lse.confidence, lse.offset) == (1.0, 3.0, 0)
     assert lse.curve == [5.0, 4.0, 1.0, 3.0, 6.0]
@@ -30,7 +29,7 @@ def test_audio_delayed_by_d_frames_gives_offset_plus_d():
     rng = np.random.default_rng(0)
     k, n, delay = 15, 40, 4
     said = rng.standard_normal((n + 2 * k + delay, 8))  # said[x]: what is said at frame x - k - delay
-    video = said[k + delay:k + delay + n]  # the mouth of frame i shows what is said at i
+    video = said[k + delay : k + delay + n]  # the mouth of frame i shows what is said at i
     # audio row r is the audio of frame r - k, which carries what was said `delay` frames earlier
     audio = said[: n + 2 * k]
     lse = lse_from_distances(distance_matrix(video, audio, k))

@@ -23,8 +23,11 @@ def variants(demo_root, demo_expert, tmp_path_factory):
     salt = json.loads((demo_root / "shards" / "index.json").read_text())["config"]["salt"]
     raw = list(read_jsonl(demo_root / "raw" / "manifest.jsonl"))
     accepted = {r["video_id"] for r in read_jsonl(demo_root / "clips" / "manifest.jsonl")}
-    unseen = next(r for r in raw if r["video_id"] in accepted
-                  and split_of(r["source"]["speaker"], ShardConfig(salt=salt)) == "test")
+    unseen = next(
+        r
+        for r in raw
+        if r["video_id"] in accepted and split_of(r["source"]["speaker"], ShardConfig(salt=salt)) == "test"
+    )
     other = next(r for r in raw if r["video_id"] in accepted and r["source"]["speaker"] != unseen["source"]["speaker"])
     root = tmp_path_factory.mktemp("expert-filter") / "data"
     (root / "incoming").mkdir(parents=True)
@@ -33,14 +36,41 @@ def variants(demo_root, demo_expert, tmp_path_factory):
     shutil.copy(src, out("insync"))
     ffmpeg("-i", str(src), "-af", "adelay=400:all=1", "-c:v", "copy", "-c:a", "aac", out("late400"))
     ffmpeg("-i", str(src), "-af", "adelay=200:all=1", "-c:v", "copy", "-c:a", "aac", out("late200"))
-    ffmpeg("-i", str(src), "-af", "atrim=start=0.4,asetpts=PTS-STARTPTS,apad=pad_dur=0.4", "-c:v", "copy",
-           "-c:a", "aac", out("early400"))
-    ffmpeg("-i", str(src), "-i", str(foreign), "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac",
-           "-shortest", out("foreign"))
+    ffmpeg(
+        "-i",
+        str(src),
+        "-af",
+        "atrim=start=0.4,asetpts=PTS-STARTPTS,apad=pad_dur=0.4",
+        "-c:v",
+        "copy",
+        "-c:a",
+        "aac",
+        out("early400"),
+    )
+    ffmpeg(
+        "-i",
+        str(src),
+        "-i",
+        str(foreign),
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "copy",
+        "-c:a",
+        "aac",
+        "-shortest",
+        out("foreign"),
+    )
     lines = ["sources:"]
     for name in ("insync", "late400", "late200", "early400", "foreign"):
-        lines += [f"  - path: incoming/{name}.mp4", f"    title: {name}", "    captions: false",
-                  "    consent: {kind: release, subject: unseen, reference: test, granted: 2026-01-01}"]
+        lines += [
+            f"  - path: incoming/{name}.mp4",
+            f"    title: {name}",
+            "    captions: false",
+            "    consent: {kind: release, subject: unseen, reference: test, granted: 2026-01-01}",
+        ]
     (root / "sources.yaml").write_text("\n".join(lines) + "\n")
     prepare_raw(CollectConfig(root=str(root)))
     ids = {r["source"]["title"]: r["video_id"] for r in read_jsonl(root / "raw" / "manifest.jsonl")}
@@ -48,7 +78,11 @@ def variants(demo_root, demo_expert, tmp_path_factory):
 
 
 def _decisions(root, vid):
-    return [d for d in json.loads((root / "work" / vid / "decisions.json").read_text())["tracks"] if "sync_offset_frames" in d]
+    return [
+        d
+        for d in json.loads((root / "work" / vid / "decisions.json").read_text())["tracks"]
+        if "sync_offset_frames" in d
+    ]
 
 
 @pytest.mark.slow
@@ -94,7 +128,9 @@ def test_a_small_offset_is_corrected_when_asked_and_the_sample_is_then_in_sync(v
     model = load_expert(expert)
     for r in late:  # the written sample itself: its audio now meets its video
         crops = np.stack(list(iter_frames(root / r["files"]["mp4"])))
-        lse = expert_lse(model, lower_halves(crops, 48), frontend.log_mel(read_audio(root / r["files"]["wav"])), 0, 0, 15)
+        lse = expert_lse(
+            model, lower_halves(crops, 48), frontend.log_mel(read_audio(root / r["files"]["wav"])), 0, 0, 15
+        )
         assert abs(lse.offset) <= 1, lse
     assert not [r for r in read_jsonl(root / "clips" / "manifest.jsonl") if r["video_id"] == ids["late400"]]
 
@@ -105,8 +141,13 @@ def test_a_missing_expert_is_one_line_before_any_video(demo_root, tmp_path):
 
     from tests.conftest import REPO
 
-    proc = subprocess.run([sys.executable, "-m", "filter", "--root", str(demo_root), f"sync.method={tmp_path / 'nope'}"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "filter", "--root", str(demo_root), f"sync.method={tmp_path / 'nope'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "sync.method" in lines[0] and "nope" in lines[0]
 
@@ -126,8 +167,20 @@ def test_evaluate_scores_a_shard_split_and_video_files(demo_root, demo_expert, v
     for name, expected in (("insync", 0), ("late400", 10), ("early400", -10)):
         result = evaluate_video(EvaluateConfig(expert=expert, video=str(root / "incoming" / f"{name}.mp4")))
         assert abs(result["offset"] - expected) <= 1, (name, result["offset"])
-    proc = subprocess.run([sys.executable, "-m", "train.lipsync.evaluate", "--expert", str(tmp_path / "nope"),
-                           "--video", str(root / "incoming" / "insync.mp4")], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "train.lipsync.evaluate",
+            "--expert",
+            str(tmp_path / "nope"),
+            "--video",
+            str(root / "incoming" / "insync.mp4"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "nope" in lines[0], proc.stderr

@@ -79,7 +79,9 @@ def test_rotated_and_high_frame_rate_variants_become_upright_25_fps_crops(real_r
             assert s["meta"]["fps"] == 25
             assert s["meta"]["num_frames"] == r["meta"]["num_frames"]
             # upright: the same eye distance as the original (a sideways face would not even be found)
-            assert s["meta"]["quality"]["eye_distance_px"] == pytest.approx(r["meta"]["quality"]["eye_distance_px"], rel=0.03)
+            assert s["meta"]["quality"]["eye_distance_px"] == pytest.approx(
+                r["meta"]["quality"]["eye_distance_px"], rel=0.03
+            )
             lm = np.load(root / s["files"]["landmarks.npy"])
             eyes = geometry.alignment_points(lm)
             assert (eyes[:, 0, 0] < eyes[:, 1, 0]).all()  # the subject's right eye on the image left
@@ -159,7 +161,7 @@ def test_canonical_crops_are_stable_and_invertible(real_root):
         scan = FaceScan.load(root / "work" / s["video_id"] / "faces.npz")
         track = scan.tracks[s["meta"]["track"]]
         first = int(round(s["meta"]["start"] * 25))
-        source = track.landmarks[first - track.start:first - track.start + len(lm)]
+        source = track.landmarks[first - track.start : first - track.start + len(lm)]
         back = geometry.apply_affine(geometry.invert_affine(affine), lm)
         assert np.abs(back - source).max() < 0.5
 
@@ -197,7 +199,9 @@ def test_filter_itself_honours_rotation_metadata(real_root, tmp_path):
     ref = _of(_load(root)[0], ids["insync5"])
     assert [round(a["meta"]["start"], 1) for a in result.accepted] == [round(r["meta"]["start"], 1) for r in ref]
     for a, r in zip(result.accepted, ref):
-        assert a["meta"]["quality"]["eye_distance_px"] == pytest.approx(r["meta"]["quality"]["eye_distance_px"], rel=0.03)
+        assert a["meta"]["quality"]["eye_distance_px"] == pytest.approx(
+            r["meta"]["quality"]["eye_distance_px"], rel=0.03
+        )
 
 
 def test_a_face_lying_sideways_is_rejected_by_head_pose(real_root):

@@ -24,8 +24,11 @@ from tests.conftest import REPO, ffmpeg, shared_model
 
 
 def _tree(folder):
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "filter.yaml"}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "filter.yaml"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +53,12 @@ def test_killed_run_resumes_to_the_same_outputs_and_reruns_are_no_ops(collected,
     assert stats.processed == 9 and stats.utterances == 12
     assert stats.rejected == {"no-face": 1, "no-speech": 1, "face-too-small": 1}
 
-    proc = subprocess.Popen([sys.executable, "-m", "filter", "--root", str(killed)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "filter", "--root", str(killed)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while len(list(killed.glob("work/*/done.json"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -85,8 +92,11 @@ def test_withdrawn_videos_are_not_filtered(collected, tmp_path):
     shutil.copytree(collected, root)
     (root / "takedown.txt").write_text("subject:shqip-av sample speaker A\n")
     stats = prepare_clips(FilterConfig(root=str(root)))
-    subject_a = [r for r in read_jsonl(root / "raw" / "manifest.jsonl")
-                 if r["rights"]["consent"]["subject"] == "shqip-av sample speaker A"]
+    subject_a = [
+        r
+        for r in read_jsonl(root / "raw" / "manifest.jsonl")
+        if r["rights"]["consent"]["subject"] == "shqip-av sample speaker A"
+    ]
     assert stats.withdrawn == len(subject_a) >= 2 and stats.videos == 9 - len(subject_a)
     assert all(r["speaker"] != "shqip-av sample speaker A" for r in read_jsonl(root / "clips" / "manifest.jsonl"))
 

@@ -24,8 +24,11 @@ pytest.importorskip("ray")
 
 
 def _tree(folder):
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name not in ("filter.yaml", "shard.yaml")}  # resolved configs: paths, the engine
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name not in ("filter.yaml", "shard.yaml")
+    }  # resolved configs: paths, the engine
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +109,10 @@ def test_ray_gives_the_pool_s_bytes_on_real_clips(real_root, tmp_path, local_ray
     for vid in chosen:
         assert _tree(root / "clips" / vid) == _tree(pool_root / "clips" / vid), vid
     for name in ("manifest.jsonl", "rejected.jsonl"):
+
         def rows(r):
             return [ln for ln in (r / "clips" / name).read_text().splitlines() if json.loads(ln)["video_id"] in chosen]
+
         assert rows(root) == rows(pool_root) and rows(root)
 
 
@@ -117,8 +122,14 @@ def test_a_run_stopped_on_ray_finishes_on_the_pool(pool_run, tmp_path):
     shutil.copytree(collected, root)
     # stopped by the engine's fault-injection point after 3 videos (as by Ctrl-C): no race with the run
     env = {**os.environ, "SHQIP_AV_INTERRUPT_AFTER": "3"}
-    proc = subprocess.run([sys.executable, "-m", "filter", "--root", str(root), "--engine", "ray", "--workers", "2"],
-                          cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "filter", "--root", str(root), "--engine", "ray", "--workers", "2"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode != 0
     done = len(list(root.glob("work/*/done.json")))
     assert 3 <= done < 9, "the Ray run was not stopped midway"
@@ -149,7 +160,9 @@ def test_a_worker_that_cannot_see_the_root_stops_the_run_before_any_item(tmp_pat
 
     calls = []
     blind = engine.Engine(kind="ray", workers=1, root=str(tmp_path / "not-mounted"), marker="raw/manifest.jsonl")
-    with pytest.raises(ConfigError, match=r"the Ray worker\(s\) on .+ cannot see the dataset root .*not-mounted") as error:
+    with pytest.raises(
+        ConfigError, match=r"the Ray worker\(s\) on .+ cannot see the dataset root .*not-mounted"
+    ) as error:
         list(engine.run(calls.append, [1, 2], (), blind, name=str, lost=lambda item, why: why))
     assert "\n" not in str(error.value) and not calls
 

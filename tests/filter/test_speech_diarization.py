@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 
 from filter.config import FilterConfig, SpeechConfig
-from filter.speech import (SINGLE_SPEAKER, SileroVAD, Utterance, label_utterances, utterances_from_captions,
-                           utterances_from_regions)
+from filter.speech import (
+    SINGLE_SPEAKER,
+    SileroVAD,
+    Utterance,
+    label_utterances,
+    utterances_from_captions,
+    utterances_from_regions,
+)
 from shqip_av.captions import Cue, write_vtt
 from shqip_av.media import read_audio
 from tests.conftest import SHARED, shared_model, shared_video
@@ -44,8 +50,15 @@ def test_utterances_join_short_pauses_split_long_speech_and_report_short_ones():
 
 def test_captions_give_utterances_with_nfc_text(tmp_path):
     vtt = tmp_path / "c.vtt"
-    write_vtt(vtt, [Cue(0.5, 2.5, "Mirëdita, si jeni?"), Cue(2.6, 3.0, "Po."), Cue(3.1, 4.5, "Çfarë ka\u0308?"),
-                    Cue(5.0, 20.0, "shumë e gjatë")])
+    write_vtt(
+        vtt,
+        [
+            Cue(0.5, 2.5, "Mirëdita, si jeni?"),
+            Cue(2.6, 3.0, "Po."),
+            Cue(3.1, 4.5, "Çfarë ka\u0308?"),
+            Cue(5.0, 20.0, "shumë e gjatë"),
+        ],
+    )
     kept, rest = utterances_from_captions(vtt, 30.0, SpeechConfig())
     assert kept[0].text == "Mirëdita, si jeni?" and (kept[0].start, kept[0].end) == (0.5, 2.5)
     assert kept[1].text == "Po. Çfarë kä?" and kept[1].text == __import__("unicodedata").normalize("NFC", kept[1].text)
@@ -80,7 +93,8 @@ def test_pyannote_pipeline_from_a_local_checkpoint_runs_inside_filter(tmp_path):
     (root / "incoming").mkdir(parents=True)
     shutil.copy(video, root / "incoming" / "five.mp4")
     (root / "sources.yaml").write_text(
-        "sources:\n  - path: incoming/five.mp4\n    consent: {kind: release, subject: person five, reference: test}\n")
+        "sources:\n  - path: incoming/five.mp4\n    consent: {kind: release, subject: person five, reference: test}\n"
+    )
     prepare_raw(CollectConfig(root=str(root)))
     cfg = FilterConfig(root=str(root))
     cfg.diarization.pipeline = str(config)
@@ -93,7 +107,10 @@ def test_pyannote_pipeline_from_a_local_checkpoint_runs_inside_filter(tmp_path):
     (record,) = list(read_jsonl(root / "raw" / "manifest.jsonl"))
     done = json.loads((root / "work" / record["video_id"] / "done.json").read_text())
     assert done["stats"]["diarization"] == str(config)
-    labels = [u["speaker"] for u in json.loads((root / "work" / record["video_id"] / "decisions.json").read_text())["utterances"]]
+    labels = [
+        u["speaker"]
+        for u in json.loads((root / "work" / record["video_id"] / "decisions.json").read_text())["utterances"]
+    ]
     assert labels and all(label.startswith("SPEAKER_") or label == "unlabelled" for label in labels)
     for sample in read_jsonl(root / "clips" / "manifest.jsonl"):
         assert sample["meta"]["diarization_label"] in labels

@@ -56,7 +56,13 @@ def test_peak_memory_of_a_track_does_not_grow_with_its_length(tmp_path):
     for frames in (1500, 45000):  # one minute and half an hour at 25 fps (45000 frames: 172 MB of landmarks)
         folder = tmp_path / str(frames)
         folder.mkdir()
-        out = subprocess.run([sys.executable, "-c", _BUILD, str(frames), str(folder)], cwd=REPO,
-                             capture_output=True, text=True, check=True, timeout=600)
+        out = subprocess.run(
+            [sys.executable, "-c", _BUILD, str(frames), str(folder)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
+        )
         peaks[frames] = int(out.stdout) / 1024
     assert peaks[45000] - peaks[1500] < 25, peaks  # MiB; in memory it would add over 300

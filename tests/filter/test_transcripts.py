@@ -36,18 +36,44 @@ def transcript_root(sample_set, tmp_path_factory):
     incoming = root / "incoming" / "sample"
     incoming.mkdir(parents=True)
     src = sample_set / "incoming" / "sample"
-    for name in ("speaker_a_01.mp4", "speaker_b_01.mp4", "speaker_b_01.sq.vtt", "speaker_c_01.mp4",
-                 "speaker_c_01.sq.vtt"):
+    for name in (
+        "speaker_a_01.mp4",
+        "speaker_b_01.mp4",
+        "speaker_b_01.sq.vtt",
+        "speaker_c_01.mp4",
+        "speaker_c_01.sq.vtt",
+    ):
         shutil.copy(src / name, incoming / name)
     vtt = incoming / "speaker_b_01.sq.vtt"
     first = read_vtt(vtt)[0].text
     vtt.write_text(vtt.read_text(encoding="utf-8").replace(first, OTHER_SENTENCE, 1), encoding="utf-8")
-    ffmpeg("-i", src / "speaker_c_02.mp4", "-ss", "20", "-i", ENGLISH, "-map", "0:v", "-map", "1:a",
-           "-c:v", "copy", "-c:a", "aac", "-shortest", incoming / "english_under_face.mp4")
+    ffmpeg(
+        "-i",
+        src / "speaker_c_02.mp4",
+        "-ss",
+        "20",
+        "-i",
+        ENGLISH,
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "copy",
+        "-c:a",
+        "aac",
+        "-shortest",
+        incoming / "english_under_face.mp4",
+    )
     sources = load_yaml(sample_set / "sources.yaml")
     entries = {e["path"].rsplit("/", 1)[1]: e for e in sources["sources"]}
     english = dict(entries["speaker_c_02.mp4"], path="incoming/sample/english_under_face.mp4", title="english")
-    sources["sources"] = [entries["speaker_a_01.mp4"], entries["speaker_b_01.mp4"], entries["speaker_c_01.mp4"], english]
+    sources["sources"] = [
+        entries["speaker_a_01.mp4"],
+        entries["speaker_b_01.mp4"],
+        entries["speaker_c_01.mp4"],
+        english,
+    ]
     (root / "sources.yaml").write_text(yaml.safe_dump(sources, allow_unicode=True), encoding="utf-8")
     prepare_raw(CollectConfig(root=str(root)))
     captions = {c.text for c in read_vtt(src / "speaker_a_01.sq.vtt")}
@@ -83,8 +109,9 @@ def test_pseudo_labels_caption_mismatch_and_wrong_language(transcript_root, lid_
     vid, accepted, rejected = _by_video(root, "shqip-av sample speaker_b_01")
     mismatch = [r for r in rejected if r["reason"] == "caption-mismatch"]
     assert len(mismatch) == 1 and mismatch[0]["stage"] == "filter.transcripts" and mismatch[0]["value"] > 0.35
-    assert all(r["meta"]["transcript_source"] == "captions" and r["meta"]["transcript_check"]["verified"]
-               for r in accepted)
+    assert all(
+        r["meta"]["transcript_source"] == "captions" and r["meta"]["transcript_check"]["verified"] for r in accepted
+    )
     assert all((root / r["files"]["txt"]).read_text(encoding="utf-8") != OTHER_SENTENCE for r in accepted)
 
     # English under a sample face: rejected before its face is looked at
@@ -107,8 +134,9 @@ def test_pseudo_labels_caption_mismatch_and_wrong_language(transcript_root, lid_
 
     # the same model again: nothing to do; another model: the step is redone everywhere
     assert prepare_clips(cfg).processed == 0
-    again = prepare_clips(FilterConfig(root=str(root), workers=2,
-                                       transcripts=TranscriptsConfig(model=str(random_model))))
+    again = prepare_clips(
+        FilterConfig(root=str(root), workers=2, transcripts=TranscriptsConfig(model=str(random_model)))
+    )
     assert again.processed == 4
     # an untrained model is unsure of everything: no pseudo-labels, and it overrules no caption
     samples = list(read_jsonl(root / "clips" / "manifest.jsonl"))
@@ -122,10 +150,12 @@ def test_pseudo_labels_caption_mismatch_and_wrong_language(transcript_root, lid_
 def test_a_model_that_cannot_serve_stops_the_run_before_any_video(transcript_root, lid_whisper, tmp_path):
     root, _, _ = transcript_root
     before = sorted(p.name for p in (root / "work").iterdir()) if (root / "work").exists() else []
-    cases = [(TranscriptsConfig(model=str(tmp_path / "nowhere")), "transcripts.model"),
-             (TranscriptsConfig(model=str(lid_whisper[0]), languages=["zz"]), "not a Whisper language"),
-             (TranscriptsConfig(model=str(lid_whisper[0]), languages=[]), "transcripts.languages is empty"),
-             (TranscriptsConfig(model=str(lid_whisper[0]), retime_captions=True), "no alignment_heads")]
+    cases = [
+        (TranscriptsConfig(model=str(tmp_path / "nowhere")), "transcripts.model"),
+        (TranscriptsConfig(model=str(lid_whisper[0]), languages=["zz"]), "not a Whisper language"),
+        (TranscriptsConfig(model=str(lid_whisper[0]), languages=[]), "transcripts.languages is empty"),
+        (TranscriptsConfig(model=str(lid_whisper[0]), retime_captions=True), "no alignment_heads"),
+    ]
     for transcripts, message in cases:
         with pytest.raises(ConfigurationError, match=message) as error:
             prepare_clips(FilterConfig(root=str(root), transcripts=transcripts))
@@ -174,11 +204,12 @@ def test_caption_edges_are_tightened_to_the_words(lid_whisper, tmp_path, monkeyp
     step.load_recognizer.cache_clear()
     demo = json.loads((lid_whisper[0] / "training.json").read_text())
     assert demo["examples"] > 20
-    speech = read_audio(SHARED / "testdata" / "audio" / "silero_test_speech_en.wav")[:16000 * 3]
+    speech = read_audio(SHARED / "testdata" / "audio" / "silero_test_speech_en.wav")[: 16000 * 3]
     audio = np.concatenate([np.zeros(16000, np.float32), speech, np.zeros(16000 * 2, np.float32)])
     u = Utterance(0.0, 6.0, "A caption.")
-    outcomes, _ = check_transcripts([u], audio, TranscriptsConfig(model=str(model), retime_captions=True,
-                                                                  languages=["sq", "en"]))
+    outcomes, _ = check_transcripts(
+        [u], audio, TranscriptsConfig(model=str(model), retime_captions=True, languages=["sq", "en"])
+    )
     check = outcomes[0].check
     assert 0.0 <= check["speech_start"] <= check["speech_end"] <= 10.0  # the model's 10 s window
     step.load_recognizer.cache_clear()
@@ -187,12 +218,15 @@ def test_caption_edges_are_tightened_to_the_words(lid_whisper, tmp_path, monkeyp
         def fake(loaded, audios, *, languages, timestamps=False, **_):
             assert timestamps
             return [Recognition("Deti është i qetë.", "sq", 0.99, "sq", -0.1, 0.9, 0.0, start, end) for _ in audios]
+
         return fake
 
     cfg = TranscriptsConfig(model=str(model), retime_captions=True)
-    cases = [((1.0, 3.0), (1.4, 3.6), 1),   # 1 s of caption before the words, 3 s after: tightened
-             ((0.2, 5.8), (0.5, 6.5), 0),   # within max_timing_drift (0.3 s): left alone
-             ((1.0, 1.4), (0.5, 6.5), 0)]   # the words would make an utterance under 1 s: refused
+    cases = [
+        ((1.0, 3.0), (1.4, 3.6), 1),  # 1 s of caption before the words, 3 s after: tightened
+        ((0.2, 5.8), (0.5, 6.5), 0),  # within max_timing_drift (0.3 s): left alone
+        ((1.0, 1.4), (0.5, 6.5), 0),
+    ]  # the words would make an utterance under 1 s: refused
     for (start, end), expected, retimed in cases:
         monkeypatch.setattr("shqip_av.whisper.recognize", heard(start, end))
         u = Utterance(0.5, 6.5, "Deti është i qetë.")

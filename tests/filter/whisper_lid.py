@@ -26,8 +26,14 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
-ENGLISH_CLIPS = ["sadtalker_WDA_AlexandriaOcasioCortez_000.mp4", "sadtalker_WDA_KatieHill_000.mp4",
-                 "retalking_face_1.mp4", "retalking_face_2.mp4", "retalking_face_3.mp4", "retalking_face_5.mp4"]
+ENGLISH_CLIPS = [
+    "sadtalker_WDA_AlexandriaOcasioCortez_000.mp4",
+    "sadtalker_WDA_KatieHill_000.mp4",
+    "retalking_face_1.mp4",
+    "retalking_face_2.mp4",
+    "retalking_face_3.mp4",
+    "retalking_face_5.mp4",
+]
 
 
 def _espeak(text: str, voice: str, folder: Path) -> np.ndarray:
@@ -60,7 +66,7 @@ def training_examples(demo_root: Path, folder: Path) -> list[tuple[np.ndarray, s
     for name in ENGLISH_CLIPS:
         audio = read_audio(SHARED / "testdata" / "videos" / name)
         for start in range(0, max(0, len(audio) - 64000), 64000)[:4]:
-            examples.append((audio[start:start + 64000], "en", None))
+            examples.append((audio[start : start + 64000], "en", None))
     return examples
 
 
@@ -71,8 +77,9 @@ def build_lid_whisper(out: Path, demo_root: Path, *, steps: int = 400, seed: int
 
     from train.asr.tiny import TinyWhisperConfig, build_tiny_whisper
 
-    base = build_tiny_whisper(TinyWhisperConfig(out=str(out.with_name(out.name + "-random")), root=str(demo_root),
-                                                seed=seed))
+    base = build_tiny_whisper(
+        TinyWhisperConfig(out=str(out.with_name(out.name + "-random")), root=str(demo_root), seed=seed)
+    )
     processor = WhisperProcessor.from_pretrained(base)
     model = WhisperForConditionalGeneration.from_pretrained(base)
     tokenizer = processor.tokenizer
@@ -94,7 +101,7 @@ def build_lid_whisper(out: Path, demo_root: Path, *, steps: int = 400, seed: int
         for r in rows:
             audio = examples[r][0]
             cut0, cut1 = (rng.randint(0, 4000) for _ in range(2))
-            audio = np.concatenate([np.zeros(rng.randint(0, 4800), np.float32), audio[cut0:len(audio) - cut1]])
+            audio = np.concatenate([np.zeros(rng.randint(0, 4800), np.float32), audio[cut0 : len(audio) - cut1]])
             batch.append(processor.feature_extractor(audio, sampling_rate=16000, return_tensors="np").input_features[0])
         return torch.from_numpy(np.stack(batch))
 
@@ -105,7 +112,7 @@ def build_lid_whisper(out: Path, demo_root: Path, *, steps: int = 400, seed: int
         width = max(len(labels[r]) for r in rows)
         target = torch.full((len(rows), width), -100, dtype=torch.long)
         for i, r in enumerate(rows):
-            target[i, :len(labels[r])] = torch.tensor(labels[r])
+            target[i, : len(labels[r])] = torch.tensor(labels[r])
         for group in optimizer.param_groups:
             group["lr"] = 2e-3 * min(1.0, (step + 1) / 20) * (1 - step / steps)
         loss = model(input_features=features(rows), labels=target).loss

@@ -24,7 +24,7 @@ def test_shapes_rates_and_window_lengths():
 def test_a_click_at_a_video_frame_lands_in_that_frames_mel_window(frame):
     wave = np.zeros(16000 * 4, np.float32)
     at = int((frame / 25 + 0.02) * 16000)  # the middle of video frame `frame`
-    wave[at:at + 16] = 1.0
+    wave[at : at + 16] = 1.0
     mel = audio.log_mel(wave).numpy()
     energy = mel.max(axis=0)
     peak = int(energy.argmax())

@@ -29,8 +29,9 @@ def config_file(tmp_path, text):
 
 def test_precedence_defaults_yaml_cli(tmp_path):
     conf = config_file(tmp_path, "workers: 3\nrate: 0.25\ninner: {rank: 16}\n")
-    cfg, _ = parse_config(Cfg, ["--config", str(conf), "--workers", "5", "inner.rank=32", "--langs", "sq,en"],
-                          "prog", "d")
+    cfg, _ = parse_config(
+        Cfg, ["--config", str(conf), "--workers", "5", "inner.rank=32", "--langs", "sq,en"], "prog", "d"
+    )
     assert (cfg.root, cfg.workers, cfg.rate, cfg.inner.rank, cfg.langs) == ("data", 5, 0.25, 32, ["sq", "en"])
 
 
@@ -65,8 +66,9 @@ def test_ray_address_is_also_spelled_address_on_both_stages():
     from filter.config import FilterConfig
 
     for cls in (CollectConfig, FilterConfig):
-        cfg, _ = parse_config(cls, ["--engine", "ray", "--address", "head:6379", "--workers", "3"], prog="p",
-                              description="d")
+        cfg, _ = parse_config(
+            cls, ["--engine", "ray", "--address", "head:6379", "--workers", "3"], prog="p", description="d"
+        )
         assert (cfg.engine, cfg.ray_address, cfg.workers) == ("ray", "head:6379", 3)
     with pytest.raises(ConfigError, match="engine"):
         parse_config(CollectConfig, ["--engine", "spark"], prog="p", description="d")

@@ -9,8 +9,11 @@ from tests.conftest import ffmpeg, shared_video
 
 
 def ffprobe_json(path):
-    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_streams", "-show_format",
-                          str(path)], capture_output=True, check=True).stdout
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-print_format", "json", "-show_streams", "-show_format", str(path)],
+        capture_output=True,
+        check=True,
+    ).stdout
     return json.loads(out)
 
 
@@ -37,8 +40,21 @@ def test_variable_frame_rate_clip_is_recognised():
 def test_rotation_metadata_and_upright_transcode(tmp_path):
     src = shared_video("retalking_face_2.mp4")
     sideways = tmp_path / "stored_sideways.mp4"
-    ffmpeg("-i", str(src), "-t", "1", "-vf", "crop=844:600:0:100,transpose=1", "-c:v", "libx264", "-crf", "12",
-           "-c:a", "copy", str(sideways))
+    ffmpeg(
+        "-i",
+        str(src),
+        "-t",
+        "1",
+        "-vf",
+        "crop=844:600:0:100,transpose=1",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "12",
+        "-c:a",
+        "copy",
+        str(sideways),
+    )
     tagged = tmp_path / "phone.mp4"
     ffmpeg("-i", str(sideways), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(tagged))
     info = probe(tagged)
@@ -88,8 +104,10 @@ def test_crops_from_the_decoded_region_equal_crops_from_the_whole_frame(clip):
     w, h = info.width, info.height
     size = 256
     # faces of two sizes, one in the middle and one cut by the left and top edges
-    aligns = [geometry.template(size) * (w / 700) + [w * 0.3, h * 0.35],
-              geometry.template(size) * (w / 1400) - [w * 0.02, h * 0.01]]
+    aligns = [
+        geometry.template(size) * (w / 700) + [w * 0.3, h * 0.35],
+        geometry.template(size) * (w / 1400) - [w * 0.02, h * 0.01],
+    ]
     affines = np.array([geometry.fit_similarity(a, geometry.template(size)) for a in aligns])
     region = geometry.crop_region(affines, size, w, h)
     x, y, rw, rh = region

@@ -18,7 +18,9 @@ def test_missing_model_offline_says_where_to_put_it(monkeypatch, tmp_path):
     monkeypatch.setenv("SHQIP_AV_MODELS", str(tmp_path / "empty"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("SHQIP_AV_OFFLINE", "1")
-    with pytest.raises(ModelFileError, match=r"face_landmarker.task not found; place it in .*empty.*official source: https://"):
+    with pytest.raises(
+        ModelFileError, match=r"face_landmarker.task not found; place it in .*empty.*official source: https://"
+    ):
         resolve_model("face_landmarker")
 
 

@@ -14,7 +14,9 @@ def asr_root(tmp_path_factory) -> Path:
     """12 training utterances, 4 test utterances (another speaker), and 4 samples to be skipped."""
     if missing_inputs():
         pytest.skip(missing_inputs())
-    return build_asr_root(tmp_path_factory.mktemp("asr") / "data", albanian_sentences(12), albanian_sentences(4, skip=12))
+    return build_asr_root(
+        tmp_path_factory.mktemp("asr") / "data", albanian_sentences(12), albanian_sentences(4, skip=12)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -24,4 +26,3 @@ def tiny_whisper(asr_root, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("models") / "whisper-tiny-sq"
     return build_tiny_whisper(TinyWhisperConfig(out=str(out), root=str(asr_root), text=[str(TEXT)]))
-

@@ -31,7 +31,7 @@ def albanian_sentences(count: int, skip: int = 0) -> list[str]:
     """Short real Albanian sentences with ë or ç, from ../shared/testdata/text."""
     lines = [line.strip() for line in TEXT.read_text(encoding="utf-8").splitlines()]
     short = [line for line in lines if 3 <= len(line.split()) <= 8 and ("ë" in line or "ç" in line)]
-    return short[skip: skip + count]
+    return short[skip : skip + count]
 
 
 def speak(text: str, path: Path, voice: str = "sq") -> np.ndarray:
@@ -54,8 +54,15 @@ def speaker_in(split: str, cfg) -> str:
 PSEUDO_SOURCE = "asr:whisper-tiny-sq@0123abcd"
 
 
-def build_asr_root(root: Path, train_texts: list[str], test_texts: list[str], *, edge_cases: bool = True,
-                   pseudo_train: list[str] = (), pseudo_test: list[str] = ()) -> Path:
+def build_asr_root(
+    root: Path,
+    train_texts: list[str],
+    test_texts: list[str],
+    *,
+    edge_cases: bool = True,
+    pseudo_train: list[str] = (),
+    pseudo_test: list[str] = (),
+) -> Path:
     """A dataset root whose shards hold espeak-ng utterances (train and test speakers); the
     ``pseudo_*`` texts are marked as pseudo-labels (transcript_source PSEUDO_SOURCE)."""
     from filter.shard import ShardConfig, pack_shards
@@ -69,8 +76,20 @@ def build_asr_root(root: Path, train_texts: list[str], test_texts: list[str], *,
     def placeholder_face(folder, key: str, frames: int) -> None:
         """A grey 64×64 crop video as long as the audio, with landmark and affine arrays that pass
         the schema checks (shard packs only valid samples)."""
-        run_ffmpeg(["-f", "lavfi", "-i", "color=c=gray:s=64x64:r=25", "-frames:v", str(frames), "-pix_fmt", "yuv420p",
-                    str(folder / f"{key}.mp4")], "placeholder face video")
+        run_ffmpeg(
+            [
+                "-f",
+                "lavfi",
+                "-i",
+                "color=c=gray:s=64x64:r=25",
+                "-frames:v",
+                str(frames),
+                "-pix_fmt",
+                "yuv420p",
+                str(folder / f"{key}.mp4"),
+            ],
+            "placeholder face video",
+        )
         np.save(folder / f"{key}.landmarks.npy", np.full((frames, 478, 2), 32.0, np.float32))
         np.save(folder / f"{key}.affine.npy", np.tile(np.eye(2, 3, dtype=np.float32), (frames, 1, 1)))
 
@@ -80,10 +99,12 @@ def build_asr_root(root: Path, train_texts: list[str], test_texts: list[str], *,
     items += [(speaker_in("test", cfg), t, "pseudo-label") for t in pseudo_test]
     if edge_cases:
         train_speaker = speaker_in("train", cfg)
-        items += [(train_speaker, None, "no transcript"),                 # no .txt member
-                  (train_speaker, "   ", "empty transcript"),
-                  (train_speaker, " ".join(["Mirëdita, si jeni sot?"] * 120), "over-long transcript"),
-                  (train_speaker, "Një fjali shumë e gjatë.", "31 s of audio")]
+        items += [
+            (train_speaker, None, "no transcript"),  # no .txt member
+            (train_speaker, "   ", "empty transcript"),
+            (train_speaker, " ".join(["Mirëdita, si jeni sot?"] * 120), "over-long transcript"),
+            (train_speaker, "Një fjali shumë e gjatë.", "31 s of audio"),
+        ]
     records = []
     for i, (speaker, text, case) in enumerate(items):
         video_id = f"espeak-{i:03d}"
@@ -98,19 +119,43 @@ def build_asr_root(root: Path, train_texts: list[str], test_texts: list[str], *,
         write_wav(folder / f"{key}.wav", samples)
         placeholder_face(folder, key, frames)
         duration = len(samples) / 16000
-        meta = {"schema_version": SCHEMA_VERSION, "video_id": video_id, "source_url": f"file:///{video_id}.mp4",
-                "license": "CC-BY-4.0", "consent": None, "speaker": speaker,
-                "diarization_label": "single-speaker-assumed", "start": 0.0, "end": duration, "fps": 25.0,
-                "num_frames": frames, "transcript_source": (PSEUDO_SOURCE if case == "pseudo-label" else "manual") if text is not None else None,
-                "quality": {"eye_distance_px": 100.0, "sharpness": 100.0, "sync_confidence": 0.5,
-                            "sync_offset_frames": 0, "sync_method": "test"}}
+        meta = {
+            "schema_version": SCHEMA_VERSION,
+            "video_id": video_id,
+            "source_url": f"file:///{video_id}.mp4",
+            "license": "CC-BY-4.0",
+            "consent": None,
+            "speaker": speaker,
+            "diarization_label": "single-speaker-assumed",
+            "start": 0.0,
+            "end": duration,
+            "fps": 25.0,
+            "num_frames": frames,
+            "transcript_source": (PSEUDO_SOURCE if case == "pseudo-label" else "manual") if text is not None else None,
+            "quality": {
+                "eye_distance_px": 100.0,
+                "sharpness": 100.0,
+                "sync_confidence": 0.5,
+                "sync_offset_frames": 0,
+                "sync_method": "test",
+            },
+        }
         (folder / f"{key}.json").write_text(json.dumps(meta))
         files = {m: f"clips/{video_id}/{key}.{m}" for m in ("mp4", "wav", "json", "landmarks.npy", "affine.npy")}
         if text is not None:
             (folder / f"{key}.txt").write_text(text, encoding="utf-8")
             files["txt"] = f"clips/{video_id}/{key}.txt"
-        records.append({"key": key, "video_id": video_id, "speaker": speaker, "url": meta["source_url"],
-                        "files": files, "duration": duration, "meta": meta})
+        records.append(
+            {
+                "key": key,
+                "video_id": video_id,
+                "speaker": speaker,
+                "url": meta["source_url"],
+                "files": files,
+                "duration": duration,
+                "meta": meta,
+            }
+        )
     (clips / "manifest.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     (clips / "rejected.jsonl").write_text("")
     pack_shards(cfg)

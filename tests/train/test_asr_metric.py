@@ -9,16 +9,19 @@ from train.asr.metric import load_metric, score
 from shqip_av.normalize import normalize
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("Unë pi çaj çdo mëngjes.", "unë pi çaj çdo mëngjes"),
-    ("ËSHTË  E  ÇUDITSHME!", "është e çuditshme"),
-    ("e\u0308shte\u0308", "është"),                       # decomposed ë → NFC
-    ("«Mirëdita», tha ai; – po.", "mirëdita tha ai po"),
-    ("S’ka gjë, t'i them… 'po'", "s'ka gjë t'i them po"),   # apostrophe kept inside words only
-    ("Viti 2024 - shkurt (ora 10:30)", "viti 2024 shkurt ora 10 30"),
-    ("  \tRreshti\n i ri  ", "rreshti i ri"),
-    ("eshte", "eshte"),                                   # missing diacritics are not "fixed"
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("Unë pi çaj çdo mëngjes.", "unë pi çaj çdo mëngjes"),
+        ("ËSHTË  E  ÇUDITSHME!", "është e çuditshme"),
+        ("e\u0308shte\u0308", "është"),  # decomposed ë → NFC
+        ("«Mirëdita», tha ai; – po.", "mirëdita tha ai po"),
+        ("S’ka gjë, t'i them… 'po'", "s'ka gjë t'i them po"),  # apostrophe kept inside words only
+        ("Viti 2024 - shkurt (ora 10:30)", "viti 2024 shkurt ora 10 30"),
+        ("  \tRreshti\n i ri  ", "rreshti i ri"),
+        ("eshte", "eshte"),  # missing diacritics are not "fixed"
+    ],
+)
 def test_normalizer_rules(raw, expected):
     assert normalize(raw) == expected
 
@@ -33,9 +36,13 @@ def test_metric_matches_hand_counts_and_jiwer():
     assert result["wer"] == pytest.approx(jiwer.wer(refs, hyps))
     # normalized: only "une" vs "unë" remains → 1 of 9 words; one character of 42
     assert (result["word_errors_normalized"], result["words_normalized"]) == (1, 9)
-    assert result["wer_normalized"] == pytest.approx(jiwer.wer([normalize(r) for r in refs], [normalize(h) for h in hyps]))
+    assert result["wer_normalized"] == pytest.approx(
+        jiwer.wer([normalize(r) for r in refs], [normalize(h) for h in hyps])
+    )
     assert result["char_errors_normalized"] == 1
-    assert result["cer_normalized"] == pytest.approx(jiwer.cer([normalize(r) for r in refs], [normalize(h) for h in hyps]))
+    assert result["cer_normalized"] == pytest.approx(
+        jiwer.cer([normalize(r) for r in refs], [normalize(h) for h in hyps])
+    )
     assert result["cer"] == pytest.approx(jiwer.cer(refs, hyps))
 
 

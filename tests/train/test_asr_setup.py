@@ -22,13 +22,18 @@ def test_generation_starts_with_the_albanian_prefix(tiny_whisper):
     assert model.generation_config.forced_decoder_ids is None
     seen = []
     hook = model.model.decoder.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append(kwargs["input_ids"].clone()), with_kwargs=True)
+        lambda module, args, kwargs: seen.append(kwargs["input_ids"].clone()), with_kwargs=True
+    )
     features = torch.zeros(1, model.config.num_mel_bins, 2 * model.config.max_source_positions)
     with torch.inference_mode():
         model.generate(input_features=features, max_new_tokens=2)
     hook.remove()
     assert tokenizer.convert_ids_to_tokens(seen[0][0].tolist()) == [
-        "<|startoftranscript|>", "<|sq|>", "<|transcribe|>", "<|notimestamps|>"]
+        "<|startoftranscript|>",
+        "<|sq|>",
+        "<|transcribe|>",
+        "<|notimestamps|>",
+    ]
     assert tokenizer.convert_tokens_to_ids("<|sq|>") == language_token_id(tokenizer, "sq")
 
 
@@ -37,7 +42,12 @@ def test_labels_and_decoding_keep_albanian_letters(tiny_whisper):
     tokenizer = loaded.processor.tokenizer
     text = "Çështja e mbetur: çfarë thotë Gjykata?"
     ids = tokenizer(text).input_ids
-    assert tokenizer.convert_ids_to_tokens(ids[:4]) == ["<|startoftranscript|>", "<|sq|>", "<|transcribe|>", "<|notimestamps|>"]
+    assert tokenizer.convert_ids_to_tokens(ids[:4]) == [
+        "<|startoftranscript|>",
+        "<|sq|>",
+        "<|transcribe|>",
+        "<|notimestamps|>",
+    ]
     assert ids[-1] == tokenizer.eos_token_id
     assert tokenizer.decode(ids, skip_special_tokens=True) == text
 
@@ -62,20 +72,24 @@ def test_tokenizer_without_albanian_token_is_refused(tiny_whisper, tmp_path):
 
 
 def _cli(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "train.asr", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "train.asr", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_startup_errors_are_one_line(asr_root, tmp_path):
-    missing = _cli(f"data.root={asr_root}", f"model.name_or_path={tmp_path / 'no-such-model'}", f"output={tmp_path / 'run'}")
+    missing = _cli(
+        f"data.root={asr_root}", f"model.name_or_path={tmp_path / 'no-such-model'}", f"output={tmp_path / 'run'}"
+    )
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines()[-1].startswith("error: cannot load the Whisper processor")
     assert len(missing.stderr.strip().splitlines()) == 1
 
     typo = _cli(f"data.root={asr_root}", "training.learnig_rate=0.1")
     assert typo.returncode == 2
-    assert typo.stderr.strip() == ("error: unknown config key 'training.learnig_rate' "
-                                   "(did you mean 'training.learning_rate'?)")
+    assert typo.stderr.strip() == (
+        "error: unknown config key 'training.learnig_rate' (did you mean 'training.learning_rate'?)"
+    )
 
     no_shards = _cli(f"data.root={tmp_path / 'empty'}")
     assert no_shards.returncode == 2 and "no shards under" in no_shards.stderr
@@ -91,9 +105,11 @@ def test_ineligible_samples_are_skipped_and_counted(asr_root, tiny_whisper):
         eligibility = Eligibility(processor.tokenizer, 448, 0.3, 30.0)
         kept = list(select_eligible(raw, eligibility, desc="checking"))
         assert len(kept) == 12
-        assert eligibility.summary() == {"kept": 12, "skipped": {
-            "audio-too-long": 1, "empty-transcript": 1, "no-transcript": 1, "transcript-too-long": 1},
-            "transcript_sources": {"manual": 12}}
+        assert eligibility.summary() == {
+            "kept": 12,
+            "skipped": {"audio-too-long": 1, "empty-transcript": 1, "no-transcript": 1, "transcript-too-long": 1},
+            "transcript_sources": {"manual": 12},
+        }
     # the tiny model's 10 s window lowers the audio limit
     short = Eligibility(processor.tokenizer, 448, 0.3, float(processor.feature_extractor.chunk_length))
     assert short.reason({"txt": "po", "wav": {"bytes": _wav(seconds=12)}}) == "audio-too-long"
@@ -132,4 +148,7 @@ def test_features_and_collator(asr_root, tiny_whisper):
         assert batch["labels"][i, :n].tolist() == rows[i]["labels"][1:]
         assert (batch["labels"][i, n:] == -100).all()
     assert processor.tokenizer.convert_ids_to_tokens(batch["labels"][0, :3].tolist()) == [
-        "<|sq|>", "<|transcribe|>", "<|notimestamps|>"]
+        "<|sq|>",
+        "<|transcribe|>",
+        "<|notimestamps|>",
+    ]

@@ -18,11 +18,16 @@ from tests.conftest import REPO
 def _cfg(root, output, **training):
     from train.lipsync.expert import ExpertConfig
 
-    return from_dict(ExpertConfig, {
-        "name": "t", "output": str(output),
-        "model": {"frames": 5, "crop_size": 48, "channels": [16, 32, 64], "embedding": 64},
-        "data": {"root": str(root), "max_shift": 12},
-        "training": {"batch_size": 32, "learning_rate": 0.002, "eval_pairs": 256, **training}})
+    return from_dict(
+        ExpertConfig,
+        {
+            "name": "t",
+            "output": str(output),
+            "model": {"frames": 5, "crop_size": 48, "channels": [16, 32, 64], "embedding": 64},
+            "data": {"root": str(root), "max_shift": 12},
+            "training": {"batch_size": 32, "learning_rate": 0.002, "eval_pairs": 256, **training},
+        },
+    )
 
 
 @pytest.mark.slow
@@ -35,7 +40,9 @@ def test_the_expert_learns_to_tell_aligned_from_shifted_audio(demo_expert):
     assert metrics["validation"]["samples"] > 0 and metrics["train"]["speakers"] >= 1
     assert last["eval_accuracy"] >= 0.65, metrics["history"]
     assert last["loss"] < first["loss"]
-    assert {"config.json", "model.safetensors", "README.md", "thresholds.json"} <= {p.name for p in (run / "expert").iterdir()}
+    assert {"config.json", "model.safetensors", "README.md", "thresholds.json"} <= {
+        p.name for p in (run / "expert").iterdir()
+    }
     assert load_expert(str(run)).sync_config.crop_size == 48
     # calibration: held-out samples with their own audio are found at offset 0
     assert metrics["calibration"]["own_offset_zero"] == 1.0
@@ -63,13 +70,16 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_weights(demo_root,
 
 def test_bad_input_is_one_line(demo_root, tmp_path):
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "train.lipsync.expert", *args], cwd=REPO, capture_output=True,
-                              text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "train.lipsync.expert", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+        )
 
-    for args, message in (((f"data.root={tmp_path / 'empty'}",), "no shards under"),
-                          (("training.batch_sise=3",), "did you mean 'training.batch_size'"),
-                          (("model.crop_size=-1",), "'model.crop_size' must be"),
-                          ((f"data.root={demo_root}", "data.min_shift=9", "data.max_shift=4"), "min_shift")):
+    for args, message in (
+        ((f"data.root={tmp_path / 'empty'}",), "no shards under"),
+        (("training.batch_sise=3",), "did you mean 'training.batch_size'"),
+        (("model.crop_size=-1",), "'model.crop_size' must be"),
+        ((f"data.root={demo_root}", "data.min_shift=9", "data.max_shift=4"), "min_shift"),
+    ):
         proc = cli(*args)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], (args, proc.stderr)

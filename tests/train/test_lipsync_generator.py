@@ -31,8 +31,11 @@ def _landmarks(root):
 
 def _inputs(seed=0, size=32, frames=5, refs=2):
     g = torch.Generator().manual_seed(seed)
-    return (torch.rand(2, frames, 3, size, size, generator=g), torch.rand(2, refs, 3, size, size, generator=g),
-            torch.randn(2, frames, 80, 16, generator=g))
+    return (
+        torch.rand(2, frames, 3, size, size, generator=g),
+        torch.rand(2, refs, 3, size, size, generator=g),
+        torch.randn(2, frames, 80, 16, generator=g),
+    )
 
 
 def test_the_mask_covers_the_mouth_in_every_crop_of_the_sample_and_real_clips(demo_root, real_root):
@@ -111,9 +114,14 @@ def test_the_generator_saves_and_reloads_like_a_hub_model(tmp_path):
 def _cfg(root, output, **overrides):
     from train.lipsync.train import GeneratorTrainConfig
 
-    base = {"name": "t", "output": str(output), "model": dict(TINY),
-            "data": {"root": str(root)}, "loss": {"sync": 0.0},
-            "training": {"batch_size": 2, "eval_windows": 4, "learning_rate": 0.002}}
+    base = {
+        "name": "t",
+        "output": str(output),
+        "model": dict(TINY),
+        "data": {"root": str(root)},
+        "loss": {"sync": 0.0},
+        "training": {"batch_size": 2, "eval_windows": 4, "learning_rate": 0.002},
+    }
     for key, value in overrides.items():
         section, _, name = key.partition(".")
         base.setdefault(section, {})[name] = value
@@ -136,8 +144,13 @@ def test_a_killed_run_resumes_to_the_same_weights_and_a_changed_setting_is_refus
     from train.lipsync.train import run_training
 
     # with the adversarial loss on: the critic and its optimizer are part of the checkpoint too
-    steps = {"training.max_steps": 4, "training.eval_steps": 2, "training.save_steps": 2,
-             "loss.adversarial": 0.05, "loss.adversarial_warmup": 0}
+    steps = {
+        "training.max_steps": 4,
+        "training.eval_steps": 2,
+        "training.save_steps": 2,
+        "loss.adversarial": 0.05,
+        "loss.adversarial_warmup": 0,
+    }
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     run_training(_cfg(demo_root, whole, **steps))
     (killed / "checkpoints").mkdir(parents=True)
@@ -177,7 +190,9 @@ def test_the_generator_learns_to_follow_audio_not_to_copy(demo_generator):
         faces = [s for s in samples if s.speaker != voice.speaker and s.key not in metrics["validation_keys"]]
         for face in sorted(faces, key=lambda s: -len(s.crops))[:2]:
             n = min(len(face.crops), int(voice.mel.shape[1] / 3.2))
-            generated.append(follow_score(generate_track(model, face.crops[:n], face.landmarks[:n], voice.mel), voice.mel))
+            generated.append(
+                follow_score(generate_track(model, face.crops[:n], face.landmarks[:n], voice.mel), voice.mel)
+            )
             copied.append(follow_score(face.crops[:n], voice.mel))
     assert None not in generated and None not in copied, (generated, copied)  # MediaPipe finds the generated faces
     # measured: generated r 0.52-0.63, copy -0.04-0.21 (tiny config, 300 steps; jaw opening, revoice.mouth_opening)
@@ -197,8 +212,12 @@ def test_speaker_fine_tuning_needs_a_release_and_lowers_that_speakers_error(demo
     (root / "raw").mkdir()
     records = [json.loads(line) for line in (trained_on / "raw" / "manifest.jsonl").read_text().splitlines()]
     speaker = records[0]["rights"]["consent"]["subject"]
-    licensed = [dict(r, rights={**r["rights"], "consent": {**r["rights"]["consent"], "kind": "licence"}})
-                if r["rights"]["consent"]["subject"] == speaker else r for r in records]
+    licensed = [
+        dict(r, rights={**r["rights"], "consent": {**r["rights"]["consent"], "kind": "licence"}})
+        if r["rights"]["consent"]["subject"] == speaker
+        else r
+        for r in records
+    ]
     (root / "raw" / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in licensed))
     cfg = FinetuneConfig(base=str(run), speaker=speaker, root=str(root), max_steps=40)
     with pytest.raises(ConsentError, match="need a release"):
@@ -221,16 +240,26 @@ def test_onnx_export_matches_pytorch_and_runs_with_onnxruntime(tmp_path):
 
     torch.manual_seed(3)
     build_generator(TINY).save_pretrained(tmp_path / "run" / "generator")
-    proc = subprocess.run([sys.executable, "-m", "export", "onnx", "--model", str(tmp_path / "run")], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "export", "onnx", "--model", str(tmp_path / "run")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "max abs difference" in proc.stdout
     import json
 
     info = json.loads((tmp_path / "run" / "onnx" / "onnx.json").read_text())
     assert info["max_abs_difference"] < 1e-4 and (tmp_path / "run" / "onnx" / "generator.onnx").is_file()
-    proc = subprocess.run([sys.executable, "-m", "export", "onnx", "--model", str(tmp_path / "nope")], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "export", "onnx", "--model", str(tmp_path / "nope")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: --model ")
     assert "no such folder" in proc.stderr
 
@@ -246,11 +275,38 @@ def test_accelerate_launch_trains_with_two_cpu_processes(demo_root, tmp_path):
     accelerate = Path(sys.executable).with_name("accelerate")
     out = tmp_path / "ddp"
     proc = subprocess.run(
-        [str(accelerate), "launch", "--num_machines", "1", "--dynamo_backend", "no", "--mixed_precision", "no",
-         "--multi_gpu", "--num_processes", "2", "-m", "train.lipsync", f"data.root={demo_root}", f"output={out}",
-         "model.size=32", "model.channels=[16,32]", "model.audio_dim=16", "model.references=2", "loss.sync=0",
-         "training.max_steps=4", "training.eval_steps=2", "training.save_steps=2", "training.batch_size=2",
-         "training.eval_windows=4"], cwd=REPO, capture_output=True, text=True, timeout=600)
+        [
+            str(accelerate),
+            "launch",
+            "--num_machines",
+            "1",
+            "--dynamo_backend",
+            "no",
+            "--mixed_precision",
+            "no",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "-m",
+            "train.lipsync",
+            f"data.root={demo_root}",
+            f"output={out}",
+            "model.size=32",
+            "model.channels=[16,32]",
+            "model.audio_dim=16",
+            "model.references=2",
+            "loss.sync=0",
+            "training.max_steps=4",
+            "training.eval_steps=2",
+            "training.save_steps=2",
+            "training.batch_size=2",
+            "training.eval_windows=4",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["steps"] == 4
@@ -273,8 +329,9 @@ def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_checkpoint(
     monkeypatch.setattr(training, "masked_l1", failing)
     out = tmp_path / "nan"
     with pytest.raises(ShqipError, match=r"step 3: the loss is nan .*last complete checkpoint \(step-2\) is kept"):
-        training.run_training(_cfg(demo_root, out, **{"training.max_steps": 6, "training.eval_steps": 100,
-                                                      "training.save_steps": 2}))
+        training.run_training(
+            _cfg(demo_root, out, **{"training.max_steps": 6, "training.eval_steps": 100, "training.save_steps": 2})
+        )
     assert (out / "checkpoints" / "step-2" / "COMPLETE").is_file() and not (out / "generator").exists()
 
 
@@ -286,7 +343,9 @@ def test_samples_without_landmarks_or_too_short_are_skipped_and_counted(demo_roo
     without = {k: v for k, v in members.items() if k != "landmarks.npy"}
     assert decode_face_sample(key, without, 32, 5, 2, 5) == "no-landmarks"
     assert decode_face_sample(key, members, 32, 5, 2, exclude=10_000) == "too-short-for-references"
-    assert decode_face_sample(key, {**members, "wav": members["wav"][:2000]}, 32, 5, 2, 5) == "audio-shorter-than-frames"
+    assert (
+        decode_face_sample(key, {**members, "wav": members["wav"][:2000]}, 32, 5, 2, 5) == "audio-shorter-than-frames"
+    )
 
 
 def test_streamed_windows_resume_exactly_across_loader_workers(demo_root):
@@ -305,8 +364,9 @@ def test_streamed_windows_resume_exactly_across_loader_workers(demo_root):
     assert sorted(s.key for s in index) == sorted(s.key for s in decoded.samples) and skipped == decoded.skipped
 
     def batches(start, n):
-        stream = WindowStream(index, size=32, frames=5, references=2, exclude=5, seed=3, batch_size=2, buffer=2,
-                              start_batch=start)
+        stream = WindowStream(
+            index, size=32, frames=5, references=2, exclude=5, seed=3, batch_size=2, buffer=2, start_batch=start
+        )
         return list(islice(DataLoader(stream, batch_size=2, num_workers=2, collate_fn=collate), n))
 
     whole, resumed = batches(0, 7), batches(3, 4)
@@ -324,8 +384,14 @@ def test_a_killed_streaming_run_resumes_to_the_same_weights(demo_root, tmp_path)
 
     from train.lipsync.train import run_training
 
-    steps = {"training.max_steps": 4, "training.eval_steps": 2, "training.save_steps": 2, "training.num_workers": 2,
-             "data.streaming": True, "data.buffer": 2}
+    steps = {
+        "training.max_steps": 4,
+        "training.eval_steps": 2,
+        "training.save_steps": 2,
+        "training.num_workers": 2,
+        "data.streaming": True,
+        "data.buffer": 2,
+    }
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     metrics = run_training(_cfg(demo_root, whole, **steps))
     assert metrics["train"]["streaming"] and metrics["train"]["samples"] > 0 and metrics["validation"]["samples"] > 0

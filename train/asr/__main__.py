@@ -13,9 +13,12 @@ from train.asr.config import AsrConfig
 
 def main(argv: list[str] | None = None) -> int:
     cfg, args = parse_config(
-        AsrConfig, argv, prog="accelerate launch -m train.asr",
+        AsrConfig,
+        argv,
+        prog="accelerate launch -m train.asr",
         description="Fine-tune Whisper for Albanian on the dataset's shards (LoRA by default); "
-                    "outputs in <root>/runs/asr/<name>/.")
+        "outputs in <root>/runs/asr/<name>/.",
+    )
     setup_logging(args.verbose, root=cfg.data.root)
     from train.asr.train import run_training
 

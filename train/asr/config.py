@@ -16,8 +16,7 @@ class LoraSection:
     r: int = option(32, "LoRA rank", min=1, max=4096)
     alpha: int = option(64, "LoRA alpha (the update is scaled by alpha / r)", min=1)
     dropout: float = option(0.05, "dropout on the LoRA input", min=0, max=0.99)
-    target_modules: list[str] = option(help="module names that get LoRA adapters",
-                                       factory=lambda: ["q_proj", "v_proj"])
+    target_modules: list[str] = option(help="module names that get LoRA adapters", factory=lambda: ["q_proj", "v_proj"])
 
 
 @dataclass
@@ -46,19 +45,28 @@ class DataSection:
     root: str = option("data", "dataset root holding shards/<split>/*.tar")
     train_split: str = option("train", "split to train on")
     eval_split: str = option("validation", "split scored during training (skipped when it has no shards)")
-    report_splits: list[str] = option(help="splits scored at the end, fine-tuned and base side by side",
-                                      factory=lambda: ["validation", "test"])
-    streaming: bool = option(False, "stream the shards instead of converting them to an Arrow cache "
-                                    "(for data larger than the disk cache; needs training.max_steps)")
+    report_splits: list[str] = option(
+        help="splits scored at the end, fine-tuned and base side by side", factory=lambda: ["validation", "test"]
+    )
+    streaming: bool = option(
+        False,
+        "stream the shards instead of converting them to an Arrow cache "
+        "(for data larger than the disk cache; needs training.max_steps)",
+    )
     shuffle_buffer: int = option(1000, "shuffle buffer when streaming", min=1)
     min_seconds: float = option(0.3, "skip utterances shorter than this", min=0)
-    max_seconds: float = option(30.0, "skip utterances longer than this (never more than the model's input window)", above=0)
-    max_label_tokens: int = option(WHISPER_MAX_LABEL_TOKENS, "skip transcripts longer than this in tokens "
-                                                             "(special tokens included)", min=1)
-    pseudo_labels: list[str] = option(help="splits that use pseudo-labels (transcripts a recognizer wrote in filter, "
-                                           "transcript_source asr:<model>); elsewhere they are skipped, so "
-                                           "validation and test WER is measured against human captions only",
-                                      factory=lambda: ["train"])
+    max_seconds: float = option(
+        30.0, "skip utterances longer than this (never more than the model's input window)", above=0
+    )
+    max_label_tokens: int = option(
+        WHISPER_MAX_LABEL_TOKENS, "skip transcripts longer than this in tokens (special tokens included)", min=1
+    )
+    pseudo_labels: list[str] = option(
+        help="splits that use pseudo-labels (transcripts a recognizer wrote in filter, "
+        "transcript_source asr:<model>); elsewhere they are skipped, so "
+        "validation and test WER is measured against human captions only",
+        factory=lambda: ["train"],
+    )
     max_eval_samples: int = option(0, "score at most this many samples per split (0: all)", min=0)
 
 
@@ -69,12 +77,15 @@ class TrainingSection:
     batch_size: int = option(16, "samples per device per step", min=1)
     eval_batch_size: int = option(16, "samples per device when scoring", min=1)
     gradient_accumulation: int = option(1, "micro-batches per optimizer step", min=1)
-    learning_rate: float = option(1e-3, "peak learning rate (1e-3 suits LoRA; use about 1e-5 for full fine-tuning)", above=0, max=1)
+    learning_rate: float = option(
+        1e-3, "peak learning rate (1e-3 suits LoRA; use about 1e-5 for full fine-tuning)", above=0, max=1
+    )
     warmup_steps: int = option(50, "linear warm-up steps", min=0)
     scheduler: str = option("linear", "learning-rate schedule after warm-up (transformers name)")
     weight_decay: float = option(0.0, "AdamW weight decay", min=0, max=1)
-    mixed_precision: str = option("auto", "no, fp16, bf16, or auto (bf16 on GPUs that have it, fp16 on "
-                                          "other GPUs, none on CPU)")
+    mixed_precision: str = option(
+        "auto", "no, fp16, bf16, or auto (bf16 on GPUs that have it, fp16 on other GPUs, none on CPU)"
+    )
     eval_steps: int = option(500, "score eval_split every this many steps", min=1)
     save_steps: int = option(500, "write a checkpoint every this many steps", min=1)
     keep_checkpoints: int = option(2, "checkpoints kept on disk (older ones are deleted)", min=1)
@@ -83,8 +94,11 @@ class TrainingSection:
     num_workers: int = option(2, "data-loading worker processes per device", min=0, max=256)
     max_new_tokens: int = option(225, "generation length limit when scoring", min=1, max=448)
     num_beams: int = option(1, "beam size when scoring", min=1, max=64)
-    resume: str = option("auto", "auto (continue from the last complete checkpoint of this run), never "
-                                 "(start over, deleting this run's checkpoints)")
+    resume: str = option(
+        "auto",
+        "auto (continue from the last complete checkpoint of this run), never "
+        "(start over, deleting this run's checkpoints)",
+    )
     evaluate_base: bool = option(True, "also score the untouched base model on report_splits")
 
 
@@ -118,7 +132,9 @@ def check_config(cfg: AsrConfig) -> None:
     if cfg.model.task not in ("transcribe", "translate"):
         raise ConfigError(f"model.task must be transcribe or translate, got {cfg.model.task!r}")
     if cfg.training.mixed_precision not in ("auto", "no", "fp16", "bf16"):
-        raise ConfigError(f"training.mixed_precision must be auto, no, fp16 or bf16, got {cfg.training.mixed_precision!r}")
+        raise ConfigError(
+            f"training.mixed_precision must be auto, no, fp16 or bf16, got {cfg.training.mixed_precision!r}"
+        )
     if cfg.training.resume not in ("auto", "never"):
         raise ConfigError(f"training.resume must be auto or never, got {cfg.training.resume!r}")
     if cfg.data.streaming and cfg.training.max_steps <= 0:
@@ -127,7 +143,14 @@ def check_config(cfg: AsrConfig) -> None:
         raise ConfigError(f"data.max_label_tokens cannot exceed Whisper's {WHISPER_MAX_LABEL_TOKENS}")
     if cfg.hub.push and not cfg.hub.repo_id:
         raise ConfigError("hub.push needs hub.repo_id (e.g. user/whisper-small-sq)")
-    for name in ("batch_size", "eval_batch_size", "gradient_accumulation", "eval_steps", "save_steps",
-                 "logging_steps", "keep_checkpoints"):
+    for name in (
+        "batch_size",
+        "eval_batch_size",
+        "gradient_accumulation",
+        "eval_steps",
+        "save_steps",
+        "logging_steps",
+        "keep_checkpoints",
+    ):
         if getattr(cfg.training, name) < 1:
             raise ConfigError(f"training.{name} must be at least 1")

@@ -34,8 +34,15 @@ from shqip_av.media import AUDIO_RATE, MediaError, decode_wav, wav_header
 
 log = get_logger(__name__)
 
-SKIP_REASONS = ("no-transcript", "empty-transcript", "pseudo-label-excluded", "transcript-too-long", "audio-too-long",
-                "audio-too-short", "bad-audio")
+SKIP_REASONS = (
+    "no-transcript",
+    "empty-transcript",
+    "pseudo-label-excluded",
+    "transcript-too-long",
+    "audio-too-long",
+    "audio-too-short",
+    "bad-audio",
+)
 
 
 class DataError(ShqipError):
@@ -46,14 +53,21 @@ def asr_features():
     """The columns train.asr reads from a shard sample (the rest of the sample is left out)."""
     from datasets import Audio, Features, Value
 
-    return Features({
-        "__key__": Value("string"),
-        "__url__": Value("string"),
-        "txt": Value("string"),
-        "wav": Audio(decode=False),
-        "json": {"speaker": Value("string"), "video_id": Value("string"),
-                 "start": Value("float64"), "end": Value("float64"), "transcript_source": Value("string")},
-    })
+    return Features(
+        {
+            "__key__": Value("string"),
+            "__url__": Value("string"),
+            "txt": Value("string"),
+            "wav": Audio(decode=False),
+            "json": {
+                "speaker": Value("string"),
+                "video_id": Value("string"),
+                "start": Value("float64"),
+                "end": Value("float64"),
+                "transcript_source": Value("string"),
+            },
+        }
+    )
 
 
 def shard_files(root: str | Path, split: str) -> list[str]:
@@ -81,9 +95,14 @@ def load_split(root: str | Path, split: str, *, streaming: bool = False):
         return None
     cache = DatasetRoot(root).path("cache", "datasets")
     with _quiet_datasets():
-        return datasets.load_dataset("webdataset", data_files={split: files}, split=split,
-                                     features=asr_features(), streaming=streaming,
-                                     cache_dir=None if streaming else str(cache))
+        return datasets.load_dataset(
+            "webdataset",
+            data_files={split: files},
+            split=split,
+            features=asr_features(),
+            streaming=streaming,
+            cache_dir=None if streaming else str(cache),
+        )
 
 
 class _quiet_datasets:
@@ -151,8 +170,11 @@ class Eligibility:
         return False
 
     def summary(self) -> dict:
-        return {"kept": self.kept, "skipped": dict(sorted(self.skipped.items())),
-                "transcript_sources": dict(sorted(self.sources.items()))}
+        return {
+            "kept": self.kept,
+            "skipped": dict(sorted(self.skipped.items())),
+            "transcript_sources": dict(sorted(self.sources.items())),
+        }
 
 
 def transcript_source(example: dict) -> str:
@@ -173,8 +195,11 @@ def select_eligible(dataset, eligibility: Eligibility, *, desc: str):
 
     if isinstance(dataset, datasets.IterableDataset):
         return dataset.filter(eligibility)
-    keep = [i for i, example in enumerate(progress(dataset, desc=desc, total=len(dataset), unit="sample"))
-            if eligibility(example)]
+    keep = [
+        i
+        for i, example in enumerate(progress(dataset, desc=desc, total=len(dataset), unit="sample"))
+        if eligibility(example)
+    ]
     return dataset.select(keep)
 
 
@@ -192,8 +217,13 @@ class FeaturePreparer:
             raise DataError(f"{example.get('__key__')}: {e}") from None
         features = self.feature_extractor(samples, sampling_rate=rate, return_tensors="np").input_features[0]
         text = example["txt"].strip()
-        return {"input_features": features.astype(np.float32), "labels": self.tokenizer(text).input_ids,
-                "key": example["__key__"], "text": text, "source": transcript_source(example)}
+        return {
+            "input_features": features.astype(np.float32),
+            "labels": self.tokenizer(text).input_ids,
+            "key": example["__key__"],
+            "text": text,
+            "source": transcript_source(example),
+        }
 
     def batch(self, batch: dict) -> dict:
         """For ``Dataset.with_transform``: a dict of lists in, a dict of lists out."""

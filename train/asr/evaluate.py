@@ -28,8 +28,10 @@ log = get_logger(__name__)
 
 @dataclass
 class EvaluateConfig:
-    model: list[str] = option(help="models to score, comma-separated: Hub ids, model/adapter/run folders",
-                              factory=lambda: ["openai/whisper-small"])
+    model: list[str] = option(
+        help="models to score, comma-separated: Hub ids, model/adapter/run folders",
+        factory=lambda: ["openai/whisper-small"],
+    )
     root: str = option("data", "dataset root holding shards/<split>/*.tar")
     split: list[str] = option(help="splits to score, comma-separated", factory=lambda: ["test"])
     language: str = option("sq", "Whisper language code")
@@ -38,8 +40,11 @@ class EvaluateConfig:
     max_new_tokens: int = option(225, "generation length limit")
     num_beams: int = option(1, "beam size")
     max_samples: int = option(0, "score at most this many samples per split (0: all)")
-    pseudo_labels: bool = option(False, "also score against pseudo-labels (transcripts a recognizer wrote in "
-                                        "filter); by default only human transcripts are references")
+    pseudo_labels: bool = option(
+        False,
+        "also score against pseudo-labels (transcripts a recognizer wrote in "
+        "filter); by default only human transcripts are references",
+    )
     out: str = option("", "folder for predictions and metrics.json (optional)")
 
 
@@ -59,17 +64,33 @@ def evaluate_models(cfg: EvaluateConfig) -> list[dict]:
         loaded = load_for_inference(name, language=cfg.language, task=cfg.task, max_new_tokens=cfg.max_new_tokens)
         model = loaded.model.to(device)
         for split in cfg.split:
-            dataset, eligibility = eligible_split(cfg.root, split, loaded.processor.tokenizer,
-                                                  max_seconds=max_audio_seconds(30.0, loaded.processor.feature_extractor),
-                                                  max_label_tokens=WHISPER_MAX_LABEL_TOKENS,
-                                                  pseudo_labels=cfg.pseudo_labels)
+            dataset, eligibility = eligible_split(
+                cfg.root,
+                split,
+                loaded.processor.tokenizer,
+                max_seconds=max_audio_seconds(30.0, loaded.processor.feature_extractor),
+                max_label_tokens=WHISPER_MAX_LABEL_TOKENS,
+                pseudo_labels=cfg.pseudo_labels,
+            )
             if dataset is None:
                 log.warning("split %r has no shards under %s/shards; skipped", split, cfg.root)
                 continue
-            rows = transcribe(model, loaded.processor, dataset, batch_size=cfg.batch_size,
-                              max_samples=cfg.max_samples, num_beams=cfg.num_beams, desc=f"{split}: {name}")
-            result = {"split": split, "model": name, "base_model": loaded.base_name, **score_rows(rows),
-                      "data": eligibility.summary()}
+            rows = transcribe(
+                model,
+                loaded.processor,
+                dataset,
+                batch_size=cfg.batch_size,
+                max_samples=cfg.max_samples,
+                num_beams=cfg.num_beams,
+                desc=f"{split}: {name}",
+            )
+            result = {
+                "split": split,
+                "model": name,
+                "base_model": loaded.base_name,
+                **score_rows(rows),
+                "data": eligibility.summary(),
+            }
             results.append(result)
             if cfg.out:
                 write_predictions(Path(cfg.out) / safe_id(name) / f"{split}.jsonl", rows)
@@ -82,8 +103,9 @@ def evaluate_models(cfg: EvaluateConfig) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     from train.asr.scoring import format_table
 
-    cfg, args = parse_config(EvaluateConfig, argv, prog="python -m train.asr.evaluate",
-                             description=__doc__.split("\n\n")[0])
+    cfg, args = parse_config(
+        EvaluateConfig, argv, prog="python -m train.asr.evaluate", description=__doc__.split("\n\n")[0]
+    )
     setup_logging(args.verbose, root=cfg.root)
     results = evaluate_models(cfg)
     if not results:

@@ -21,10 +21,17 @@ def add_lora(model, section):
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     missing = [m for m in section.target_modules if m not in names]
     if missing:
-        raise ModelError(f"LoRA target module(s) {missing} not found in the model "
-                         "(Whisper has q_proj, k_proj, v_proj, out_proj, fc1, fc2)")
-    config = LoraConfig(r=section.r, lora_alpha=section.alpha, lora_dropout=section.dropout,
-                        target_modules=list(section.target_modules), bias="none")
+        raise ModelError(
+            f"LoRA target module(s) {missing} not found in the model "
+            "(Whisper has q_proj, k_proj, v_proj, out_proj, fc1, fc2)"
+        )
+    config = LoraConfig(
+        r=section.r,
+        lora_alpha=section.alpha,
+        lora_dropout=section.dropout,
+        target_modules=list(section.target_modules),
+        bias="none",
+    )
     return get_peft_model(model, config)
 
 

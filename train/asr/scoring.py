@@ -27,9 +27,17 @@ def max_audio_seconds(limit: float, feature_extractor) -> float:
     return min(limit, float(feature_extractor.chunk_length))
 
 
-def eligible_split(root: str | Path, split: str, tokenizer, *, max_seconds: float = 30.0,
-                   min_seconds: float = 0.0, max_label_tokens: int = 448, streaming: bool = False,
-                   pseudo_labels: bool = False):
+def eligible_split(
+    root: str | Path,
+    split: str,
+    tokenizer,
+    *,
+    max_seconds: float = 30.0,
+    min_seconds: float = 0.0,
+    max_label_tokens: int = 448,
+    streaming: bool = False,
+    pseudo_labels: bool = False,
+):
     """(dataset, eligibility) for scoring; dataset is None when the split has no shards. Scores are
     against human transcripts unless ``pseudo_labels`` admits a recognizer's too."""
     dataset = load_split(root, split, streaming=streaming)
@@ -39,8 +47,16 @@ def eligible_split(root: str | Path, split: str, tokenizer, *, max_seconds: floa
     return select_eligible(dataset, eligibility, desc=f"checking {split}"), eligibility
 
 
-def transcribe(model, processor, dataset, *, batch_size: int = 16, max_samples: int = 0,
-               num_beams: int = 1, desc: str = "transcribing") -> list[dict]:
+def transcribe(
+    model,
+    processor,
+    dataset,
+    *,
+    batch_size: int = 16,
+    max_samples: int = 0,
+    num_beams: int = 1,
+    desc: str = "transcribing",
+) -> list[dict]:
     """Greedy/beam transcripts of a (raw, eligible) split: [{key, reference, prediction}]."""
     import torch
 
@@ -62,8 +78,10 @@ def transcribe(model, processor, dataset, *, batch_size: int = 16, max_samples: 
             with torch.inference_mode():
                 ids = model.generate(input_features=features, num_beams=num_beams)
             texts = processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
-            rows += [{"key": p["key"], "source": p["source"], "reference": p["text"], "prediction": t.strip()}
-                     for p, t in zip(prepared, texts)]
+            rows += [
+                {"key": p["key"], "source": p["source"], "reference": p["text"], "prediction": t.strip()}
+                for p, t in zip(prepared, texts)
+            ]
     finally:
         model.train(was_training)
     return rows
@@ -76,17 +94,28 @@ def score_rows(rows: list[dict]) -> dict:
         return {"samples": 0}
     result = {"samples": len(rows), **score([r["prediction"] for r in rows], [r["reference"] for r in rows])}
     sources = sorted({r.get("source", "captions") for r in rows})
-    result["by_source"] = {s: {"samples": len(part), **score([r["prediction"] for r in part],
-                                                              [r["reference"] for r in part])}
-                           for s in sources for part in [[r for r in rows if r.get("source", "captions") == s]]}
+    result["by_source"] = {
+        s: {"samples": len(part), **score([r["prediction"] for r in part], [r["reference"] for r in part])}
+        for s in sources
+        for part in [[r for r in rows if r.get("source", "captions") == s]]
+    }
     return result
 
 
 def write_predictions(path: Path, rows: list[dict]) -> Path:
     from shqip_av.normalize import normalize
 
-    return write_jsonl(path, ({**r, "reference_normalized": normalize(r["reference"]),
-                               "prediction_normalized": normalize(r["prediction"])} for r in rows))
+    return write_jsonl(
+        path,
+        (
+            {
+                **r,
+                "reference_normalized": normalize(r["reference"]),
+                "prediction_normalized": normalize(r["prediction"]),
+            }
+            for r in rows
+        ),
+    )
 
 
 def _pct(value) -> str:

@@ -33,8 +33,14 @@ from shqip_av.manifest import read_jsonl
 
 log = get_logger(__name__)
 
-SPECIAL_AFTER_LANGUAGES = ["<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>",
-                           "<|nospeech|>", "<|notimestamps|>"]
+SPECIAL_AFTER_LANGUAGES = [
+    "<|translate|>",
+    "<|transcribe|>",
+    "<|startoflm|>",
+    "<|startofprev|>",
+    "<|nospeech|>",
+    "<|notimestamps|>",
+]
 
 
 @dataclass
@@ -48,8 +54,11 @@ class TinyWhisperConfig:
     heads: int = option(4, "attention heads")
     ffn_dim: int = option(192, "feed-forward size")
     num_mel_bins: int = option(80, "log-mel bins (80 like whisper-small; 128 like large-v3)")
-    window_seconds: int = option(10, "audio input window in seconds (released Whisper models: 30); a "
-                                     "shorter window makes CPU training several times faster")
+    window_seconds: int = option(
+        10,
+        "audio input window in seconds (released Whisper models: 30); a "
+        "shorter window makes CPU training several times faster",
+    )
     seed: int = option(0, "seed of the random weights")
 
 
@@ -76,8 +85,7 @@ def _corpus(cfg: TinyWhisperConfig) -> list[str]:
 def special_tokens() -> list[str]:
     from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
-    return (["<|endoftext|>", "<|startoftranscript|>"] + [f"<|{code}|>" for code in LANGUAGES]
-            + SPECIAL_AFTER_LANGUAGES)
+    return ["<|endoftext|>", "<|startoftranscript|>"] + [f"<|{code}|>" for code in LANGUAGES] + SPECIAL_AFTER_LANGUAGES
 
 
 def build_tokenizer(lines: list[str], vocab_size: int):
@@ -108,17 +116,26 @@ def build_tiny_whisper(cfg: TinyWhisperConfig) -> Path:
     eot, sot = ids["<|endoftext|>"], ids["<|startoftranscript|>"]
     languages = [t for t in special_tokens() if t not in SPECIAL_AFTER_LANGUAGES][2:]
     config = WhisperConfig(
-        vocab_size=len(tokenizer), num_mel_bins=cfg.num_mel_bins,
-        encoder_layers=cfg.layers, decoder_layers=cfg.layers,
-        encoder_attention_heads=cfg.heads, decoder_attention_heads=cfg.heads,
-        encoder_ffn_dim=cfg.ffn_dim, decoder_ffn_dim=cfg.ffn_dim, d_model=cfg.d_model,
+        vocab_size=len(tokenizer),
+        num_mel_bins=cfg.num_mel_bins,
+        encoder_layers=cfg.layers,
+        decoder_layers=cfg.layers,
+        encoder_attention_heads=cfg.heads,
+        decoder_attention_heads=cfg.heads,
+        encoder_ffn_dim=cfg.ffn_dim,
+        decoder_ffn_dim=cfg.ffn_dim,
+        d_model=cfg.d_model,
         # the encoder sees 50 positions per second (100 mel frames, halved by its stride-2 conv)
         # weights ~ 1/sqrt(d_model): unit-scale activations and token embeddings, like a trained
         # model's. With Whisper's default 0.02 the frozen, tied output embeddings are so small that
         # logits stay near zero and a LoRA-only fine-tune cannot become confident.
-        init_std=cfg.d_model ** -0.5,
-        max_source_positions=50 * cfg.window_seconds, max_target_positions=448,
-        pad_token_id=eot, bos_token_id=eot, eos_token_id=eot, decoder_start_token_id=sot,
+        init_std=cfg.d_model**-0.5,
+        max_source_positions=50 * cfg.window_seconds,
+        max_target_positions=448,
+        pad_token_id=eot,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        decoder_start_token_id=sot,
     )
     torch.manual_seed(cfg.seed)
     model = WhisperForConditionalGeneration(config)
@@ -129,26 +146,37 @@ def build_tiny_whisper(cfg: TinyWhisperConfig) -> Path:
         embed = model.get_decoder().embed_tokens.weight
         embed[eot].normal_(0.0, config.init_std)
     generation = GenerationConfig(
-        decoder_start_token_id=sot, bos_token_id=eot, eos_token_id=eot, pad_token_id=eot,
-        max_length=448, begin_suppress_tokens=[eot], suppress_tokens=[],
+        decoder_start_token_id=sot,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        pad_token_id=eot,
+        max_length=448,
+        begin_suppress_tokens=[eot],
+        suppress_tokens=[],
         is_multilingual=True,
         lang_to_id={tok: ids[tok] for tok in languages},
         task_to_id={"translate": ids["<|translate|>"], "transcribe": ids["<|transcribe|>"]},
-        no_timestamps_token_id=ids["<|notimestamps|>"], prev_sot_token_id=ids["<|startofprev|>"],
+        no_timestamps_token_id=ids["<|notimestamps|>"],
+        prev_sot_token_id=ids["<|startofprev|>"],
     )
     model.generation_config = generation
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     WhisperFeatureExtractor(feature_size=cfg.num_mel_bins, chunk_length=cfg.window_seconds).save_pretrained(out)
-    log.info("tiny Whisper written to %s (%d parameters, vocabulary %d)", out,
-             sum(p.numel() for p in model.parameters()), len(tokenizer))
+    log.info(
+        "tiny Whisper written to %s (%d parameters, vocabulary %d)",
+        out,
+        sum(p.numel() for p in model.parameters()),
+        len(tokenizer),
+    )
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg, args = parse_config(TinyWhisperConfig, argv, prog="python -m train.asr.tiny",
-                             description=__doc__.split("\n\n")[0])
+    cfg, args = parse_config(
+        TinyWhisperConfig, argv, prog="python -m train.asr.tiny", description=__doc__.split("\n\n")[0]
+    )
     setup_logging(args.verbose)
     build_tiny_whisper(cfg)
     return 0

@@ -28,16 +28,24 @@ from shqip_av.log import get_logger
 from train.asr import data as asr_data
 from train.asr import model as asr_model
 from train.asr.config import AsrConfig, check_config
-from train.asr.scoring import (eligible_split, format_table, max_audio_seconds, score_rows, transcribe,
-                               write_predictions)
+from train.asr.scoring import eligible_split, format_table, max_audio_seconds, score_rows, transcribe, write_predictions
 
 log = get_logger(__name__)
 
 COMPLETE = "shqip-av-complete"
 # Keys that may change between a killed run and its resumption without changing what it trains
 # (where the run folder lives, how the end is scored, the upload).
-RESUMABLE_CHANGES = ("name", "output", "training.resume", "training.evaluate_base", "training.eval_batch_size",
-                     "training.num_workers", "data.report_splits", "data.max_eval_samples", "hub.")
+RESUMABLE_CHANGES = (
+    "name",
+    "output",
+    "training.resume",
+    "training.evaluate_base",
+    "training.eval_batch_size",
+    "training.num_workers",
+    "data.report_splits",
+    "data.max_eval_samples",
+    "hub.",
+)
 
 
 def no_accelerator() -> bool:
@@ -81,8 +89,10 @@ def prepare_run_dir(cfg: AsrConfig, is_main: bool) -> tuple[Path | None, bool]:
         saved = to_dict(from_dict(AsrConfig, load_yaml(saved_path)))
         changes = config_changes(saved, current)
         if changes and cfg.training.resume != "never":
-            raise ConfigError(f"{run} holds a run with a different config ({', '.join(changes[:6])}); "
-                              "choose another name, or set training.resume=never to start it over")
+            raise ConfigError(
+                f"{run} holds a run with a different config ({', '.join(changes[:6])}); "
+                "choose another name, or set training.resume=never to start it over"
+            )
         if not changes and (run / "metrics.json").is_file() and cfg.training.resume != "never":
             return None, True
     if cfg.training.resume == "never":
@@ -134,7 +144,9 @@ def _compute_metrics(tokenizer):
         hyps = tokenizer.batch_decode(predictions, skip_special_tokens=True)
         refs = tokenizer.batch_decode(labels, skip_special_tokens=True)
         result = score([h.strip() for h in hyps], [r.strip() for r in refs])
-        return {k: v for k, v in result.items() if k in ("wer", "wer_normalized", "cer", "cer_normalized") and v is not None}
+        return {
+            k: v for k, v in result.items() if k in ("wer", "wer_normalized", "cer", "cer_normalized") and v is not None
+        }
 
     return compute
 
@@ -220,9 +232,15 @@ def run_training(cfg: AsrConfig) -> dict:
 
     def split(name: str, limit: int = 0):
         kept, data_counts[name] = eligible_split(
-            cfg.data.root, name, tokenizer, max_seconds=max_seconds, min_seconds=cfg.data.min_seconds,
-            max_label_tokens=cfg.data.max_label_tokens, streaming=cfg.data.streaming,
-            pseudo_labels=name in cfg.data.pseudo_labels)
+            cfg.data.root,
+            name,
+            tokenizer,
+            max_seconds=max_seconds,
+            min_seconds=cfg.data.min_seconds,
+            max_label_tokens=cfg.data.max_label_tokens,
+            streaming=cfg.data.streaming,
+            pseudo_labels=name in cfg.data.pseudo_labels,
+        )
         if kept is None:
             return None
         if limit:
@@ -237,8 +255,9 @@ def run_training(cfg: AsrConfig) -> dict:
     if train_set is None:
         raise asr_data.DataError(f"split {cfg.data.train_split!r} has no shards under {cfg.data.root}/shards")
     if state.is_main_process:  # which videos this model learns from, for takedowns (as digests)
-        record_training_videos(cfg.data.root, run, [cfg.data.train_split] +
-                               ([cfg.data.eval_split] if cfg.data.eval_split else []))
+        record_training_videos(
+            cfg.data.root, run, [cfg.data.train_split] + ([cfg.data.eval_split] if cfg.data.eval_split else [])
+        )
     if not cfg.data.streaming:
         summary = data_counts[cfg.data.train_split].summary()
         log.info("%s: %d samples kept, skipped %s", cfg.data.train_split, summary["kept"], summary["skipped"] or "none")
@@ -256,7 +275,8 @@ def run_training(cfg: AsrConfig) -> dict:
         save_config(cfg, run / "config.yaml")
     collator = asr_data.SpeechCollator(model.config.decoder_start_token_id)
     trainer = Seq2SeqTrainer(
-        model=model, args=_training_arguments(cfg, run, eval_set is not None),
+        model=model,
+        args=_training_arguments(cfg, run, eval_set is not None),
         data_collator=collator,
         train_dataset=asr_data.prepare(train_set, preparer),
         eval_dataset=asr_data.prepare(eval_set, preparer) if eval_set is not None else None,
@@ -268,10 +288,15 @@ def run_training(cfg: AsrConfig) -> dict:
         log.info("resuming from %s", resume_from)
     started = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    training = {"steps": trainer.state.global_step, "train_loss": result.training_loss,
-                "processes": state.num_processes, "mixed_precision": mixed_precision(cfg.training.mixed_precision),
-                "runtime_s": round(time.time() - started, 1), "resumed_from": resume_from.name if resume_from else None,
-                "history": trainer.state.log_history}
+    training = {
+        "steps": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "processes": state.num_processes,
+        "mixed_precision": mixed_precision(cfg.training.mixed_precision),
+        "runtime_s": round(time.time() - started, 1),
+        "resumed_from": resume_from.name if resume_from else None,
+        "history": trainer.state.log_history,
+    }
     state.wait_for_everyone()
     metrics: dict = {}
     if state.is_main_process:
@@ -300,17 +325,28 @@ def finish(cfg: AsrConfig, model, processor, training: dict, data_counts: dict) 
     splits: dict[str, dict] = {}
     base_model = None
     if cfg.training.evaluate_base and cfg.model.finetune == "full":
-        base_model = whisper.load_whisper(cfg.model.name_or_path, cfg.model.revision).to(next(model.parameters()).device)
-        whisper.configure_generation(base_model, processor.tokenizer, cfg.model.language, cfg.model.task,
-                                       cfg.training.max_new_tokens)
-    gen = {"batch_size": cfg.training.eval_batch_size, "max_samples": cfg.data.max_eval_samples,
-           "num_beams": cfg.training.num_beams}
+        base_model = whisper.load_whisper(cfg.model.name_or_path, cfg.model.revision).to(
+            next(model.parameters()).device
+        )
+        whisper.configure_generation(
+            base_model, processor.tokenizer, cfg.model.language, cfg.model.task, cfg.training.max_new_tokens
+        )
+    gen = {
+        "batch_size": cfg.training.eval_batch_size,
+        "max_samples": cfg.data.max_eval_samples,
+        "num_beams": cfg.training.num_beams,
+    }
     for name in cfg.data.report_splits:
         dataset, eligibility = eligible_split(
-            cfg.data.root, name, processor.tokenizer,
+            cfg.data.root,
+            name,
+            processor.tokenizer,
             max_seconds=max_audio_seconds(cfg.data.max_seconds, processor.feature_extractor),
-            min_seconds=cfg.data.min_seconds, max_label_tokens=cfg.data.max_label_tokens,
-            streaming=cfg.data.streaming, pseudo_labels=name in cfg.data.pseudo_labels)
+            min_seconds=cfg.data.min_seconds,
+            max_label_tokens=cfg.data.max_label_tokens,
+            streaming=cfg.data.streaming,
+            pseudo_labels=name in cfg.data.pseudo_labels,
+        )
         rows = transcribe(model, processor, dataset, desc=f"{name}: fine-tuned", **gen) if dataset is not None else []
         data_counts[name] = eligibility  # one complete pass: the counts to report
         if not rows:
@@ -328,11 +364,15 @@ def finish(cfg: AsrConfig, model, processor, training: dict, data_counts: dict) 
             splits[name]["base"] = score_rows(base_rows)
 
     metrics = {
-        "run": cfg.name, "base_model": cfg.model.name_or_path, "finetune": cfg.model.finetune,
-        "language": cfg.model.language, "task": cfg.model.task,
+        "run": cfg.name,
+        "base_model": cfg.model.name_or_path,
+        "finetune": cfg.model.finetune,
+        "language": cfg.model.language,
+        "task": cfg.model.task,
         "training": training,
         # with streaming, the train/eval counts cover every pass the stream made, not one epoch
-        "data": {name: e.summary() for name, e in data_counts.items()}, "streaming": cfg.data.streaming,
+        "data": {name: e.summary() for name, e in data_counts.items()},
+        "streaming": cfg.data.streaming,
         "splits": splits,
     }
     if cfg.model.merge and cfg.model.finetune == "lora":
@@ -378,11 +418,16 @@ def push_to_hub(cfg: AsrConfig, run: Path) -> str:
     try:
         api.create_repo(cfg.hub.repo_id, private=cfg.hub.private, exist_ok=True)
         api.upload_folder(repo_id=cfg.hub.repo_id, folder_path=str(weights), commit_message=f"train.asr run {cfg.name}")
-        commit = api.upload_folder(repo_id=cfg.hub.repo_id, folder_path=str(run / "processor"),
-                                   commit_message=f"processor of train.asr run {cfg.name}")
+        commit = api.upload_folder(
+            repo_id=cfg.hub.repo_id,
+            folder_path=str(run / "processor"),
+            commit_message=f"processor of train.asr run {cfg.name}",
+        )
     except upload_errors() as e:
-        raise ShqipError(f"push to the Hub repo {cfg.hub.repo_id} failed: {describe(e)}; the run is complete in "
-                         f"{run}; push it again with `python -m cards publish --root {cfg.data.root} "
-                         f"--repo {cfg.hub.repo_id} --run {run}`") from None
+        raise ShqipError(
+            f"push to the Hub repo {cfg.hub.repo_id} failed: {describe(e)}; the run is complete in "
+            f"{run}; push it again with `python -m cards publish --root {cfg.data.root} "
+            f"--repo {cfg.hub.repo_id} --run {run}`"
+        ) from None
     log.info("pushed %s to %s", run.name, cfg.hub.repo_id)
     return str(getattr(commit, "commit_url", commit))

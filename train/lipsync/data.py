@@ -102,8 +102,18 @@ def load_split(root: str, split: str, frames: int, size: int, limit: int = 0) ->
 class PairDataset:
     """Index → (video window, mel window, label, shift). Deterministic per (seed, index)."""
 
-    def __init__(self, samples: list[DecodedSample], frames: int, *, seed: int, min_shift: int = 3,
-                 max_shift: int = 15, other_speaker_share: float = 0.25, length: int = 1 << 30, start: int = 0):
+    def __init__(
+        self,
+        samples: list[DecodedSample],
+        frames: int,
+        *,
+        seed: int,
+        min_shift: int = 3,
+        max_shift: int = 15,
+        other_speaker_share: float = 0.25,
+        length: int = 1 << 30,
+        start: int = 0,
+    ):
         if not samples:
             raise ShqipError("no usable samples to train the sync expert on")
         self.samples, self.frames, self.seed = samples, frames, seed
@@ -123,7 +133,7 @@ class PairDataset:
         sample = self.samples[int(rng.integers(len(self.samples)))]
         n = len(sample.video)
         t = int(rng.integers(0, n - self.frames + 1))
-        video = sample.video[t:t + self.frames].astype(np.float32)
+        video = sample.video[t : t + self.frames].astype(np.float32)
         label, shift = 1.0, 0
         if rng.random() < 0.5:
             label = 0.0
@@ -150,6 +160,9 @@ def collate(batch):
 
 
 def summary(data: SplitData) -> dict:
-    return {"samples": len(data.samples), "skipped": dict(data.skipped),
-            "speakers": len({s.speaker for s in data.samples}),
-            "frames": int(sum(len(s.video) for s in data.samples))}
+    return {
+        "samples": len(data.samples),
+        "skipped": dict(data.skipped),
+        "speakers": len({s.speaker for s in data.samples}),
+        "frames": int(sum(len(s.video) for s in data.samples)),
+    }

@@ -45,7 +45,9 @@ class EvaluateConfig:
     landmarks: bool = option(True, "with --generator: measure the generated lips with MediaPipe")
 
 
-def shifted_accuracy(model, halves: np.ndarray, mel: np.ndarray, min_shift: int = 3, max_shift: int = 15) -> tuple[int, int]:
+def shifted_accuracy(
+    model, halves: np.ndarray, mel: np.ndarray, min_shift: int = 3, max_shift: int = 15
+) -> tuple[int, int]:
     """(pairs where a window's own audio is nearer than the same audio shifted by s, pairs tried),
     over every window and every shift s with min_shift ≤ |s| ≤ max_shift."""
     import torch
@@ -58,7 +60,9 @@ def shifted_accuracy(model, halves: np.ndarray, mel: np.ndarray, min_shift: int 
         return 0, 0
     shifts = [s for s in range(-max_shift, max_shift + 1) if abs(s) >= min_shift]
     with torch.no_grad():
-        video = model.embed_video(torch.stack([torch.as_tensor(halves[i:i + t], dtype=torch.float32) for i in range(n)]))
+        video = model.embed_video(
+            torch.stack([torch.as_tensor(halves[i : i + t], dtype=torch.float32) for i in range(n)])
+        )
         wins = {j: frontend.mel_window(mel, j, t) for j in range(-max_shift, n + max_shift)}
         audio = model.embed_audio(torch.stack([torch.as_tensor(w, dtype=torch.float32) for w in wins.values()]))
     index = {j: k for k, j in enumerate(wins)}
@@ -74,12 +78,22 @@ def _summary(rows: list[dict]) -> dict:
     if not scored:
         return {"samples": 0}
     offsets = [r["offset"] for r in scored]
-    return {"samples": len(scored), "lse_d": round(float(np.mean([r["lse_d"] for r in scored])), 4),
-            "lse_c": round(float(np.mean([r["lse_c"] for r in scored])), 4),
-            "offset_median": float(np.median(offsets)),
-            "offset_zero_share": round(float(np.mean([abs(o) <= 1 for o in offsets])), 4),
-            **({"aligned_vs_shifted_accuracy": round(sum(r["right"] for r in scored) / max(1, sum(r["windows"] for r in scored)), 4)}
-               if "right" in scored[0] else {})}
+    return {
+        "samples": len(scored),
+        "lse_d": round(float(np.mean([r["lse_d"] for r in scored])), 4),
+        "lse_c": round(float(np.mean([r["lse_c"] for r in scored])), 4),
+        "offset_median": float(np.median(offsets)),
+        "offset_zero_share": round(float(np.mean([abs(o) <= 1 for o in offsets])), 4),
+        **(
+            {
+                "aligned_vs_shifted_accuracy": round(
+                    sum(r["right"] for r in scored) / max(1, sum(r["windows"] for r in scored)), 4
+                )
+            }
+            if "right" in scored[0]
+            else {}
+        ),
+    }
 
 
 def evaluate_split(cfg: EvaluateConfig) -> dict:
@@ -90,14 +104,24 @@ def evaluate_split(cfg: EvaluateConfig) -> dict:
     c = model.sync_config
     data = load_split(cfg.root, cfg.split, c.frames, c.crop_size, cfg.max_samples)
     if not data.samples:
-        raise ShqipError(f"no usable samples in {cfg.root}/shards/{cfg.split} (skipped: {dict(data.skipped) or 'none'})")
+        raise ShqipError(
+            f"no usable samples in {cfg.root}/shards/{cfg.split} (skipped: {dict(data.skipped) or 'none'})"
+        )
     rows = []
     for s in progress(data.samples, desc=f"LSE {cfg.split}", unit="sample"):
         halves = s.video.astype(np.float32)
         lse = expert_lse(model, halves, s.mel, 0, 0, cfg.max_offset)
         right, windows = shifted_accuracy(model, halves, s.mel)
-        rows.append({"key": s.key, "lse_d": lse.distance if lse else None, "lse_c": lse.confidence if lse else None,
-                     "offset": lse.offset if lse else None, "right": right, "windows": windows})
+        rows.append(
+            {
+                "key": s.key,
+                "lse_d": lse.distance if lse else None,
+                "lse_c": lse.confidence if lse else None,
+                "offset": lse.offset if lse else None,
+                "right": right,
+                "windows": windows,
+            }
+        )
     return {"split": cfg.split, **_summary(rows), "skipped": dict(data.skipped), "per_sample": rows}
 
 
@@ -127,12 +151,20 @@ def evaluate_video(cfg: EvaluateConfig) -> dict:
     lse = expert_lse(model, lower_halves(np.stack(crops), model.sync_config.crop_size), mel, 0, 0, cfg.max_offset)
     if lse is None:
         raise ShqipError(f"{path}: the face track is shorter than the expert's window")
-    return {"video": str(path), "track_frames": len(crops), "lse_d": lse.distance, "lse_c": lse.confidence,
-            "offset": lse.offset, "curve": lse.curve}
+    return {
+        "video": str(path),
+        "track_frames": len(crops),
+        "lse_d": lse.distance,
+        "lse_c": lse.confidence,
+        "offset": lse.offset,
+        "curve": lse.curve,
+    }
 
 
-FID_SKIPPED = ("FID skipped: it needs the Inception-v3 FID weights (pt_inception-2015-12-05), which this "
-               "project does not ship and cannot download offline")
+FID_SKIPPED = (
+    "FID skipped: it needs the Inception-v3 FID weights (pt_inception-2015-12-05), which this "
+    "project does not ship and cannot download offline"
+)
 
 
 def generator_metrics(generator, expert, samples, *, max_offset: int = 15, landmarks: bool = True) -> dict:
@@ -155,12 +187,16 @@ def generator_metrics(generator, expert, samples, *, max_offset: int = 15, landm
         gen = generate_track(generator, s.crops, s.landmarks, s.mel)
         real, fake = s.crops.astype(np.float64) / 255, gen.astype(np.float64) / 255
         inside = (fake - real)[:, mask]
-        mse = float(np.mean(inside ** 2))
+        mse = float(np.mean(inside**2))
         region = lambda x: torch.from_numpy(np.moveaxis(x[:, box[0], box[1]], -1, 1)).float()  # noqa: E731
-        row = {"key": s.key, "frames": len(gen), "l1_mask": round(float(np.mean(np.abs(inside))), 5),
-               "psnr_mask": round(10 * np.log10(1 / max(mse, 1e-10)), 3),
-               "ssim_mask": round(float(ssim(region(fake), region(real), data_range=1.0, win_size=7)), 4),
-               "outside_mask_max_diff": int(np.abs(gen[:, ~mask].astype(int) - s.crops[:, ~mask].astype(int)).max())}
+        row = {
+            "key": s.key,
+            "frames": len(gen),
+            "l1_mask": round(float(np.mean(np.abs(inside))), 5),
+            "psnr_mask": round(10 * np.log10(1 / max(mse, 1e-10)), 3),
+            "ssim_mask": round(float(ssim(region(fake), region(real), data_range=1.0, win_size=7)), 4),
+            "outside_mask_max_diff": int(np.abs(gen[:, ~mask].astype(int) - s.crops[:, ~mask].astype(int)).max()),
+        }
         if expert is not None:
             c = expert.sync_config
             for name, crops in (("generated", gen), ("real", s.crops)):
@@ -178,8 +214,11 @@ def generator_metrics(generator, expert, samples, *, max_offset: int = 15, landm
                 row["lip_distance"] = round(float(np.mean(lips / eye_distance(b[found]))), 4)
         rows.append(row)
     keys = [k for k in rows[0] if k not in ("key",)] if rows else []
-    summary = {k: round(float(np.mean([r[k] for r in rows if r.get(k) is not None])), 4) for k in keys
-               if any(r.get(k) is not None for r in rows)}
+    summary = {
+        k: round(float(np.mean([r[k] for r in rows if r.get(k) is not None])), 4)
+        for k in keys
+        if any(r.get(k) is not None for r in rows)
+    }
     summary["outside_mask_max_diff"] = max((r["outside_mask_max_diff"] for r in rows), default=0)
     return {"samples": len(rows), **summary, "fid": None, "fid_note": FID_SKIPPED, "per_sample": rows}
 
@@ -195,19 +234,30 @@ def evaluate_generator(cfg: EvaluateConfig) -> dict:
         raise ShqipError(f"cannot load the generator {cfg.generator!r}: {str(e).splitlines()[0]}") from None
     expert = load_expert(cfg.expert, "--expert").eval() if cfg.expert else None
     g = generator.generator_config
-    data = load_faces(cfg.root, cfg.split, size=g.size, frames=g.frames, references=g.references, exclude=5,
-                      limit=cfg.max_samples)
+    data = load_faces(
+        cfg.root, cfg.split, size=g.size, frames=g.frames, references=g.references, exclude=5, limit=cfg.max_samples
+    )
     if not data.samples:
-        raise ShqipError(f"no usable samples in {cfg.root}/shards/{cfg.split} (skipped: {dict(data.skipped) or 'none'})")
+        raise ShqipError(
+            f"no usable samples in {cfg.root}/shards/{cfg.split} (skipped: {dict(data.skipped) or 'none'})"
+        )
     log.info(FID_SKIPPED)
-    return {"split": cfg.split, "generator": cfg.generator, "expert": cfg.expert or None,
-            **generator_metrics(generator, expert, data.samples, max_offset=cfg.max_offset, landmarks=cfg.landmarks),
-            "skipped": dict(data.skipped)}
+    return {
+        "split": cfg.split,
+        "generator": cfg.generator,
+        "expert": cfg.expert or None,
+        **generator_metrics(generator, expert, data.samples, max_offset=cfg.max_offset, landmarks=cfg.landmarks),
+        "skipped": dict(data.skipped),
+    }
 
 
 def main(argv=None) -> int:
-    cfg, args = parse_config(EvaluateConfig, argv, prog="python -m train.lipsync.evaluate",
-                             description="LSE-D, LSE-C and offset with a trained sync expert, for a shard split or a video.")
+    cfg, args = parse_config(
+        EvaluateConfig,
+        argv,
+        prog="python -m train.lipsync.evaluate",
+        description="LSE-D, LSE-C and offset with a trained sync expert, for a shard split or a video.",
+    )
     setup_logging(args.verbose, root=cfg.root)
     if not cfg.expert and not cfg.generator:
         raise ShqipError("give --expert runs/lipsync/<name> (or a Hub id)")
@@ -216,8 +266,7 @@ def main(argv=None) -> int:
     if cfg.generator and not cfg.split:
         raise ShqipError("--generator is scored on a shard split: give --split NAME")
     try:
-        result = (evaluate_generator(cfg) if cfg.generator else evaluate_video(cfg) if cfg.video
-                  else evaluate_split(cfg))
+        result = evaluate_generator(cfg) if cfg.generator else evaluate_video(cfg) if cfg.video else evaluate_split(cfg)
     except (OSError, ValueError) as e:  # an expert folder or Hub id that does not load
         raise ShqipError(f"cannot load the sync expert {cfg.expert!r}: {str(e).splitlines()[0]}") from None
     shown = {k: v for k, v in result.items() if k not in ("per_sample", "curve")}

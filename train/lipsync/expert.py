@@ -33,7 +33,9 @@ log = get_logger(__name__)
 @dataclass
 class ModelSection:
     frames: int = option(5, "video frames per window (T)", min=1, max=25)
-    crop_size: int = option(96, "canonical crops are resized to this side; the lower half is the input", min=16, max=256)
+    crop_size: int = option(
+        96, "canonical crops are resized to this side; the lower half is the input", min=16, max=256
+    )
     channels: list[int] = option(help="conv widths of both encoders", factory=lambda: [32, 64, 128, 256])
     embedding: int = option(256, "embedding size", min=4, max=4096)
 
@@ -87,7 +89,9 @@ def run_training(cfg: ExpertConfig) -> dict:
     if cfg.data.min_shift > cfg.data.max_shift:
         raise ConfigError("data.min_shift must not exceed data.max_shift")
     if not list(DatasetRoot(cfg.data.root).path("shards", cfg.data.train_split).glob("*.tar")):
-        raise ShqipError(f"no shards under {cfg.data.root}/shards/{cfg.data.train_split}: run python -m filter.shard first")
+        raise ShqipError(
+            f"no shards under {cfg.data.root}/shards/{cfg.data.train_split}: run python -m filter.shard first"
+        )
     run = cfg.run_dir()
     if check_resume(cfg, run):
         metrics = json.loads((run / "metrics.json").read_text())
@@ -110,8 +114,9 @@ def run_training(cfg: ExpertConfig) -> dict:
     log.info("train: %s; validation: %s", summary(train), summary(evaluation))
 
     torch.manual_seed(t.seed)
-    expert = build_expert({"frames": m.frames, "crop_size": m.crop_size, "channels": list(m.channels),
-                           "embedding": m.embedding})
+    expert = build_expert(
+        {"frames": m.frames, "crop_size": m.crop_size, "channels": list(m.channels), "embedding": m.embedding}
+    )
     head = torch.nn.Linear(1, 1)  # cosine similarity → logit (a learnt scale and bias; not saved with the expert)
     with torch.no_grad():
         head.weight.fill_(5.0)
@@ -121,16 +126,30 @@ def run_training(cfg: ExpertConfig) -> dict:
     done = complete_checkpoints(checkpoints)
     start = int(done[-1].name[5:]) if done else 0
     per_step = t.batch_size * accelerator.num_processes  # each process takes its share of a step's pairs
-    pairs = PairDataset(train.samples, m.frames, seed=t.seed, min_shift=d.min_shift, max_shift=d.max_shift,
-                        other_speaker_share=d.other_speaker_share, length=t.max_steps * per_step,
-                        start=start * per_step)
+    pairs = PairDataset(
+        train.samples,
+        m.frames,
+        seed=t.seed,
+        min_shift=d.min_shift,
+        max_shift=d.max_shift,
+        other_speaker_share=d.other_speaker_share,
+        length=t.max_steps * per_step,
+        start=start * per_step,
+    )
     loader = DataLoader(pairs, batch_size=t.batch_size, shuffle=False, num_workers=t.num_workers, collate_fn=collate)
     expert, head, optimizer, loader = accelerator.prepare(expert, head, optimizer, loader)
     resume(accelerator, checkpoints, done, log)
     val_pairs = None
     if evaluation.samples:
-        val_set = PairDataset(evaluation.samples, m.frames, seed=t.seed + 1, min_shift=d.min_shift, max_shift=d.max_shift,
-                              other_speaker_share=d.other_speaker_share, length=t.eval_pairs)
+        val_set = PairDataset(
+            evaluation.samples,
+            m.frames,
+            seed=t.seed + 1,
+            min_shift=d.min_shift,
+            max_shift=d.max_shift,
+            other_speaker_share=d.other_speaker_share,
+            length=t.eval_pairs,
+        )
         val_pairs = collate([val_set[i] for i in range(len(val_set))])
     bce = torch.nn.BCEWithLogitsLoss()
     history = []
@@ -146,10 +165,13 @@ def run_training(cfg: ExpertConfig) -> dict:
             loss = float(bce(logits, label))
             predicted = (logits > 0).float()
             shifted = label == 0
-            result = {"step": step, "eval_loss": round(loss, 4),
-                      "eval_accuracy": round(float((predicted == label).float().mean()), 4),
-                      "eval_accuracy_aligned": round(float((predicted[~shifted] == 1).float().mean()), 4),
-                      "eval_accuracy_shifted": round(float((predicted[shifted] == 0).float().mean()), 4)}
+            result = {
+                "step": step,
+                "eval_loss": round(loss, 4),
+                "eval_accuracy": round(float((predicted == label).float().mean()), 4),
+                "eval_accuracy_aligned": round(float((predicted[~shifted] == 1).float().mean()), 4),
+                "eval_accuracy_shifted": round(float((predicted[shifted] == 0).float().mean()), 4),
+            }
         expert.train()
         log.info("step %d: %s", step, result)
         return result
@@ -176,39 +198,55 @@ def run_training(cfg: ExpertConfig) -> dict:
             break
     accelerator.wait_for_everyone()
     final = history[-1] if history else evaluate(step)
-    metrics = {"run": cfg.name, "steps": step, "resumed_from": start or None, "train": summary(train),
-               "validation": summary(evaluation), "final": final, "history": history,
-               "scale": float(accelerator.unwrap_model(head).weight.item())}
+    metrics = {
+        "run": cfg.name,
+        "steps": step,
+        "resumed_from": start or None,
+        "train": summary(train),
+        "validation": summary(evaluation),
+        "final": final,
+        "history": history,
+        "scale": float(accelerator.unwrap_model(head).weight.item()),
+    }
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(expert).eval()
         # filter's default limits for this expert: LSE on held-out samples, own vs. foreign audio
-        thresholds = calibrate(model, [(s.video.astype(np.float32), s.mel) for s in evaluation.samples],
-                               device=str(accelerator.device))
+        thresholds = calibrate(
+            model, [(s.video.astype(np.float32), s.mel) for s in evaluation.samples], device=str(accelerator.device)
+        )
         metrics["calibration"] = thresholds
         from shqip_av.schema import video_id_of_key
         from shqip_av.takedown import record_trained_on
 
-        record_trained_on(run, {video_id_of_key(s.key) for s in [*train.samples, *evaluation.samples]},
-                          [s for s in (d.train_split, d.eval_split) if s])
-        target = write_model(model, run, "expert",
-                             {"thresholds.json": json.dumps(thresholds, indent=2) + "\n"} if thresholds else None)
+        record_trained_on(
+            run,
+            {video_id_of_key(s.key) for s in [*train.samples, *evaluation.samples]},
+            [s for s in (d.train_split, d.eval_split) if s],
+        )
+        target = write_model(
+            model, run, "expert", {"thresholds.json": json.dumps(thresholds, indent=2) + "\n"} if thresholds else None
+        )
         atomic_write_text(run / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         log.info("sync expert written to %s (validation accuracy %s)", target, final.get("eval_accuracy"))
     return metrics
 
 
 def main(argv=None) -> int:
-    cfg, args = parse_config(ExpertConfig, argv, prog="accelerate launch -m train.lipsync.expert",
-                             description="Train the sync expert on the dataset's shards; outputs in "
-                                         "<root>/runs/lipsync/<name>/.")
+    cfg, args = parse_config(
+        ExpertConfig,
+        argv,
+        prog="accelerate launch -m train.lipsync.expert",
+        description="Train the sync expert on the dataset's shards; outputs in <root>/runs/lipsync/<name>/.",
+    )
     setup_logging(args.verbose, root=cfg.data.root)
     metrics = run_training(cfg)
     final = metrics.get("final") or {}
-    print(f"sync expert: {metrics['steps']} steps; validation accuracy {final.get('eval_accuracy')} "
-          f"(aligned {final.get('eval_accuracy_aligned')}, shifted {final.get('eval_accuracy_shifted')})")
+    print(
+        f"sync expert: {metrics['steps']} steps; validation accuracy {final.get('eval_accuracy')} "
+        f"(aligned {final.get('eval_accuracy_aligned')}, shifted {final.get('eval_accuracy_shifted')})"
+    )
     return 0
 
 
 if __name__ == "__main__":
     run_cli(main)
-

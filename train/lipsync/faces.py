@@ -39,13 +39,17 @@ class FaceData:
     skipped: Counter = field(default_factory=Counter)
 
     def summary(self) -> dict:
-        return {"samples": len(self.samples), "skipped": dict(self.skipped),
-                "speakers": len({s.speaker for s in self.samples}),
-                "frames": int(sum(len(s.crops) for s in self.samples))}
+        return {
+            "samples": len(self.samples),
+            "skipped": dict(self.skipped),
+            "speakers": len({s.speaker for s in self.samples}),
+            "frames": int(sum(len(s.crops) for s in self.samples)),
+        }
 
 
-def decode_face_sample(key: str, members: dict, size: int, frames: int, references: int, exclude: int,
-                       seed: int = 0) -> FaceSample | str:
+def decode_face_sample(
+    key: str, members: dict, size: int, frames: int, references: int, exclude: int, seed: int = 0
+) -> FaceSample | str:
     import cv2
 
     if not members.get("landmarks.npy"):
@@ -63,12 +67,28 @@ def decode_face_sample(key: str, members: dict, size: int, frames: int, referenc
         return "too-short-for-references"
     small = np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in crops])
     picker = ReferencePicker(landmarks, references, exclude, seed)
-    return FaceSample(key, str(meta.get("speaker")), str(meta.get("video_id")), small,
-                      landmarks * (size / CROP_SIZE), frontend.log_mel(wave).numpy(), picker)
+    return FaceSample(
+        key,
+        str(meta.get("speaker")),
+        str(meta.get("video_id")),
+        small,
+        landmarks * (size / CROP_SIZE),
+        frontend.log_mel(wave).numpy(),
+        picker,
+    )
 
 
-def load_faces(root: str, split: str, *, size: int, frames: int, references: int, exclude: int,
-               limit: int = 0, videos: set[str] | None = None) -> FaceData:
+def load_faces(
+    root: str,
+    split: str,
+    *,
+    size: int,
+    frames: int,
+    references: int,
+    exclude: int,
+    limit: int = 0,
+    videos: set[str] | None = None,
+) -> FaceData:
     """Decode the samples of a shard split (those of the given video ids only, when given)."""
     data = FaceData()
     for tar in sorted(glob.glob(str(DatasetRoot(root).path("shards", split) / "*.tar"))):
@@ -93,9 +113,14 @@ def to_chw(crops: np.ndarray) -> np.ndarray:
 def sample_window(sample: FaceSample, first: int, frames: int):
     """The training item of the window of ``frames`` frames starting at ``first`` (``WindowDataset``)."""
     refs = sample.picker.pick(first, frames)
-    target = sample.crops[first:first + frames]
-    return (to_chw(target), to_chw(sample.crops[refs]), frame_audio(sample.mel, first, frames).astype(np.float32),
-            sample.landmarks[first:first + frames], frontend.mel_window(sample.mel, first, frames).astype(np.float32))
+    target = sample.crops[first : first + frames]
+    return (
+        to_chw(target),
+        to_chw(sample.crops[refs]),
+        frame_audio(sample.mel, first, frames).astype(np.float32),
+        sample.landmarks[first : first + frames],
+        frontend.mel_window(sample.mel, first, frames).astype(np.float32),
+    )
 
 
 class WindowDataset:

@@ -91,8 +91,12 @@ def _generator_class():
     def conv(cin, cout, stride=1):
         return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(min(8, cout), cout), nn.SiLU())
 
-    class LipSyncGenerator(nn.Module, PyTorchModelHubMixin, library_name="shqip-av",
-                           tags=["shqip-av", "lip-sync", "talking-head", "audio-visual"]):
+    class LipSyncGenerator(
+        nn.Module,
+        PyTorchModelHubMixin,
+        library_name="shqip-av",
+        tags=["shqip-av", "lip-sync", "talking-head", "audio-visual"],
+    ):
         """``forward(frames, references, mel)`` → generated frames.
 
         frames: (B, T, 3, S, S) canonical crops in [0, 1] (the mouth is masked inside);
@@ -100,17 +104,27 @@ def _generator_class():
         with ``return_mouth`` also the predicted mouth landmarks (B, T, P, 2), centred on the
         mouth, in crop sides (``mouth_targets``)."""
 
-        def __init__(self, size: int = 64, frames: int = 5, references: int = 3, channels=(32, 64, 128),
-                     audio_dim: int = 128):
+        def __init__(
+            self, size: int = 64, frames: int = 5, references: int = 3, channels=(32, 64, 128), audio_dim: int = 128
+        ):
             super().__init__()
             self.config_ = GeneratorConfig(size, frames, references, tuple(channels), audio_dim)
             self.register_buffer("mask", torch.from_numpy(mouth_mask(size)), persistent=False)
             widths = [32, *channels]
             self.stem = conv(4 + 3 * references, 32)  # masked frame, mask, references
-            self.down = nn.ModuleList([nn.Sequential(conv(a, b, 2), conv(b, b)) for a, b in zip(widths[:-1], widths[1:])])
+            self.down = nn.ModuleList(
+                [nn.Sequential(conv(a, b, 2), conv(b, b)) for a, b in zip(widths[:-1], widths[1:])]
+            )
             bottom = channels[-1]
-            self.audio = nn.Sequential(conv(1, 32), conv(32, 64, (2, 1)), conv(64, 128, 2), conv(128, 128, 2),
-                                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, audio_dim))
+            self.audio = nn.Sequential(
+                conv(1, 32),
+                conv(32, 64, (2, 1)),
+                conv(64, 128, 2),
+                conv(128, 128, 2),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+                nn.Linear(128, audio_dim),
+            )
             self.fuse = conv(bottom + audio_dim, bottom)
             self.temporal = nn.Conv3d(bottom, bottom, (3, 1, 1), padding=(1, 0, 0))
             ups = [*reversed(channels[:-1]), 32]
@@ -126,7 +140,9 @@ def _generator_class():
             # mouth-landmark regression from the audio (training only)
             from train.lipsync.references import MOUTH_POINTS
 
-            self.mouth = nn.Sequential(nn.Linear(audio_dim, audio_dim), nn.SiLU(), nn.Linear(audio_dim, 2 * len(MOUTH_POINTS)))
+            self.mouth = nn.Sequential(
+                nn.Linear(audio_dim, audio_dim), nn.SiLU(), nn.Linear(audio_dim, 2 * len(MOUTH_POINTS))
+            )
 
         @property
         def generator_config(self) -> GeneratorConfig:

@@ -28,9 +28,19 @@ def window_starts(n: int, frames: int, overlap: int) -> list[int]:
     return starts
 
 
-def generate_track(model, crops: np.ndarray, landmarks: np.ndarray, mel: np.ndarray | None, *, exclude: int = 5,
-                   overlap: int = 1, batch: int = 8, device: str = "cpu", seed: int = 0,
-                   audio_windows: np.ndarray | None = None) -> np.ndarray:
+def generate_track(
+    model,
+    crops: np.ndarray,
+    landmarks: np.ndarray,
+    mel: np.ndarray | None,
+    *,
+    exclude: int = 5,
+    overlap: int = 1,
+    batch: int = 8,
+    device: str = "cpu",
+    seed: int = 0,
+    audio_windows: np.ndarray | None = None,
+) -> np.ndarray:
     """crops: (N, S, S, 3) uint8 at the generator's size; landmarks: (N, 478, 2) (any crop
     scale: only mouth shapes are compared); mel: (80, M) log-mel of the driving audio, aligned
     with frame 0 of a 25 fps track, or ``audio_windows``: (N, 80, M) each frame's own window
@@ -59,24 +69,34 @@ def generate_track(model, crops: np.ndarray, landmarks: np.ndarray, mel: np.ndar
     ramp = np.ones(t)
     if overlap:  # cross-fade weights: rise over the first `overlap` frames, fall over the last
         edge = np.linspace(0.0, 1.0, overlap + 2)[1:-1]
-        ramp[:overlap], ramp[t - overlap:] = edge, edge[::-1]
+        ramp[:overlap], ramp[t - overlap :] = edge, edge[::-1]
     starts = window_starts(len(padded), t, overlap)
     model.eval()
     with torch.no_grad():
         for i in range(0, len(starts), batch):
-            chunk = starts[i:i + batch]
-            frames = torch.from_numpy(np.stack([to_chw(padded[s:s + t]) for s in chunk])).to(device)
+            chunk = starts[i : i + batch]
+            frames = torch.from_numpy(np.stack([to_chw(padded[s : s + t]) for s in chunk])).to(device)
             refs = torch.from_numpy(np.stack([to_chw(padded[picker.pick(s, t) or own]) for s in chunk])).to(device)
-            audio = torch.from_numpy(np.stack([audio_windows[s:s + t] if audio_windows is not None
-                                               else frame_audio(mel, s, t) for s in chunk])).float().to(device)
+            audio = (
+                torch.from_numpy(
+                    np.stack(
+                        [
+                            audio_windows[s : s + t] if audio_windows is not None else frame_audio(mel, s, t)
+                            for s in chunk
+                        ]
+                    )
+                )
+                .float()
+                .to(device)
+            )
             out = model(frames, refs, audio).permute(0, 1, 3, 4, 2).cpu().numpy()
             for s, window in zip(chunk, out):
                 w = ramp.copy()
                 if s == 0:
                     w[:overlap] = 1.0
                 if s == starts[-1]:
-                    w[t - overlap:] = 1.0
-                total[s:s + t] += window * w[:, None, None, None]
-                weight[s:s + t] += w
+                    w[t - overlap :] = 1.0
+                total[s : s + t] += window * w[:, None, None, None]
+                weight[s : s + t] += w
     result = total / np.maximum(weight, 1e-8)[:, None, None, None]
     return (np.clip(result[:n], 0, 1) * 255 + 0.5).astype(np.uint8)

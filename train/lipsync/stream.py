@@ -42,8 +42,9 @@ class IndexedSample:
     spans: tuple  # ((suffix, byte offset, size), ...) of its members in the tar
 
 
-def index_split(root: str, split: str, *, frames: int, exclude: int, videos: set[str] | None = None,
-                drop: set[str] = frozenset()) -> tuple[list[IndexedSample], Counter]:
+def index_split(
+    root: str, split: str, *, frames: int, exclude: int, videos: set[str] | None = None, drop: set[str] = frozenset()
+) -> tuple[list[IndexedSample], Counter]:
     """The usable samples of a split from their metadata alone, and the skipped ones counted by reason."""
     samples, skipped = [], Counter()
     for tar in sorted(glob.glob(str(DatasetRoot(root).path("shards", split) / "*.tar"))):
@@ -82,8 +83,21 @@ def _iterable_dataset():
 class WindowStream(_iterable_dataset()):
     """Infinite stream of generator windows (the items ``WindowDataset`` gives) from indexed samples."""
 
-    def __init__(self, samples: list[IndexedSample], *, size: int, frames: int, references: int, exclude: int,
-                 seed: int, batch_size: int, rank: int = 0, world: int = 1, buffer: int = 8, start_batch: int = 0):
+    def __init__(
+        self,
+        samples: list[IndexedSample],
+        *,
+        size: int,
+        frames: int,
+        references: int,
+        exclude: int,
+        seed: int,
+        batch_size: int,
+        rank: int = 0,
+        world: int = 1,
+        buffer: int = 8,
+        start_batch: int = 0,
+    ):
         from shqip_av import ShqipError
 
         if not samples:
@@ -106,7 +120,7 @@ class WindowStream(_iterable_dataset()):
         epoch = 0
         while True:
             order = np.random.default_rng((self.seed, epoch)).permutation(len(self.samples))
-            mine = order[self.rank::self.world]
+            mine = order[self.rank :: self.world]
             mine = mine if len(mine) else order  # more processes than samples: share them
             mine = mine[lane::lanes] if len(mine) >= lanes else mine  # more lanes than samples: share them
             rng = np.random.default_rng((self.seed, epoch, self.rank, lane))
@@ -142,7 +156,9 @@ class WindowStream(_iterable_dataset()):
                 yield sample_window(sample, first, self.frames)
 
     def _decode(self, item: IndexedSample):
-        sample = decode_indexed(item, size=self.size, frames=self.frames, references=self.references, exclude=self.exclude)
+        sample = decode_indexed(
+            item, size=self.size, frames=self.frames, references=self.references, exclude=self.exclude
+        )
         if isinstance(sample, str):
             log.warning("%s: skipped while streaming (%s)", item.key, sample)
             return None

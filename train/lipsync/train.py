@@ -49,11 +49,15 @@ class GenDataSection:
     eval_split: str = option("validation", "split validated on (held-out train samples when empty)")
     holdout: float = option(0.2, "share of train samples held out when eval_split has none", min=0, max=0.9)
     exclude: int = option(5, "references are never within this many frames of the generated window", min=0, max=100)
-    videos: list[str] = option(help="train on the samples of these video ids only (speaker fine-tuning sets it)",
-                               factory=list)
+    videos: list[str] = option(
+        help="train on the samples of these video ids only (speaker fine-tuning sets it)", factory=list
+    )
     max_samples: int = option(0, "decode at most this many samples per split (0: all)", min=0)
-    streaming: bool = option(False, "stream the training windows from the shards, decoding in the loader's "
-                                    "workers (training.num_workers), instead of decoding every sample up front")
+    streaming: bool = option(
+        False,
+        "stream the training windows from the shards, decoding in the loader's "
+        "workers (training.num_workers), instead of decoding every sample up front",
+    )
     buffer: int = option(8, "streaming: decoded samples each loader worker draws windows from", min=1, max=1024)
 
 
@@ -61,12 +65,18 @@ class GenDataSection:
 class LossSection:
     l1: float = option(1.0, "weight of the L1 loss inside the mask", min=0)
     ssim: float = option(0.2, "weight of 1 - (MS-)SSIM inside the mask", min=0)
-    landmarks: float = option(0.1, "weight of the mouth-landmark regression (the shards' landmarks, centred on the mouth)", min=0)
+    landmarks: float = option(
+        0.1, "weight of the mouth-landmark regression (the shards' landmarks, centred on the mouth)", min=0
+    )
     sync: float = option(0.05, "weight of the expert's sync loss (0: off)", min=0)
     sync_warmup: int = option(200, "steps before the sync loss is switched on", min=0)
     expert: str = option("", "the frozen sync expert: a folder (runs/lipsync/<name>) or a Hub id; needed when sync > 0")
-    adversarial: float = option(0.0, "weight of the adversarial loss from a patch discriminator on the mouth "
-                                     "region, trained with its own optimizer (0: off)", min=0)
+    adversarial: float = option(
+        0.0,
+        "weight of the adversarial loss from a patch discriminator on the mouth "
+        "region, trained with its own optimizer (0: off)",
+        min=0,
+    )
     adversarial_warmup: int = option(200, "steps before the adversarial loss is switched on", min=0)
 
 
@@ -82,8 +92,12 @@ class GenTrainingSection:
     num_workers: int = option(0, "data-loading worker processes", min=0, max=64)
     seed: int = option(42, "seed for weights and windows")
     mixed_precision: str = option("no", "no, fp16 or bf16", choices=("no", "fp16", "bf16"))
-    audio_gain: float = option(0.0, "augmentation: each window's log-mel is offset by up to ± this (a louder or "
-                                    "quieter recording; keeps the model from memorising voices)", min=0)
+    audio_gain: float = option(
+        0.0,
+        "augmentation: each window's log-mel is offset by up to ± this (a louder or "
+        "quieter recording; keeps the model from memorising voices)",
+        min=0,
+    )
     audio_noise: float = option(0.0, "augmentation: Gaussian noise added to the log-mel (std)", min=0)
 
 
@@ -150,7 +164,9 @@ class ExpertJudge:
         except KindError as exc:
             raise ConfigError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - one line at start-up, whatever the loader raised
-            raise ConfigError(f"loss.expert: cannot load the sync expert {source!r}: {str(exc).splitlines()[0]}") from None
+            raise ConfigError(
+                f"loss.expert: cannot load the sync expert {source!r}: {str(exc).splitlines()[0]}"
+            ) from None
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.size, self.t = self.model.sync_config.crop_size, self.model.sync_config.frames
@@ -163,9 +179,9 @@ class ExpertJudge:
         from torch.nn import functional as F
 
         x = frames[:, : self.t]
-        grey = (0.299 * x[:, :, 0] + 0.587 * x[:, :, 1] + 0.114 * x[:, :, 2])
+        grey = 0.299 * x[:, :, 0] + 0.587 * x[:, :, 1] + 0.114 * x[:, :, 2]
         grey = F.interpolate(grey, size=(self.size, self.size), mode="area")
-        v = self.model.embed_video(grey[:, :, self.size // 2:])
+        v = self.model.embed_video(grey[:, :, self.size // 2 :])
         a = self.model.embed_audio(mel)
         return (v - a).norm(dim=-1)
 
@@ -177,8 +193,13 @@ class StreamedSplit:
         self.samples, self.skipped = samples, skipped
 
     def summary(self) -> dict:
-        return {"samples": len(self.samples), "skipped": dict(self.skipped), "speakers": len({s.speaker for s in self.samples}),
-                "frames": int(sum(s.num_frames for s in self.samples)), "streaming": True}
+        return {
+            "samples": len(self.samples),
+            "skipped": dict(self.skipped),
+            "speakers": len({s.speaker for s in self.samples}),
+            "frames": int(sum(s.num_frames for s in self.samples)),
+            "streaming": True,
+        }
 
 
 def _streamed_splits(cfg: GeneratorTrainConfig):
@@ -191,21 +212,22 @@ def _streamed_splits(cfg: GeneratorTrainConfig):
     videos = set(d.videos) or None
     index, skipped = index_split(d.root, d.train_split, frames=m.frames, exclude=d.exclude, videos=videos)
     sizes = dict(size=m.size, frames=m.frames, references=m.references, exclude=d.exclude)
-    evaluation = (load_faces(d.root, d.eval_split, **sizes, limit=t.eval_windows, videos=videos)
-                  if d.eval_split else FaceData())
+    evaluation = (
+        load_faces(d.root, d.eval_split, **sizes, limit=t.eval_windows, videos=videos) if d.eval_split else FaceData()
+    )
     if not evaluation.samples and d.holdout > 0 and len(index) > 1:
         order = np.random.default_rng(t.seed).permutation(len(index))
         cut = max(1, int(round(len(order) * d.holdout)))
         held = [index[i] for i in order[:cut]]
         index = [index[i] for i in order[cut:]]
-        for item in held[:t.eval_windows]:
+        for item in held[: t.eval_windows]:
             sample = decode_indexed(item, **sizes)
             if isinstance(sample, str):
                 evaluation.skipped[sample] += 1
             else:
                 evaluation.samples.append(sample)
     if d.max_samples:
-        index = index[:d.max_samples]
+        index = index[: d.max_samples]
     return StreamedSplit(index, skipped), evaluation
 
 
@@ -259,8 +281,9 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
     validate(cfg)
     m, d, lo, t = cfg.model, cfg.data, cfg.loss, cfg.training
     if lo.sync > 0 and not lo.expert:
-        raise ConfigError("loss.sync > 0 needs loss.expert (a trained sync expert: runs/lipsync/<name>); "
-                          "or set loss.sync=0")
+        raise ConfigError(
+            "loss.sync > 0 needs loss.expert (a trained sync expert: runs/lipsync/<name>); or set loss.sync=0"
+        )
     if not list(DatasetRoot(d.root).path("shards", d.train_split).glob("*.tar")):
         raise ShqipError(f"no shards under {d.root}/shards/{d.train_split}: run python -m filter.shard first")
     run = cfg.run_dir()
@@ -268,15 +291,24 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
         log.info("run %s is already complete; nothing to do", run)
         return json.loads((run / "metrics.json").read_text())
     # the mouth head is unused when its loss is off; DDP must then allow unused parameters
-    accelerator = Accelerator(mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.gradient_accumulation,
-                              cpu=not torch.cuda.is_available(),
-                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=lo.landmarks == 0)])
+    accelerator = Accelerator(
+        mixed_precision=t.mixed_precision,
+        gradient_accumulation_steps=t.gradient_accumulation,
+        cpu=not torch.cuda.is_available(),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=lo.landmarks == 0)],
+    )
     judge = ExpertJudge(lo.expert, m.frames, accelerator.device) if lo.sync > 0 else None
     if accelerator.is_main_process:
         run.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run / "config.yaml")
-    load = dict(size=m.size, frames=m.frames, references=m.references, exclude=d.exclude, limit=d.max_samples,
-                videos=set(d.videos) or None)
+    load = dict(
+        size=m.size,
+        frames=m.frames,
+        references=m.references,
+        exclude=d.exclude,
+        limit=d.max_samples,
+        videos=set(d.videos) or None,
+    )
     if d.streaming:
         train, evaluation = _streamed_splits(cfg)
     else:
@@ -288,8 +320,10 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
             evaluation = FaceData([train.samples[i] for i in order[:cut]])
             train = FaceData([train.samples[i] for i in order[cut:]], train.skipped)
     if not train.samples:
-        raise ShqipError(f"no usable training samples in {d.root}/shards/{d.train_split}"
-                         f"{' for the chosen videos' if d.videos else ''} (skipped: {dict(train.skipped) or 'none'})")
+        raise ShqipError(
+            f"no usable training samples in {d.root}/shards/{d.train_split}"
+            f"{' for the chosen videos' if d.videos else ''} (skipped: {dict(train.skipped) or 'none'})"
+        )
     log.info("train: %s; validation: %s", train.summary(), evaluation.summary())
 
     torch.manual_seed(t.seed)
@@ -302,11 +336,20 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
             raise ConfigError(f"model.init: cannot load the generator {m.init!r}: {str(e).splitlines()[0]}") from None
         g = generator.generator_config
         if (g.size, g.frames, g.references) != (m.size, m.frames, m.references):
-            raise ConfigError(f"model.init {m.init!r} is size {g.size}, {g.frames} frames, {g.references} references; "
-                              f"the config says {m.size}, {m.frames}, {m.references}")
+            raise ConfigError(
+                f"model.init {m.init!r} is size {g.size}, {g.frames} frames, {g.references} references; "
+                f"the config says {m.size}, {m.frames}, {m.references}"
+            )
     else:
-        generator = build_generator({"size": m.size, "frames": m.frames, "references": m.references,
-                                     "channels": list(m.channels), "audio_dim": m.audio_dim})
+        generator = build_generator(
+            {
+                "size": m.size,
+                "frames": m.frames,
+                "references": m.references,
+                "channels": list(m.channels),
+                "audio_dim": m.audio_dim,
+            }
+        )
     optimizer = torch.optim.Adam(generator.parameters(), lr=t.learning_rate, betas=(0.5, 0.999))
     critic = critic_opt = None
     if lo.adversarial > 0:
@@ -320,14 +363,28 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
     if d.streaming:  # each process streams its own share; the loader is not handed to accelerate
         from train.lipsync.stream import WindowStream
 
-        stream = WindowStream(train.samples, size=m.size, frames=m.frames, references=m.references, exclude=d.exclude,
-                              seed=t.seed, batch_size=t.batch_size, rank=accelerator.process_index,
-                              world=accelerator.num_processes, buffer=d.buffer, start_batch=start * t.gradient_accumulation)
+        stream = WindowStream(
+            train.samples,
+            size=m.size,
+            frames=m.frames,
+            references=m.references,
+            exclude=d.exclude,
+            seed=t.seed,
+            batch_size=t.batch_size,
+            rank=accelerator.process_index,
+            world=accelerator.num_processes,
+            buffer=d.buffer,
+            start_batch=start * t.gradient_accumulation,
+        )
         loader = DataLoader(stream, batch_size=t.batch_size, num_workers=t.num_workers, collate_fn=collate)
         generator, optimizer = accelerator.prepare(generator, optimizer)
     else:
-        windows = WindowDataset(train.samples, m.frames, seed=t.seed, length=t.max_steps * per_step, start=start * per_step)
-        loader = DataLoader(windows, batch_size=t.batch_size, shuffle=False, num_workers=t.num_workers, collate_fn=collate)
+        windows = WindowDataset(
+            train.samples, m.frames, seed=t.seed, length=t.max_steps * per_step, start=start * per_step
+        )
+        loader = DataLoader(
+            windows, batch_size=t.batch_size, shuffle=False, num_workers=t.num_workers, collate_fn=collate
+        )
         generator, optimizer, loader = accelerator.prepare(generator, optimizer, loader)
     if critic is not None:
         critic, critic_opt = accelerator.prepare(critic, critic_opt)
@@ -351,12 +408,17 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
         with torch.no_grad():
             frames, refs, mel, _, sync_mel = (x.to(accelerator.device) for x in val)
             out = generator(frames, refs, mel)
-            result = {"step": step, "eval_l1": round(float(masked_l1(out, frames, mask)), 5),
-                      "eval_psnr_mask": round(psnr_in_mask(out, frames, mask), 3),
-                      "eval_ssim_mask": round(1 - float(ssim_loss(out, frames, box)), 4)}
+            result = {
+                "step": step,
+                "eval_l1": round(float(masked_l1(out, frames, mask)), 5),
+                "eval_psnr_mask": round(psnr_in_mask(out, frames, mask), 3),
+                "eval_ssim_mask": round(1 - float(ssim_loss(out, frames, box)), 4),
+            }
             if judge is not None:
                 result["eval_sync_distance"] = round(float(judge.distance(out, sync_mel[..., :mel_cols]).mean()), 4)
-                result["eval_sync_distance_real"] = round(float(judge.distance(frames, sync_mel[..., :mel_cols]).mean()), 4)
+                result["eval_sync_distance_real"] = round(
+                    float(judge.distance(frames, sync_mel[..., :mel_cols]).mean()), 4
+                )
         generator.train()
         if accelerator.is_main_process:
             save_grid(run / "samples" / f"step-{step:06d}.png", frames, out, mask)
@@ -388,8 +450,10 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
                 loss = loss + lo.sync * parts["sync"]
             if not torch.isfinite(loss):
                 last = (complete_checkpoints(checkpoints)[-1:] or [Path("none")])[0].name
-                raise ShqipError(f"step {step + 1}: the loss is {float(loss)} ({', '.join(f'{k} {float(v):.4g}' for k, v in parts.items())}); "
-                                 f"stopped; the last complete checkpoint ({last}) is kept")
+                raise ShqipError(
+                    f"step {step + 1}: the loss is {float(loss)} ({', '.join(f'{k} {float(v):.4g}' for k, v in parts.items())}); "
+                    f"stopped; the last complete checkpoint ({last}) is kept"
+                )
             adversarial_on = critic is not None and step >= lo.adversarial_warmup
             if adversarial_on:  # the generator wants its mouths judged real
                 fake_logits = critic(mouth_region(out, box))
@@ -400,8 +464,10 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
             optimizer.zero_grad()
             if adversarial_on:  # then the critic learns real from generated, on its own optimizer
                 real_logits, fake_logits = critic(mouth_region(frames, box)), critic(mouth_region(out.detach(), box))
-                critic_loss = (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-                               + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))) / 2
+                critic_loss = (
+                    F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+                    + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+                ) / 2
                 accelerator.backward(critic_loss)
                 critic_opt.step()
                 critic_opt.zero_grad()
@@ -419,11 +485,19 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
         if step >= t.max_steps:
             break
     accelerator.wait_for_everyone()
-    metrics = {"run": cfg.name, "steps": step, "resumed_from": start or None, "processes": accelerator.num_processes,
-               "mixed_precision": t.mixed_precision, "train": train.summary(),
-               "validation_keys": [x.key for x in evaluation.samples],
-               "validation": evaluation.summary(), "history": history,
-               "final": history[-1] if history else {}, "reference_fallbacks": None if d.streaming else int(sum(x.picker.fallbacks for x in train.samples))}
+    metrics = {
+        "run": cfg.name,
+        "steps": step,
+        "resumed_from": start or None,
+        "processes": accelerator.num_processes,
+        "mixed_precision": t.mixed_precision,
+        "train": train.summary(),
+        "validation_keys": [x.key for x in evaluation.samples],
+        "validation": evaluation.summary(),
+        "history": history,
+        "final": history[-1] if history else {},
+        "reference_fallbacks": None if d.streaming else int(sum(x.picker.fallbacks for x in train.samples)),
+    }
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(generator).eval()
         target = write_model(model, run, "generator")
@@ -433,18 +507,22 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
     return metrics
 
 
-
 def main(argv=None) -> int:
-    cfg, args = parse_config(GeneratorTrainConfig, argv, prog="accelerate launch -m train.lipsync",
-                             description="Train the lip-sync generator on the dataset's shards; outputs in "
-                                         "<root>/runs/lipsync/<name>/.")
+    cfg, args = parse_config(
+        GeneratorTrainConfig,
+        argv,
+        prog="accelerate launch -m train.lipsync",
+        description="Train the lip-sync generator on the dataset's shards; outputs in <root>/runs/lipsync/<name>/.",
+    )
     setup_logging(args.verbose, root=cfg.data.root)
     metrics = run_training(cfg)
     final = metrics.get("final") or {}
     if os.environ.get("RANK", "0") != "0":  # one report per run, not one per process
         return 0
-    print(f"generator: {metrics['steps']} steps; validation L1 in the mask {final.get('eval_l1')}, "
-          f"PSNR in the mask {final.get('eval_psnr_mask')} dB")
+    print(
+        f"generator: {metrics['steps']} steps; validation L1 in the mask {final.get('eval_l1')}, "
+        f"PSNR in the mask {final.get('eval_psnr_mask')} dB"
+    )
     return 0
 
 

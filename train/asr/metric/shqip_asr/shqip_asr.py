@@ -53,8 +53,10 @@ def _rates(predictions, references, suffix):
     return {
         f"wer{suffix}": word_err / words if words else None,
         f"cer{suffix}": char_err / chars if chars else None,
-        f"word_errors{suffix}": word_err, f"words{suffix}": words,
-        f"char_errors{suffix}": char_err, f"chars{suffix}": chars,
+        f"word_errors{suffix}": word_err,
+        f"words{suffix}": words,
+        f"char_errors{suffix}": char_err,
+        f"chars{suffix}": chars,
     }
 
 
@@ -65,15 +67,16 @@ class ShqipAsr(evaluate.Metric):
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({
-                "predictions": datasets.Value("string"),
-                "references": datasets.Value("string"),
-            }),
+            features=datasets.Features(
+                {
+                    "predictions": datasets.Value("string"),
+                    "references": datasets.Value("string"),
+                }
+            ),
             reference_urls=["https://github.com/jitsi/jiwer"],
         )
 
     def _compute(self, predictions, references):
         result = _rates(predictions, references, "")
-        result.update(_rates([normalize(p) for p in predictions],
-                             [normalize(r) for r in references], "_normalized"))
+        result.update(_rates([normalize(p) for p in predictions], [normalize(r) for r in references], "_normalized"))
         return result
