@@ -28,7 +28,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 def _lora_model(model_path: str, target: list[str]):
     from train.asr.config import LoraSection
-    from shqip_av.whisper import load_whisper
+    from shqip_av.components.whisper import load_whisper
     from train.asr.model import add_lora
 
     return add_lora(load_whisper(model_path), LoraSection(r=32, alpha=64, dropout=0.0, target_modules=target))
@@ -49,7 +49,7 @@ def main() -> int:
     from shqip_av.log import setup_logging
     from train.asr import data as asr_data
     from train.asr.config import AsrConfig
-    from shqip_av.whisper import load_processor
+    from shqip_av.components.whisper import load_processor
     from train.asr.train import run_training
 
     setup_logging(False)

@@ -48,9 +48,9 @@ def build_bundle(folder: Path) -> Path:
 
     from export.bundle import BundleConfig, build_bundle
     from export.tiny import TinyMarianConfig, build_tiny_marian
-    from filter.expert import build_expert
+    from shqip_av.components.sync_expert import build_expert
     from train.asr.tiny import TinyWhisperConfig, build_tiny_whisper
-    from train.lipsync.generator import build_generator
+    from shqip_av.components.lipsync_generator import build_generator
 
     text = SHARED / "testdata" / "text"
     whisper = build_tiny_whisper(

@@ -52,7 +52,7 @@ def main() -> int:
         os.environ.setdefault("SHQIP_AV_MODELS", str(models))
     import torch
 
-    from filter.expert import build_expert
+    from shqip_av.components.sync_expert import build_expert
     from filter.sync import ExpertSync, LandmarkEnergySync, SyncInput
     from shqip_av.log import setup_logging
     from shqip_av.media import iter_frames, read_audio

@@ -34,10 +34,10 @@ def main() -> int:
     args = parser.parse_args()
     import torch
 
-    from filter.expert import build_expert
-    from shqip_av import audio as frontend
+    from shqip_av.components.sync_expert import build_expert
+    from shqip_av.components import audio_frontend as frontend
     from shqip_av.config import load_yaml
-    from train.lipsync.generator import MOUTH_BOX, build_generator, mouth_targets
+    from shqip_av.components.lipsync_generator import MOUTH_BOX, build_generator, mouth_targets
     from train.lipsync.train import ExpertJudge, masked_l1, ssim_loss
 
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -46,7 +46,7 @@ def main() -> int:
     from shqip_av.config import load_yaml
     from shqip_av.log import setup_logging
     from train.lipsync.faces import WindowDataset, collate, load_faces
-    from train.lipsync.generator import MOUTH_BOX, build_generator
+    from shqip_av.components.lipsync_generator import MOUTH_BOX, build_generator
     from train.lipsync.train import masked_l1, ssim_loss
 
     setup_logging(False)

@@ -1,4 +1,4 @@
-"""Recognition throughput of filter's transcripts step (shqip_av.whisper.recognize: language ID,
+"""Recognition throughput of filter's transcripts step (shqip_av.components.whisper.recognize: language ID,
 transcription, confidence measures) by batch size and model size, on a GPU when there is one.
 
 No Whisper can be downloaded here, so the model is either given (--model) or built: a random
@@ -82,7 +82,7 @@ def main() -> int:
     args = parser.parse_args()
     import torch
 
-    from shqip_av.whisper import load_for_inference, recognize
+    from shqip_av.components.whisper import load_for_inference, recognize
 
     if args.audio:
         loaded_audio = np.load(args.audio)

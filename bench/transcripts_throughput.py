@@ -1,7 +1,7 @@
 """The cost of filter's transcripts step, on the embedded sample clips.
 
 1. Recognition throughput (seconds of speech per wall second, × real time) of
-   shqip_av.whisper.recognize (language ID + transcription + confidence measures) at batch sizes
+   shqip_av.components.whisper.recognize (language ID + transcription + confidence measures) at batch sizes
    1 and 8, on the CPU and, when there is one, on a GPU.
 2. The filter's time split by step over the same clips with the step off and on (one worker).
 
@@ -43,7 +43,7 @@ def main() -> int:
     from shqip_av.captions import read_vtt
     from shqip_av.log import setup_logging
     from shqip_av.media import read_audio
-    from shqip_av.whisper import recognize
+    from shqip_av.components.whisper import recognize
 
     setup_logging(False)
     torch.set_num_threads(os.cpu_count() or 1)

@@ -170,7 +170,7 @@ def _copy(src: Path, dst: Path, skip=("checkpoints",)) -> None:
 
 
 def _asr_entry(cfg: BundleConfig, stage: Path, revision: str, licenses: dict) -> dict:
-    from shqip_av.whisper import _adapter_base  # the base a LoRA adapter was trained on
+    from shqip_av.components.whisper import _adapter_base  # the base a LoRA adapter was trained on
 
     folder = _local(cfg.asr, cfg.root)
     if folder is None:
@@ -573,12 +573,12 @@ class Bundle:
         return source, str(entry.get("revision", "main"))
 
     def load_generator(self):
-        from train.lipsync.generator import load_generator
+        from shqip_av.components.lipsync_generator import load_generator
 
         return load_generator(self.source("generator")[0], f"the bundle's generator ({self.path})")
 
     def load_expert(self):
-        from filter.expert import load_expert
+        from shqip_av.components.sync_expert import load_expert
 
         return load_expert(self.source("expert")[0], f"the bundle's expert ({self.path})")
 
@@ -597,7 +597,13 @@ class Bundle:
             raise BundleError(f"the bundle's asr ({self.path}) cannot be loaded: {first[:300]}") from None
 
     def _load_asr(self, language: str | None = None):
-        from shqip_av.whisper import LoadedModel, configure_generation, load_for_inference, load_processor, load_whisper
+        from shqip_av.components.whisper import (
+            LoadedModel,
+            configure_generation,
+            load_for_inference,
+            load_processor,
+            load_whisper,
+        )
 
         entry = self.component("asr")
         language = language or self.index.get("source_language") or "sq"

@@ -261,7 +261,7 @@ def recognize(
     the language and the detection."""
     import torch
 
-    from shqip_av.whisper import configure_generation, detect_language
+    from shqip_av.components.whisper import configure_generation, detect_language
 
     asr.model.to(device)
     detected = None
@@ -384,8 +384,8 @@ def speaker_track(scan, segment: Segment, loudness: np.ndarray, fps: float, cont
 def audio_windows(mel: np.ndarray, times: np.ndarray) -> np.ndarray:
     """(N, 80, mel_length(5)) windows of the 5 frames' worth of audio (at 25 fps) centred on each
     time: what the generator heard in training, whatever the source's frame rate."""
-    from shqip_av import audio as frontend
-    from train.lipsync.generator import AUDIO_FRAMES
+    from shqip_av.components import audio_frontend as frontend
+    from shqip_av.components.lipsync_generator import AUDIO_FRAMES
 
     return np.stack(
         [frontend.mel_window(mel, int(round(t * frontend.VIDEO_FPS)) - AUDIO_FRAMES // 2, AUDIO_FRAMES) for t in times]
@@ -401,7 +401,7 @@ class Paster:
         import cv2
 
         from shqip_av.schema import CROP_SIZE
-        from train.lipsync.generator import mouth_mask
+        from shqip_av.components.lipsync_generator import mouth_mask
 
         self.crop = CROP_SIZE
         mask = mouth_mask(CROP_SIZE)
@@ -599,7 +599,7 @@ def render(
 def _span_lse(scores: dict, mel: np.ndarray, expert) -> dict[int, dict]:
     if expert is None:
         return {}
-    from filter.expert import expert_lse, lower_halves
+    from shqip_av.components.sync_expert import expert_lse, lower_halves
 
     out = {}
     for span, parts in scores.items():
@@ -808,7 +808,7 @@ def _run(cfg: DubConfig, ready: _Prepared, out: Path, work: Work, names: list[st
     from export.disclose import container_metadata
     from filter.config import FaceConfig
     from filter.faces import FaceScan, scan_faces
-    from shqip_av import audio as frontend
+    from shqip_av.components import audio_frontend as frontend
     from shqip_av.captions import Cue, write_srt
     from shqip_av.files import atomic_output, record_owned
     from shqip_av.media import extract_audio, extract_audio_native, read_audio, read_wav, write_wav
@@ -972,7 +972,7 @@ def _run(cfg: DubConfig, ready: _Prepared, out: Path, work: Work, names: list[st
     regenerated = set()
     for _, first, last in spans:
         regenerated.update(range(first, last))
-    from filter.expert import expert_thresholds
+    from shqip_av.components import calibration
 
     report = {
         "video": str(result),
@@ -997,7 +997,7 @@ def _run(cfg: DubConfig, ready: _Prepared, out: Path, work: Work, names: list[st
         "source_seconds": round(duration, 3),
         "step_seconds": times.rounded(),
         "sync_metrics": LSE_HINT,
-        "expert_thresholds": expert_thresholds(bundle.source("expert")[0]) or None,
+        "expert_thresholds": calibration(bundle.source("expert")[0]) or None,
         "audio": {"sample_rate": info.audio_rate or 16000, "channels": info.audio_channels or 1},
         "units": UNITS,
     }

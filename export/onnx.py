@@ -36,8 +36,8 @@ class OnnxConfig:
 def example_inputs(model, batch: int, seed: int = 0):
     import torch
 
-    from shqip_av import audio as frontend
-    from train.lipsync.generator import AUDIO_FRAMES
+    from shqip_av.components import audio_frontend as frontend
+    from shqip_av.components.lipsync_generator import AUDIO_FRAMES
 
     c = model.generator_config
     g = torch.Generator().manual_seed(seed)
@@ -53,7 +53,7 @@ def export_onnx(cfg: OnnxConfig) -> dict:
     import torch
 
     from shqip_av.files import atomic_write_text
-    from train.lipsync.generator import load_generator
+    from shqip_av.components.lipsync_generator import load_generator
 
     if not cfg.model:
         raise ShqipError("give --model runs/lipsync/<name>")

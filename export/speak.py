@@ -1,5 +1,5 @@
 """Speech synthesis for dubbing: two backends behind one call, ``speaker.speak(text, rate, voice)``
-→ float32 mono at 16 kHz (the project's audio rate, ``shqip_av.audio``).
+→ float32 mono at 16 kHz (the project's audio rate, ``shqip_av.components.audio_frontend``).
 
 - ``espeak``: espeak-ng (offline, no model files, an Albanian voice among ~100 languages). The
   speaking rate is its words-per-minute; the voice follows the original speaker where espeak

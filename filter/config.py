@@ -293,7 +293,7 @@ class FilterConfig:
 
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where or how fast they are computed)."""
-        from filter.expert import weights_digest
+        from shqip_av.components import weights_digest
         from filter.transcripts import model_digest
 
         data = to_dict(self)

@@ -134,7 +134,7 @@ class LandmarkEnergySync:
 
 
 class ExpertSync:
-    """A trained sync expert (filter.expert.SyncExpert) as a SyncScorer, LSE-style: every window
+    """A trained sync expert (shqip_av.components.sync_expert.SyncExpert) as a SyncScorer, LSE-style: every window
     of ``frames`` crops against the audio at every offset within ±max_offset frames; the mean
     distance per offset gives the offset (its minimum), LSE-D (the minimum) and the confidence
     LSE-C (median − minimum). Offsets follow this module's sign (positive: audio late)."""
@@ -142,17 +142,18 @@ class ExpertSync:
     needs_crops = True
 
     def __init__(self, source: str, max_offset: int = 15, device: str = "cpu"):
-        from filter.expert import expert_thresholds, load_expert
+        from shqip_av.components import calibration
+        from shqip_av.components.sync_expert import load_expert
 
         self.model = load_expert(source, "sync.method").to(device).eval()
         self.name = f"expert:{source}"
         self.max_offset, self.device = max_offset, device
         self.config = self.model.sync_config
-        self.thresholds = expert_thresholds(source)
+        self.thresholds = calibration(source)
 
     def score(self, item: SyncInput) -> SyncResult:
-        from filter.expert import expert_lse, lower_halves
-        from shqip_av import audio as frontend
+        from shqip_av.components.sync_expert import expert_lse, lower_halves
+        from shqip_av.components import audio_frontend as frontend
 
         if item.crops is None:
             raise ValueError("the sync expert needs the canonical crops of the utterance")

@@ -74,7 +74,7 @@ def load_recognizer(model: str, revision: str, max_new_tokens: int, device: str)
     import transformers
 
     from shqip_av.models import torch_device
-    from shqip_av.whisper import load_for_inference
+    from shqip_av.components.whisper import load_for_inference
 
     transformers.logging.set_verbosity_error()  # per-batch generation notices would flood the log
     loaded = load_for_inference(model, revision=revision, max_new_tokens=max_new_tokens)
@@ -85,7 +85,7 @@ def load_recognizer(model: str, revision: str, max_new_tokens: int, device: str)
 def check_recognizer(cfg: TranscriptsConfig) -> None:
     """Start-up check (one line, before any video): the model loads, knows every configured
     language, and can identify languages."""
-    from shqip_av.whisper import has_alignment_heads, language_token_id
+    from shqip_av.components.whisper import has_alignment_heads, language_token_id
 
     if not cfg.model:
         return
@@ -222,7 +222,7 @@ def check_transcripts(
             outcomes[i] = TranscriptOutcome({"skipped": f"silent (RMS {_rms_db(samples):.1f} dBFS)"})
         else:
             todo.append((i, samples))
-    from shqip_av.whisper import recognize
+    from shqip_av.components.whisper import recognize
 
     for b in range(0, len(todo), cfg.batch_size):
         batch = todo[b : b + cfg.batch_size]

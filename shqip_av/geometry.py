@@ -125,3 +125,48 @@ def crop_region(affines: np.ndarray, size: int, width: int, height: int, margin:
     y1 = int(np.clip(np.ceil(points[:, 1].max()) + margin, 0, height))
     w, h = max(2, (x1 - x0 + 1) // 2 * 2), max(2, (y1 - y0 + 1) // 2 * 2)
     return x0, y0, min(w, (width - x0) // 2 * 2), min(h, (height - y0) // 2 * 2)
+
+
+# MediaPipe face-mesh points around the lips (outer and inner contour)
+MOUTH_POINTS = (
+    61,
+    146,
+    91,
+    181,
+    84,
+    17,
+    314,
+    405,
+    321,
+    375,
+    291,
+    185,
+    40,
+    39,
+    37,
+    0,
+    267,
+    269,
+    270,
+    409,
+    78,
+    95,
+    88,
+    178,
+    87,
+    14,
+    317,
+    402,
+    318,
+    324,
+    308,
+    191,
+    80,
+    81,
+    82,
+    13,
+    312,
+    311,
+    310,
+    415,
+)

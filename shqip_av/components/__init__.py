@@ -119,8 +119,11 @@ def load_strict(cls, source: str, kind: str, option: str, **kwargs):
     if folder is not None and not (Path(target) / "model.safetensors").is_file():
         raise KindError(f"{option} {source}: the {kind} has no model.safetensors (has its training finished?)")
     try:
+        from huggingface_hub import ModelHubMixin
+
         with contextlib.redirect_stdout(io.StringIO()):  # the mixin prints "Loading weights..." on stdout
-            model = cls.from_pretrained(target, strict=True, **kwargs)
+            # the mixin's own loader (our classes' from_pretrained come here, with the kind check)
+            model = ModelHubMixin.from_pretrained.__func__(cls, target, strict=True, **kwargs)
     except ShqipError:
         raise
     except Exception as e:  # noqa: BLE001 - corrupt weights, a shape mismatch, offline: one line
@@ -137,6 +140,30 @@ def _hub_folder(cls, source: str, kwargs: dict) -> str:
     from huggingface_hub import snapshot_download
 
     return snapshot_download(source, revision=kwargs.get("revision"), allow_patterns=["config.json"])
+
+
+def model_folder(source: str) -> Path | None:
+    """The local folder a model option names (a run folder resolves to its model folder), or None
+    when ``source`` is not a local folder (it may be a Hub id). The one place this is decided."""
+    path = Path(source).expanduser()
+    return run_model_folder(path) if path.is_dir() else None
+
+
+def calibration(source: str) -> dict:
+    """The limits calibrated when a sync expert was trained (thresholds.json beside its weights)."""
+    folder = model_folder(source)
+    path = folder / "thresholds.json" if folder else None
+    return json.loads(path.read_text(encoding="utf-8")) if path and path.is_file() else {}
+
+
+def weights_digest(source: str) -> str:
+    """sha256 of a local model's model.safetensors ('' for a Hub id or a name): config
+    fingerprints include it, so retrained weights at the same path are noticed."""
+    from shqip_av.files import weights_digest as digest
+
+    folder = model_folder(source)
+    weights = folder / "model.safetensors" if folder else None
+    return digest([weights]) if weights and weights.is_file() else ""
 
 
 def mark_kind(folder: str | Path, kind: str) -> None:

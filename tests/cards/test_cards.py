@@ -338,7 +338,7 @@ def test_a_sync_expert_run_gets_a_card_and_publishes_as_a_loadable_model_repo(de
     cannot be reached here: the dry run stops before sending)."""
     from safetensors.torch import load_file
 
-    from filter.expert import load_expert
+    from shqip_av.components.sync_expert import load_expert
 
     run, metrics = demo_expert
     card = ModelCard.load(build_model_card(ModelCardConfig(run=str(run), root=str(demo_root), repo="someone/expert")))

@@ -40,7 +40,7 @@ def generator_folder(tmp_path_factory) -> Path:
     """A tiny random lip-sync generator saved as a model folder."""
     import torch
 
-    from train.lipsync.generator import build_generator
+    from shqip_av.components.lipsync_generator import build_generator
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("gen") / "generator"

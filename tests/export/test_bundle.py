@@ -57,7 +57,7 @@ def test_bundle_names_every_component_with_its_licence_and_reloads(
 
     bundle = load_bundle(str(out))
     gen = bundle.load_generator().eval()
-    from train.lipsync.generator import load_generator
+    from shqip_av.components.lipsync_generator import load_generator
 
     ref = load_generator(str(generator_folder)).eval()
     x = (torch.rand(1, 5, 3, 32, 32), torch.rand(1, 2, 3, 32, 32), torch.randn(1, 5, 80, 16))

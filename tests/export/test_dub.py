@@ -28,7 +28,7 @@ SRT = (
 
 @pytest.fixture(scope="module")
 def bundle(demo_run, demo_expert, tmp_path_factory):
-    from train.lipsync.generator import build_generator
+    from shqip_av.components.lipsync_generator import build_generator
 
     base = tmp_path_factory.mktemp("dub-bundle")
     torch.manual_seed(0)
@@ -432,7 +432,7 @@ def test_a_real_clip_dubbed_end_to_end_through_whisper_marian_and_vits(
     """No .srt: Silero finds the speech, the demo's tiny Whisper recognizes it, a tiny random
     Marian translates it (gibberish, and long), a tiny random VITS speaks it; fitting then has to
     cut it and say by how much."""
-    from train.lipsync.generator import build_generator
+    from shqip_av.components.lipsync_generator import build_generator
 
     torch.manual_seed(0)
     build_generator({"size": 32, "frames": 5, "references": 2, "channels": [16, 32], "audio_dim": 16}).save_pretrained(

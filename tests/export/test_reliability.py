@@ -218,12 +218,12 @@ def test_the_srt_gate_cleans_sorts_and_limits_before_any_work(tmp_path):
 
 # ------------------------------------------------------------------------------ kinds and paths
 def test_a_network_of_the_wrong_kind_is_one_line_naming_both(generator_folder, demo_expert, demo_run, tmp_path):
-    from filter.expert import load_expert
+    from shqip_av.components.sync_expert import load_expert
     from filter.sync import load_sync_scorer
     from filter.config import ConfigurationError, SyncConfig, TranscriptsConfig
     from filter.transcripts import check_recognizer
     from shqip_av.components import KindError
-    from train.lipsync.generator import load_generator
+    from shqip_av.components.lipsync_generator import load_generator
 
     expert = str(demo_expert[0])
     with pytest.raises(KindError, match=r"is a lip-sync generator, not a sync expert"):

@@ -1,4 +1,4 @@
-"""The sync expert's network (filter.expert) saves and loads like a Hub model, and the LSE code
+"""The sync expert's network (shqip_av.components.sync_expert) saves and loads like a Hub model, and the LSE code
 follows syncnet_python's definition (with filter's offset sign: positive = audio late)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from filter.expert import build_expert, distance_matrix, lse_from_distances
+from shqip_av.components.sync_expert import build_expert, distance_matrix, lse_from_distances
 
 
 def test_lse_of_a_hand_computed_distance_matrix():

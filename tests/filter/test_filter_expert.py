@@ -114,9 +114,9 @@ def test_filter_with_the_expert_finds_offsets_and_rejects_foreign_audio(variants
 @pytest.mark.slow
 def test_a_small_offset_is_corrected_when_asked_and_the_sample_is_then_in_sync(variants):
     from filter.config import FilterConfig
-    from filter.expert import expert_lse, load_expert, lower_halves
+    from shqip_av.components.sync_expert import expert_lse, load_expert, lower_halves
     from filter.pipeline import prepare_clips
-    from shqip_av import audio as frontend
+    from shqip_av.components import audio_frontend as frontend
     from shqip_av.media import iter_frames, read_audio
 
     root, ids, expert = variants

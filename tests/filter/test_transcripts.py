@@ -16,7 +16,7 @@ from filter.speech import Utterance
 from filter.transcripts import check_transcripts, confidence_problems, repeated_ngrams
 from shqip_av.captions import read_vtt
 from shqip_av.manifest import read_jsonl
-from shqip_av.whisper import Recognition, compression_ratio
+from shqip_av.components.whisper import Recognition, compression_ratio
 from tests.conftest import SHARED, ffmpeg
 
 ENGLISH = SHARED / "testdata" / "audio" / "silero_test_speech_en.wav"
@@ -194,7 +194,7 @@ def test_caption_edges_are_tightened_to_the_words(lid_whisper, tmp_path, monkeyp
     give reliable word times (the released Whisper checkpoints) cannot be downloaded here."""
     import filter.transcripts as step
     from shqip_av.media import read_audio
-    from shqip_av.whisper import Recognition
+    from shqip_av.components.whisper import Recognition
 
     model = tmp_path / "with-heads"
     shutil.copytree(lid_whisper[0], model)
@@ -228,7 +228,7 @@ def test_caption_edges_are_tightened_to_the_words(lid_whisper, tmp_path, monkeyp
         ((1.0, 1.4), (0.5, 6.5), 0),
     ]  # the words would make an utterance under 1 s: refused
     for (start, end), expected, retimed in cases:
-        monkeypatch.setattr("shqip_av.whisper.recognize", heard(start, end))
+        monkeypatch.setattr("shqip_av.components.whisper.recognize", heard(start, end))
         u = Utterance(0.5, 6.5, "Deti është i qetë.")
         outcomes, stats = check_transcripts([u], np.full(16000 * 8, 0.1, np.float32), cfg, min_duration=1.0)
         assert (u.start, u.end) == expected and stats.captions_retimed == retimed

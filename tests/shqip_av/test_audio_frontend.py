@@ -1,4 +1,4 @@
-"""The audio front end of DESIGN.md §7.1 (shqip_av.audio): 80 mel frames a second, and the
+"""The audio front end of DESIGN.md §7.1 (shqip_av.components.audio_frontend): 80 mel frames a second, and the
 video frame ↔ mel window mapping that training and inference share."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shqip_av import audio
+from shqip_av.components import audio_frontend as audio
 
 
 def test_shapes_rates_and_window_lengths():

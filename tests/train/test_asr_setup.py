@@ -11,7 +11,7 @@ import torch
 
 from tests.conftest import REPO
 from train.asr.data import Eligibility, FeaturePreparer, SpeechCollator, load_split, select_eligible
-from shqip_av.whisper import ModelError, configure_generation, language_token_id, load_for_inference
+from shqip_av.components.whisper import ModelError, configure_generation, language_token_id, load_for_inference
 
 
 def test_generation_starts_with_the_albanian_prefix(tiny_whisper):

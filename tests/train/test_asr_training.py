@@ -249,7 +249,7 @@ def test_streaming_with_evaluation_during_training(asr_root, tiny_whisper, tmp_p
     assert metrics["splits"]["test"]["fine_tuned"]["samples"] == 4
 
     # the merged model is a plain Whisper checkpoint that transcribes like the adapter
-    from shqip_av.whisper import load_for_inference
+    from shqip_av.components.whisper import load_for_inference
     from train.asr.scoring import eligible_split, transcribe
 
     merged = load_for_inference(str(tmp_path / "stream" / "merged"))
@@ -281,7 +281,7 @@ def test_full_fine_tuning_scores_the_base_model_beside_it(asr_root, tiny_whisper
     test = metrics["splits"]["test"]
     assert test["base"]["samples"] == test["fine_tuned"]["samples"] == 4
     assert (run / "predictions" / "test.base.jsonl").is_file()
-    from shqip_av.whisper import load_for_inference
+    from shqip_av.components.whisper import load_for_inference
 
     assert load_for_inference(str(run)).base_name.endswith("model")
 

@@ -33,7 +33,7 @@ def _cfg(root, output, **training):
 @pytest.mark.slow
 def test_the_expert_learns_to_tell_aligned_from_shifted_audio(demo_expert):
     """Learning check: validation is another speaker's samples (the demo salt spreads speakers)."""
-    from filter.expert import load_expert
+    from shqip_av.components.sync_expert import load_expert
 
     run, metrics = demo_expert
     first, last = metrics["history"][0], metrics["history"][-1]

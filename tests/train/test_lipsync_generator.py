@@ -12,8 +12,9 @@ import torch
 
 from shqip_av.config import ConfigError, from_dict
 from shqip_av.schema import read_tar_samples
-from train.lipsync.generator import MOUTH_BOX, build_generator, load_generator, mouth_mask
-from train.lipsync.references import MOUTH_POINTS, ReferencePicker
+from shqip_av.components.lipsync_generator import MOUTH_BOX, build_generator, load_generator, mouth_mask
+from shqip_av.geometry import MOUTH_POINTS
+from train.lipsync.references import ReferencePicker
 
 TINY = {"size": 32, "frames": 5, "references": 2, "channels": [16, 32], "audio_dim": 16}
 

@@ -52,7 +52,7 @@ def evaluate_models(cfg: EvaluateConfig) -> list[dict]:
     import torch
 
     from train.asr.data import check_shards
-    from shqip_av.whisper import load_for_inference
+    from shqip_av.components.whisper import load_for_inference
     from train.asr.scoring import eligible_split, max_audio_seconds, score_rows, transcribe, write_predictions
 
     if not cfg.model:

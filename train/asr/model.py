@@ -1,8 +1,8 @@
-"""What only fine-tuning needs on top of shqip_av.whisper: SpecAugment and LoRA adapters."""
+"""What only fine-tuning needs on top of shqip_av.components.whisper: SpecAugment and LoRA adapters."""
 
 from __future__ import annotations
 
-from shqip_av.whisper import ModelError
+from shqip_av.components.whisper import ModelError
 
 
 def apply_spec_augment(model, section) -> None:

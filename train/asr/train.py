@@ -20,7 +20,7 @@ import shutil
 import time
 from pathlib import Path
 
-from shqip_av import whisper
+from shqip_av.components import whisper
 from shqip_av.config import ConfigError, flatten, from_dict, load_yaml, save_config, to_dict
 from shqip_av.files import DatasetRoot, atomic_write_text, remove_tree
 from shqip_av.log import get_logger

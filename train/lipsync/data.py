@@ -1,7 +1,7 @@
 """Sync-expert training data from the shards: decoded samples and deterministic pairs.
 
 A sample is decoded once (crop video → grey lower halves at the expert's size, audio → log-mel
-with ``shqip_av.audio``). A pair is drawn from an index with its own random generator, so the
+with ``shqip_av.components.audio_frontend``). A pair is drawn from an index with its own random generator, so the
 pairs of step N are the same in a run that was killed and resumed: positives are aligned windows,
 negatives the same utterance's audio shifted by at least ``min_shift`` frames, or the audio of
 another speaker. Samples whose audio is shorter than their frames, or with fewer frames than a
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from filter.expert import lower_halves
+from shqip_av.components.sync_expert import lower_halves
 from shqip_av import ShqipError
-from shqip_av import audio as frontend
+from shqip_av.components import audio_frontend as frontend
 from shqip_av.files import DatasetRoot
 from shqip_av.log import get_logger, progress
 from shqip_av.media import decode_wav, iter_frames

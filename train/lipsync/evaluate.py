@@ -52,7 +52,7 @@ def shifted_accuracy(
     over every window and every shift s with min_shift ≤ |s| ≤ max_shift."""
     import torch
 
-    from shqip_av import audio as frontend
+    from shqip_av.components import audio_frontend as frontend
 
     t = model.sync_config.frames
     n = len(halves) - t + 1
@@ -97,7 +97,7 @@ def _summary(rows: list[dict]) -> dict:
 
 
 def evaluate_split(cfg: EvaluateConfig) -> dict:
-    from filter.expert import expert_lse, load_expert
+    from shqip_av.components.sync_expert import expert_lse, load_expert
     from train.lipsync.data import load_split
 
     model = load_expert(cfg.expert, "--expert").eval()
@@ -128,10 +128,10 @@ def evaluate_split(cfg: EvaluateConfig) -> dict:
 def evaluate_video(cfg: EvaluateConfig) -> dict:
     """LSE of a video file's main face track (the longest), as filter would track and crop it."""
     from filter.config import FilterConfig
-    from filter.expert import expert_lse, load_expert, lower_halves
+    from shqip_av.components.sync_expert import expert_lse, load_expert, lower_halves
     from filter.faces import scan_faces
     from filter.video import stream_crops
-    from shqip_av import audio as frontend
+    from shqip_av.components import audio_frontend as frontend
     from shqip_av.media import probe, read_audio
 
     path = Path(cfg.video)
@@ -172,11 +172,11 @@ def generator_metrics(generator, expert, samples, *, max_offset: int = 15, landm
     import torch
     from pytorch_msssim import ssim
 
-    from filter.expert import expert_lse, lower_halves
+    from shqip_av.components.sync_expert import expert_lse, lower_halves
     from shqip_av.geometry import eye_distance
-    from train.lipsync.generator import mouth_mask
+    from shqip_av.components.lipsync_generator import mouth_mask
     from train.lipsync.inference import generate_track
-    from train.lipsync.references import MOUTH_POINTS
+    from shqip_av.geometry import MOUTH_POINTS
 
     size = generator.generator_config.size
     mask = mouth_mask(size).astype(bool)
@@ -224,9 +224,9 @@ def generator_metrics(generator, expert, samples, *, max_offset: int = 15, landm
 
 
 def evaluate_generator(cfg: EvaluateConfig) -> dict:
-    from filter.expert import load_expert
+    from shqip_av.components.sync_expert import load_expert
     from train.lipsync.faces import load_faces
-    from train.lipsync.generator import load_generator
+    from shqip_av.components.lipsync_generator import load_generator
 
     try:
         generator = load_generator(cfg.generator, "--generator")

@@ -1,6 +1,6 @@
 """accelerate launch -m train.lipsync.expert --config train/configs/expert-tiny.yaml [key=value ...]
 
-Trains the sync expert (filter.expert.SyncExpert) on the dataset's shards: aligned windows
+Trains the sync expert (shqip_av.components.sync_expert.SyncExpert) on the dataset's shards: aligned windows
 against audio shifted by at least ``data.min_shift`` frames or spoken by another speaker. The
 loss is binary cross-entropy on the cosine similarity (a learnt scale and bias turn it into a
 logit). Validation accuracy (aligned vs. shifted, threshold at logit 0) and loss are measured
@@ -82,7 +82,7 @@ def run_training(cfg: ExpertConfig) -> dict:
     from accelerate import Accelerator
     from torch.utils.data import DataLoader
 
-    from filter.expert import build_expert, calibrate
+    from shqip_av.components.sync_expert import build_expert, calibrate
     from train.lipsync.data import PairDataset, SplitData, collate, load_split, summary
 
     validate(cfg)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from train.lipsync.faces import to_chw
-from train.lipsync.generator import frame_audio
+from shqip_av.components.lipsync_generator import frame_audio
 from train.lipsync.references import ReferencePicker
 
 

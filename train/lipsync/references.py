@@ -9,49 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# MediaPipe face-mesh points around the lips (outer and inner contour)
-MOUTH_POINTS = (
-    61,
-    146,
-    91,
-    181,
-    84,
-    17,
-    314,
-    405,
-    321,
-    375,
-    291,
-    185,
-    40,
-    39,
-    37,
-    0,
-    267,
-    269,
-    270,
-    409,
-    78,
-    95,
-    88,
-    178,
-    87,
-    14,
-    317,
-    402,
-    318,
-    324,
-    308,
-    191,
-    80,
-    81,
-    82,
-    13,
-    312,
-    311,
-    310,
-    415,
-)
+from shqip_av.geometry import MOUTH_POINTS
 
 
 def mouth_features(landmarks: np.ndarray) -> np.ndarray:

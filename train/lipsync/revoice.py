@@ -65,11 +65,11 @@ def _label(image: np.ndarray, text: str) -> np.ndarray:
 def revoice(cfg: RevoiceConfig) -> dict:
     import cv2
 
-    from shqip_av import audio as frontend
+    from shqip_av.components import audio_frontend as frontend
     from shqip_av.files import DatasetRoot
     from shqip_av.media import write_video
     from train.lipsync.faces import load_faces
-    from train.lipsync.generator import load_generator
+    from shqip_av.components.lipsync_generator import load_generator
     from train.lipsync.inference import generate_track
 
     source = Path(cfg.generator)

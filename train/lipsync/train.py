@@ -1,6 +1,6 @@
 """accelerate launch -m train.lipsync --config train/configs/generator-tiny.yaml [key=value ...]
 
-Trains the lip-sync generator (train.lipsync.generator) on the dataset's shards: each step, B
+Trains the lip-sync generator (shqip_av.components.lipsync_generator) on the dataset's shards: each step, B
 windows of T frames with the mouth masked, K references of the same face and the audio of each
 frame. Losses: L1 and (MS-)SSIM inside the mask, and after ``loss.sync_warmup`` steps the sync
 loss of the frozen expert (the distance of the generated mouth's embedding to its audio's).
@@ -156,7 +156,7 @@ class ExpertJudge:
     def __init__(self, source: str, frames: int, device):
         import torch
 
-        from filter.expert import load_expert
+        from shqip_av.components.sync_expert import load_expert
         from shqip_av.components import KindError
 
         try:
@@ -274,9 +274,9 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
     from torch.nn import functional as F
     from torch.utils.data import DataLoader
 
-    from shqip_av import audio as frontend
+    from shqip_av.components import audio_frontend as frontend
     from train.lipsync.faces import FaceData, WindowDataset, collate, load_faces
-    from train.lipsync.generator import MOUTH_BOX, build_generator, mouth_targets
+    from shqip_av.components.lipsync_generator import MOUTH_BOX, build_generator, mouth_targets
 
     validate(cfg)
     m, d, lo, t = cfg.model, cfg.data, cfg.loss, cfg.training
@@ -328,7 +328,7 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
 
     torch.manual_seed(t.seed)
     if m.init:
-        from train.lipsync.generator import load_generator
+        from shqip_av.components.lipsync_generator import load_generator
 
         try:
             generator = load_generator(m.init, "model.init")

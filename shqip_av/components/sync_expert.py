@@ -1,11 +1,12 @@
 """The sync expert (DESIGN.md §7.2): a SyncNet-style pair of encoders, and the LSE metrics.
 
-It lives in filter because filter uses it (``sync.method: <folder or Hub id>``); train.lipsync
-trains it and scores generated video with the same code (DESIGN.md §1 import rule).
+A component of the foundation: filter scores with it (``sync.method: <folder or Hub id>``),
+train.lipsync trains it and uses it as the generator's sync loss, export scores dubs with it;
+none of them owns it.
 
 - Video: the lower half of T consecutive canonical crops (the crop is canonical, so the mouth
   region is fixed), grey, stacked as T channels.
-- Audio: the log-mel window of those frames from ``shqip_av.audio`` (80 × ceil(3.2·T)).
+- Audio: the log-mel window of those frames from ``shqip_av.components.audio_frontend`` (80 × ceil(3.2·T)).
 - Each encoder ends in an L2-normalised embedding; the distance of a pair is the Euclidean
   distance of the embeddings (0..2), the score their cosine similarity.
 
@@ -20,8 +21,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
 
-from shqip_av import audio as frontend
+from shqip_av.components import SYNC_EXPERT, load_strict, mark_kind
+from shqip_av.components import audio_frontend as frontend
 
 
 @dataclass
@@ -36,125 +41,76 @@ class SyncExpertConfig:
         return frontend.mel_length(self.frames)
 
 
-def _torch():
-    import torch
-    from torch import nn
-
-    return torch, nn
-
-
-def build_expert(config: SyncExpertConfig | dict):
-    """A SyncExpert module (torch imported here so filter imports nothing heavy by default)."""
-    return _expert_class()(**(asdict(config) if isinstance(config, SyncExpertConfig) else dict(config)))
-
-
-_CLASS = None
+def _block(cin: int, cout: int, stride) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
 
 
-def _expert_class():
-    global _CLASS
-    if _CLASS is not None:
-        return _CLASS
-    torch, nn = _torch()
-    from huggingface_hub import PyTorchModelHubMixin
+class SyncExpert(
+    nn.Module, PyTorchModelHubMixin, library_name="shqip-av", tags=["shqip-av", "sync-expert", "audio-visual"]
+):
+    """``forward(video, mel)`` → (video embedding, audio embedding), each (B, embedding), unit length.
 
-    def block(cin: int, cout: int, stride) -> nn.Module:
-        return nn.Sequential(
-            nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
+    video: (B, T, H/2, H) grey lower halves in [0, 1]; mel: (B, 80, ceil(3.2·T))."""
+
+    def __init__(self, frames: int = 5, crop_size: int = 96, channels=(32, 64, 128, 256), embedding: int = 256):
+        super().__init__()
+        self.config_ = SyncExpertConfig(frames, crop_size, tuple(channels), embedding)
+        widths = [frames, *channels]
+        self.video = nn.Sequential(
+            *[_block(a, b, 2) for a, b in zip(widths[:-1], widths[1:])],
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(channels[-1], embedding),
+        )
+        widths = [1, *channels]
+        # mel windows are short in time (16 columns): stride over frequency only after the first block
+        self.audio = nn.Sequential(
+            *[_block(a, b, (2, 1) if i else 1) for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))],
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(channels[-1], embedding),
         )
 
-    class SyncExpert(
-        nn.Module, PyTorchModelHubMixin, library_name="shqip-av", tags=["shqip-av", "sync-expert", "audio-visual"]
-    ):
-        """``forward(video, mel)`` → (video embedding, audio embedding), each (B, embedding), unit length.
+    @property
+    def sync_config(self) -> SyncExpertConfig:
+        return self.config_
 
-        video: (B, T, H/2, H) grey lower halves in [0, 1]; mel: (B, 80, ceil(3.2·T))."""
+    def embed_video(self, video: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.video(video), dim=-1)
 
-        def __init__(self, frames: int = 5, crop_size: int = 96, channels=(32, 64, 128, 256), embedding: int = 256):
-            super().__init__()
-            self.config_ = SyncExpertConfig(frames, crop_size, tuple(channels), embedding)
-            widths = [frames, *channels]
-            self.video = nn.Sequential(
-                *[block(a, b, 2) for a, b in zip(widths[:-1], widths[1:])],
-                nn.AdaptiveAvgPool2d(1),
-                nn.Flatten(),
-                nn.Linear(channels[-1], embedding),
-            )
-            widths = [1, *channels]
-            # mel windows are short in time (16 columns): stride over frequency only after the first block
-            self.audio = nn.Sequential(
-                *[block(a, b, (2, 1) if i else 1) for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))],
-                nn.AdaptiveAvgPool2d(1),
-                nn.Flatten(),
-                nn.Linear(channels[-1], embedding),
-            )
+    def embed_audio(self, mel: torch.Tensor) -> torch.Tensor:
+        # log-mel values are around -11..+5: a fixed affine keeps them near unit scale
+        return nn.functional.normalize(self.audio(((mel + 4.0) / 4.0).unsqueeze(1)), dim=-1)
 
-        @property
-        def sync_config(self) -> SyncExpertConfig:
-            return self.config_
+    def forward(self, video: torch.Tensor, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.embed_video(video), self.embed_audio(mel)
 
-        def embed_video(self, video):
-            return nn.functional.normalize(self.video(video), dim=-1)
+    @classmethod
+    def from_pretrained(cls, source: str, *, option: str = "expert", **kwargs) -> "SyncExpert":
+        """From a model folder, a run folder (runs/lipsync/<name>) or a Hub id: a folder of another
+        kind is one line naming what it is, and every tensor must match (``load_strict``)."""
+        return load_strict(cls, str(source), SYNC_EXPERT, option, **kwargs)
 
-        def embed_audio(self, mel):
-            # log-mel values are around -11..+5: a fixed affine keeps them near unit scale
-            return nn.functional.normalize(self.audio(((mel + 4.0) / 4.0).unsqueeze(1)), dim=-1)
-
-        def forward(self, video, mel):
-            return self.embed_video(video), self.embed_audio(mel)
-
-        def save_pretrained(self, save_directory, *args, **kwargs):
-            from shqip_av.components import SYNC_EXPERT, mark_kind
-
-            out = super().save_pretrained(save_directory, *args, **kwargs)
-            mark_kind(save_directory, SYNC_EXPERT)  # config.json says what the folder is
-            return out
-
-    _CLASS = SyncExpert
-    return SyncExpert
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        out = super().save_pretrained(save_directory, *args, **kwargs)
+        mark_kind(save_directory, SYNC_EXPERT)  # config.json says what the folder is
+        return out
 
 
-def expert_folder(source: str):
-    """The local folder of an expert named by ``source`` (runs/lipsync/<name>/expert, or the run
-    folder itself), or None when ``source`` is not a local folder (then it may be a Hub id)."""
-    from pathlib import Path
-
-    from shqip_av.components import run_model_folder
-
-    path = Path(source).expanduser()
-    return run_model_folder(path) if path.is_dir() else None
+def build_expert(config: SyncExpertConfig | dict) -> SyncExpert:
+    return SyncExpert(**(asdict(config) if isinstance(config, SyncExpertConfig) else dict(config)))
 
 
-def load_expert(source: str, option: str = "expert"):
-    """A SyncExpert from a folder (see ``expert_folder``) or a Hub id; a folder of another kind
-    (a generator, a Whisper) is refused with one line, and every tensor must match."""
-    from shqip_av.components import SYNC_EXPERT, load_strict
-
-    return load_strict(_expert_class(), source, SYNC_EXPERT, option)
-
-
-def expert_thresholds(source: str) -> dict:
-    """The LSE limits calibrated when the expert was trained (thresholds.json beside its weights)."""
-    import json
-
-    folder = expert_folder(source)
-    path = folder / "thresholds.json" if folder else None
-    return json.loads(path.read_text(encoding="utf-8")) if path and path.is_file() else {}
-
-
-def weights_digest(source: str) -> str:
-    """sha256 of a local expert's weights ('' for anything else): filter's config fingerprint
-    includes it."""
-    from shqip_av.files import weights_digest as digest
-
-    folder = expert_folder(source)
-    weights = folder / "model.safetensors" if folder else None
-    return digest([weights]) if weights and weights.is_file() else ""
+def load_expert(source: str, option: str = "expert") -> SyncExpert:
+    """``SyncExpert.from_pretrained`` with the option name used in its one-line errors."""
+    return SyncExpert.from_pretrained(source, option=option)
 
 
 def lower_halves(crops: np.ndarray, size: int) -> np.ndarray:
@@ -203,8 +159,6 @@ def expert_lse(model, halves, mel, pad_before: int, pad_after: int, max_offset: 
     T frames is compared with the audio at every offset within ±max_offset; offsets that fewer
     than half of the windows can see are left out. None when the stretch is shorter than a window.
     The one implementation filter, training calibration and evaluation share."""
-    import torch
-
     t, k = model.sync_config.frames, max_offset
     halves = torch.as_tensor(np.asarray(halves, dtype=np.float32))
     n = len(halves) - t + 1
