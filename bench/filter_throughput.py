@@ -43,7 +43,7 @@ def main() -> int:
 
     from collect.pipeline import CollectConfig, prepare_raw
     from filter.config import FilterConfig
-    from filter.faces import scan_faces
+    from shqip_av.components.face_tracker import scan_faces
     from filter.pipeline import prepare_clips
     from shqip_av.log import StepTimes, setup_logging
     from shqip_av.manifest import read_jsonl

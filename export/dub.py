@@ -245,12 +245,14 @@ def segments_from_srt(path: str, duration: float) -> list[Segment]:
 
 
 def speech_segments(audio: np.ndarray) -> list[Segment]:
-    from filter.config import SpeechConfig
-    from filter.speech import silero_vad, utterances_from_regions
+    from shqip_av.components.voice_activity import VoiceActivityConfig, join_regions, silero_vad
 
-    cfg = SpeechConfig(min_utterance=0.3)
-    kept, _ = utterances_from_regions(silero_vad(cfg.vad_model).speech_regions(audio, cfg), cfg)
-    return [Segment(round(u.start, 3), round(u.end, 3)) for u in kept]
+    """The original's speech as segments: Silero's regions joined over pauses under 0.3 s, at
+    least 0.3 s long, split beyond 12 s (filter's utterance rules, shorter minimum)."""
+    cfg = VoiceActivityConfig()
+    regions = silero_vad(cfg.vad_model).speech_regions(audio, cfg)
+    kept, _ = join_regions(regions, split_pause=0.3, min_length=0.3, max_length=12.0)
+    return [Segment(round(a, 3), round(b, 3)) for a, b in kept]
 
 
 def recognize(
@@ -806,8 +808,8 @@ def _face_of(track, first: int, last: int) -> dict:
 def _run(cfg: DubConfig, ready: _Prepared, out: Path, work: Work, names: list[str]) -> dict:
     import shqip_av
     from export.disclose import container_metadata
-    from filter.config import FaceConfig
-    from filter.faces import FaceScan, scan_faces
+    from shqip_av.components.face_tracker import FaceConfig
+    from shqip_av.components.face_tracker import FaceScan, scan_faces
     from shqip_av.components import audio_frontend as frontend
     from shqip_av.captions import Cue, write_srt
     from shqip_av.files import atomic_output, record_owned

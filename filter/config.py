@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 
 from shqip_av import __version__
+from shqip_av.components.face_tracker import FaceConfig
 from shqip_av.config import ConfigError, option, to_dict
 
 
@@ -27,40 +28,6 @@ class ProbeConfig:
     max_aspect: float = option(4.0, "largest accepted ratio of the long to the short frame side", min=1, max=100)
     fps: float = option(
         25.0, "frame rate of the analysis and of the output crops (VFR is resampled to it)", min=1, max=240
-    )
-
-
-@dataclass
-class FaceConfig:
-    model: str = option(
-        "face_landmarker", "MediaPipe FaceLandmarker: a model name (resolved by shqip_av.models) or a .task path"
-    )
-    max_faces: int = option(4, "faces tracked per frame", min=1, max=32)
-    detection_confidence: float = option(0.5, "MediaPipe min_face_detection_confidence", min=0, max=1)
-    presence_confidence: float = option(0.5, "MediaPipe min_face_presence_confidence", min=0, max=1)
-    tracking_confidence: float = option(0.5, "MediaPipe min_tracking_confidence", min=0, max=1)
-    detect_max_side: int = option(
-        1280,
-        "frames are scaled down to at most this side for detection (landmarks are mapped back to source pixels)",
-        min=64,
-        max=100000,
-    )
-    link_iou: float = option(
-        0.3,
-        "a detection continues a track when its box overlaps the track's last box by at least this IoU",
-        min=0,
-        max=1,
-    )
-    max_gap: int = option(2, "missing frames a track may bridge (interpolated)", min=0, max=1000)
-    min_track_frames: int = option(12, "shorter tracks are dropped", min=2, max=1000000)
-    edge_margin: float = option(
-        0.02,
-        "a face whose eye/nose points come closer than this fraction of the frame to an edge counts as leaving the frame",
-        min=0,
-        max=0.49,
-    )
-    smooth_sigma: float = option(
-        1.5, "Gaussian smoothing (in frames) of the eye and nose points used for alignment", min=0, max=100
     )
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from filter.config import ConfigurationError, FilterConfig
 from filter.engine import engine_of, run_videos
 from shqip_av.engine import connect_ray
-from filter.faces import create_landmarker
-from filter.speech import silero_vad
+from shqip_av.components.face_tracker import create_landmarker
+from shqip_av.components.voice_activity import silero_vad
 from filter.sync import load_sync_scorer
 from filter.transcripts import check_recognizer
 from filter.video import VideoResult

@@ -16,17 +16,17 @@ import cv2
 import numpy as np
 
 from filter.config import FilterConfig
-from filter.faces import FaceTrack, scan_faces
+from shqip_av.components.face_tracker import FaceTrack, scan_faces
 from filter.speech import (
     Utterance,
     diarize,
     label_utterances,
     load_diarization,
-    silero_vad,
     utterances_from_captions,
     utterances_from_regions,
 )
 from filter.sync import SyncInput, SyncResult, load_sync_scorer
+from shqip_av.components.voice_activity import silero_vad
 from filter.transcripts import check_transcripts
 from shqip_av import __version__, geometry, schema
 from shqip_av.files import DatasetRoot, atomic_write_bytes, atomic_write_text, sha256_file

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from filter.speech import SileroVAD
+from shqip_av.components.voice_activity import SileroVAD
 from shqip_av.media import PcmWav, read_audio, write_wav
 from tests.conftest import SHARED, shared_model
 
@@ -50,7 +50,7 @@ def test_blockwise_vad_on_a_wav_read_on_demand_equals_one_pass(tmp_path):
 _SPEECH_STAGE = """
 import sys
 from filter.config import SpeechConfig
-from filter.speech import silero_vad
+from shqip_av.components.voice_activity import silero_vad
 from shqip_av.media import open_audio
 audio = open_audio(sys.argv[1])
 regions = silero_vad(sys.argv[2]).speech_regions(audio, SpeechConfig())

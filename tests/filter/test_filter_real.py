@@ -145,7 +145,7 @@ def test_every_rejection_has_stage_reason_and_value(real_root):
 def test_canonical_crops_are_stable_and_invertible(real_root):
     root, ids, _ = real_root
     accepted, _ = _load(root)
-    from filter.faces import FaceScan
+    from shqip_av.components.face_tracker import FaceScan
 
     for s in _of(accepted, ids["aoc"]) + _of(accepted, ids["insync5"]):
         lm = np.load(root / s["files"]["landmarks.npy"]).astype(np.float64)

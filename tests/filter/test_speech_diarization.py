@@ -11,13 +11,13 @@ import pytest
 from filter.config import FilterConfig, SpeechConfig
 from filter.speech import (
     SINGLE_SPEAKER,
-    SileroVAD,
     Utterance,
     label_utterances,
     utterances_from_captions,
     utterances_from_regions,
 )
 from shqip_av.captions import Cue, write_vtt
+from shqip_av.components.voice_activity import SileroVAD
 from shqip_av.media import read_audio
 from tests.conftest import SHARED, shared_model, shared_video
 

@@ -1,4 +1,4 @@
-"""Face tracks keep their landmarks on disk (filter.faces.LandmarkStore): building a long track
+"""Face tracks keep their landmarks on disk (shqip_av.components.face_tracker.LandmarkStore): building a long track
 must not grow memory, and a track built on disk must equal one built in memory, gaps included."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from filter.faces import LandmarkStore, _OpenTrack
+from shqip_av.components.face_tracker import LandmarkStore, _OpenTrack
 from tests.conftest import REPO
 
 
@@ -40,7 +40,7 @@ import sys
 import numpy as np
 from pathlib import Path
 from tests.filter.test_track_memory import _detections
-from filter.faces import _OpenTrack
+from shqip_av.components.face_tracker import _OpenTrack
 track = _OpenTrack(0, Path(sys.argv[2]))
 for d in _detections(int(sys.argv[1])):
     track.add(*d)

@@ -129,7 +129,7 @@ def evaluate_video(cfg: EvaluateConfig) -> dict:
     """LSE of a video file's main face track (the longest), as filter would track and crop it."""
     from filter.config import FilterConfig
     from shqip_av.components.sync_expert import expert_lse, load_expert, lower_halves
-    from filter.faces import scan_faces
+    from shqip_av.components.face_tracker import scan_faces
     from filter.video import stream_crops
     from shqip_av.components import audio_frontend as frontend
     from shqip_av.media import probe, read_audio
@@ -204,7 +204,7 @@ def generator_metrics(generator, expert, samples, *, max_offset: int = 15, landm
                 row[f"lse_d_{name}"], row[f"lse_c_{name}"] = (lse.distance, lse.confidence) if lse else (None, None)
                 row[f"offset_{name}"] = lse.offset if lse else None
         if landmarks:
-            from filter.faces import crop_landmarks
+            from shqip_av.components.face_tracker import crop_landmarks
 
             a, b = crop_landmarks(gen), crop_landmarks(s.crops)
             found = ~np.isnan(a[:, 0, 0]) & ~np.isnan(b[:, 0, 0])

@@ -42,7 +42,7 @@ def mouth_opening(crops: np.ndarray) -> np.ndarray:
     the nose tip, in eye distances (NaN where no face). The jaw drop is read far more reliably on
     small generated crops than the inner-lip gap: on the demo, driving faces with other voices,
     the lip gap followed the audio at r 0.04-0.65 from pair to pair, the jaw at 0.35-0.77."""
-    from filter.faces import crop_landmarks
+    from shqip_av.components.face_tracker import crop_landmarks
     from shqip_av.geometry import jaw_drop
 
     return jaw_drop(crop_landmarks(crops))
