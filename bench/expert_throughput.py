@@ -56,7 +56,7 @@ def main() -> int:
     from filter.sync import ExpertSync, LandmarkEnergySync, SyncInput
     from shqip_av.log import setup_logging
     from shqip_av.media import iter_frames, read_audio
-    from train.lipsync.data import PairDataset, collate, load_split
+    from train.lipsync.expert_data import PairDataset, collate, load_split
 
     setup_logging(False)
     torch.set_num_threads(os.cpu_count() or 1)

@@ -45,7 +45,7 @@ def main() -> int:
     from bench.expert_throughput import _demo_root
     from shqip_av.config import load_yaml
     from shqip_av.log import setup_logging
-    from train.lipsync.faces import WindowDataset, collate, load_faces
+    from train.lipsync.generator_data import WindowDataset, collate, load_faces
     from shqip_av.components.lipsync_generator import MOUTH_BOX, build_generator
     from train.lipsync.train import masked_l1, ssim_loss
 

@@ -36,8 +36,8 @@ from shqip_av.config import option, parse_config, run_cli
 from shqip_av.files import DatasetRoot, atomic_write_text
 from shqip_av.log import progress, setup_logging
 from shqip_av.media import AUDIO_RATE, read_audio, write_video, write_wav
+from shqip_av.schema import FPS  # the clips are made at the schema's rate
 
-FPS = 25
 SIZE = 512  # output frame size (square)
 SOURCES_MARKER = "# sources.yaml written by `python -m collect.sample`"
 

@@ -40,7 +40,7 @@ from shqip_av.lock import stage_locks
 from shqip_av.log import setup_logging
 from shqip_av.manifest import read_jsonl, write_jsonl
 from shqip_av.records import utc_now
-from shqip_av.schema import split_member
+from shqip_av.schema import split_member, video_id_of_key
 from shqip_av.takedown import TRAINED_ON, WITHDRAWN_MARKER, TakedownList, video_digest
 
 LEDGER = "raw/takedown-applied.jsonl"  # sha256 of applied entries, never the entries themselves
@@ -118,7 +118,7 @@ def _rewrite_shard(path: Path, video_ids: set[str]) -> int:
 
     def withdrawn(name: str) -> bool:
         key = split_member(name)[0]
-        return any(key.startswith(f"{v}_") for v in video_ids)
+        return bool(key) and video_id_of_key(key) in video_ids
 
     with tarfile.open(path) as src:
         members = src.getmembers()
@@ -136,7 +136,7 @@ def _rewrite_shard(path: Path, video_ids: set[str]) -> int:
 def _rewrite_predictions(path: Path, video_ids: set[str]) -> int:
     def drop(row: dict) -> bool:
         key = str(row.get("key") or "")
-        return row.get("video_id") in video_ids or any(key.startswith(f"{v}_") for v in video_ids)
+        return row.get("video_id") in video_ids or (bool(key) and video_id_of_key(key) in video_ids)
 
     return _filter_jsonl(path, drop)
 

@@ -38,6 +38,7 @@ from shqip_av import ShqipError
 from shqip_av.config import option
 from shqip_av.files import atomic_write_text
 from shqip_av.log import StepTimes, get_logger, progress
+from shqip_av.media import AUDIO_RATE
 
 from export.fit import FitConfig
 
@@ -268,14 +269,14 @@ def recognize(
     asr.model.to(device)
     detected = None
     if not language:
-        speech = np.concatenate([audio[int(s.start * 16000) : int(s.end * 16000)] for s in segments])
+        speech = np.concatenate([audio[int(s.start * AUDIO_RATE) : int(s.end * AUDIO_RATE)] for s in segments])
         language, probability = detect_language(asr, speech)
         detected = {"language": language, "probability": round(probability, 3)}
         log.info("source language detected: %s (p = %.2f)", language, probability)
         configure_generation(asr.model, asr.processor.tokenizer, language, "transcribe")
     for seg in progress(segments, desc="recognize", unit="segment"):
-        piece = audio[int(seg.start * 16000) : int(seg.end * 16000)]
-        features = asr.processor.feature_extractor(piece, sampling_rate=16000, return_tensors="pt").input_features
+        piece = audio[int(seg.start * AUDIO_RATE) : int(seg.end * AUDIO_RATE)]
+        features = asr.processor.feature_extractor(piece, sampling_rate=AUDIO_RATE, return_tensors="pt").input_features
         with torch.no_grad():
             ids = asr.model.generate(
                 input_features=features.to(device, next(asr.model.parameters()).dtype), max_new_tokens=120
@@ -297,14 +298,14 @@ def speak_segments(
     pieces, rows = [], []
     for i, seg in enumerate(progress(segments, desc="speak and fit", unit="segment")):
         slot = seg.end - seg.start
-        voice = voice_of(audio[int(seg.start * 16000) : int(seg.end * 16000)])
+        voice = voice_of(audio[int(seg.start * AUDIO_RATE) : int(seg.end * AUDIO_RATE)])
         with times("speak"):
             first = speaker.speak(seg.translation, 1.0, voice)
-            rate = speaking_rate(len(first) / 16000, slot, fit)
+            rate = speaking_rate(len(first) / AUDIO_RATE, slot, fit)
             speech = first if abs(rate - 1.0) < 0.05 else speaker.speak(seg.translation, rate, voice)
         after = (segments[i + 1].start if i + 1 < len(segments) else total) - seg.end
         with times("fit"):
-            fitted = fit_to_slot(speech, 16000, slot, gap_after=max(0.0, after), cfg=fit)
+            fitted = fit_to_slot(speech, AUDIO_RATE, slot, gap_after=max(0.0, after), cfg=fit)
         pieces.append(fitted.audio)
         rows.append(
             {
@@ -317,7 +318,7 @@ def speak_segments(
 
 
 def mix(
-    original: np.ndarray, segments: list[Segment], pieces: list[np.ndarray], duck: float, rate: int = 16000
+    original: np.ndarray, segments: list[Segment], pieces: list[np.ndarray], duck: float, rate: int = AUDIO_RATE
 ) -> np.ndarray:
     """The new speech over the original, which is ducked (with 50 ms ramps) where new speech plays.
     ``original`` is (N,) or (N, channels) at ``rate``; ``pieces`` are 16 kHz mono, resampled to
@@ -326,9 +327,9 @@ def mix(
 
     from scipy.signal import resample_poly
 
-    if rate != 16000:
-        g = gcd(rate, 16000)
-        pieces = [resample_poly(p, rate // g, 16000 // g).astype(np.float32) for p in pieces]
+    if rate != AUDIO_RATE:
+        g = gcd(rate, AUDIO_RATE)
+        pieces = [resample_poly(p, rate // g, AUDIO_RATE // g).astype(np.float32) for p in pieces]
     out = original.astype(np.float32).copy()
     gain = np.ones(len(out), np.float32)
     ramp = int(0.05 * rate)
@@ -601,15 +602,16 @@ def render(
 def _span_lse(scores: dict, mel: np.ndarray, expert) -> dict[int, dict]:
     if expert is None:
         return {}
+    from shqip_av.components import audio_frontend as frontend
     from shqip_av.components.sync_expert import expert_lse, lower_halves
 
     out = {}
     for span, parts in scores.items():
         crops = np.concatenate([g for g, _ in parts])
         times = np.concatenate([t for _, t in parts])
-        first = int(round(times[0] * 25))
+        first = int(round(times[0] * frontend.VIDEO_FPS))
         halves = lower_halves(crops, expert.sync_config.crop_size)
-        lse = expert_lse(expert, halves, mel[:, int(round(3.2 * first)) :], 0, 0, 15)
+        lse = expert_lse(expert, halves, mel[:, frontend.mel_start(first) :], 0, 0, 15)
         if lse is not None:
             out[span] = {"lse_d": round(lse.distance, 3), "lse_c": round(lse.confidence, 3), "offset": lse.offset}
     return out
@@ -839,16 +841,16 @@ def _run(cfg: DubConfig, ready: _Prepared, out: Path, work: Work, names: list[st
                 extract_audio(video, source_wav)
                 extract_audio_native(video, native_wav)
             else:
-                write_wav(source_wav, np.zeros(int(info.duration * 16000), np.float32))
+                write_wav(source_wav, np.zeros(int(info.duration * AUDIO_RATE), np.float32))
     # the dub is as long as the picture: audio running past it is not dubbed (and said so)
     duration = ready.duration
     original = read_audio(source_wav)
-    if len(original) / 16000 > duration + 0.5:
+    if len(original) / AUDIO_RATE > duration + 0.5:
         notes.append(
-            f"the audio runs {len(original) / 16000 - duration:.1f} s past the picture; "
+            f"the audio runs {len(original) / AUDIO_RATE - duration:.1f} s past the picture; "
             f"the dub ends with the picture at {duration:.1f} s"
         )
-        original = original[: int(duration * 16000)]
+        original = original[: int(duration * AUDIO_RATE)]
 
     # segments, the language spoken, and the texts
     found = work.json("segments")
@@ -1000,7 +1002,7 @@ def _run(cfg: DubConfig, ready: _Prepared, out: Path, work: Work, names: list[st
         "step_seconds": times.rounded(),
         "sync_metrics": LSE_HINT,
         "expert_thresholds": calibration(bundle.source("expert")[0]) or None,
-        "audio": {"sample_rate": info.audio_rate or 16000, "channels": info.audio_channels or 1},
+        "audio": {"sample_rate": info.audio_rate or AUDIO_RATE, "channels": info.audio_channels or 1},
         "units": UNITS,
     }
     atomic_write_text(out / names[2], json.dumps(report, indent=2, ensure_ascii=False) + "\n")

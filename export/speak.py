@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from shqip_av import ShqipError
+from shqip_av.media import AUDIO_RATE
 
-RATE = 16000
+RATE = AUDIO_RATE  # what the TTS output is resampled to
 ESPEAK_WPM = 175  # espeak-ng's default words per minute: speaking rate 1
 # espeak-ng's -p setting → the median F0 voice_of measures, for its m3 and f3 variants (sq voice)
 ESPEAK_PITCH = {

@@ -261,7 +261,7 @@ class FilterConfig:
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where or how fast they are computed)."""
         from shqip_av.components import weights_digest
-        from filter.transcripts import model_digest
+        from shqip_av.components.whisper import model_digest
 
         data = to_dict(self)
         for key in ("root", "workers", "engine", "ray_address", "max_retries", "video_timeout"):

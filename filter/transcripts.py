@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from filter.config import ConfigurationError, TranscriptsConfig
+from shqip_av.components.whisper import model_digest
 from shqip_av import ShqipError
 from shqip_av.log import get_logger
 from shqip_av.media import AUDIO_RATE
@@ -35,26 +36,6 @@ from shqip_av.normalize import normalize
 log = get_logger(__name__)
 
 MIN_SECONDS = 0.2  # less audio than this holds no word: not worth a recognizer pass
-_WEIGHTS = ("*.safetensors", "*.bin")
-
-
-def _weight_files(source: str) -> list[Path]:
-    """The weight files that decide a local model's output (a train.asr run: its adapter or model,
-    not its checkpoints); empty for a Hub id."""
-    folder = Path(source).expanduser()
-    if not folder.is_dir():
-        return []
-    if (folder / "config.yaml").is_file() and (folder / "processor").is_dir():  # a train.asr run
-        folder = folder / "adapter" if (folder / "adapter").is_dir() else folder / "model"
-    return sorted(p for pattern in _WEIGHTS for p in folder.glob(pattern))
-
-
-def model_digest(source: str) -> str:
-    """sha256 over a local model's weights ('' for a Hub id): the filter's config fingerprint
-    holds it, so a retrained model at the same path redoes the step."""
-    from shqip_av.files import weights_digest
-
-    return weights_digest(_weight_files(source))
 
 
 def model_label(cfg: TranscriptsConfig) -> str:

@@ -17,17 +17,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from shqip_av.media import AUDIO_RATE
+from shqip_av.schema import FPS
+
 if TYPE_CHECKING:
     import torch
 
-SAMPLE_RATE = 16_000
+SAMPLE_RATE = AUDIO_RATE  # 16 kHz: the project's one audio rate (shqip_av.media)
 N_FFT = 800
 WIN_LENGTH = 800
 HOP_LENGTH = 200
 N_MELS = 80
 F_MIN, F_MAX = 55.0, 7600.0
 MEL_RATE = SAMPLE_RATE / HOP_LENGTH  # 80 mel frames per second
-VIDEO_FPS = 25.0
+VIDEO_FPS = float(FPS)  # the sample schema's frame rate (shqip_av.schema)
 LOG_FLOOR = 1e-5
 SILENCE = math.log(LOG_FLOOR)  # the log-mel value of zero audio
 

@@ -280,3 +280,25 @@ def recognize(
         )
         for i in range(len(decode_in))
     ]
+
+
+_WEIGHTS = ("*.safetensors", "*.bin")
+
+
+def weight_files(source: str) -> list[Path]:
+    """The weight files that decide a local model's output (a train.asr run: its adapter or model,
+    not its checkpoints); empty for a Hub id."""
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        return []
+    if (folder / "config.yaml").is_file() and (folder / "processor").is_dir():  # a train.asr run
+        folder = folder / "adapter" if (folder / "adapter").is_dir() else folder / "model"
+    return sorted(p for pattern in _WEIGHTS for p in folder.glob(pattern))
+
+
+def model_digest(source: str) -> str:
+    """sha256 over a local model's weights ('' for a Hub id): the filter's config fingerprint
+    holds it, so a retrained model at the same path redoes the step."""
+    from shqip_av.files import weights_digest
+
+    return weights_digest(weight_files(source))

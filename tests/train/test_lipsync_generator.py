@@ -173,7 +173,7 @@ def test_the_generator_learns_to_follow_audio_not_to_copy(demo_generator):
     sentence of another voice (never seen in training) opens its mouth with that sentence's
     loudness, as MediaPipe measures it on the generated crops, clearly more than the face's own
     frames (a copy) do. On the sample clips the mouth opens with loudness by construction."""
-    from train.lipsync.faces import load_faces
+    from train.lipsync.generator_data import load_faces
     from train.lipsync.inference import generate_track
     from train.lipsync.revoice import follow_score
 
@@ -337,7 +337,7 @@ def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_checkpoint(
 
 
 def test_samples_without_landmarks_or_too_short_are_skipped_and_counted(demo_root):
-    from train.lipsync.faces import decode_face_sample
+    from train.lipsync.generator_data import decode_face_sample
 
     tar = sorted(glob.glob(str(demo_root / "shards" / "*" / "*.tar")))[0]
     key, members = next(iter(read_tar_samples(tar)))
@@ -357,7 +357,7 @@ def test_streamed_windows_resume_exactly_across_loader_workers(demo_root):
 
     from torch.utils.data import DataLoader
 
-    from train.lipsync.faces import collate, load_faces
+    from train.lipsync.generator_data import collate, load_faces
     from train.lipsync.stream import WindowStream, index_split
 
     index, skipped = index_split(str(demo_root), "train", frames=5, exclude=5)

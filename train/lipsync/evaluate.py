@@ -98,7 +98,7 @@ def _summary(rows: list[dict]) -> dict:
 
 def evaluate_split(cfg: EvaluateConfig) -> dict:
     from shqip_av.components.sync_expert import expert_lse, load_expert
-    from train.lipsync.data import load_split
+    from train.lipsync.expert_data import load_split
 
     model = load_expert(cfg.expert, "--expert").eval()
     c = model.sync_config
@@ -225,7 +225,7 @@ def generator_metrics(generator, expert, samples, *, max_offset: int = 15, landm
 
 def evaluate_generator(cfg: EvaluateConfig) -> dict:
     from shqip_av.components.sync_expert import load_expert
-    from train.lipsync.faces import load_faces
+    from train.lipsync.generator_data import load_faces
     from shqip_av.components.lipsync_generator import load_generator
 
     try:

@@ -83,7 +83,7 @@ def run_training(cfg: ExpertConfig) -> dict:
     from torch.utils.data import DataLoader
 
     from shqip_av.components.sync_expert import build_expert, calibrate
-    from train.lipsync.data import PairDataset, SplitData, collate, load_split, summary
+    from train.lipsync.expert_data import PairDataset, SplitData, collate, load_split, summary
 
     validate(cfg)
     if cfg.data.min_shift > cfg.data.max_shift:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from train.lipsync.faces import to_chw
+from train.lipsync.generator_data import to_chw
 from shqip_av.components.lipsync_generator import frame_audio
 from train.lipsync.references import ReferencePicker
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from shqip_av import ShqipError
+from shqip_av.components import audio_frontend as frontend
 from shqip_av.config import option, parse_config, run_cli
 from shqip_av.files import atomic_write_text
 from shqip_av.log import setup_logging
@@ -34,7 +35,7 @@ class RevoiceConfig:
 
 def mel_loudness(mel: np.ndarray, frames: int) -> np.ndarray:
     """Mean log-mel energy of each video frame's audio (3.2 mel frames per video frame)."""
-    return np.array([mel[:, int(round(3.2 * t)) : int(round(3.2 * t)) + 3].mean() for t in range(frames)])
+    return np.array([mel[:, frontend.mel_start(t) : frontend.mel_start(t) + 3].mean() for t in range(frames)])
 
 
 def mouth_opening(crops: np.ndarray) -> np.ndarray:
@@ -68,7 +69,7 @@ def revoice(cfg: RevoiceConfig) -> dict:
     from shqip_av.components import audio_frontend as frontend
     from shqip_av.files import DatasetRoot
     from shqip_av.media import write_video
-    from train.lipsync.faces import load_faces
+    from train.lipsync.generator_data import load_faces
     from shqip_av.components.lipsync_generator import load_generator
     from train.lipsync.inference import generate_track
 
@@ -94,7 +95,7 @@ def revoice(cfg: RevoiceConfig) -> dict:
     if not cfg.voice and not others:
         raise ShqipError("the shards hold a single sample: nothing to re-voice it with")
     voice = by_key[cfg.voice] if cfg.voice else max(others, key=lambda s: s.mel.shape[1])
-    n = min(len(face.crops), int(voice.mel.shape[1] / 3.2))
+    n = min(len(face.crops), int(voice.mel.shape[1] / frontend.mel_per_video_frame()))
     generated = generate_track(model, face.crops[:n], face.landmarks[:n], voice.mel)
     out = Path(cfg.out) if cfg.out else (source / "revoice" if source.is_dir() else Path("revoice"))
     out.mkdir(parents=True, exist_ok=True)

@@ -143,7 +143,7 @@ class WindowStream(_iterable_dataset()):
 
     def lane_items(self, lane: int, lanes: int, skip: int = 0):
         """This lane's windows, after skipping the first ``skip`` without decoding anything."""
-        from train.lipsync.faces import sample_window
+        from train.lipsync.generator_data import sample_window
 
         decoded: dict[int, object] = {}  # at most ``buffer`` samples: one is dropped after its last window
         for count, (i, first, last) in enumerate(self.schedule(lane, lanes)):
@@ -167,7 +167,7 @@ class WindowStream(_iterable_dataset()):
 
 def decode_indexed(item: IndexedSample, *, size: int, frames: int, references: int, exclude: int):
     """The FaceSample of an indexed sample, or the reason it cannot serve."""
-    from train.lipsync.faces import decode_face_sample
+    from train.lipsync.generator_data import decode_face_sample
 
     try:
         members = read_member_spans(item.tar, {suffix: (offset, size_) for suffix, offset, size_ in item.spans})

@@ -205,7 +205,7 @@ class StreamedSplit:
 def _streamed_splits(cfg: GeneratorTrainConfig):
     """(StreamedSplit of train, FaceData of validation) for a streaming run: validation is decoded
     (at most training.eval_windows samples), held out of train by the same rule as in memory."""
-    from train.lipsync.faces import FaceData, load_faces
+    from train.lipsync.generator_data import FaceData, load_faces
     from train.lipsync.stream import decode_indexed, index_split
 
     m, d, t = cfg.model, cfg.data, cfg.training
@@ -275,7 +275,7 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
     from torch.utils.data import DataLoader
 
     from shqip_av.components import audio_frontend as frontend
-    from train.lipsync.faces import FaceData, WindowDataset, collate, load_faces
+    from train.lipsync.generator_data import FaceData, WindowDataset, collate, load_faces
     from shqip_av.components.lipsync_generator import MOUTH_BOX, build_generator, mouth_targets
 
     validate(cfg)

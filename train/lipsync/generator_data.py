@@ -17,7 +17,7 @@ from shqip_av.components import audio_frontend as frontend
 from shqip_av.files import DatasetRoot
 from shqip_av.log import progress
 from shqip_av.schema import CROP_SIZE, read_tar_samples, video_id_of_key
-from train.lipsync.data import decode_media
+from train.lipsync.expert_data import decode_media
 from shqip_av.components.lipsync_generator import frame_audio
 from train.lipsync.references import ReferencePicker
 
