@@ -27,16 +27,14 @@ the result by the bundle's expert). Memory holds one chunk of frames, never the 
 from __future__ import annotations
 
 import hashlib
-import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from shqip_av import ShqipError
 from shqip_av.config import option
-from shqip_av.files import atomic_write_text
 from shqip_av.log import StepTimes, get_logger, progress
 from shqip_av.media import AUDIO_RATE
 
@@ -101,90 +99,6 @@ OWNER_KIND = "export dub"  # the owner record's kind in a dub's --out folder (sh
 MAX_CUES = 2000  # a translation .srt with more cues is not a translation of one video
 MIN_CUE_SECONDS = 0.2  # shorter than a syllable: nothing can be spoken or lip-synced in it
 MAX_CUE_CHARACTERS = 600
-
-
-class Work:
-    """The dub's step results in ``<out>/.<stem>.dub-work/``: a step whose file exists is not redone.
-
-    The folder is the dub's own: created with a record, locked while a dub uses it (a second dub
-    of the same video into the same folder is refused, not interleaved), and cleared of the files
-    the dub writes, never of anything else."""
-
-    RECORD = "work.json"
-    OURS = (
-        "work.json",
-        "lock",
-        "inputs.json",
-        "segments.json",
-        "speech.json",
-        "source.wav",
-        "source-native.wav",
-        "dub.wav",
-        "dub-native.wav",
-        "faces.npz",
-        "render.mp4",
-        "faces-track*.landmarks.npy",
-        ".track*.raw",
-        ".*.tmp*",
-    )
-
-    def __init__(self, folder: Path, created: bool, lock_fd: int):
-        self.folder, self.created, self._lock = folder, created, lock_fd
-
-    @classmethod
-    def open(cls, folder: Path) -> "Work":
-        import fcntl
-        import os
-
-        created = not folder.exists()
-        if not created and not (folder / cls.RECORD).is_file():
-            raise DubError(f"{folder} exists and is not a dub's work folder; move it away or choose another --out")
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise DubError(
-                f"another dub of this video is writing into {folder.parent}; wait for it to finish"
-            ) from None
-        work = cls(folder, created, fd)
-        if created:
-            work.save_json("work", {"kind": OWNER_KIND, "note": "a dub's resumable steps; removed when it completes"})
-        return work
-
-    def json(self, name: str):
-        path = self.folder / f"{name}.json"
-        return json.loads(path.read_text()) if path.is_file() else None
-
-    def save_json(self, name: str, value) -> None:
-        atomic_write_text(self.folder / f"{name}.json", json.dumps(value, indent=2, ensure_ascii=False) + "\n")
-
-    def clear(self) -> None:
-        """Remove the steps' files (a rerun with other inputs): only names the dub writes."""
-        for pattern in self.OURS:
-            if pattern in (self.RECORD, "lock"):
-                continue
-            for path in self.folder.glob(pattern):
-                path.unlink(missing_ok=True)
-
-    def remove(self) -> None:
-        """The dub is over (done or refused): its files go, then the folder if nothing else is left."""
-        self.clear()
-        for name in (self.RECORD, "lock"):
-            (self.folder / name).unlink(missing_ok=True)
-        self.release()
-        try:
-            self.folder.rmdir()
-        except OSError:
-            log.warning("%s holds files the dub did not write; left in place", self.folder)
-
-    def release(self) -> None:
-        import os
-
-        if self._lock >= 0:
-            os.close(self._lock)
-            self._lock = -1
 
 
 # ------------------------------------------------------------------------------------- steps
@@ -286,15 +200,13 @@ def recognize(
 
 
 def speak_segments(
-    bundle, audio: np.ndarray, segments: list[Segment], fit: FitConfig, total: float, times: StepTimes | None = None
+    speaker, audio: np.ndarray, segments: list[Segment], fit: FitConfig, total: float, times: StepTimes | None = None
 ):
-    """Fitted speech per segment and its report rows."""
+    """Fitted speech per segment (by the bundle's loaded ``speaker``) and its report rows."""
     from export.fit import fit_to_slot, speaking_rate
-    from export.speak import make_speaker, voice_of
+    from export.speak import voice_of
 
     times = times or StepTimes()
-    entry = bundle.component("tts")
-    speaker = make_speaker(entry, *bundle.source("tts", entry))
     pieces, rows = [], []
     for i, seg in enumerate(progress(segments, desc="speak and fit", unit="segment")):
         slot = seg.end - seg.start
@@ -487,6 +399,57 @@ def lipsync_spans(scan, segments: list[Segment], loudness: np.ndarray, fps: floa
     return spans, owner
 
 
+class _Chunks:
+    """The frames of the open chunk of a span, generated and pasted back together. Unless the span
+    ends with a chunk, its last CHUNK_OVERLAP frames are held back and generated again with the
+    next chunk, the two results cross-faded, so chunk edges do not show as a jump in the mouth."""
+
+    def __init__(self, generator, dub_mel: np.ndarray, fps: float, paster: Paster, color_match: bool, times: StepTimes):
+        self.generator, self.dub_mel, self.fps = generator, dub_mel, fps
+        self.paster, self.color_match, self.times = paster, color_match, times
+        self.pending: list = []  # (index, frame, affine, crop, crop landmarks, span) of the open chunk
+        self.carried: list = []  # generated crops of the first frames of `pending`, from the chunk before
+        self.scores: dict[int, list] = {}  # span → [(generated crops, their times)], for the sync score
+
+    @property
+    def span(self) -> int | None:
+        return self.pending[0][5] if self.pending else None
+
+    def add(self, item: tuple) -> None:
+        self.pending.append(item)
+
+    def flush(self, final: bool) -> list[np.ndarray]:
+        """Generate the open chunk; the finished frames, pasted back, in order."""
+        from train.lipsync.inference import generate_track
+
+        if not self.pending:
+            return []
+        pending, span = self.pending, self.span
+        when = np.array([p[0] / self.fps for p in pending])
+        with self.times("lip-sync"):
+            generated = generate_track(
+                self.generator,
+                np.stack([p[3] for p in pending]),
+                np.stack([p[4] for p in pending]),
+                None,
+                audio_windows=audio_windows(self.dub_mel, when),
+                device=str(next(self.generator.parameters()).device),
+            )
+        for i, old in enumerate(self.carried):
+            w = (i + 1) / (len(self.carried) + 1)
+            generated[i] = (w * generated[i] + (1 - w) * old + 0.5).astype(np.uint8)
+        ready = len(pending) - (0 if final else min(CHUNK_OVERLAP, len(pending) - 1))
+        self.scores.setdefault(span, []).append((generated[:ready], when[:ready]))
+        with self.times("paste-back"):
+            out = generated[:ready]
+            if self.color_match:
+                out = [self.paster.match_color(g, p[3]) for p, g in zip(pending, out)]
+            done = [self.paster.paste(p[1], g, p[2]) for p, g in zip(pending, out)]
+        self.carried = list(generated[ready:])
+        del pending[:ready]
+        return done
+
+
 def render(
     video: Path,
     info,
@@ -505,98 +468,48 @@ def render(
     gets the generator's, the crops', the paste-back's and (the rest) decode + encode seconds."""
     import cv2
 
+    from export.disclose import draw_mark
     from shqip_av import geometry
     from shqip_av.media import iter_frames, write_video
     from shqip_av.schema import CROP_SIZE
-    from train.lipsync.inference import generate_track
 
-    steps = times if times is not None else StepTimes()
+    times = times if times is not None else StepTimes()
     size = generator.generator_config.size
-    paster = Paster(cfg.feather)
-    owner = {}
-    for i, (track, first, last) in enumerate(spans):
-        for f in range(first, last):
-            owner[f] = i
-    scores: dict[int, list] = {}
-    pending: list = []  # (index, frame, affine, crop, crop landmarks) of the open chunk
-    carried: list = []  # generated crops of the first frames of `pending`, from the chunk before
+    owner = {f: i for i, (_, first, last) in enumerate(spans) for f in range(first, last)}
+    chunks = _Chunks(generator, dub_mel, fps, Paster(cfg.feather), cfg.color_match, times)
 
-    def flush(final: bool):
-        """Generate the open chunk and paste it. Unless the span ends here, its last
-        CHUNK_OVERLAP frames are held back and generated again with the next chunk, the two
-        results cross-faded, so chunk edges do not show as a jump in the mouth."""
-        if not pending:
-            return []
-        span = owner[pending[0][0]]
-        when = np.array([p[0] / fps for p in pending])
-        crops = np.stack([p[3] for p in pending])
-        marks = np.stack([p[4] for p in pending])
-        with steps("lip-sync"):
-            generated = generate_track(
-                generator,
-                crops,
-                marks,
-                None,
-                audio_windows=audio_windows(dub_mel, when),
-                device=str(next(generator.parameters()).device),
-            )
-        for i, old in enumerate(carried):
-            w = (i + 1) / (len(carried) + 1)
-            generated[i] = (w * generated[i] + (1 - w) * old + 0.5).astype(np.uint8)
-        keep = 0 if final else min(CHUNK_OVERLAP, len(pending) - 1)
-        ready = len(pending) - keep
-        scores.setdefault(span, []).append((generated[:ready], when[:ready]))
-        with steps("paste-back"):
-            out = generated[:ready]
-            if cfg.color_match:
-                out = [paster.match_color(g, p[3]) for p, g in zip(pending, out)]
-            done = [(p[0], paster.paste(p[1], g, p[2])) for p, g in zip(pending, out)]
-        carried[:] = list(generated[ready:])
-        del pending[:ready]
-        return done
-
-    def frames():
-        for index, frame in enumerate(
-            progress(
-                iter_frames(video, fps=fps, info=info),
-                desc="lip-sync and render",
-                total=info.num_frames or None,
-                unit="frame",
-            )
-        ):
-            span = owner.get(index)
-            if pending and (span is None or span != owner[pending[0][0]]):
-                for _, done in flush(final=True):
-                    yield done
-            elif len(pending) >= CHUNK_FRAMES:
-                for _, done in flush(final=False):
-                    yield done
-            if span is None:
-                yield frame
-                continue
-            track = spans[span][0]
-            with steps("crop"):
-                pending.append(crop_at(index, frame, track))
-        for _, done in flush(final=True):
-            yield done
-
-    def crop_at(index, frame, track):
+    def crop_at(index: int, frame: np.ndarray, span: int) -> tuple:
+        track = spans[span][0]
         crop, affine = geometry.canonical_crop(frame, track.align[index - track.start], CROP_SIZE)
         marks = geometry.apply_affine(affine, track.landmarks[index - track.start : index - track.start + 1][0])
         small = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
-        return index, frame, affine, small, marks * (size / CROP_SIZE)
+        return index, frame, affine, small, marks * (size / CROP_SIZE), span
 
-    from export.disclose import draw_mark
+    def frames():
+        decoded = iter_frames(video, fps=fps, info=info)
+        shown = progress(decoded, desc="lip-sync and render", total=info.num_frames or None, unit="frame")
+        for index, frame in enumerate(shown):
+            span = owner.get(index)
+            if chunks.pending and span != chunks.span:  # the span ended: its chunk is complete
+                yield from chunks.flush(final=True)
+            elif len(chunks.pending) >= CHUNK_FRAMES:
+                yield from chunks.flush(final=False)
+            if span is None:
+                yield frame
+                continue
+            with times("crop"):
+                chunks.add(crop_at(index, frame, span))
+        yield from chunks.flush(final=True)
 
     frames_out = (draw_mark(f) if cfg.visible_mark else f for f in frames())
     start = time.perf_counter()
     write_video(out, frames_out, fps=fps, audio=audio, extra_video_args=metadata)
-    inside = sum(steps.seconds.get(k, 0.0) for k in ("lip-sync", "paste-back", "crop"))
-    steps.seconds["decode and encode"] = (
-        steps.seconds.get("decode and encode", 0.0) + time.perf_counter() - start - inside
+    inside = sum(times.seconds.get(k, 0.0) for k in ("lip-sync", "paste-back", "crop"))
+    times.seconds["decode and encode"] = (
+        times.seconds.get("decode and encode", 0.0) + time.perf_counter() - start - inside
     )
-    with steps("sync score"):
-        return _span_lse(scores, dub_mel, expert)
+    with times("sync score"):
+        return _span_lse(chunks.scores, dub_mel, expert)
 
 
 def _span_lse(scores: dict, mel: np.ndarray, expert) -> dict[int, dict]:
@@ -627,383 +540,14 @@ def _device(name: str) -> str:
         raise DubError(str(e)) from None
 
 
-LSE_HINT = {
-    "lse_c": "sync confidence of the bundle's expert over the span: higher is better (near 0: the mouth does "
-    "not follow the speech); compare with the expert's calibration in expert_thresholds",
-    "lse_d": "audio-visual distance at the best offset: lower is better",
-    "offset": "frames at which audio and mouth agree best; 0 is in sync, positive means the audio is late",
-}
-UNITS = {
-    "times": "seconds (start, end, *_s, source_seconds, and the fitting figures synthesized, fitted, borrowed, "
-    "overflow)",
-    "fps": "frames per second",
-    "frames": "video frames",
-    "size": "pixels (width, height)",
-    "face.box": "pixels in the source frame (x0, y0, x1, y1)",
-}
+def dub(cfg: DubConfig) -> dict:
+    """Dub ``cfg.input`` with the bundle ``cfg.bundle`` (what ``python -m export dub`` runs): the
+    inputs that need no model are checked first, then the bundle's components load, then the
+    pipeline runs (export.pipeline.DubbingPipeline). Returns the report."""
+    from export.pipeline import DubbingPipeline, check_inputs
 
-
-@dataclass
-class _Prepared:
-    """Everything a dub needs, checked and loaded before anything is written."""
-
-    video: Path
-    info: object
-    duration: float
-    bundle: object
-    target: str
-    source_language: str
-    translator: object
-    translation: list[Segment] | None
-    notes: list[str]
-    signing: object
-    asr: object
-    generator: object
-    expert: object
-    device: str
-
-
-def _quiet_libraries() -> None:
-    """Library notices (transformers deprecations, weight-loading lines) are not the user's
-    concern during a dub; progress and our own notes are."""
-    import warnings
-
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()  # "Loading weights" bars among the dub's own progress
-    for category in (FutureWarning, DeprecationWarning, UserWarning):
-        warnings.filterwarnings("ignore", category=category, module=r"(transformers|torch|huggingface_hub|peft)\b")
-
-
-def prepare(cfg: DubConfig) -> _Prepared:
-    """Check every input and load every model: a dub that would fail, fails here, having written
-    nothing."""
-    from export.bundle import load_bundle
-    from export.disclose import C2paSigning
-    from shqip_av.media import MediaError, check_decodes, probe
-
-    _quiet_libraries()
     if not cfg.input or not cfg.bundle:
         raise DubError("give the video to dub and --bundle exports/<name>")
-    video = Path(cfg.input)
-    if not video.is_file():
-        raise DubError(f"{video}: no such file")
-    try:
-        info = probe(video)
-        check_decodes(video)
-    except MediaError as e:
-        raise DubError(f"{video}: cannot be read as a video ({str(e).splitlines()[0]})") from None
-    if not info.has_video:
-        raise DubError(f"{video}: has no video stream")
-    fps = info.fps
-    picture = info.num_frames / fps if info.num_frames and fps else info.duration
-    duration = min(info.duration, picture)
-    translation, notes = translation_segments(cfg.translation, duration) if cfg.translation else (None, [])
-    signing = (
-        C2paSigning.load(cfg.c2pa_cert, cfg.c2pa_key, cfg.c2pa_timestamp_url) if cfg.c2pa_cert or cfg.c2pa_key else None
-    )
-    bundle = load_bundle(cfg.bundle)
-    target = cfg.to or bundle.index.get("target_language") or "en"
-    source_language = cfg.source_language or bundle.index.get("source_language") or ""
-    source_language = "" if source_language == "auto" else source_language  # empty: Whisper detects it
-    tts = bundle.component("tts")
-    if tts.get("backend") == "espeak":  # espeak's voice is a language: it must be the target's
-        from export.speak import EspeakSpeaker
-
-        voice = bundle.source("tts", tts)[0]
-        if voice.split("-")[0].lower() != target.split("-")[0].lower():
-            raise DubError(
-                f"the bundle's speech is espeak-ng voice {voice!r}, which does not speak {target!r}: "
-                f"build a bundle with --tts espeak:{target} --to {target}"
-            )
-        EspeakSpeaker(voice)  # installed, and the voice exists: now, not after recognition
-    translator = None
-    if not cfg.translation:
-        if "mt" not in bundle.index:
-            raise DubError(f"the bundle {bundle.path} has no translation model: give --translation my.srt")
-        from export.translate import Translator
-
-        translator = Translator(*bundle.load_mt())
-        # an unknown language code: now, not after recognition (a detected source: after detection)
-        translator.check(source_language or target, target)
-    device = _device(cfg.device)
-    # every model, now: a Hub id not in the cache offline, a corrupt or wrong-kind folder
-    asr = bundle.load_asr(source_language or None) if "asr" in bundle.index else None
-    generator = bundle.load_generator().eval().to(device)
-    expert = bundle.load_expert().eval()
-    return _Prepared(
-        video,
-        info,
-        duration,
-        bundle,
-        target,
-        source_language,
-        translator,
-        translation,
-        notes,
-        signing,
-        asr,
-        generator,
-        expert,
-        device,
-    )
-
-
-def _claim_out(cfg: DubConfig, video: Path) -> tuple[Path, bool, list[str]]:
-    """The output folder, whether this dub created it, and the names it will write there. Any of
-    those names already present and not written by a dub stops the dub, with nothing changed."""
-    from shqip_av.files import foreign_files
-
-    out = Path(cfg.out or Path("dubs") / video.stem)
-    names = [f"{video.stem}.dub.mp4", f"{video.stem}.dub.srt", "report.json"]
-    if out.exists() and not out.is_dir():
-        raise DubError(f"--out {out} is a file, not a folder")
-    foreign = foreign_files(out, OWNER_KIND, names)
-    if foreign:
-        raise DubError(
-            f"--out {out} already has {foreign[0]}, which no dub wrote; choose another --out (nothing was changed)"
-        )
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DubError(f"cannot write to {out}: {e.strerror}") from None
-    return out, created, names
-
-
-def dub(cfg: DubConfig) -> dict:
-    """Dub ``cfg.input``. Nothing is written before every input is checked; a dub refused midway
-    (no speech, say) leaves the --out folder as it was; a killed dub reruns from its last step;
-    only files a dub wrote are ever replaced or removed."""
-    from shqip_av.files import remove_tree
-
-    ready = prepare(cfg)
-    out, created, names = _claim_out(cfg, ready.video)
-    try:
-        work = Work.open(out / f".{ready.video.stem}.dub-work")
-    except DubError:
-        if created:
-            remove_tree(out)
-        raise
-    try:
-        report = _run(cfg, ready, out, work, names)
-    except ShqipError:  # refused: what this dub wrote goes, so nothing has changed
-        work.remove()
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
-        raise
-    except BaseException:  # interrupted: the steps stay for the rerun
-        work.release()
-        raise
-    work.remove()  # finished: the steps' files are no longer needed
-    return report
-
-
-def _face_of(track, first: int, last: int) -> dict:
-    """Which face a span regenerated: its track id and its median box in the source frame."""
-    marks = np.asarray(track.landmarks[first - track.start : last - track.start])
-    lo, hi = np.median(marks.min(axis=1), axis=0), np.median(marks.max(axis=1), axis=0)
-    return {"track": int(track.track_id), "box": [int(round(v)) for v in (*lo, *hi)]}
-
-
-def _run(cfg: DubConfig, ready: _Prepared, out: Path, work: Work, names: list[str]) -> dict:
-    import shqip_av
-    from export.disclose import container_metadata
-    from shqip_av.components.face_tracker import FaceConfig
-    from shqip_av.components.face_tracker import FaceScan, scan_faces
-    from shqip_av.components import audio_frontend as frontend
-    from shqip_av.captions import Cue, write_srt
-    from shqip_av.files import atomic_output, record_owned
-    from shqip_av.media import extract_audio, extract_audio_native, read_audio, read_wav, write_wav
-
-    video, info, bundle, target = ready.video, ready.info, ready.bundle, ready.target
-    source_language, translator, signing, device = ready.source_language, ready.translator, ready.signing, ready.device
-    notes = list(ready.notes)
-    times = StepTimes()
-    inputs = {
-        "source_sha256": _sha256(video),
-        "bundle": str(bundle.path),
-        "to": target,
-        "from": source_language,
-        "translation_sha256": _sha256(Path(cfg.translation)) if cfg.translation else None,
-        "fit": asdict(cfg.fit),
-        "duck": cfg.duck,
-    }
-    if work.json("inputs") not in (None, inputs):  # a rerun with other inputs: the old steps do not apply
-        work.clear()
-    work.save_json("inputs", inputs)
-    source_wav, native_wav = work.folder / "source.wav", work.folder / "source-native.wav"
-    fps = info.fps
-    if not source_wav.is_file() or (info.has_audio and not native_wav.is_file()):
-        with times("audio"):
-            if info.has_audio:
-                extract_audio(video, source_wav)
-                extract_audio_native(video, native_wav)
-            else:
-                write_wav(source_wav, np.zeros(int(info.duration * AUDIO_RATE), np.float32))
-    # the dub is as long as the picture: audio running past it is not dubbed (and said so)
-    duration = ready.duration
-    original = read_audio(source_wav)
-    if len(original) / AUDIO_RATE > duration + 0.5:
-        notes.append(
-            f"the audio runs {len(original) / AUDIO_RATE - duration:.1f} s past the picture; "
-            f"the dub ends with the picture at {duration:.1f} s"
-        )
-        original = original[: int(duration * AUDIO_RATE)]
-
-    # segments, the language spoken, and the texts
-    found = work.json("segments")
-    if found is None:
-        with times("speech segments"):
-            original_speech = speech_segments(original)
-        if ready.translation is not None:
-            segments = [Segment(s.start, s.end, "", s.translation) for s in ready.translation]
-        else:
-            segments = [Segment(s.start, s.end) for s in original_speech]
-            if not segments:
-                raise DubError(f"{video}: no speech found (nothing to dub)")
-        detected = None
-        if ready.asr is not None:  # with the user's translation too: the report shows what was said
-            with times("recognize"):
-                source_language, detected = recognize(ready.asr, original, segments, source_language, device)
-        if translator is not None:
-            translator.check(source_language, target)
-            with times("translate"):
-                texts = translator.translate([s.source_text for s in segments], source_language, target)
-            for seg, text in zip(segments, texts):
-                seg.translation = text
-        work.save_json(
-            "segments",
-            {
-                "source_language": source_language,
-                "detected": detected,
-                "segments": [asdict(s) for s in segments],
-                "original_speech": [asdict(s) for s in original_speech],
-            },
-        )
-    else:
-        source_language, detected = found["source_language"], found["detected"]
-        segments = [Segment(**s) for s in found["segments"]]
-        original_speech = [Segment(**s) for s in found["original_speech"]]
-    segments = [s for s in segments if s.translation.strip()]
-
-    # speech, fitted, and the mix: at 16 kHz mono for the generator, and at the source's own rate
-    # and channels for the soundtrack (outside the new speech it is the source's, as it was)
-    dub_wav, dub_native = work.folder / "dub.wav", work.folder / "dub-native.wav"
-    fitting = work.json("speech")
-    if fitting is None or not dub_wav.is_file() or (info.has_audio and not dub_native.is_file()):
-        pieces, fitting = speak_segments(bundle, original, segments, cfg.fit, duration, times)
-        with times("mix"):
-            write_wav(dub_wav, mix(original, segments, pieces, cfg.duck))
-            if info.has_audio:
-                native, rate = read_wav(native_wav)
-                native = native[: int(round(duration * rate))]
-                write_wav(
-                    dub_native,
-                    mix(native if native.shape[1] > 1 else native[:, 0], segments, pieces, cfg.duck, rate),
-                    sample_rate=rate,
-                )
-        work.save_json("speech", fitting)
-    dub_audio = read_audio(dub_wav)
-
-    # faces and lip-sync
-    faces = work.folder / "faces.npz"
-    if faces.is_file():
-        scan = FaceScan.load(faces)
-    else:
-        with times("faces"):
-            scan = scan_faces(video, info, FaceConfig(), fps, folder=work.folder, progress_desc="face tracking")
-        scan.save(faces)
-    n = scan.num_frames
-    # where the original speaker talked and the new audio is silent, the mouth is regenerated too
-    # (to silence): otherwise it would go on mouthing words nobody hears
-    quiet = uncovered(original_speech, segments)
-    everything = sorted(segments + quiet, key=lambda seg: seg.start)
-    spans, owners = lipsync_spans(
-        scan, everything, frontend.speech_loudness(original, n, fps), fps, cfg.buffer_frames, n
-    )
-    position = {id(seg): i for i, seg in enumerate(everything)}
-    span_of = [owners[position[id(seg)]] for seg in segments]
-    if not scan.tracks:
-        notes.append("no face found anywhere: the audio is dubbed, the picture is not lip-synced")
-    elif not spans:
-        notes.append("no face speaks during the segments: the picture is not lip-synced")
-    result = out / names[0]
-    source_sha256 = inputs["source_sha256"]
-    metadata = container_metadata(shqip_av.__version__, bundle.index.get("name", ""), source_sha256)
-    dub_mel = frontend.log_mel(dub_audio).numpy()
-    rendered = work.folder / "render.mp4" if signing else result
-    soundtrack = dub_native if info.has_audio else dub_wav
-    faces_used = [_face_of(track, first, last) for track, first, last in spans]
-    record_owned(out, OWNER_KIND, names)  # from here on these names are the dub's
-    lse = render(
-        video, info, fps, spans, ready.generator, dub_mel, cfg, rendered, soundtrack, metadata, ready.expert, times
-    )
-    if signing:
-        with times("c2pa"), atomic_output(result, suffix=".mp4") as tmp:
-            signing.sign(
-                rendered,
-                tmp,
-                video,
-                result.name,
-                {
-                    "bundle": bundle.index.get("name", ""),
-                    "source_sha256": source_sha256,
-                    "source_language": source_language,
-                    "target_language": target,
-                    "generated": GENERATED,
-                },
-            )
-
-    write_srt(out / names[1], [Cue(s.start, s.end, s.translation) for s in segments])
-    rows = []
-    for i, (seg, fit) in enumerate(zip(segments, fitting)):
-        span = span_of[i]
-        rows.append(
-            {
-                "index": i,
-                "start": seg.start,
-                "end": seg.end,
-                "source_text": seg.source_text,
-                "translation": seg.translation,
-                **fit,
-                "lip_synced": span is not None,
-                "face": faces_used[span] if span is not None else None,
-                "sync": lse.get(span) if span is not None else None,
-            }
-        )
-    regenerated = set()
-    for _, first, last in spans:
-        regenerated.update(range(first, last))
-    from shqip_av.components import calibration
-
-    report = {
-        "video": str(result),
-        "source": str(video),
-        "source_sha256": source_sha256,
-        "bundle": str(bundle.path),
-        "source_language": source_language,
-        "source_language_detected": detected,
-        "target_language": target,
-        "fps": fps,
-        "size": [info.width, info.height],
-        "frames": n,
-        "lip_synced_frames": len(regenerated),
-        "faces": [{**f, "first_frame": first, "end_frame": last} for f, (_, first, last) in zip(faces_used, spans)],
-        "translation": "user .srt" if cfg.translation else bundle.index["mt"]["source"],
-        "generated": GENERATED,
-        "visible_mark": cfg.visible_mark,
-        "c2pa_signed": signing is not None,
-        "notes": notes,
-        "mouth_regenerated_to_silence": [[q.start, q.end] for q in quiet],
-        "segments": rows,
-        "source_seconds": round(duration, 3),
-        "step_seconds": times.rounded(),
-        "sync_metrics": LSE_HINT,
-        "expert_thresholds": calibration(bundle.source("expert")[0]) or None,
-        "audio": {"sample_rate": info.audio_rate or AUDIO_RATE, "channels": info.audio_channels or 1},
-        "units": UNITS,
-    }
-    atomic_write_text(out / names[2], json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    return report
+    checked = check_inputs(cfg)
+    pipe = DubbingPipeline.from_pretrained(cfg.bundle, device=cfg.device, source_language=cfg.source_language)
+    return pipe.run(cfg, checked).report

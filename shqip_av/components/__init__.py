@@ -19,6 +19,7 @@ import io
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from shqip_av import ShqipError
 
@@ -112,7 +113,7 @@ def expect_kind(source: str, expected: str | tuple[str, ...], option: str) -> Pa
     return folder
 
 
-def load_strict(cls, source: str, kind: str, option: str, **kwargs):
+def load_strict(cls: type, source: str, kind: str, option: str, **kwargs: Any) -> Any:
     """``cls.from_pretrained`` on a folder of the right kind (or a Hub id), every tensor matched."""
     folder = expect_kind(source, kind, option)
     target = str(run_model_folder(folder)) if folder is not None else source

@@ -94,7 +94,7 @@ def mel_length(num_frames: int, fps: float = VIDEO_FPS) -> int:
     return int(math.ceil(mel_per_video_frame(fps) * num_frames - 1e-9))
 
 
-def mel_window(mel, frame: int, num_frames: int, fps: float = VIDEO_FPS):
+def mel_window(mel: np.ndarray, frame: int, num_frames: int, fps: float = VIDEO_FPS) -> np.ndarray:
     """The audio of video frames [frame, frame + num_frames): mel columns
     [round(3.2·frame), + ceil(3.2·num_frames)), padded with silence (the log floor: zero audio)
     where they fall outside ``mel``; (…, 80, M) → (…, 80, L). Works on numpy arrays and torch tensors."""

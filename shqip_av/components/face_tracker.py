@@ -7,6 +7,7 @@ import os
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
@@ -286,7 +287,7 @@ def head_pose(matrix) -> np.ndarray:
     return np.array([yaw, pitch, roll], dtype=np.float32)
 
 
-def create_landmarker(cfg: FaceConfig):
+def create_landmarker(cfg: FaceConfig) -> Any:
     """A MediaPipe FaceLandmarker in VIDEO mode (one per video: timestamps must increase)."""
     from mediapipe.tasks.python import BaseOptions
     from mediapipe.tasks.python.vision import FaceLandmarker, FaceLandmarkerOptions, RunningMode

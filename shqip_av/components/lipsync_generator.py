@@ -20,6 +20,8 @@ Saves and loads like a Hub model (config.json + model.safetensors; ``from_pretra
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,7 +54,7 @@ def frame_audio(mel: np.ndarray, first: int, frames: int) -> np.ndarray:
     return np.stack([frontend.mel_window(mel, t - half, AUDIO_FRAMES) for t in range(first, first + frames)])
 
 
-def mouth_targets(landmarks, size: int):
+def mouth_targets(landmarks: torch.Tensor, size: int) -> torch.Tensor:
     """(B, T, 478, 2) landmarks in crop pixels → (B, T, P, 2) mouth points centred on the mouth,
     in crop sides: what the mouth head regresses (shape, not position)."""
     points = landmarks[:, :, list(MOUTH_POINTS)] / size
@@ -131,12 +133,14 @@ class LipSyncGenerator(
         kind is one line naming what it is, and every tensor must match (``load_strict``)."""
         return load_strict(cls, str(source), GENERATOR, option, **kwargs)
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
+    def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> Any:
         out = super().save_pretrained(save_directory, *args, **kwargs)
         mark_kind(save_directory, GENERATOR)  # config.json says what the folder is
         return out
 
-    def forward(self, frames, references, mel, return_mouth: bool = False):
+    def forward(
+        self, frames: torch.Tensor, references: torch.Tensor, mel: torch.Tensor, return_mouth: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         b, t, _, s, _ = frames.shape
         mask = self.mask.to(frames.dtype)
         masked = frames * (1 - mask)  # whatever was under the mask never reaches the network

@@ -19,6 +19,8 @@ filter's convention (positive = the audio is late), where syncnet_python reports
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,7 +100,7 @@ class SyncExpert(
         kind is one line naming what it is, and every tensor must match (``load_strict``)."""
         return load_strict(cls, str(source), SYNC_EXPERT, option, **kwargs)
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
+    def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> Any:
         out = super().save_pretrained(save_directory, *args, **kwargs)
         mark_kind(save_directory, SYNC_EXPERT)  # config.json says what the folder is
         return out

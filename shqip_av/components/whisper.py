@@ -34,7 +34,7 @@ def _first_line(error: Exception) -> str:
     return text[0] if text else type(error).__name__
 
 
-def load_processor(name_or_path: str, revision: str = "main"):
+def load_processor(name_or_path: str, revision: str = "main") -> Any:
     from transformers import WhisperProcessor
 
     try:
@@ -43,7 +43,7 @@ def load_processor(name_or_path: str, revision: str = "main"):
         raise ModelError(f"cannot load the Whisper processor of {name_or_path!r}: {_first_line(e)}") from None
 
 
-def load_whisper(name_or_path: str, revision: str = "main"):
+def load_whisper(name_or_path: str, revision: str = "main") -> Any:
     from transformers import WhisperForConditionalGeneration
 
     try:

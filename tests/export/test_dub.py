@@ -150,7 +150,10 @@ def test_a_killed_dub_reruns_without_redoing_finished_steps(bundle, srt, tmp_pat
     with pytest.raises(KeyboardInterrupt):
         dub(cfg)
     work = tmp_path / "out" / f".{video.stem}.dub-work"
-    assert {"segments.json", "speech.json", "dub.wav", "faces.npz"} <= {p.name for p in work.iterdir()}
+    # each finished step's record and files (export.pipeline.Work.step)
+    assert {"segments.step.json", "speech.step.json", "faces.step.json", "dub.wav", "faces.npz"} <= {
+        p.name for p in work.iterdir()
+    }
     assert not list((tmp_path / "out").glob("*.mp4"))  # never a half-written output
     monkeypatch.undo()
     monkeypatch.setattr(dubbing, "speak_segments", killed)  # speech is done: it must not run again
@@ -239,7 +242,8 @@ def test_a_rerun_with_another_translation_does_not_reuse_the_old_steps(bundle, s
     other.write_text("1\n00:00:01,000 --> 00:00:03,000\nSomething else entirely.\n")
     with pytest.raises(KeyboardInterrupt):
         dub(DubConfig(input=str(video), bundle=str(bundle), translation=str(other), out=str(out)))
-    segments = json.loads(next(out.glob(".*dub-work")).joinpath("segments.json").read_text())["segments"]
+    record = json.loads(next(out.glob(".*dub-work")).joinpath("segments.step.json").read_text())
+    segments = record["value"]["segments"]
     assert [s["translation"] for s in segments] == ["Something else entirely."]
 
 
@@ -460,3 +464,23 @@ def test_a_real_clip_dubbed_end_to_end_through_whisper_marian_and_vits(
         assert row["synthesized"] > 0 and row["lip_synced"]
     a, b = list(iter_frames(clip)), list(iter_frames(tmp_path / "out" / "clip.dub.mp4"))
     assert len(a) == len(b) == 100
+
+
+def test_the_readme_pipeline_snippet_runs(bundle, sample_set, tmp_path, monkeypatch):
+    """The README's three-line DubbingPipeline use, run as written (paths under a scratch folder)."""
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    start = readme.index("```python\nfrom export.pipeline import DubbingPipeline")
+    snippet = readme[start + len("```python\n") : readme.index("```", start + 10)]
+    demo = tmp_path / "data" / "demo"
+    (demo / "exports").mkdir(parents=True)
+    (demo / "exports" / "demo-en").symlink_to(bundle)
+    (demo / "incoming").mkdir()
+    (demo / "incoming" / "sample").symlink_to(sample_set / "incoming" / "sample")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(snippet, "README.md", "exec"), scope)  # noqa: S102 - the README's own code
+    result = scope["result"]
+    assert result.video.is_file() and result.srt.is_file() and result.report_path.is_file()
+    assert result.report["lip_synced_frames"] > 0 and result.report["frames"] == len(list(iter_frames(result.video)))

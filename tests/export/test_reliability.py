@@ -20,7 +20,8 @@ import pytest
 from cards.facts import CardError
 from cards.publish import PublishConfig, publish
 from export.bundle import BundleConfig, BundleError, build_bundle, load_bundle
-from export.dub import DubConfig, DubError, Work, dub, translation_segments
+from export.dub import DubConfig, DubError, dub, translation_segments
+from export.pipeline import Work
 from shqip_av.files import OWNER_RECORD
 from tests.conftest import REPO, shared_video
 

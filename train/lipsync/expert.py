@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from shqip_av import ShqipError
-from shqip_av.config import ConfigError, option, parse_config, run_cli, save_config, validate
-from shqip_av.files import DatasetRoot, atomic_write_text
+from shqip_av.config import ConfigError, option, parse_config, run_cli, validate
+from shqip_av.files import DatasetRoot
 from shqip_av.log import get_logger, setup_logging
-from train.lipsync.runs import check_resume, complete_checkpoints, resume, save_checkpoint, write_model
 
 log = get_logger(__name__)
 
@@ -77,13 +76,151 @@ class ExpertConfig:
         return Path(self.output) if self.output else DatasetRoot(self.data.root).path("runs", "lipsync", self.name)
 
 
-def run_training(cfg: ExpertConfig) -> dict:
-    import torch
-    from accelerate import Accelerator
-    from torch.utils.data import DataLoader
+class ExpertTask:
+    """The sync expert for the lip-sync trainer (train.lipsync.trainer): pairs of video and audio
+    windows, binary cross-entropy on their cosine similarity, accuracy on held-out pairs, and the
+    calibration of filter's limits written beside the model."""
 
-    from shqip_av.components.sync_expert import build_expert, calibrate
-    from train.lipsync.expert_data import PairDataset, SplitData, collate, load_split, summary
+    name = "expert"
+
+    def __init__(self, cfg: ExpertConfig):
+        self.cfg = cfg
+        self.m, self.d, self.t = cfg.model, cfg.data, cfg.training
+
+    def accelerator(self):
+        import torch
+        from accelerate import Accelerator
+
+        return Accelerator(mixed_precision=self.t.mixed_precision, cpu=not torch.cuda.is_available())
+
+    def load_data(self, accelerator) -> None:
+        from train.lipsync.expert_data import SplitData, load_split, summary
+        from train.lipsync.trainer import holdout
+
+        m, d, t = self.m, self.d, self.t
+        train = load_split(d.root, d.train_split, m.frames, m.crop_size, d.max_samples)
+        evaluation = (
+            load_split(d.root, d.eval_split, m.frames, m.crop_size, d.max_samples) if d.eval_split else SplitData()
+        )
+        kept, held, cut = holdout(train.samples, evaluation.samples, d.holdout, t.seed)
+        if cut:
+            log.info("%s has no samples: %d train samples held out for validation", d.eval_split, cut)
+            train, evaluation = SplitData(kept, train.skipped), SplitData(held)
+        self.train, self.evaluation = train, evaluation
+        log.info("train: %s; validation: %s", summary(train), summary(evaluation))
+
+    def build(self, accelerator, start: int):
+        import torch
+        from torch.utils.data import DataLoader
+
+        from shqip_av.components.sync_expert import build_expert
+        from train.lipsync.expert_data import PairDataset, collate
+
+        m, d, t = self.m, self.d, self.t
+        torch.manual_seed(t.seed)
+        expert = build_expert(
+            {"frames": m.frames, "crop_size": m.crop_size, "channels": list(m.channels), "embedding": m.embedding}
+        )
+        head = torch.nn.Linear(1, 1)  # cosine similarity → logit (a learnt scale and bias; not saved with the expert)
+        with torch.no_grad():
+            head.weight.fill_(5.0)
+            head.bias.zero_()
+        optimizer = torch.optim.Adam([*expert.parameters(), *head.parameters()], lr=t.learning_rate)
+        per_step = t.batch_size * accelerator.num_processes  # each process takes its share of a step's pairs
+        shifts = dict(min_shift=d.min_shift, max_shift=d.max_shift, other_speaker_share=d.other_speaker_share)
+        pairs = PairDataset(
+            self.train.samples, m.frames, seed=t.seed, length=t.max_steps * per_step, start=start * per_step, **shifts
+        )
+        loader = DataLoader(
+            pairs, batch_size=t.batch_size, shuffle=False, num_workers=t.num_workers, collate_fn=collate
+        )
+        self.expert, self.head, self.optimizer, loader = accelerator.prepare(expert, head, optimizer, loader)
+        self.val_pairs = None
+        if self.evaluation.samples:
+            val_set = PairDataset(self.evaluation.samples, m.frames, seed=t.seed + 1, length=t.eval_pairs, **shifts)
+            self.val_pairs = collate([val_set[i] for i in range(len(val_set))])
+        self.bce = torch.nn.BCEWithLogitsLoss()
+        self.device = accelerator.device
+        self._backward = accelerator.backward
+        self.expert.train()
+        return loader
+
+    def _logits(self, video, mel):
+        v, a = self.expert(video, mel)
+        return self.head((v * a).sum(-1, keepdim=True)).squeeze(-1)
+
+    def train_step(self, batch) -> dict[str, float]:
+        video, mel, label, _ = batch
+        loss = self.bce(self._logits(video, mel), label)
+        self.optimizer.zero_grad()
+        self._backward(loss)
+        self.optimizer.step()
+        return {"loss": loss.item()}
+
+    def evaluate(self, step: int) -> dict:
+        import torch
+
+        if self.val_pairs is None:
+            return {}
+        self.expert.eval()
+        with torch.no_grad():
+            video, mel, label, _ = (x.to(self.device) for x in self.val_pairs)
+            logits = self._logits(video, mel)
+            predicted, shifted = (logits > 0).float(), label == 0
+            result = {
+                "step": step,
+                "eval_loss": round(float(self.bce(logits, label)), 4),
+                "eval_accuracy": round(float((predicted == label).float().mean()), 4),
+                "eval_accuracy_aligned": round(float((predicted[~shifted] == 1).float().mean()), 4),
+                "eval_accuracy_shifted": round(float((predicted[shifted] == 0).float().mean()), 4),
+            }
+        self.expert.train()
+        log.info("step %d: %s", step, result)
+        return result
+
+    def log_entry(self, step: int, running: list[dict[str, float]]) -> dict:
+        return {"step": step, "loss": round(float(np.mean([r["loss"] for r in running])), 4)}
+
+    def first_entries(self, start: int) -> list[dict]:
+        return []
+
+    def metrics(self, step: int, start: int, history: list[dict], accelerator) -> dict:
+        from train.lipsync.expert_data import summary
+
+        return {
+            "run": self.cfg.name,
+            "steps": step,
+            "resumed_from": start or None,
+            "train": summary(self.train),
+            "validation": summary(self.evaluation),
+            "final": history[-1] if history else self.evaluate(step),
+            "history": history,
+            "scale": float(accelerator.unwrap_model(self.head).weight.item()),
+        }
+
+    def model(self, accelerator):
+        return accelerator.unwrap_model(self.expert).eval()
+
+    def extra_files(self, accelerator, metrics: dict) -> dict[str, str] | None:
+        """filter's default limits for this expert: LSE on held-out samples, own vs. foreign audio."""
+        from shqip_av.components.sync_expert import calibrate
+
+        samples = [(s.video.astype(np.float32), s.mel) for s in self.evaluation.samples]
+        thresholds = calibrate(self.model(accelerator), samples, device=str(accelerator.device))
+        metrics["calibration"] = thresholds
+        log.info("validation accuracy %s", (metrics.get("final") or {}).get("eval_accuracy"))
+        return {"thresholds.json": json.dumps(thresholds, indent=2) + "\n"} if thresholds else None
+
+    def trained_on(self) -> tuple[set[str], list[str]]:
+        from shqip_av.schema import video_id_of_key
+
+        videos = {video_id_of_key(s.key) for s in [*self.train.samples, *self.evaluation.samples]}
+        return videos, [s for s in (self.d.train_split, self.d.eval_split) if s]
+
+
+def run_training(cfg: ExpertConfig) -> dict:
+    """Train (or resume) the sync expert into its run folder; returns metrics.json's content."""
+    from train.lipsync.trainer import Schedule, fit
 
     validate(cfg)
     if cfg.data.min_shift > cfg.data.max_shift:
@@ -92,143 +229,8 @@ def run_training(cfg: ExpertConfig) -> dict:
         raise ShqipError(
             f"no shards under {cfg.data.root}/shards/{cfg.data.train_split}: run python -m filter.shard first"
         )
-    run = cfg.run_dir()
-    if check_resume(cfg, run):
-        metrics = json.loads((run / "metrics.json").read_text())
-        log.info("run %s is already complete; nothing to do", run)
-        return metrics
-    accelerator = Accelerator(mixed_precision=cfg.training.mixed_precision, cpu=not torch.cuda.is_available())
-    if accelerator.is_main_process:
-        run.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run / "config.yaml")
-    m, d, t = cfg.model, cfg.data, cfg.training
-    train = load_split(d.root, d.train_split, m.frames, m.crop_size, d.max_samples)
-    evaluation = load_split(d.root, d.eval_split, m.frames, m.crop_size, d.max_samples) if d.eval_split else SplitData()
-    if not evaluation.samples and d.holdout > 0 and len(train.samples) > 1:
-        rng = np.random.default_rng(t.seed)
-        order = rng.permutation(len(train.samples))
-        cut = max(1, int(round(len(order) * d.holdout)))
-        evaluation = SplitData([train.samples[i] for i in order[:cut]])
-        train = SplitData([train.samples[i] for i in order[cut:]], train.skipped)
-        log.info("%s has no samples: %d train samples held out for validation", d.eval_split, cut)
-    log.info("train: %s; validation: %s", summary(train), summary(evaluation))
-
-    torch.manual_seed(t.seed)
-    expert = build_expert(
-        {"frames": m.frames, "crop_size": m.crop_size, "channels": list(m.channels), "embedding": m.embedding}
-    )
-    head = torch.nn.Linear(1, 1)  # cosine similarity → logit (a learnt scale and bias; not saved with the expert)
-    with torch.no_grad():
-        head.weight.fill_(5.0)
-        head.bias.zero_()
-    optimizer = torch.optim.Adam([*expert.parameters(), *head.parameters()], lr=t.learning_rate)
-    checkpoints = run / "checkpoints"
-    done = complete_checkpoints(checkpoints)
-    start = int(done[-1].name[5:]) if done else 0
-    per_step = t.batch_size * accelerator.num_processes  # each process takes its share of a step's pairs
-    pairs = PairDataset(
-        train.samples,
-        m.frames,
-        seed=t.seed,
-        min_shift=d.min_shift,
-        max_shift=d.max_shift,
-        other_speaker_share=d.other_speaker_share,
-        length=t.max_steps * per_step,
-        start=start * per_step,
-    )
-    loader = DataLoader(pairs, batch_size=t.batch_size, shuffle=False, num_workers=t.num_workers, collate_fn=collate)
-    expert, head, optimizer, loader = accelerator.prepare(expert, head, optimizer, loader)
-    resume(accelerator, checkpoints, done, log)
-    val_pairs = None
-    if evaluation.samples:
-        val_set = PairDataset(
-            evaluation.samples,
-            m.frames,
-            seed=t.seed + 1,
-            min_shift=d.min_shift,
-            max_shift=d.max_shift,
-            other_speaker_share=d.other_speaker_share,
-            length=t.eval_pairs,
-        )
-        val_pairs = collate([val_set[i] for i in range(len(val_set))])
-    bce = torch.nn.BCEWithLogitsLoss()
-    history = []
-
-    def evaluate(step: int) -> dict:
-        if val_pairs is None:
-            return {}
-        expert.eval()
-        with torch.no_grad():
-            video, mel, label, shift = (x.to(accelerator.device) for x in val_pairs)
-            v, a = expert(video, mel)
-            logits = head((v * a).sum(-1, keepdim=True)).squeeze(-1)
-            loss = float(bce(logits, label))
-            predicted = (logits > 0).float()
-            shifted = label == 0
-            result = {
-                "step": step,
-                "eval_loss": round(loss, 4),
-                "eval_accuracy": round(float((predicted == label).float().mean()), 4),
-                "eval_accuracy_aligned": round(float((predicted[~shifted] == 1).float().mean()), 4),
-                "eval_accuracy_shifted": round(float((predicted[shifted] == 0).float().mean()), 4),
-            }
-        expert.train()
-        log.info("step %d: %s", step, result)
-        return result
-
-    expert.train()
-    step = start
-    running = []
-    for video, mel, label, _ in loader:
-        v, a = expert(video, mel)
-        logits = head((v * a).sum(-1, keepdim=True)).squeeze(-1)
-        loss = bce(logits, label)
-        optimizer.zero_grad()
-        accelerator.backward(loss)
-        optimizer.step()
-        step += 1
-        running.append(loss.item())
-        if step % t.eval_steps == 0 or step == t.max_steps:
-            entry = {"step": step, "loss": round(float(np.mean(running)), 4), **evaluate(step)}
-            history.append(entry)
-            running = []
-        if step % t.save_steps == 0 and step < t.max_steps:
-            save_checkpoint(accelerator, checkpoints, step)
-        if step >= t.max_steps:
-            break
-    accelerator.wait_for_everyone()
-    final = history[-1] if history else evaluate(step)
-    metrics = {
-        "run": cfg.name,
-        "steps": step,
-        "resumed_from": start or None,
-        "train": summary(train),
-        "validation": summary(evaluation),
-        "final": final,
-        "history": history,
-        "scale": float(accelerator.unwrap_model(head).weight.item()),
-    }
-    if accelerator.is_main_process:
-        model = accelerator.unwrap_model(expert).eval()
-        # filter's default limits for this expert: LSE on held-out samples, own vs. foreign audio
-        thresholds = calibrate(
-            model, [(s.video.astype(np.float32), s.mel) for s in evaluation.samples], device=str(accelerator.device)
-        )
-        metrics["calibration"] = thresholds
-        from shqip_av.schema import video_id_of_key
-        from shqip_av.takedown import record_trained_on
-
-        record_trained_on(
-            run,
-            {video_id_of_key(s.key) for s in [*train.samples, *evaluation.samples]},
-            [s for s in (d.train_split, d.eval_split) if s],
-        )
-        target = write_model(
-            model, run, "expert", {"thresholds.json": json.dumps(thresholds, indent=2) + "\n"} if thresholds else None
-        )
-        atomic_write_text(run / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-        log.info("sync expert written to %s (validation accuracy %s)", target, final.get("eval_accuracy"))
-    return metrics
+    t = cfg.training
+    return fit(ExpertTask(cfg), cfg, cfg.run_dir(), Schedule(t.max_steps, t.eval_steps, t.save_steps, t.seed))
 
 
 def main(argv=None) -> int:

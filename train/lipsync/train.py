@@ -15,7 +15,6 @@ Outputs in <root>/runs/lipsync/<name>/: generator/ (config.json + model.safetens
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -24,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from shqip_av import ShqipError
-from shqip_av.config import ConfigError, option, parse_config, run_cli, save_config, validate
-from shqip_av.files import DatasetRoot, atomic_write_text
+from shqip_av.config import ConfigError, option, parse_config, run_cli, validate
+from shqip_av.files import DatasetRoot
 from shqip_av.log import get_logger, setup_logging
-from train.lipsync.runs import RESUMABLE, check_resume, complete_checkpoints, resume, save_checkpoint, write_model
+from train.lipsync.runs import RESUMABLE, complete_checkpoints
 
 log = get_logger(__name__)
 
@@ -249,87 +248,62 @@ def save_grid(path: Path, real, generated, mask, rows: int = 4) -> None:
         atomic_write_bytes(path, png.tobytes())
 
 
-def _record_videos(run: Path, cfg: GeneratorTrainConfig, train, evaluation) -> None:
-    """The videos the generator learned from (trained_on.json, for takedowns): the samples' own
-    when they were loaded, every video of the splits when they were streamed."""
-    from shqip_av.schema import video_id_of_key
-    from shqip_av.takedown import record_trained_on
+class GeneratorTask:
+    """The lip-sync generator for the lip-sync trainer (train.lipsync.trainer): windows of masked
+    frames, references and audio; L1, SSIM, mouth-landmark, sync (the frozen expert) and optional
+    adversarial losses; PSNR/SSIM in the mask and the expert's distance on held-out windows, with
+    a sample grid per validation."""
 
-    d = cfg.data
-    splits = [s for s in (d.train_split, d.eval_split) if s]
-    if getattr(train, "samples", None) is not None and not d.streaming:
-        keys = [x.key for x in [*train.samples, *evaluation.samples]]
-    else:
-        from filter.shard import current_keys
-        from shqip_av.files import DatasetRoot
+    name = "generator"
 
-        shards = current_keys(DatasetRoot(d.root))
-        keys = [k for split in splits for k in shards.get(split, ())]
-    record_trained_on(run, {video_id_of_key(k) for k in keys}, splits)
+    def __init__(self, cfg: GeneratorTrainConfig, run: Path):
+        self.cfg, self.run = cfg, run
+        self.m, self.d, self.lo, self.t = cfg.model, cfg.data, cfg.loss, cfg.training
 
+    def accelerator(self):
+        import torch
+        from accelerate import Accelerator, DistributedDataParallelKwargs
 
-def run_training(cfg: GeneratorTrainConfig) -> dict:
-    import torch
-    from accelerate import Accelerator, DistributedDataParallelKwargs
-    from torch.nn import functional as F
-    from torch.utils.data import DataLoader
-
-    from shqip_av.components import audio_frontend as frontend
-    from train.lipsync.generator_data import FaceData, WindowDataset, collate, load_faces
-    from shqip_av.components.lipsync_generator import MOUTH_BOX, build_generator, mouth_targets
-
-    validate(cfg)
-    m, d, lo, t = cfg.model, cfg.data, cfg.loss, cfg.training
-    if lo.sync > 0 and not lo.expert:
-        raise ConfigError(
-            "loss.sync > 0 needs loss.expert (a trained sync expert: runs/lipsync/<name>); or set loss.sync=0"
+        # the mouth head is unused when its loss is off; DDP must then allow unused parameters
+        accelerator = Accelerator(
+            mixed_precision=self.t.mixed_precision,
+            gradient_accumulation_steps=self.t.gradient_accumulation,
+            cpu=not torch.cuda.is_available(),
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=self.lo.landmarks == 0)],
         )
-    if not list(DatasetRoot(d.root).path("shards", d.train_split).glob("*.tar")):
-        raise ShqipError(f"no shards under {d.root}/shards/{d.train_split}: run python -m filter.shard first")
-    run = cfg.run_dir()
-    if check_resume(cfg, run, RESUMABLE):
-        log.info("run %s is already complete; nothing to do", run)
-        return json.loads((run / "metrics.json").read_text())
-    # the mouth head is unused when its loss is off; DDP must then allow unused parameters
-    accelerator = Accelerator(
-        mixed_precision=t.mixed_precision,
-        gradient_accumulation_steps=t.gradient_accumulation,
-        cpu=not torch.cuda.is_available(),
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=lo.landmarks == 0)],
-    )
-    judge = ExpertJudge(lo.expert, m.frames, accelerator.device) if lo.sync > 0 else None
-    if accelerator.is_main_process:
-        run.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run / "config.yaml")
-    load = dict(
-        size=m.size,
-        frames=m.frames,
-        references=m.references,
-        exclude=d.exclude,
-        limit=d.max_samples,
-        videos=set(d.videos) or None,
-    )
-    if d.streaming:
-        train, evaluation = _streamed_splits(cfg)
-    else:
-        train = load_faces(d.root, d.train_split, **load)
-        evaluation = load_faces(d.root, d.eval_split, **load) if d.eval_split else FaceData()
-        if not evaluation.samples and d.holdout > 0 and len(train.samples) > 1:
-            order = np.random.default_rng(t.seed).permutation(len(train.samples))
-            cut = max(1, int(round(len(order) * d.holdout)))
-            evaluation = FaceData([train.samples[i] for i in order[:cut]])
-            train = FaceData([train.samples[i] for i in order[cut:]], train.skipped)
-    if not train.samples:
-        raise ShqipError(
-            f"no usable training samples in {d.root}/shards/{d.train_split}"
-            f"{' for the chosen videos' if d.videos else ''} (skipped: {dict(train.skipped) or 'none'})"
-        )
-    log.info("train: %s; validation: %s", train.summary(), evaluation.summary())
+        self.judge = ExpertJudge(self.lo.expert, self.m.frames, accelerator.device) if self.lo.sync > 0 else None
+        return accelerator
 
-    torch.manual_seed(t.seed)
-    if m.init:
-        from shqip_av.components.lipsync_generator import load_generator
+    def load_data(self, accelerator) -> None:
+        from train.lipsync.generator_data import FaceData, load_faces
+        from train.lipsync.trainer import holdout
 
+        m, d, t = self.m, self.d, self.t
+        load = dict(size=m.size, frames=m.frames, references=m.references, exclude=d.exclude, limit=d.max_samples,
+                    videos=set(d.videos) or None)  # fmt: skip
+        if d.streaming:
+            train, evaluation = _streamed_splits(self.cfg)
+        else:
+            train = load_faces(d.root, d.train_split, **load)
+            evaluation = load_faces(d.root, d.eval_split, **load) if d.eval_split else FaceData()
+            kept, held, cut = holdout(train.samples, evaluation.samples, d.holdout, t.seed)
+            if cut:
+                train, evaluation = FaceData(kept, train.skipped), FaceData(held)
+        if not train.samples:
+            raise ShqipError(
+                f"no usable training samples in {d.root}/shards/{d.train_split}"
+                f"{' for the chosen videos' if d.videos else ''} (skipped: {dict(train.skipped) or 'none'})"
+            )
+        self.train, self.evaluation = train, evaluation
+        log.info("train: %s; validation: %s", train.summary(), evaluation.summary())
+
+    def _generator(self):
+        from shqip_av.components.lipsync_generator import build_generator, load_generator
+
+        m = self.m
+        if not m.init:
+            return build_generator({"size": m.size, "frames": m.frames, "references": m.references,
+                                    "channels": list(m.channels), "audio_dim": m.audio_dim})  # fmt: skip
         try:
             generator = load_generator(m.init, "model.init")
         except (OSError, ValueError) as e:
@@ -340,171 +314,208 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
                 f"model.init {m.init!r} is size {g.size}, {g.frames} frames, {g.references} references; "
                 f"the config says {m.size}, {m.frames}, {m.references}"
             )
-    else:
-        generator = build_generator(
-            {
-                "size": m.size,
-                "frames": m.frames,
-                "references": m.references,
-                "channels": list(m.channels),
-                "audio_dim": m.audio_dim,
-            }
-        )
-    optimizer = torch.optim.Adam(generator.parameters(), lr=t.learning_rate, betas=(0.5, 0.999))
-    critic = critic_opt = None
-    if lo.adversarial > 0:
-        critic = patch_discriminator()
-        critic_opt = torch.optim.Adam(critic.parameters(), lr=t.learning_rate, betas=(0.5, 0.999))
-    checkpoints = run / "checkpoints"
-    done = complete_checkpoints(checkpoints)
-    start = int(done[-1].name[5:]) if done else 0
-    # every process takes its share of each step's windows from the prepared loader
-    per_step = t.batch_size * t.gradient_accumulation * accelerator.num_processes
-    if d.streaming:  # each process streams its own share; the loader is not handed to accelerate
-        from train.lipsync.stream import WindowStream
+        return generator
 
-        stream = WindowStream(
-            train.samples,
-            size=m.size,
-            frames=m.frames,
-            references=m.references,
-            exclude=d.exclude,
-            seed=t.seed,
-            batch_size=t.batch_size,
-            rank=accelerator.process_index,
-            world=accelerator.num_processes,
-            buffer=d.buffer,
-            start_batch=start * t.gradient_accumulation,
-        )
-        loader = DataLoader(stream, batch_size=t.batch_size, num_workers=t.num_workers, collate_fn=collate)
-        generator, optimizer = accelerator.prepare(generator, optimizer)
-    else:
-        windows = WindowDataset(
-            train.samples, m.frames, seed=t.seed, length=t.max_steps * per_step, start=start * per_step
-        )
-        loader = DataLoader(
-            windows, batch_size=t.batch_size, shuffle=False, num_workers=t.num_workers, collate_fn=collate
-        )
-        generator, optimizer, loader = accelerator.prepare(generator, optimizer, loader)
-    if critic is not None:
-        critic, critic_opt = accelerator.prepare(critic, critic_opt)
-    resume(accelerator, checkpoints, done, log)
-    s = m.size
-    box = tuple(int(round(v * s)) for v in (MOUTH_BOX[1], MOUTH_BOX[3], MOUTH_BOX[0], MOUTH_BOX[2]))
-    mask = accelerator.unwrap_model(generator).mask.to(accelerator.device)
-    t_expert = judge.t if judge else m.frames
-    mel_cols = frontend.mel_length(t_expert)  # the expert's window: the first t_expert frames
+    def build(self, accelerator, start: int):
+        import torch
+        from torch.utils.data import DataLoader
 
-    val = None
-    if evaluation.samples:
-        vset = WindowDataset(evaluation.samples, m.frames, seed=t.seed + 1, length=t.eval_windows)
-        val = collate([vset[i] for i in range(len(vset))])
-    history, running = [], []
+        from shqip_av.components import audio_frontend as frontend
+        from shqip_av.components.lipsync_generator import MOUTH_BOX
+        from train.lipsync.generator_data import WindowDataset, collate
 
-    def evaluate(step: int) -> dict:
-        if val is None:
-            return {}
-        generator.eval()
-        with torch.no_grad():
-            frames, refs, mel, _, sync_mel = (x.to(accelerator.device) for x in val)
-            out = generator(frames, refs, mel)
-            result = {
-                "step": step,
-                "eval_l1": round(float(masked_l1(out, frames, mask)), 5),
-                "eval_psnr_mask": round(psnr_in_mask(out, frames, mask), 3),
-                "eval_ssim_mask": round(1 - float(ssim_loss(out, frames, box)), 4),
-            }
-            if judge is not None:
-                result["eval_sync_distance"] = round(float(judge.distance(out, sync_mel[..., :mel_cols]).mean()), 4)
-                result["eval_sync_distance_real"] = round(
-                    float(judge.distance(frames, sync_mel[..., :mel_cols]).mean()), 4
-                )
-        generator.train()
-        if accelerator.is_main_process:
-            save_grid(run / "samples" / f"step-{step:06d}.png", frames, out, mask)
-        log.info("step %d: %s", step, result)
-        return result
+        m, d, lo, t = self.m, self.d, self.lo, self.t
+        torch.manual_seed(t.seed)
+        generator = self._generator()
+        optimizer = torch.optim.Adam(generator.parameters(), lr=t.learning_rate, betas=(0.5, 0.999))
+        critic = critic_opt = None
+        if lo.adversarial > 0:
+            critic = patch_discriminator()
+            critic_opt = torch.optim.Adam(critic.parameters(), lr=t.learning_rate, betas=(0.5, 0.999))
+        # every process takes its share of each step's windows from the prepared loader
+        per_step = t.batch_size * t.gradient_accumulation * accelerator.num_processes
+        if d.streaming:  # each process streams its own share; the loader is not handed to accelerate
+            from train.lipsync.stream import WindowStream
 
-    if m.init and start == 0:  # where the starting weights stand on this data (fine-tuning's baseline)
-        history.append({"step": 0, **evaluate(0)})
-    generator.train()
-    step = start
-    micro = start * t.gradient_accumulation  # batches seen: augmentation is seeded per batch, so a resumed run matches
-    for batch in loader:
+            stream = WindowStream(
+                self.train.samples, size=m.size, frames=m.frames, references=m.references, exclude=d.exclude,
+                seed=t.seed, batch_size=t.batch_size, rank=accelerator.process_index, world=accelerator.num_processes,
+                buffer=d.buffer, start_batch=start * t.gradient_accumulation,
+            )  # fmt: skip
+            loader = DataLoader(stream, batch_size=t.batch_size, num_workers=t.num_workers, collate_fn=collate)
+            generator, optimizer = accelerator.prepare(generator, optimizer)
+        else:
+            windows = WindowDataset(
+                self.train.samples, m.frames, seed=t.seed, length=t.max_steps * per_step, start=start * per_step
+            )
+            loader = DataLoader(
+                windows, batch_size=t.batch_size, shuffle=False, num_workers=t.num_workers, collate_fn=collate
+            )
+            generator, optimizer, loader = accelerator.prepare(generator, optimizer, loader)
+        if critic is not None:
+            critic, critic_opt = accelerator.prepare(critic, critic_opt)
+        self.generator, self.optimizer, self.critic, self.critic_opt = generator, optimizer, critic, critic_opt
+        self.accelerator_ = accelerator
+        s = m.size
+        self.box = tuple(int(round(v * s)) for v in (MOUTH_BOX[1], MOUTH_BOX[3], MOUTH_BOX[0], MOUTH_BOX[2]))
+        self.mask = accelerator.unwrap_model(generator).mask.to(accelerator.device)
+        self.mel_cols = frontend.mel_length(self.judge.t if self.judge else m.frames)  # the expert's window
+        self.val = None
+        if self.evaluation.samples:
+            vset = WindowDataset(self.evaluation.samples, m.frames, seed=t.seed + 1, length=t.eval_windows)
+            self.val = collate([vset[i] for i in range(len(vset))])
+        self.step = start
+        self.micro = start * t.gradient_accumulation  # batches seen: augmentation is seeded per batch
+        return loader
+
+    def first_entries(self, start: int) -> list[dict]:
+        history = []
+        if self.m.init and start == 0:  # where the starting weights stand on this data (fine-tuning's baseline)
+            history.append({"step": 0, **self.evaluate(0)})
+        self.generator.train()
+        return history
+
+    def train_step(self, batch) -> dict[str, float] | None:
+        import torch
+        from torch.nn import functional as F
+
+        from shqip_av.components.lipsync_generator import mouth_targets
+
+        accelerator, generator, lo, t = self.accelerator_, self.generator, self.lo, self.t
         frames, refs, mel, marks, sync_mel = (x.to(accelerator.device) for x in batch)
-        augment = torch.Generator().manual_seed(t.seed * 1_000_003 + micro)
-        micro += 1
+        augment = torch.Generator().manual_seed(t.seed * 1_000_003 + self.micro)
+        self.micro += 1
         if t.audio_gain or t.audio_noise:  # the generator hears the augmented audio; the expert the clean one
             gain = (torch.rand(mel.shape[0], 1, 1, 1, generator=augment) * 2 - 1) * t.audio_gain
             mel = mel + gain.to(mel.device) + t.audio_noise * torch.randn(mel.shape, generator=augment).to(mel.device)
+        box, mask = self.box, self.mask
         with accelerator.accumulate(generator):
             out, mouth = generator(frames, refs, mel, return_mouth=True)
             parts = {"l1": masked_l1(out, frames, mask)}
             if lo.landmarks > 0:  # ×10: centred mouth points in crop sides are small numbers
-                parts["landmarks"] = 10 * (mouth - mouth_targets(marks, m.size)).abs().mean()
+                parts["landmarks"] = 10 * (mouth - mouth_targets(marks, self.m.size)).abs().mean()
             if lo.ssim > 0:
                 parts["ssim"] = ssim_loss(out, frames, box)
             loss = lo.l1 * parts["l1"] + lo.ssim * parts.get("ssim", 0.0) + lo.landmarks * parts.get("landmarks", 0.0)
-            if judge is not None and step >= lo.sync_warmup:
-                parts["sync"] = judge.distance(out, sync_mel[..., :mel_cols]).mean()
+            if self.judge is not None and self.step >= lo.sync_warmup:
+                parts["sync"] = self.judge.distance(out, sync_mel[..., : self.mel_cols]).mean()
                 loss = loss + lo.sync * parts["sync"]
             if not torch.isfinite(loss):
-                last = (complete_checkpoints(checkpoints)[-1:] or [Path("none")])[0].name
+                last = (complete_checkpoints(self.run / "checkpoints")[-1:] or [Path("none")])[0].name
+                figures = ", ".join(f"{k} {float(v.detach()):.4g}" for k, v in parts.items())
                 raise ShqipError(
-                    f"step {step + 1}: the loss is {float(loss)} ({', '.join(f'{k} {float(v):.4g}' for k, v in parts.items())}); "
+                    f"step {self.step + 1}: the loss is {float(loss.detach())} ({figures}); "
                     f"stopped; the last complete checkpoint ({last}) is kept"
                 )
-            adversarial_on = critic is not None and step >= lo.adversarial_warmup
+            adversarial_on = self.critic is not None and self.step >= lo.adversarial_warmup
             if adversarial_on:  # the generator wants its mouths judged real
-                fake_logits = critic(mouth_region(out, box))
+                fake_logits = self.critic(mouth_region(out, box))
                 parts["adversarial"] = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
                 loss = loss + lo.adversarial * parts["adversarial"]
             accelerator.backward(loss)
-            optimizer.step()
-            optimizer.zero_grad()
+            self.optimizer.step()
+            self.optimizer.zero_grad()
             if adversarial_on:  # then the critic learns real from generated, on its own optimizer
-                real_logits, fake_logits = critic(mouth_region(frames, box)), critic(mouth_region(out.detach(), box))
+                real_logits = self.critic(mouth_region(frames, box))
+                fake_logits = self.critic(mouth_region(out.detach(), box))
                 critic_loss = (
                     F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
                     + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
                 ) / 2
                 accelerator.backward(critic_loss)
-                critic_opt.step()
-                critic_opt.zero_grad()
+                self.critic_opt.step()
+                self.critic_opt.zero_grad()
                 parts["critic"] = critic_loss
         if not accelerator.sync_gradients:
-            continue
-        step += 1
-        running.append({k: float(v.detach()) for k, v in parts.items()})
-        if step % t.eval_steps == 0 or step == t.max_steps:
-            mean = {f"train_{k}": round(float(np.mean([r[k] for r in running if k in r])), 5) for k in running[-1]}
-            history.append({"step": step, **mean, **evaluate(step)})
-            running = []
-        if step % t.save_steps == 0 and step < t.max_steps:
-            save_checkpoint(accelerator, checkpoints, step)
-        if step >= t.max_steps:
-            break
-    accelerator.wait_for_everyone()
-    metrics = {
-        "run": cfg.name,
-        "steps": step,
-        "resumed_from": start or None,
-        "processes": accelerator.num_processes,
-        "mixed_precision": t.mixed_precision,
-        "train": train.summary(),
-        "validation_keys": [x.key for x in evaluation.samples],
-        "validation": evaluation.summary(),
-        "history": history,
-        "final": history[-1] if history else {},
-        "reference_fallbacks": None if d.streaming else int(sum(x.picker.fallbacks for x in train.samples)),
-    }
-    if accelerator.is_main_process:
-        model = accelerator.unwrap_model(generator).eval()
-        target = write_model(model, run, "generator")
-        _record_videos(run, cfg, train, evaluation)
-        atomic_write_text(run / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-        log.info("generator written to %s", target)
-    return metrics
+            return None
+        self.step += 1
+        return {k: float(v.detach()) for k, v in parts.items()}
+
+    def evaluate(self, step: int) -> dict:
+        import torch
+
+        if self.val is None:
+            return {}
+        generator, judge, mask, cols = self.generator, self.judge, self.mask, self.mel_cols
+        generator.eval()
+        with torch.no_grad():
+            frames, refs, mel, _, sync_mel = (x.to(self.accelerator_.device) for x in self.val)
+            out = generator(frames, refs, mel)
+            result = {
+                "step": step,
+                "eval_l1": round(float(masked_l1(out, frames, mask)), 5),
+                "eval_psnr_mask": round(psnr_in_mask(out, frames, mask), 3),
+                "eval_ssim_mask": round(1 - float(ssim_loss(out, frames, self.box)), 4),
+            }
+            if judge is not None:
+                result["eval_sync_distance"] = round(float(judge.distance(out, sync_mel[..., :cols]).mean()), 4)
+                result["eval_sync_distance_real"] = round(float(judge.distance(frames, sync_mel[..., :cols]).mean()), 4)
+        generator.train()
+        if self.accelerator_.is_main_process:
+            save_grid(self.run / "samples" / f"step-{step:06d}.png", frames, out, mask)
+        log.info("step %d: %s", step, result)
+        return result
+
+    def log_entry(self, step: int, running: list[dict[str, float]]) -> dict:
+        return {
+            "step": step,
+            **{f"train_{k}": round(float(np.mean([r[k] for r in running if k in r])), 5) for k in running[-1]},
+        }
+
+    def metrics(self, step: int, start: int, history: list[dict], accelerator) -> dict:
+        t, d = self.t, self.d
+        return {
+            "run": self.cfg.name,
+            "steps": step,
+            "resumed_from": start or None,
+            "processes": accelerator.num_processes,
+            "mixed_precision": t.mixed_precision,
+            "train": self.train.summary(),
+            "validation_keys": [x.key for x in self.evaluation.samples],
+            "validation": self.evaluation.summary(),
+            "history": history,
+            "final": history[-1] if history else {},
+            "reference_fallbacks": None if d.streaming else int(sum(x.picker.fallbacks for x in self.train.samples)),
+        }
+
+    def model(self, accelerator):
+        return accelerator.unwrap_model(self.generator).eval()
+
+    def extra_files(self, accelerator, metrics: dict) -> dict[str, str] | None:
+        return None
+
+    def trained_on(self) -> tuple[set[str], list[str]]:
+        """The videos learned from: the samples' own when they were loaded, every video of the
+        splits when they were streamed."""
+        from shqip_av.schema import video_id_of_key
+
+        d = self.d
+        splits = [s for s in (d.train_split, d.eval_split) if s]
+        if not d.streaming:
+            keys = [x.key for x in [*self.train.samples, *self.evaluation.samples]]
+        else:
+            from filter.shard import current_keys
+
+            shards = current_keys(DatasetRoot(d.root))
+            keys = [k for split in splits for k in shards.get(split, ())]
+        return {video_id_of_key(k) for k in keys}, splits
+
+
+def run_training(cfg: GeneratorTrainConfig) -> dict:
+    """Train (or resume) the generator into its run folder; returns metrics.json's content."""
+    from train.lipsync.trainer import Schedule, fit
+
+    validate(cfg)
+    d, lo, t = cfg.data, cfg.loss, cfg.training
+    if lo.sync > 0 and not lo.expert:
+        raise ConfigError(
+            "loss.sync > 0 needs loss.expert (a trained sync expert: runs/lipsync/<name>); or set loss.sync=0"
+        )
+    if not list(DatasetRoot(d.root).path("shards", d.train_split).glob("*.tar")):
+        raise ShqipError(f"no shards under {d.root}/shards/{d.train_split}: run python -m filter.shard first")
+    run = cfg.run_dir()
+    schedule = Schedule(t.max_steps, t.eval_steps, t.save_steps, t.seed)
+    return fit(GeneratorTask(cfg, run), cfg, run, schedule, RESUMABLE)
 
 
 def main(argv=None) -> int:
