@@ -240,270 +240,318 @@ def process_video(record: dict, root: str, cfg: FilterConfig) -> VideoResult:
 
 
 def _process(raw: RawVideo, droot: DatasetRoot, cfg: FilterConfig, result: VideoResult, times: StepTimes) -> None:
-    vid = raw.video_id
-    reject = _Rejector(raw, result)
-    work = droot.path("work", vid)
-    staging = droot.path("clips", f"{vid}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    work.mkdir(parents=True, exist_ok=True)
-    fps = cfg.probe.fps
+    """One video through filter's named steps (DESIGN.md §3); a step that rejects the whole video
+    ends it."""
+    video = _VideoSteps(raw, droot, cfg, result, times)
+    for step in (video.probe, video.speech, video.diarization, video.transcripts, video.faces, video.candidates,
+                 video.sync, video.crops):  # fmt: skip
+        if not step():
+            return
+    result.accepted.sort(key=lambda r: (r["meta"]["start"], r["key"]))
 
-    # 1. probe
-    video = droot.path(raw.files.video)
-    try:
-        with times("probe"):
-            info = probe(video)
-            if info.has_video and info.has_audio and not _as_collected(video, raw):
-                check_decodes(video)
-    except MediaError as e:
-        reject("probe", "does-not-decode", str(e))
-        return
-    if not info.has_video:
-        reject("probe", "no-video-stream", "the file has no video stream")
-        return
-    if not info.has_audio:
-        reject("probe", "no-audio-stream", "the file has no audio stream")
-        return
-    short, long = sorted((info.width, info.height))
-    if short < cfg.probe.min_side or long > cfg.probe.max_side or long > cfg.probe.max_aspect * short:
-        reject(
-            "probe",
-            "absurd-resolution",
-            f"{info.width}x{info.height} is outside {cfg.probe.min_side}..{cfg.probe.max_side} px "
-            f"or wider than {cfg.probe.max_aspect}:1",
-            f"{info.width}x{info.height}",
+
+class _VideoSteps:
+    """The steps of one video, each a method that returns False when the video is done with
+    (rejected whole), sharing what earlier steps found as attributes."""
+
+    def __init__(self, raw: RawVideo, droot: DatasetRoot, cfg: FilterConfig, result: VideoResult, times: StepTimes):
+        self.raw, self.droot, self.cfg, self.result, self.times = raw, droot, cfg, result, times
+        self.vid = raw.video_id
+        self.reject = _Rejector(raw, result)
+        self.work = droot.path("work", self.vid)
+        self.staging = droot.path("clips", f"{self.vid}.partial")
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.fps = cfg.probe.fps
+        self.video = droot.path(raw.files.video)
+        self.unheard: list[Utterance] = []  # rejected by the transcripts step, kept in decisions.json
+
+    def probe(self) -> bool:
+        """The file decodes, has picture and sound, a sane size, rate and length."""
+        cfg, reject, video, raw = self.cfg, self.reject, self.video, self.raw
+        try:
+            with self.times("probe"):
+                info = probe(video)
+                if info.has_video and info.has_audio and not _as_collected(video, raw):
+                    check_decodes(video)
+        except MediaError as e:
+            reject("probe", "does-not-decode", str(e))
+            return False
+        if not info.has_video:
+            reject("probe", "no-video-stream", "the file has no video stream")
+            return False
+        if not info.has_audio:
+            reject("probe", "no-audio-stream", "the file has no audio stream")
+            return False
+        short, long = sorted((info.width, info.height))
+        if short < cfg.probe.min_side or long > cfg.probe.max_side or long > cfg.probe.max_aspect * short:
+            reject(
+                "probe",
+                "absurd-resolution",
+                f"{info.width}x{info.height} is outside {cfg.probe.min_side}..{cfg.probe.max_side} px "
+                f"or wider than {cfg.probe.max_aspect}:1",
+                f"{info.width}x{info.height}",
+            )
+            return False
+        if info.fps < cfg.probe.min_fps:
+            reject("probe", "low-frame-rate", f"average frame rate below {cfg.probe.min_fps}", info.fps)
+            return False
+        if info.duration < cfg.speech.min_utterance:
+            reject(
+                "probe",
+                "too-short",
+                f"shorter than the minimum utterance ({cfg.speech.min_utterance} s)",
+                info.duration,
+            )
+            return False
+        self.result.stats.update(
+            duration=round(info.duration, 3),
+            source_fps=round(info.fps, 3),
+            width=info.width,
+            height=info.height,
+            variable_frame_rate=info.variable_frame_rate,
+            rotation=info.rotation,
         )
-        return
-    if info.fps < cfg.probe.min_fps:
-        reject("probe", "low-frame-rate", f"average frame rate below {cfg.probe.min_fps}", info.fps)
-        return
-    if info.duration < cfg.speech.min_utterance:
-        reject(
-            "probe", "too-short", f"shorter than the minimum utterance ({cfg.speech.min_utterance} s)", info.duration
+        self.info = info
+        return True
+
+    def speech(self) -> bool:
+        """Utterances from the captions or voice activity (cheap, and without speech there is
+        nothing to look at). The audio is read on demand, never whole: memory stays bounded however
+        long the video is."""
+        cfg, raw, droot, reject = self.cfg, self.raw, self.droot, self.reject
+        audio_path = droot.path(raw.files.audio)
+        self.audio = open_audio(audio_path if audio_path.is_file() else self.work / "audio.wav", fallback=self.video)
+        self.total = len(self.audio) / AUDIO_RATE
+        captions = raw.files.captions.get(raw.source.language or "sq") or next(iter(raw.files.captions.values()), None)
+        if cfg.speech.use_captions and captions:
+            utterances, unusable = utterances_from_captions(droot.path(captions), self.total, cfg.speech)
+            for u in utterances:
+                u.transcript_source = "captions" if u.text else None
+        else:
+            with self.times("vad"):
+                regions = silero_vad(cfg.speech.vad_model).speech_regions(self.audio, cfg.speech)
+            utterances, unusable = utterances_from_regions(regions, cfg.speech)
+        for u in unusable:
+            reason = "utterance-too-short" if u.duration < cfg.speech.min_utterance else "utterance-too-long"
+            reject(
+                "speech",
+                reason,
+                f"utterance {u.start:.2f}–{u.end:.2f} s",
+                u.duration,
+                key=schema.sample_key(self.vid, "u", u.start),
+            )
+        self.result.stats["transcripts"] = "captions" if any(u.text for u in utterances) else "none"
+        if not utterances:
+            if not unusable:
+                reject("speech", "no-speech", "no speech found (captions or voice activity)", 0.0)
+            return False
+        self.utterances = utterances
+        return True
+
+    def diarization(self) -> bool:
+        """Who speaks when (pyannote), when a pipeline is configured."""
+        cfg = self.cfg
+        pipeline = load_diarization(cfg.diarization)
+        with self.times("diarization"):  # pyannote takes the whole waveform
+            turns = diarize(pipeline, self.audio[:]) if pipeline is not None else None
+        label_utterances(self.utterances, turns)
+        self.result.stats["diarization"] = (
+            cfg.diarization.pipeline
+            if pipeline is not None
+            else "none: no pyannote pipeline configured, one speaker per video assumed"
         )
-        return
-    result.stats.update(
-        duration=round(info.duration, 3),
-        source_fps=round(info.fps, 3),
-        width=info.width,
-        height=info.height,
-        variable_frame_rate=info.variable_frame_rate,
-        rotation=info.rotation,
-    )
+        return True
 
-    # 2. speech segments (cheap, and without speech there is nothing to look at)
-    # read on demand, never whole: memory stays bounded however long the video is
-    audio_path = droot.path(raw.files.audio)
-    audio = open_audio(audio_path if audio_path.is_file() else work / "audio.wav", fallback=video)
-    total = len(audio) / AUDIO_RATE
-    captions = raw.files.captions.get(raw.source.language or "sq") or next(iter(raw.files.captions.values()), None)
-    if cfg.speech.use_captions and captions:
-        utterances, unusable = utterances_from_captions(droot.path(captions), total, cfg.speech)
-        for u in utterances:
-            u.transcript_source = "captions" if u.text else None
-    else:
-        with times("vad"):
-            regions = silero_vad(cfg.speech.vad_model).speech_regions(audio, cfg.speech)
-        utterances, unusable = utterances_from_regions(regions, cfg.speech)
-    for u in unusable:
-        reason = "utterance-too-short" if u.duration < cfg.speech.min_utterance else "utterance-too-long"
-        reject(
-            "speech",
-            reason,
-            f"utterance {u.start:.2f}–{u.end:.2f} s",
-            u.duration,
-            key=schema.sample_key(vid, "u", u.start),
-        )
-    result.stats["transcripts"] = "captions" if any(u.text for u in utterances) else "none"
-    if not utterances:
-        if not unusable:
-            reject("speech", "no-speech", "no speech found (captions or voice activity)", 0.0)
-        return
-
-    # 3. diarization
-    pipeline = load_diarization(cfg.diarization)
-    with times("diarization"):
-        turns = diarize(pipeline, audio[:]) if pipeline is not None else None  # pyannote takes the whole waveform
-    label_utterances(utterances, turns)
-    result.stats["diarization"] = (
-        cfg.diarization.pipeline
-        if pipeline is not None
-        else "none: no pyannote pipeline configured, one speaker per video assumed"
-    )
-
-    # 3b. transcripts: language, caption check, pseudo-labels (utterances about to be dropped for
-    # overlapping speech are not worth a recognizer pass)
-    unheard: list[Utterance] = []  # rejected by the transcripts step, kept in decisions.json
-    if cfg.transcripts.model:
-        heard = [u for u in utterances if u.overlap <= cfg.diarization.max_overlap]
-        with times("transcripts"):
-            outcomes, step = check_transcripts(heard, audio, cfg.transcripts, min_duration=cfg.speech.min_utterance)
-        result.stats["transcript_step"] = step.to_dict()
+    def transcripts(self) -> bool:
+        """Language, caption check, pseudo-labels (utterances about to be dropped for overlapping
+        speech are not worth a recognizer pass)."""
+        cfg = self.cfg
+        if not cfg.transcripts.model:
+            return True
+        heard = [u for u in self.utterances if u.overlap <= cfg.diarization.max_overlap]
+        with self.times("transcripts"):
+            outcomes, step = check_transcripts(
+                heard, self.audio, cfg.transcripts, min_duration=cfg.speech.min_utterance
+            )
+        self.result.stats["transcript_step"] = step.to_dict()
         for i, outcome in outcomes.items():
             heard[i].transcript_check = outcome.check
             if outcome.rejection:
-                reject("transcripts", *outcome.rejection, key=schema.sample_key(vid, "u", heard[i].start))
-                unheard.append(heard[i])
-        utterances = [u for u in utterances if not any(u is x for x in unheard)]
+                self.reject("transcripts", *outcome.rejection, key=schema.sample_key(self.vid, "u", heard[i].start))
+                self.unheard.append(heard[i])
+        self.utterances = [u for u in self.utterances if not any(u is x for x in self.unheard)]
+        return True
 
-    # 4. faces
-    with times.excluding("landmarks", "decode"):
-        scan = scan_faces(video, info, cfg.faces, fps, folder=work, times=times)
-    scan.save(work / "faces.npz")
-    result.stats.update(
-        frames=scan.num_frames,
-        tracks=len(scan.tracks),
-        face_frames=round(float((scan.faces_per_frame > 0).mean()) if scan.num_frames else 0.0, 4),
-    )
-    if not scan.tracks:
-        reject("faces", "no-face", "no face track in the video", result.stats["face_frames"])
-        return
+    def faces(self) -> bool:
+        """Face tracks over the whole video (MediaPipe), landmarks kept in the work folder."""
+        with self.times.excluding("landmarks", "decode"):
+            scan = scan_faces(self.video, self.info, self.cfg.faces, self.fps, folder=self.work, times=self.times)
+        scan.save(self.work / "faces.npz")
+        self.result.stats.update(
+            frames=scan.num_frames,
+            tracks=len(scan.tracks),
+            face_frames=round(float((scan.faces_per_frame > 0).mean()) if scan.num_frames else 0.0, 4),
+        )
+        if not scan.tracks:
+            self.reject("faces", "no-face", "no face track in the video", self.result.stats["face_frames"])
+            return False
+        self.scan = scan
+        return True
 
-    # 5. per utterance: coverage, size, sync; several qualifying tracks → the best sync
-    scorer = load_sync_scorer(cfg.sync)
-    jobs: list[_Job] = []
-    groups: list[list[_Candidate]] = []  # per utterance, the tracks that passed the checks before sync
-    decisions: list[dict] = []  # every measurement, kept in work/<video_id>/decisions.json
-    for u in utterances:
-        if u.overlap > cfg.diarization.max_overlap:
-            reject(
-                "speech",
-                "overlapping-speech",
-                f"{u.overlap:.2f} s with several speakers",
-                u.overlap,
-                key=schema.sample_key(vid, "u", u.start),
-            )
-            continue
-        first, last = int(round(u.start * fps)), min(int(round(u.end * fps)), scan.num_frames)
-        present = [t for t in scan.tracks if t.start < last and t.end > first]
-        if not present or last - first < 2:
-            reject(
-                "faces",
-                "no-face",
-                f"no face during {u.start:.2f}–{u.end:.2f} s",
-                0.0,
-                key=schema.sample_key(vid, "u", u.start),
-            )
-            continue
-        group: list[_Candidate] = []
-        for t in present:
-            key = schema.sample_key(vid, t.track_id, first / fps)  # the sample's start, as in its .json
-            span = t.coverage(first, last)
-            decision = {"key": key, "start": u.start, "end": u.end, "track": t.track_id, "coverage": round(span, 4)}
-            decisions.append(decision)
-            window = t.window(max(first, t.start), min(last, t.end))
-            eye = float(np.median(geometry.eye_distance(t.landmarks[window])))
-            decision["eye_distance_px"] = round(eye, 2)
-            if eye < cfg.quality.min_eye_distance:  # checked first: small faces are also the ones tracking loses
+    def candidates(self) -> bool:
+        """Per utterance, the face tracks that pass coverage, size and pose (sync comes next)."""
+        cfg, reject, fps, vid, scan = self.cfg, self.reject, self.fps, self.vid, self.scan
+        self.groups: list[list[_Candidate]] = []  # per utterance, the tracks that passed the checks before sync
+        self.decisions: list[dict] = []  # every measurement, kept in work/<video_id>/decisions.json
+        for u in self.utterances:
+            if u.overlap > cfg.diarization.max_overlap:
                 reject(
-                    "quality",
-                    "face-too-small",
-                    f"median eye distance below {cfg.quality.min_eye_distance} px",
-                    eye,
-                    key=key,
+                    "speech",
+                    "overlapping-speech",
+                    f"{u.overlap:.2f} s with several speakers",
+                    u.overlap,
+                    key=schema.sample_key(vid, "u", u.start),
                 )
                 continue
-            if span < cfg.quality.min_coverage:
+            first, last = int(round(u.start * fps)), min(int(round(u.end * fps)), scan.num_frames)
+            present = [t for t in scan.tracks if t.start < last and t.end > first]
+            if not present or last - first < 2:
                 reject(
                     "faces",
-                    "face-track-incomplete",
-                    "the face is not tracked through the whole utterance (it leaves the frame or is lost)",
-                    span,
-                    key=key,
+                    "no-face",
+                    f"no face during {u.start:.2f}–{u.end:.2f} s",
+                    0.0,
+                    key=schema.sample_key(vid, "u", u.start),
                 )
                 continue
-            problem = _pose_problem(t, window, cfg, decision)
-            if problem:
-                reject("quality", *problem, key=key)
-                continue
-            # short utterances are scored on a longer stretch of the same track: a second of
-            # speech holds too few syllables for a reliable offset
-            s0, s1 = _sync_window(first, last, t, int(round(cfg.sync.min_window * fps)))
-            pad_before = min(cfg.sync.max_offset, s0)
-            pad_after = max(0, min(cfg.sync.max_offset, int(total * fps) - s1))
-            group.append(_Candidate(_Job(u, t, first, last, eye, None, key), decision, s0, s1, pad_before, pad_after))
-        if group:
-            groups.append(group)
+            group = [c for t in present if (c := self._candidate(u, t, first, last)) is not None]
+            if group:
+                self.groups.append(group)
+        return True
 
-    # sync: from landmarks right away, or (a trained expert) from canonical crops in one more pass
-    def sync_input(c: "_Candidate", crops=None) -> SyncInput:
-        segment = audio[int((c.s0 - c.pad_before) * AUDIO_RATE / fps) : int((c.s1 + c.pad_after) * AUDIO_RATE / fps)]
-        return SyncInput(
-            c.job.track.landmarks[c.job.track.window(c.s0, c.s1)],
-            segment,
-            AUDIO_RATE,
-            fps,
-            c.pad_before,
-            c.pad_after,
-            crops,
-        )
+    def _candidate(self, u: Utterance, t: FaceTrack, first: int, last: int) -> _Candidate | None:
+        cfg, reject, fps = self.cfg, self.reject, self.fps
+        key = schema.sample_key(self.vid, t.track_id, first / fps)  # the sample's start, as in its .json
+        span = t.coverage(first, last)
+        decision = {"key": key, "start": u.start, "end": u.end, "track": t.track_id, "coverage": round(span, 4)}
+        self.decisions.append(decision)
+        window = t.window(max(first, t.start), min(last, t.end))
+        eye = float(np.median(geometry.eye_distance(t.landmarks[window])))
+        decision["eye_distance_px"] = round(eye, 2)
+        if eye < cfg.quality.min_eye_distance:  # checked first: small faces are also the ones tracking loses
+            reject(
+                "quality",
+                "face-too-small",
+                f"median eye distance below {cfg.quality.min_eye_distance} px",
+                eye,
+                key=key,
+            )
+            return None
+        if span < cfg.quality.min_coverage:
+            reject(
+                "faces",
+                "face-track-incomplete",
+                "the face is not tracked through the whole utterance (it leaves the frame or is lost)",
+                span,
+                key=key,
+            )
+            return None
+        problem = _pose_problem(t, window, cfg, decision)
+        if problem:
+            reject("quality", *problem, key=key)
+            return None
+        # short utterances are scored on a longer stretch of the same track: a second of
+        # speech holds too few syllables for a reliable offset
+        s0, s1 = _sync_window(first, last, t, int(round(cfg.sync.min_window * fps)))
+        pad_before = min(cfg.sync.max_offset, s0)
+        pad_after = max(0, min(cfg.sync.max_offset, int(self.total * fps) - s1))
+        return _Candidate(_Job(u, t, first, last, eye, None, key), decision, s0, s1, pad_before, pad_after)
 
-    candidates = [c for group in groups for c in group]
-    with times.excluding("sync", "decode"):
-        if scorer.needs_crops:
-            _score_from_crops(
-                video, info, fps, candidates, cfg, lambda c, crops: scorer.score(sync_input(c, crops)), times
-            )
-        else:
-            for c in candidates:
-                c.job.sync = scorer.score(sync_input(c))
-    limits = _sync_limits(cfg, scorer)
-    for group in groups:
-        qualified = []
-        for c in group:
-            sync, key = c.job.sync, c.job.key
-            c.decision.update(
-                sync_confidence=sync.confidence,
-                sync_offset_frames=sync.offset_frames,
-                sync_curve=sync.curve,
-                sync_method=sync.method,
-            )
-            if sync.distance is not None:
-                c.decision["sync_distance"] = sync.distance
-            problem = limits(sync)
-            if problem:
-                reject("sync", *problem, key=key)
-                continue
-            if sync.offset_frames and cfg.sync.correct_offset and abs(sync.offset_frames) <= cfg.sync.max_correction:
-                c.job.correction = sync.offset_frames  # the audio is shifted onto the video when written
-                c.decision["sync_correction_frames"] = sync.offset_frames
-            elif abs(sync.offset_frames) > cfg.sync.max_abs_offset:
+    def _sync_input(self, c: _Candidate, crops=None) -> SyncInput:
+        fps = self.fps
+        segment = self.audio[
+            int((c.s0 - c.pad_before) * AUDIO_RATE / fps) : int((c.s1 + c.pad_after) * AUDIO_RATE / fps)
+        ]
+        track = c.job.track
+        return SyncInput(track.landmarks[track.window(c.s0, c.s1)], segment, AUDIO_RATE, fps, c.pad_before,
+                         c.pad_after, crops)  # fmt: skip
+
+    def sync(self) -> bool:
+        """Audio-visual sync of each candidate, from landmarks right away or (a trained expert) from
+        canonical crops in one more pass; the limits; one face per utterance, the best in sync."""
+        cfg, reject = self.cfg, self.reject
+        scorer = load_sync_scorer(cfg.sync)
+        candidates = [c for group in self.groups for c in group]
+        with self.times.excluding("sync", "decode"):
+            if scorer.needs_crops:
+                score = lambda c, crops: scorer.score(self._sync_input(c, crops))  # noqa: E731
+                _score_from_crops(self.video, self.info, self.fps, candidates, cfg, score, self.times)
+            else:
+                for c in candidates:
+                    c.job.sync = scorer.score(self._sync_input(c))
+        limits = _sync_limits(cfg, scorer)
+        self.jobs: list[_Job] = []
+        for group in self.groups:
+            qualified = []
+            for c in group:
+                sync, key = c.job.sync, c.job.key
+                c.decision.update(
+                    sync_confidence=sync.confidence,
+                    sync_offset_frames=sync.offset_frames,
+                    sync_curve=sync.curve,
+                    sync_method=sync.method,
+                )
+                if sync.distance is not None:
+                    c.decision["sync_distance"] = sync.distance
+                problem = limits(sync)
+                if problem:
+                    reject("sync", *problem, key=key)
+                    continue
+                if (
+                    sync.offset_frames
+                    and cfg.sync.correct_offset
+                    and abs(sync.offset_frames) <= cfg.sync.max_correction
+                ):
+                    c.job.correction = sync.offset_frames  # the audio is shifted onto the video when written
+                    c.decision["sync_correction_frames"] = sync.offset_frames
+                elif abs(sync.offset_frames) > cfg.sync.max_abs_offset:
+                    reject(
+                        "sync",
+                        "sync-offset",
+                        f"audio is {sync.offset_frames} frames off the video "
+                        f"(positive: audio late; limit ±{cfg.sync.max_abs_offset})",
+                        sync.offset_frames,
+                        key=key,
+                    )
+                    continue
+                qualified.append(c.job)
+            qualified.sort(key=lambda j: -j.sync.confidence)
+            for other in qualified[1:]:
                 reject(
                     "sync",
-                    "sync-offset",
-                    f"audio is {sync.offset_frames} frames off the video "
-                    f"(positive: audio late; limit ±{cfg.sync.max_abs_offset})",
-                    sync.offset_frames,
-                    key=key,
+                    "other-face-selected",
+                    f"{len(qualified)} faces qualify; the one with the best sync "
+                    f"(track {qualified[0].track.track_id}) was kept",
+                    other.sync.confidence,
+                    key=other.key,
                 )
-                continue
-            qualified.append(c.job)
-        qualified.sort(key=lambda j: -j.sync.confidence)
-        for other in qualified[1:]:
-            reject(
-                "sync",
-                "other-face-selected",
-                f"{len(qualified)} faces qualify; the one with the best sync "
-                f"(track {qualified[0].track.track_id}) was kept",
-                other.sync.confidence,
-                key=other.key,
-            )
-        jobs.extend(qualified[:1])
-    atomic_write_text(
-        work / "decisions.json",
-        dumps(
-            {
-                "utterances": [vars(u) for u in utterances],
-                "rejected_utterances": [vars(u) for u in unheard],
-                "tracks": decisions,
-            }
-        )
-        + "\n",
-    )
-    if jobs:
-        with times.excluding("crops", "decode", "encode"):
-            _render(video, info, fps, jobs, raw, cfg, staging, work, reject, result, audio, times)
-    result.accepted.sort(key=lambda r: (r["meta"]["start"], r["key"]))
+            self.jobs.extend(qualified[:1])
+        decisions = {
+            "utterances": [vars(u) for u in self.utterances],
+            "rejected_utterances": [vars(u) for u in self.unheard],
+            "tracks": self.decisions,
+        }
+        atomic_write_text(self.work / "decisions.json", dumps(decisions) + "\n")
+        return True
+
+    def crops(self) -> bool:
+        """The accepted samples' canonical crops, audio, transcript and metadata, staged."""
+        if self.jobs:
+            with self.times.excluding("crops", "decode", "encode"):
+                _render(self.video, self.info, self.fps, self.jobs, self.raw, self.cfg, self.staging, self.work,
+                        self.reject, self.result, self.audio, self.times)  # fmt: skip
+        return True
 
 
 def _as_collected(video: Path, raw: RawVideo) -> bool:
