@@ -160,12 +160,12 @@ def segments_from_srt(path: str, duration: float) -> list[Segment]:
 
 
 def speech_segments(audio: np.ndarray) -> list[Segment]:
-    from shqip_av.components.voice_activity import VoiceActivityConfig, join_regions, silero_vad
+    from shqip_av.components.voice_activity import SileroVAD, VoiceActivityConfig, join_regions
 
     """The original's speech as segments: Silero's regions joined over pauses under 0.3 s, at
     least 0.3 s long, split beyond 12 s (filter's utterance rules, shorter minimum)."""
     cfg = VoiceActivityConfig()
-    regions = silero_vad(cfg.vad_model).speech_regions(audio, cfg)
+    regions = SileroVAD.from_pretrained(cfg.vad_model).speech_regions(audio, cfg)
     kept, _ = join_regions(regions, split_pause=0.3, min_length=0.3, max_length=12.0)
     return [Segment(round(a, 3), round(b, 3)) for a, b in kept]
 

@@ -480,14 +480,13 @@ class _DubRun:
 
     def faces(self) -> Any:
         """Face tracks over the whole video (MediaPipe), kept in the work folder."""
-        from shqip_av.components.face_tracker import FaceConfig, FaceScan, scan_faces
+        from shqip_av.components.face_tracker import FaceScan, FaceTracker
 
         def track() -> int:
             with self.times("faces"):
-                scan = scan_faces(
-                    self.call.video, self.info, FaceConfig(), self.fps, folder=self.work.folder,
-                    progress_desc="face tracking",
-                )  # fmt: skip
+                scan = FaceTracker.from_pretrained().scan(
+                    self.call.video, self.info, self.fps, folder=self.work.folder, progress_desc="face tracking"
+                )
             scan.save(self.path("faces.npz"))
             return len(scan.tracks)
 

@@ -441,3 +441,30 @@ def crop_landmarks(crops: np.ndarray, cfg: FaceConfig | None = None, side: int =
                 points = result.face_landmarks[0]
                 out[i] = np.array([[p.x, p.y] for p in points[:478]], np.float32) * (side / scale)
     return out
+
+
+class FaceTracker:
+    """MediaPipe face tracking with a typed config: ``FaceTracker.from_pretrained()`` checks that the
+    landmarker model file is there (one line when it is not), ``scan`` tracks a video."""
+
+    def __init__(self, config: FaceConfig | None = None):
+        self.config = config or FaceConfig()
+
+    @classmethod
+    def from_pretrained(cls, model: str = "face_landmarker", **settings: Any) -> "FaceTracker":
+        path = model if model.endswith(".task") else str(resolve_model(model))
+        if not Path(path).expanduser().is_file():
+            raise ModelFileError(f"{path}: no such model file")
+        return cls(FaceConfig(model=model, **settings))
+
+    def scan(
+        self,
+        video: Path,
+        info: MediaInfo,
+        fps: float,
+        *,
+        folder: Path | None = None,
+        times: StepTimes | None = None,
+        progress_desc: str | None = None,
+    ) -> FaceScan:
+        return scan_faces(video, info, self.config, fps, folder=folder, times=times, progress_desc=progress_desc)

@@ -51,6 +51,11 @@ class SileroVAD:
 
     BLOCK = 30 * AUDIO_RATE // WINDOW * WINDOW  # audio is read ~30 s at a time
 
+    @classmethod
+    def from_pretrained(cls, model: str = "silero_vad") -> "SileroVAD":
+        """The VAD of a model name (shqip_av.models) or an .onnx path, one session per process."""
+        return silero_vad(model)
+
     def probabilities(self, audio) -> np.ndarray:
         """Speech probability per 32 ms window. ``audio`` is an array or anything sliceable with a
         length (``shqip_av.media.PcmWav``); it is read in blocks, never whole."""

@@ -93,10 +93,24 @@ def configure_generation(model, tokenizer, language: str, task: str, max_new_tok
 
 @dataclass
 class LoadedModel:
+    """A Whisper ready to recognize: the model (with a LoRA adapter merged in, for a train.asr run),
+    its processor, and where it came from."""
+
     model: Any
     processor: Any
     description: str
     base_name: str  # the base Whisper it was fine-tuned from (itself for a base model)
+
+    @classmethod
+    def from_pretrained(cls, source: str, *, language: str = "sq", revision: str = "main") -> "LoadedModel":
+        """A Hub id, a Whisper folder or a train.asr run (``load_for_inference``)."""
+        return load_for_inference(source, language=language, revision=revision)
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Model and processor in one folder, loadable by ``from_pretrained``."""
+        self.model.save_pretrained(folder)
+        self.processor.save_pretrained(folder)
+        return Path(folder)
 
 
 def load_for_inference(
