@@ -16,5 +16,5 @@ def lid_whisper(demo_root, tmp_path_factory):
     from tests.filter.whisper_lid import build_lid_whisper
 
     out = tmp_path_factory.mktemp("lid-whisper") / "m"
-    build_lid_whisper(out, demo_root)
+    build_lid_whisper(out, demo_root, steps=300)
     return out, out.with_name("m-random")
