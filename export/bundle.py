@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shqip_av import ShqipError
@@ -531,10 +531,71 @@ consent to.
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))
 
 
+@dataclass(frozen=True)
+class ComponentEntry:
+    """One component of model_index.json, typed: what loads it (``library``, ``cls``), from where
+    (``source``: a folder inside the bundle when ``included``, else a Hub id at ``revision``), its
+    licence, and what some kinds add (a TTS ``backend``, an MT ``family``, an ASR ``adapter`` with
+    its ``base``, the run it was ``trained_from``)."""
+
+    name: str
+    library: str
+    cls: str
+    source: str
+    included: bool
+    license: str
+    revision: str = "main"
+    backend: str | None = None
+    family: str | None = None
+    adapter: str | None = None
+    base: "ComponentEntry | None" = None
+    trained_from: str | None = None
+
+    @classmethod
+    def parse(cls, name: str, raw: object, where: Path) -> "ComponentEntry":
+        if not isinstance(raw, dict):
+            raise BundleError(f"the bundle {where}: {name} in model_index.json is not an object")
+
+        def text(key: str, default: str | None = None) -> str | None:
+            value = raw.get(key, default)
+            if value is not None and not isinstance(value, str):
+                raise BundleError(f"the bundle {where}: {name}.{key} in model_index.json is not a string")
+            return value
+
+        source = text("source")
+        if not source:
+            raise BundleError(f"the bundle {where}: {name} has no source in model_index.json")
+        base = raw.get("base")
+        return cls(
+            name=name,
+            library=text("library", "") or "",
+            cls=text("class", "") or "",
+            source=source,
+            included=bool(raw.get("included")),
+            license=text("license", "unknown") or "unknown",
+            revision=text("revision", "main") or "main",
+            backend=text("backend"),
+            family=text("family"),
+            adapter=text("adapter"),
+            base=cls.parse(f"{name}.base", base, where) if base is not None else None,
+            trained_from=text("trained_from"),
+        )
+
+
 @dataclass
 class Bundle:
     path: Path
-    index: dict
+    index: dict  # model_index.json as read (written back into reports as it is)
+    components: dict[str, ComponentEntry] = field(default_factory=dict)  # its components, typed
+
+    def entry(self, name: str) -> ComponentEntry:
+        if name not in self.components:
+            raise BundleError(f"the bundle {self.path} has no {name} component")
+        return self.components[name]
+
+    @property
+    def name(self) -> str:
+        return str(self.index.get("name") or self.path.name)
 
     def component(self, name: str) -> dict:
         entry = self.index.get(name)
@@ -664,7 +725,8 @@ def load_bundle(source: str, revision: str = "main") -> Bundle:
         raise BundleError(
             f"the bundle {path} is missing {', '.join(missing)} (rebuild it with python -m export bundle)"
         )
-    bundle = Bundle(path, index)
+    components = {name: ComponentEntry.parse(name, index[name], path) for name in COMPONENTS if index.get(name)}
+    bundle = Bundle(path, index, components)
     for name in COMPONENTS:
         entry = index.get(name)
         if not isinstance(entry, dict):

@@ -266,9 +266,9 @@ class DubbingPipeline:
         target = cfg.to or bundle.index.get("target_language") or "en"
         source_language = cfg.source_language or bundle.index.get("source_language") or ""
         source_language = "" if source_language == "auto" else source_language  # empty: Whisper detects it
-        tts = bundle.component("tts")
-        if tts.get("backend") == "espeak":  # espeak's voice is a language: it must be the target's
-            voice = bundle.source("tts", tts)[0]
+        tts = bundle.entry("tts")
+        if tts.backend == "espeak":  # espeak's voice is a language: it must be the target's
+            voice = tts.source
             if voice.split("-")[0].lower() != target.split("-")[0].lower():
                 raise DubError(
                     f"the bundle's speech is espeak-ng voice {voice!r}, which does not speak {target!r}: "
@@ -524,7 +524,7 @@ class _DubRun:
 
         bundle, signing, video = self.pipe.bundle, self.call.signing, self.call.video
         result = self.out / self.names[0]
-        metadata = container_metadata(shqip_av.__version__, bundle.index.get("name", ""), self.source_sha256)
+        metadata = container_metadata(shqip_av.__version__, bundle.name, self.source_sha256)
         dub_mel = frontend.log_mel(read_audio(self.path("dub.wav"))).numpy()
         rendered = self.path("render.mp4") if signing else result
         soundtrack = self.path("dub-native.wav") if self.info.has_audio else self.path("dub.wav")
@@ -535,7 +535,7 @@ class _DubRun:
         )  # fmt: skip
         if signing:
             details = {
-                "bundle": bundle.index.get("name", ""),
+                "bundle": bundle.name,
                 "source_sha256": self.source_sha256,
                 "source_language": self.source_language,
                 "target_language": self.call.target,
@@ -578,7 +578,7 @@ class _DubRun:
             "frames": frames,
             "lip_synced_frames": len(regenerated),
             "faces": [{**f, "first_frame": a, "end_frame": b} for f, (_, a, b) in zip(faces_used, spans)],
-            "translation": "user .srt" if cfg.translation else bundle.index["mt"]["source"],
+            "translation": "user .srt" if cfg.translation else bundle.entry("mt").source,
             "generated": steps.GENERATED,
             "visible_mark": cfg.visible_mark,
             "c2pa_signed": self.call.signing is not None,

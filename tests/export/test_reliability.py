@@ -279,6 +279,14 @@ def test_a_bundle_loads_components_only_from_inside_itself(bundle, srt, tmp_path
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
     index = json.loads((copy / "model_index.json").read_text())
+    # model_index.json read into typed components
+    typed = load_bundle(str(copy))
+    assert typed.entry("generator").included and typed.entry("generator").cls == "LipSyncGenerator"
+    assert typed.entry("tts").backend == "espeak" and typed.entry("asr").adapter == "peft-lora"
+    assert typed.entry("asr").base is not None and typed.entry("asr").base.included
+    (copy / "model_index.json").write_text(json.dumps({**index, "expert": {**index["expert"], "source": 5}}))
+    with pytest.raises(BundleError, match="expert.source in model_index.json is not a string"):
+        load_bundle(str(copy))
     assert not index["generator"]["trained_from"].startswith("/") and not index["expert"]["trained_from"].startswith(
         "/"
     )
