@@ -28,7 +28,6 @@ never the whole video.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,14 +88,6 @@ class DubError(ShqipError):
     pass
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 OWNER_KIND = "export dub"  # the owner record's kind in a dub's --out folder (shqip_av.files)
 MAX_CUES = 2000  # a translation .srt with more cues is not a translation of one video
 MIN_CUE_SECONDS = 0.2  # shorter than a syllable: nothing can be spoken or lip-synced in it
@@ -155,10 +146,6 @@ def translation_segments(path: str, duration: float) -> tuple[list[Segment], lis
         if b.start < a.end - 0.05:
             raise DubError(f"{path}: cues at {a.start:.2f}-{a.end:.2f} s and {b.start:.2f}-{b.end:.2f} s overlap")
     return [Segment(c.start, min(c.end, duration), "", c.text) for c in cues], notes
-
-
-def segments_from_srt(path: str, duration: float) -> list[Segment]:
-    return translation_segments(path, duration)[0]
 
 
 def speech_segments(audio: np.ndarray) -> list[Segment]:

@@ -26,7 +26,7 @@ import numpy as np
 from export import dub as steps
 from export.dub import OWNER_KIND, DubConfig, DubError, Segment
 from shqip_av import ShqipError
-from shqip_av.files import atomic_write_text
+from shqip_av.files import atomic_write_text, sha256_file
 from shqip_av.log import StepTimes, get_logger
 from shqip_av.media import AUDIO_RATE
 
@@ -377,13 +377,13 @@ class _DubRun:
     def inputs(self) -> None:
         """What the steps depend on: a rerun with other inputs starts over."""
         cfg = self.cfg
-        self.source_sha256 = steps._sha256(self.call.video)
+        self.source_sha256 = sha256_file(self.call.video)
         inputs = {
             "source_sha256": self.source_sha256,
             "bundle": str(self.pipe.bundle.path),
             "to": self.call.target,
             "from": self.source_language,
-            "translation_sha256": steps._sha256(Path(cfg.translation)) if cfg.translation else None,
+            "translation_sha256": sha256_file(cfg.translation) if cfg.translation else None,
             "fit": asdict(cfg.fit),
             "duck": cfg.duck,
         }
