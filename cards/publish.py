@@ -197,11 +197,32 @@ def check_repo_id(repo: str) -> None:
         )
 
 
+def check_restrictions(cfg: PublishConfig) -> None:
+    """Footage collected with a ``restriction`` (sources.yaml; e.g. third-party test clips) is
+    never published, nor anything that learned from it (its trained_on.json says so)."""
+    from cards.model_card import resolve_run
+    from shqip_av.manifest import read_jsonl
+    from shqip_av.takedown import trained_on_restrictions
+
+    if cfg.bundle or cfg.run:
+        folder = _bundle_folder(cfg) if cfg.bundle else resolve_run(cfg.run, cfg.root)
+        found = trained_on_restrictions(folder)
+        what = f"{cfg.bundle or cfg.run} learned from footage"
+    else:
+        manifest = DatasetRoot(cfg.root).path("raw", "manifest.jsonl")
+        records = read_jsonl(manifest) if manifest.is_file() else []
+        found = sorted({(r.get("rights") or {}).get("restriction") for r in records} - {None, ""})
+        what = f"{cfg.root} holds footage"
+    if found:
+        raise CardError(f"{what} collected with the restriction {found[0]!r}: it is not published (nothing was sent)")
+
+
 def assemble(cfg: PublishConfig) -> tuple[Path, list[UploadFile]]:
     """Build the upload folder (the exact content to send) and describe its files."""
     check_repo_id(cfg.repo)
     if cfg.run and cfg.bundle:
         raise CardError("give --run or --bundle, not both")
+    check_restrictions(cfg)
     sources = _sources_bundle(cfg) if cfg.bundle else _sources_model(cfg) if cfg.run else _sources_dataset(cfg)
     folder = staging_dir(cfg)
     if folder.exists():

@@ -439,7 +439,7 @@ class Collector:
 
 
 def _rights(decision: Admission, entry: SourceEntry) -> Rights:
-    return Rights(license=decision.license, consent=entry.consent, basis=decision.basis)
+    return Rights(license=decision.license, consent=entry.consent, basis=decision.basis, restriction=entry.restriction)
 
 
 def prepare_raw(cfg: CollectConfig) -> CollectStats:

@@ -14,6 +14,8 @@
       - path: recordings/arta                              # own footage: a file or a folder
         license: CC BY 4.0
         consent: {kind: release, subject: Arta K., reference: release form 12, granted: 2025-03-01}
+      - path: /data/test-clips                             # footage for testing only
+        restriction: "third-party test footage: never publish it or anything trained on it"
 
 Relative ``path`` entries are relative to the folder of sources.yaml. Every error names the
 file and line, because a typo in a 500-line source list must be findable.
@@ -33,10 +35,13 @@ from shqip_av.config import compose_yaml
 from shqip_av.files import read_text_file
 from shqip_av.records import Consent
 
-ENTRY_KEYS = {"url", "path", "consent", "license", "language", "max_videos", "title", "speaker", "captions", "dialect"}
+ENTRY_KEYS = {
+    "url", "path", "consent", "license", "language", "max_videos", "title", "speaker", "captions", "dialect",
+    "restriction",
+}  # fmt: skip
 DIALECTS = ("gheg", "tosk", "mixed")  # the two main Albanian dialects, for the dataset card's coverage
 DEFAULT_KEYS = ENTRY_KEYS - {"url", "path", "title"}
-SCALAR_KEYS = {"url", "path", "license", "language", "max_videos", "title", "speaker", "captions", "dialect"}
+SCALAR_KEYS = ENTRY_KEYS - {"consent"}
 
 
 class SourcesError(ShqipError):
@@ -57,6 +62,9 @@ class SourceEntry:
     speaker: str | None = None
     dialect: str | None = None  # gheg | tosk | mixed
     captions: bool = True
+    # a use restriction carried by every record of this source, e.g. "third-party test footage: never
+    # publish it or anything trained on it"; cards publish refuses such data and what learned from it
+    restriction: str | None = None
     line: int = 0  # where it is in sources.yaml, for messages
 
     @property
@@ -140,7 +148,7 @@ def _entry(
             )
         except ShqipError as e:
             raise _err(path, cnode, str(e)) from None
-    for key, conv in (("license", str), ("language", str), ("title", str), ("speaker", str)):
+    for key, conv in (("license", str), ("language", str), ("title", str), ("speaker", str), ("restriction", str)):
         if values.get(key) is not None:
             setattr(entry, key, conv(values[key]).strip())
     if values.get("dialect") is not None:

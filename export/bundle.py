@@ -122,7 +122,9 @@ def _collect_trained_on(folder: Path, into: set[str]) -> None:
     for candidate in (folder / TRAINED_ON, folder.parent / TRAINED_ON):
         if candidate.is_file():
             try:
-                into.update(json.loads(candidate.read_text(encoding="utf-8")).get("video_sha256", []))
+                record = json.loads(candidate.read_text(encoding="utf-8"))
+                into.update(record.get("video_sha256", []))
+                into.update(RESTRICTED + r for r in record.get("restrictions") or [])
             except (ValueError, AttributeError):
                 pass
             return
@@ -354,6 +356,7 @@ def _tts_entry(cfg: BundleConfig, stage: Path, revision: str, licenses: dict) ->
 
 
 _TRAINED_ON: dict[str, set[str]] = {}  # per staging folder: digests of the videos its runs learned from
+RESTRICTED = "restriction:"  # ... and, so marked, the use restrictions of that footage
 
 
 def stage_trained_on(stage: Path) -> set[str]:
@@ -452,7 +455,11 @@ def build_bundle(cfg: BundleConfig) -> Path:
         if trained_on:  # what the included runs learned from: a takedown marks the bundle too
             from shqip_av.takedown import TRAINED_ON
 
-            atomic_write_text(stage / TRAINED_ON, json.dumps({"video_sha256": sorted(trained_on)}, indent=2) + "\n")
+            record = {"video_sha256": sorted(d for d in trained_on if not d.startswith(RESTRICTED))}
+            restrictions = sorted(d[len(RESTRICTED) :] for d in trained_on if d.startswith(RESTRICTED))
+            if restrictions:
+                record["restrictions"] = restrictions
+            atomic_write_text(stage / TRAINED_ON, json.dumps(record, indent=2) + "\n")
         record_owned(stage, OWNER_KIND, [p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file()])
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)

@@ -1,8 +1,9 @@
-"""python -m filter.shard --root data [--max-samples N] [--max-bytes B]
+"""python -m filter.shard --root data [--max-samples N] [--max-bytes B] [--splits speakers.tsv]
 
 Packs the accepted samples of clips/manifest.jsonl into WebDataset tars, split train /
-validation / test by a hash of each sample's speaker (so no speaker is in two splits), and
-writes shards/index.json. Packing is deterministic: the same clips give byte-identical shards.
+validation / test by a hash of each sample's speaker (so no speaker is in two splits), or by a
+given speaker → split table (``--splits``: for a predefined test set), and writes
+shards/index.json. Packing is deterministic: the same clips give byte-identical shards.
 """
 
 from __future__ import annotations
@@ -47,6 +48,38 @@ class ShardConfig:
         max=1,
     )
     allow_shrink: bool = option(False, "replace the shards even when the new set is empty or much smaller")
+    splits: str = option(
+        "",
+        "a tab-separated table with 'speaker' and 'split' columns (train, validation or test): "
+        "its speakers go to their split instead of the hash's; every speaker must be listed",
+    )
+
+
+def read_split_table(path: str) -> dict[str, str]:
+    """speaker → split from a TSV with a header naming 'speaker' and 'split' (other columns are
+    ignored). A missing column, an unknown split or a speaker listed in two splits is one line."""
+    from shqip_av.files import read_text_file
+
+    try:
+        text = read_text_file(path, "split table")
+    except OSError as e:
+        raise ShqipError(f"--splits {path}: {e.strerror or e}") from None
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    header = lines[0].split("\t") if lines else []
+    if "speaker" not in header or "split" not in header:
+        raise ShqipError(f"--splits {path}: the first line must name the columns, with 'speaker' and 'split'")
+    who, which = header.index("speaker"), header.index("split")
+    table: dict[str, str] = {}
+    for number, line in enumerate(lines[1:], start=2):
+        cells = line.split("\t")
+        if len(cells) <= max(who, which):
+            raise ShqipError(f"--splits {path}: line {number} has {len(cells)} columns, fewer than the header")
+        speaker, split = cells[who].strip(), cells[which].strip()
+        if split not in SPLITS:
+            raise ShqipError(f"--splits {path}: line {number}: split {split!r} is not one of {', '.join(SPLITS)}")
+        if table.setdefault(speaker, split) != split:
+            raise ShqipError(f"--splits {path}: speaker {speaker!r} is in both {table[speaker]} and {split}")
+    return table
 
 
 def split_of(speaker: str, cfg: ShardConfig) -> str:
@@ -164,6 +197,7 @@ def _pack_shards(root: DatasetRoot, cfg: ShardConfig) -> dict:
     if not manifest.is_file():
         raise ShqipError(f"{manifest} does not exist: run `python -m filter --root {cfg.root}` first")
     takedown = TakedownList.load(root.takedown)
+    table = read_split_table(cfg.splits) if cfg.splits else None
     by_split: dict[str, list] = {s: [] for s in SPLITS}
     withdrawn = 0
     for record in read_jsonl(manifest):
@@ -171,7 +205,13 @@ def _pack_shards(root: DatasetRoot, cfg: ShardConfig) -> dict:
             withdrawn += 1
             continue
         schema.check_meta(record["meta"])
-        by_split[split_of(record["speaker"], cfg)].append((record, _sample_files(root, record)))
+        if table is not None and record["speaker"] not in table:
+            raise ShqipError(
+                f"--splits {cfg.splits}: speaker {record['speaker']!r} (sample {record['key']}) is not in the "
+                f"table; list every speaker, so that none lands in a split by accident"
+            )
+        split = table[record["speaker"]] if table is not None else split_of(record["speaker"], cfg)
+        by_split[split].append((record, _sample_files(root, record)))
 
     check_shrink(root, by_split, cfg)
     # the old index goes first: a reader never sees an index describing tars being replaced
@@ -224,6 +264,8 @@ def _pack_shards(root: DatasetRoot, cfg: ShardConfig) -> dict:
     }
     index["withdrawn_samples"] = withdrawn
     index["config"].pop("allow_shrink")  # how this run was allowed, not what the shards are
+    if cfg.splits:  # which table, without the path of the machine that packed it
+        index["config"]["splits"] = {"file": Path(cfg.splits).name, "sha256": sha256_file(cfg.splits)}
     atomic_write_text(root.path("shards", "index.json"), _json(index))
     save_config(cfg, root.path("shards", "shard.yaml"))
     return index

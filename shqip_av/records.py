@@ -45,6 +45,7 @@ class Rights:
     license: str | None  # normalised licence name ("CC BY 4.0") when one is known
     consent: Consent | None  # explicit consent record, when the basis is not the licence alone
     basis: str = "licence"  # "licence" (allow-listed licence) or "consent" (explicit record)
+    restriction: str | None = None  # e.g. "never publish": cards publish refuses the data and its models
 
 
 @dataclass
@@ -94,7 +95,10 @@ class RawVideo:
     version: str
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        record = dataclasses.asdict(self)
+        if record["rights"].get("restriction") is None:  # unrestricted records stay as they were
+            record["rights"].pop("restriction", None)
+        return record
 
     @classmethod
     def from_dict(cls, d: dict) -> "RawVideo":

@@ -128,7 +128,32 @@ def _fields(record: dict) -> dict:
     )
 
 
-def record_trained_on(run: Path, video_ids, splits: list[str] | None = None) -> Path:
+def restrictions_of(root, video_ids) -> list[str]:
+    """The use restrictions (sources.yaml ``restriction``) of these videos in ``root``'s raw manifest."""
+    from shqip_av.files import DatasetRoot
+    from shqip_av.manifest import read_jsonl
+
+    manifest, wanted = DatasetRoot(str(root)).path("raw", "manifest.jsonl"), set(video_ids)
+    if not manifest.is_file():
+        return []
+    found = {
+        (r.get("rights") or {}).get("restriction") for r in read_jsonl(manifest) if r.get("video_id") in wanted
+    }
+    return sorted(x for x in found if x)
+
+
+def trained_on_restrictions(folder: Path) -> list[str]:
+    """The restrictions a run or bundle folder's trained_on.json carries (empty when none)."""
+    import json
+
+    path = Path(folder) / TRAINED_ON
+    try:
+        return list(json.loads(path.read_text(encoding="utf-8")).get("restrictions") or [])
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def record_trained_on(run: Path, video_ids, splits: list[str] | None = None, restrictions=()) -> Path:
     """``<run>/trained_on.json``: the sha256 of every video a run learned from (never the ids:
     the run must not become another list of who is in the data). collect.takedown marks the run,
     and any bundle built from it, when one of them is withdrawn."""
@@ -138,4 +163,6 @@ def record_trained_on(run: Path, video_ids, splits: list[str] | None = None) -> 
 
     run.mkdir(parents=True, exist_ok=True)
     record = {"splits": splits, "video_sha256": sorted({video_digest(v) for v in video_ids})}
+    if restrictions:  # what the footage may not be used for travels with everything learned from it
+        record["restrictions"] = sorted(set(restrictions))
     return atomic_write_text(run / TRAINED_ON, json.dumps(record, indent=1) + "\n")

@@ -377,15 +377,6 @@ def test_a_bundle_that_cannot_speak_is_not_built(demo_run, demo_expert, generato
 
 
 # ------------------------------------------------------------------------------ small things
-def test_the_paste_back_mask_fades_to_the_source_at_every_crop_edge():
-    from export.dub import Paster
-
-    mask = Paster(0.06).mask
-    assert mask.max() == 1.0
-    assert mask[-1].max() == 0 and mask[:, 0].max() == 0 and mask[:, -1].max() == 0 and mask[0].max() == 0
-    assert np.all(np.diff(mask[-12:, mask.shape[1] // 2]) <= 0)  # falls off towards the chin's edge
-
-
 def test_a_file_name_starting_with_a_dash_is_read_as_a_file(tmp_path):
     from shqip_av.media import probe
 

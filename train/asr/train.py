@@ -193,10 +193,11 @@ def record_training_videos(root: str, run: Path, splits: list[str]) -> Path:
     on. collect.takedown marks the run when one of them is withdrawn; the model card says so."""
     from filter.shard import current_keys
     from shqip_av.schema import video_id_of_key
-    from shqip_av.takedown import record_trained_on
+    from shqip_av.takedown import record_trained_on, restrictions_of
 
     keys = current_keys(DatasetRoot(root))
-    return record_trained_on(run, {video_id_of_key(k) for split in splits for k in keys.get(split, ())}, splits)
+    videos = {video_id_of_key(k) for split in splits for k in keys.get(split, ())}
+    return record_trained_on(run, videos, splits, restrictions_of(root, videos))
 
 
 def run_training(cfg: AsrConfig) -> dict:

@@ -88,7 +88,7 @@ class Task(Protocol):
 
 def fit(task: Task, cfg, run: Path, schedule: Schedule, resumable=RESUMABLE) -> dict:
     """Train ``task`` into ``run`` (or resume it; a finished run is returned as it is)."""
-    from shqip_av.takedown import record_trained_on
+    from shqip_av.takedown import record_trained_on, restrictions_of
 
     if check_resume(cfg, run, resumable):
         log.info("run %s is already complete; nothing to do", run)
@@ -124,7 +124,7 @@ def fit(task: Task, cfg, run: Path, schedule: Schedule, resumable=RESUMABLE) -> 
     if accelerator.is_main_process:
         target = write_model(task.model(accelerator), run, task.name, task.extra_files(accelerator, metrics))
         videos, splits = task.trained_on()
-        record_trained_on(run, videos, splits)
+        record_trained_on(run, videos, splits, restrictions_of(cfg.data.root, videos))
         atomic_write_text(run / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         log.info("%s written to %s", task.name, target)
     return metrics
