@@ -136,9 +136,7 @@ def restrictions_of(root, video_ids) -> list[str]:
     manifest, wanted = DatasetRoot(str(root)).path("raw", "manifest.jsonl"), set(video_ids)
     if not manifest.is_file():
         return []
-    found = {
-        (r.get("rights") or {}).get("restriction") for r in read_jsonl(manifest) if r.get("video_id") in wanted
-    }
+    found = {(r.get("rights") or {}).get("restriction") for r in read_jsonl(manifest) if r.get("video_id") in wanted}
     return sorted(x for x in found if x)
 
 
