@@ -183,7 +183,8 @@ BUNDLE_OWNER = "export bundle"
 def _remove_dubs(root: DatasetRoot, digests: set[str], prefixes: set[str], report: TakedownReport) -> None:
     """Every dub under the root whose source is a withdrawn video (its report.json names the
     source's sha256): the dubbed video, its .srt, its report (the person's words) and any work
-    folder left by an interrupted dub. Only the dub's own files go; others in the folder stay."""
+    folder left by an interrupted dub, and the generator adapted to the person's face (--keep-adapted).
+    Only the dub's own files go; others in the folder stay."""
     from shqip_av.files import OWNER_RECORD, forget_owned, owned_files
 
     for path in sorted(root.root.rglob("report.json")):
@@ -200,11 +201,16 @@ def _remove_dubs(root: DatasetRoot, digests: set[str], prefixes: set[str], repor
             continue
         folder = path.parent
         stem = Path(str(dub.get("video", ""))).name.removesuffix(".dub.mp4")
-        doomed = [f"{stem}.dub.mp4", f"{stem}.dub.srt", "report.json", f".{stem}.dub-work"] if stem else ["report.json"]
+        doomed = (
+            [f"{stem}.dub.mp4", f"{stem}.dub.srt", "report.json", f".{stem}.dub-work", f"{stem}.adapted-generator"]
+            if stem
+            else ["report.json"]
+        )
         for name in doomed:
             remove_tree(folder / name)
-        if owned_files(folder, DUB_OWNER) is not None:
-            forget_owned(folder, DUB_OWNER, doomed)
+        known = owned_files(folder, DUB_OWNER)
+        if known is not None:  # the names, and files inside the named folders (the adapted generator)
+            forget_owned(folder, DUB_OWNER, [n for n in known if n.split("/")[0] in doomed])
             if not [p for p in folder.iterdir() if p.name != OWNER_RECORD]:
                 remove_tree(folder)  # nothing but our record was left: the folder was the dub's
         report.derived_removed.append(root.relative(folder) + "/ (dub)")

@@ -70,6 +70,16 @@ class DubConfig:
     feather: float = option(
         0.25, "width of the paste-back mask's soft edge, in eye distances (the mask follows the jaw line)", min=0, max=2
     )
+    adapt_steps: int = option(
+        100,
+        "fine-tune the generator on this video's own speaking face for this many steps before "
+        "lip-syncing (train.lipsync.adapt; 0: off)",
+        min=0,
+        max=100000,
+    )
+    keep_adapted: bool = option(
+        False, "keep the adapted generator as <out>/<stem>.adapted-generator/ (it is deleted with the work folder)"
+    )
     device: str = option(
         "auto", "where Whisper and the generator run: auto (a GPU when there is one), cpu, cuda, cuda:N"
     )

@@ -16,6 +16,7 @@ rerun redoes only what was not finished. ``python -m export dub`` is a thin CLI 
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,11 +27,13 @@ import numpy as np
 from export import dub as steps
 from export.dub import OWNER_KIND, DubConfig, DubError, Segment
 from shqip_av import ShqipError
-from shqip_av.files import atomic_write_text, sha256_file
+from shqip_av.files import atomic_output, atomic_write_text, sha256_file
 from shqip_av.log import StepTimes, get_logger
 from shqip_av.media import AUDIO_RATE
 
 log = get_logger(__name__)
+
+MAX_ADAPT_SECONDS = 30.0  # of speaking face adaptation learns from: memory holds these crops
 
 LSE_HINT = {
     "lse_c": "sync confidence of the bundle's expert over the span: higher is better (near 0: the mouth does "
@@ -68,6 +71,8 @@ class Work:
         "dub-native.wav",
         "faces.npz",
         "render.mp4",
+        "adapted.safetensors",
+        "adapted.json",
         "faces-track*.landmarks.npy",
         ".track*.raw",
         ".*.tmp*",
@@ -368,7 +373,8 @@ class _DubRun:
         fitting = self.speech(original, segments)
         scan = self.faces()
         spans, span_of, quiet = self.spans(scan, original, segments, original_speech)
-        lse = self.render(spans)
+        generator = self.adapt(spans, original, original_speech)
+        lse = self.render(spans, generator)
         return self.report(segments, fitting, spans, span_of, quiet, lse, scan.num_frames, detected)
 
     def path(self, name: str) -> Path:
@@ -514,7 +520,116 @@ class _DubRun:
             self.notes.append("no face speaks during the segments: the picture is not lip-synced")
         return spans, span_of, quiet
 
-    def render(self, spans) -> dict:
+    def adapt(self, spans, original: np.ndarray, original_speech: list[Segment]):
+        """The generator adapted to the face lip-synced longest (train.lipsync.adapt), on that
+        face's frames inside the original speech, with their own audio; the base generator when
+        adaptation is off, impossible (too little speech, too small a face) or diverges (noted).
+        The weights are kept in the work folder with what they were made from, so a rerun of the
+        same video reuses them and no other video ever does."""
+        from safetensors.torch import load_file, save_file
+
+        from shqip_av.components import weights_digest
+
+        base, steps = self.pipe.generator, self.cfg.adapt_steps
+        self.adaptation = {"steps": 0, "used": False}
+        if steps == 0 or not spans:
+            return base
+        track = max({id(t): t for t, _, _ in spans}.values(), key=lambda t: sum(b - a for u, a, b in spans if u is t))
+        key = {
+            "source_sha256": self.source_sha256,
+            "generator": weights_digest(str(self.pipe.bundle.source("generator")[0])),
+            "steps": steps,
+            "track": track.track_id,
+        }
+        weights = self.path("adapted.safetensors")
+        if self.work.json("adapted") == key and weights.is_file():  # this video's, from an earlier run
+            model = copy.deepcopy(base)
+            model.load_state_dict(load_file(str(weights), device=str(next(base.parameters()).device)))
+            self.adaptation = {"steps": steps, "used": True, "reused": True}
+            return model.eval()
+        weights.unlink(missing_ok=True)
+        with self.times("adapt"):
+            result = self._adapt_on(track, original, original_speech, count=steps)
+        self.adaptation = {
+            "steps": result.steps if result.adapted else 0,
+            "used": result.adapted,
+            "frames": result.frames,
+            "seconds": round(result.seconds, 1),
+            "masked_l1_first_last": result.loss,
+        }
+        if result.note:
+            self.notes.append(result.note)
+            return base
+        with atomic_output(weights, suffix=".safetensors") as tmp:
+            save_file({k: v.contiguous() for k, v in result.model.state_dict().items()}, str(tmp))
+        self.work.save_json("adapted", key)
+        return result.model
+
+    def _adapt_on(self, track, original: np.ndarray, original_speech: list[Segment], count: int):
+        """Crops of ``track`` in the original speech (at most MAX_ADAPT_SECONDS), their landmarks and
+        audio windows, then ``adapt_generator``."""
+        import cv2
+
+        from shqip_av import geometry
+        from shqip_av.components import audio_frontend as frontend
+        from shqip_av.media import iter_frames
+        from shqip_av.schema import CROP_SIZE
+        from train.lipsync.adapt import AdaptResult, adapt_generator
+
+        base = self.pipe.generator
+        size = base.generator_config.size
+        eye = float(np.median(geometry.eye_distance(np.asarray(track.landmarks[0 : len(track.landmarks)]))))
+        needed = geometry.TEMPLATE_256[1, 0] - geometry.TEMPLATE_256[0, 0]
+        if eye < 0.5 * needed * size / CROP_SIZE:
+            return AdaptResult(
+                base,
+                note=f"the face is too small to adapt on (eyes {eye:.0f} px apart; the generator's "
+                f"crop has them {needed * size / CROP_SIZE:.0f} px apart); the base generator was used",
+            )
+        wanted: list[range] = []
+        budget = int(MAX_ADAPT_SECONDS * self.fps)
+        for seg in original_speech:
+            first = max(track.start, int(np.ceil(seg.start * self.fps)))
+            last = min(track.end, int(seg.end * self.fps), first + budget)
+            if last > first:
+                wanted.append(range(first, last))
+                budget -= last - first
+            if budget <= 0:
+                break
+        index = {f: i for i, r in enumerate(wanted) for f in r}
+        runs = [([], []) for _ in wanted]
+        if index:
+            for f, frame in enumerate(iter_frames(self.call.video, fps=self.fps, info=self.info)):
+                if f > max(index):
+                    break
+                if f in index:
+                    i = f - track.start
+                    crop, affine = geometry.canonical_crop(frame, track.align[i], CROP_SIZE)
+                    marks = geometry.apply_affine(affine, np.asarray(track.landmarks[i : i + 1][0], np.float64))
+                    runs[index[f]][0].append(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA))
+                    runs[index[f]][1].append(marks * (size / CROP_SIZE))
+        mel = frontend.log_mel(original).numpy()
+        audio = [steps.audio_windows(mel, np.array(list(r)) / self.fps) for r in wanted]
+        return adapt_generator(
+            base,
+            [np.stack(c) if c else np.zeros((0, size, size, 3), np.uint8) for c, _ in runs],
+            [np.stack(m) if m else np.zeros((0, 478, 2)) for _, m in runs],
+            audio,
+            steps=count,
+        )
+
+    def keep_adapted(self, generator) -> str | None:
+        """With --keep-adapted: the adapted generator as a model folder next to the dub."""
+        if not (self.cfg.keep_adapted and self.adaptation.get("used")):
+            return None
+        from shqip_av.files import record_owned
+
+        folder = self.out / f"{self.call.video.stem}.adapted-generator"
+        generator.save_pretrained(folder)
+        record_owned(self.out, OWNER_KIND, [f"{folder.name}/{p.name}" for p in folder.iterdir() if p.is_file()])
+        return folder.name
+
+    def render(self, spans, generator) -> dict:
         """The dubbed video (and its C2PA signature); returns the expert's LSE per span."""
         import shqip_av
         from export.disclose import container_metadata
@@ -530,9 +645,10 @@ class _DubRun:
         soundtrack = self.path("dub-native.wav") if self.info.has_audio else self.path("dub.wav")
         record_owned(self.out, OWNER_KIND, self.names)  # from here on these names are the dub's
         lse = steps.render(
-            video, self.info, self.fps, spans, self.pipe.generator, dub_mel, self.cfg, rendered, soundtrack,
+            video, self.info, self.fps, spans, generator, dub_mel, self.cfg, rendered, soundtrack,
             metadata, self.pipe.expert, self.times,
         )  # fmt: skip
+        self.adaptation["kept_as"] = self.keep_adapted(generator)
         if signing:
             details = {
                 "bundle": bundle.name,
@@ -540,6 +656,7 @@ class _DubRun:
                 "source_language": self.source_language,
                 "target_language": self.call.target,
                 "generated": steps.GENERATED,
+                "adaptation": self.adaptation,
             }
             with self.times("c2pa"), atomic_output(result, suffix=".mp4") as tmp:
                 signing.sign(rendered, tmp, video, result.name, details)
@@ -582,6 +699,7 @@ class _DubRun:
             "generated": steps.GENERATED,
             "visible_mark": cfg.visible_mark,
             "c2pa_signed": self.call.signing is not None,
+            "adaptation": self.adaptation,
             "notes": self.notes,
             "mouth_regenerated_to_silence": [[q.start, q.end] for q in quiet],
             "segments": rows,

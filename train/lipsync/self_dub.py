@@ -1,0 +1,266 @@
+"""A self-dub: a real clip lip-synced from its own audio and compared with its real frames, the
+way a viewer would compare them (DESIGN.md §8; ``train.lipsync.evaluate --self-dub``).
+
+The clip's longest face track is split in time: the first part (``adapt_share``) is what
+per-video adaptation may learn from, the rest is what is measured, so an adapted generator is
+never scored on frames it was fine-tuned on. On the measured frames, three mouths are pasted back
+(``shqip_av.paste_back``) and measured (``train.lipsync.quality``):
+
+- ``adapted``: the generator after ``adapt_steps`` steps of adaptation (when asked for);
+- ``base``: the generator as given;
+- ``frozen``: no generator, no audio: the most typical mouth of the adaptation part pasted on every
+  frame (what a dub would show if lip-sync did nothing).
+
+With ``drive`` (another speaker's recording) the generator is also driven by speech the face
+never spoke: the jaw drop of the result (MediaPipe) against the loudness of that speech, and the
+colour and sharpness figures. Writes a strip (source | dub | difference) as PNG and a short
+side-by-side mp4 when ``out`` is given.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shqip_av import ShqipError
+from shqip_av.log import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Clip:
+    """The measured face of a clip: per frame of its track (up to ``max_seconds``)."""
+
+    fps: float
+    frames: list[int]  # frame numbers of the track
+    affines: np.ndarray  # (N, 2, 3) frame → 256 crop
+    marks: np.ndarray  # (N, 478, 2) frame landmarks
+    crops: np.ndarray  # (N, S, S, 3) at the generator's size
+    crop_marks: np.ndarray  # (N, 478, 2) in those crops' pixels
+    speech: np.ndarray  # (N,) bool: inside a speech region of the clip's audio
+    audio: np.ndarray  # the clip's audio, 16 kHz mono
+
+
+def read_clip(video: Path, size: int, max_seconds: float = 10.0) -> Clip:
+    """Track the clip's faces (MediaPipe) and keep its longest track's crops at ``size``."""
+    import cv2
+
+    from shqip_av import geometry
+    from shqip_av.components.face_tracker import FaceTracker
+    from shqip_av.components.voice_activity import SileroVAD, VoiceActivityConfig
+    from shqip_av.media import extract_audio, iter_frames, probe, read_audio
+    from shqip_av.schema import CROP_SIZE, FPS
+
+    info = probe(video)
+    if not info.has_video:
+        raise ShqipError(f"{video}: no video stream")
+    with tempfile.TemporaryDirectory() as tmp:
+        scan = FaceTracker.from_pretrained().scan(video, info, FPS, folder=Path(tmp))
+        if not scan.tracks:
+            raise ShqipError(f"{video}: no face found")
+        track = max(scan.tracks, key=lambda t: len(t.landmarks))
+        if info.has_audio:
+            extract_audio(video, Path(tmp) / "audio.wav")
+            audio = read_audio(Path(tmp) / "audio.wav")
+        else:
+            raise ShqipError(f"{video}: no audio (a self-dub needs the clip's own speech)")
+        last = min(track.end, track.start + int(max_seconds * FPS))
+        marks = np.asarray(track.landmarks[0 : last - track.start], np.float64)
+    regions = SileroVAD.from_pretrained().speech_regions(audio, VoiceActivityConfig())
+    crops, affines, crop_marks = [], [], []
+    for f, frame in enumerate(iter_frames(video, fps=FPS, info=info)):
+        if f >= last:
+            break
+        if f < track.start:
+            continue
+        i = f - track.start
+        crop, affine = geometry.canonical_crop(frame, track.align[i], CROP_SIZE)
+        crops.append(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA))
+        affines.append(affine)
+        crop_marks.append(geometry.apply_affine(affine, marks[i]) * (size / CROP_SIZE))
+    frames = list(range(track.start, track.start + len(crops)))
+    times = np.array(frames) / FPS
+    speech = np.array([any(a <= t < b for a, b in regions) for t in times], bool)
+    return Clip(
+        FPS, frames, np.array(affines), marks[: len(crops)], np.array(crops), np.array(crop_marks), speech, audio
+    )
+
+
+def _windows(mel: np.ndarray, frames: list[int], fps: float) -> np.ndarray:
+    from shqip_av.components import audio_frontend as frontend
+    from shqip_av.components.lipsync_generator import AUDIO_FRAMES
+
+    return np.stack(
+        [
+            frontend.mel_window(mel, int(round(f / fps * frontend.VIDEO_FPS)) - AUDIO_FRAMES // 2, AUDIO_FRAMES)
+            for f in frames
+        ]
+    )
+
+
+def _runs(mask: np.ndarray) -> list[slice]:
+    """Runs of consecutive True values."""
+    out, start = [], None
+    for i, v in enumerate([*mask, False]):
+        if v and start is None:
+            start = i
+        elif not v and start is not None:
+            out.append(slice(start, i))
+            start = None
+    return out
+
+
+def self_dub(
+    video: str | Path,
+    generator,
+    *,
+    adapt_steps: int = 0,
+    drive: str | Path | None = None,
+    out: str | Path | None = None,
+    max_seconds: float = 10.0,
+    adapt_share: float = 0.5,
+    landmarks: bool = True,
+    seed: int = 0,
+) -> dict:
+    """The figures of one clip (see the module's docstring); ``generator`` is a LipSyncGenerator."""
+    from shqip_av import geometry
+    from shqip_av.components import audio_frontend as frontend
+    from shqip_av.components.face_tracker import crop_landmarks
+    from shqip_av.components.lipsync_generator import MOUTH_BOX
+    from shqip_av.media import AUDIO_RATE, iter_frames, read_audio
+    from shqip_av.paste_back import Paster, face_axes
+    from shqip_av.schema import CROP_SIZE
+    from train.lipsync.adapt import adapt_generator
+    from train.lipsync.inference import generate_track
+    from train.lipsync.quality import (
+        frame_quality,
+        lagged_correlation,
+        mouth_landmark_distance,
+        mouth_region,
+        summarize,
+    )
+    from train.lipsync.references import mouth_features
+
+    video = Path(video)
+    size = generator.generator_config.size
+    clip = read_clip(video, size, max_seconds)
+    n = len(clip.frames)
+    split = int(n * adapt_share)
+    if n - split < 2 * generator.generator_config.frames:
+        raise ShqipError(f"{video}: {n} frames of face; too short to measure a self-dub on")
+    own_mel = frontend.log_mel(clip.audio).numpy()
+    own = _windows(own_mel, clip.frames, clip.fps)
+    measured = slice(split, n)
+    variants: dict[str, np.ndarray] = {}
+    result: dict = {"video": video.name, "frames_measured": n - split, "frames_for_adaptation": split}
+
+    variants["base"] = generate_track(generator, clip.crops[measured], clip.crop_marks[measured], None,
+                                      audio_windows=own[measured], seed=seed)  # fmt: skip
+    adapted = generator
+    if adapt_steps > 0:
+        part = np.zeros(n, bool)
+        part[:split] = clip.speech[:split]
+        runs = _runs(part)
+        done = adapt_generator(
+            generator,
+            [clip.crops[r] for r in runs],
+            [clip.crop_marks[r] for r in runs],
+            [own[r] for r in runs],
+            steps=adapt_steps,
+            seed=seed,
+            show_progress=False,
+        )
+        result["adaptation"] = {"steps": done.steps, "frames": done.frames, "seconds": round(done.seconds, 1),
+                                "masked_l1_first_last": done.loss, "note": done.note}  # fmt: skip
+        adapted = done.model
+        variants["adapted"] = generate_track(adapted, clip.crops[measured], clip.crop_marks[measured], None,
+                                             audio_windows=own[measured], seed=seed)  # fmt: skip
+    features = mouth_features(clip.crop_marks[:split])
+    typical = int(np.argmin(np.linalg.norm(features - np.median(features, 0), axis=1)))
+    variants["frozen"] = np.repeat(clip.crops[typical : typical + 1], n - split, axis=0)
+
+    new_speech = None
+    if drive is not None:
+        speech = read_audio(Path(drive))
+        drive_mel = frontend.log_mel(speech).numpy()
+        driven = _windows(drive_mel, list(range(n - split)), clip.fps)
+        new_speech = generate_track(adapted, clip.crops[measured], clip.crop_marks[measured], None,
+                                    audio_windows=driven, seed=seed)  # fmt: skip
+        variants["new_speech"] = new_speech
+
+    paster = Paster(MOUTH_BOX)
+    rows: dict[str, list] = {k: [] for k in variants}
+    crops256: dict[str, list] = {k: [] for k in [*variants, "source"]}  # canonical, for MediaPipe
+    side_by_side, strip = [], []
+    picks = set(np.linspace(split, n - 1, 4).round().astype(int).tolist())
+    shown = "adapted" if "adapted" in variants else "base"
+    wanted = {clip.frames[i]: i for i in range(split, n)}
+    for f, frame in enumerate(iter_frames(video, fps=clip.fps)):
+        if f > clip.frames[-1]:
+            break
+        i = wanted.get(f)
+        if i is None:
+            continue
+        eye = face_axes(clip.marks[i])[2]
+        crops256["source"].append(geometry.warp_crop(frame, clip.affines[i], CROP_SIZE))
+        for name, crops in variants.items():
+            dub, alpha = paster.paste(frame, crops[i - split], clip.affines[i], clip.marks[i])
+            q = frame_quality(dub, frame, alpha, eye) or {}
+            if name != "new_speech":
+                q.update(mouth_region(dub, frame, alpha) or {})
+            rows[name].append(q)
+            crops256[name].append(geometry.warp_crop(dub, clip.affines[i], CROP_SIZE))
+            if name == shown:
+                side_by_side.append(_small(np.concatenate([frame, dub], axis=1)))
+                if i in picks:
+                    diff = np.clip(np.abs(dub.astype(int) - frame.astype(int)) * 4, 0, 255).astype(np.uint8)
+                    strip.append(_small(np.concatenate([frame, dub, diff], axis=1)))
+    table = {name: summarize(r) for name, r in rows.items()}
+    if landmarks:
+        truth = crop_landmarks(np.stack(crops256["source"]))
+        for name in variants:
+            marks = crop_landmarks(np.stack(crops256[name]))
+            if name == "new_speech":
+                loud = frontend.speech_loudness(speech, len(marks), clip.fps)
+                jaw = geometry.jaw_drop(marks)
+                ok = np.isfinite(jaw)
+                table[name]["jaw_loudness_correlation"] = round(lagged_correlation(jaw[ok], loud[ok]), 4)
+            else:
+                d = mouth_landmark_distance(marks, truth)
+                table[name]["mouth_landmark_distance"] = round(float(np.nanmean(d)), 4)
+    result["table"] = table
+    if out is not None:
+        start = clip.frames[split] / clip.fps
+        audio = clip.audio[int(start * AUDIO_RATE) : int((start + len(side_by_side) / clip.fps) * AUDIO_RATE)]
+        result["pictures"] = write_pictures(Path(out), video.stem, strip, side_by_side, audio, clip.fps)
+    return result
+
+
+def _small(image: np.ndarray, height: int = 256) -> np.ndarray:
+    """``image`` scaled to ``height`` rows, even sides (H.264 needs them)."""
+    import cv2
+
+    width = int(round(image.shape[1] * height / image.shape[0])) // 2 * 2
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def write_pictures(out: Path, stem: str, strip: list, side_by_side: list, audio: np.ndarray, fps: float) -> dict:
+    """<stem>.strip.png (source | dub | difference ×4, a row per frame) and <stem>.side-by-side.mp4
+    (source | dub, with the audio that drove it)."""
+    import cv2
+
+    from shqip_av.files import atomic_output
+    from shqip_av.media import write_video, write_wav
+
+    out.mkdir(parents=True, exist_ok=True)
+    png, mp4 = out / f"{stem}.strip.png", out / f"{stem}.side-by-side.mp4"
+    with atomic_output(png, suffix=".png") as tmp:
+        cv2.imwrite(str(tmp), cv2.cvtColor(np.concatenate(strip, axis=0), cv2.COLOR_RGB2BGR))
+    with tempfile.TemporaryDirectory() as tmp:
+        write_wav(Path(tmp) / "audio.wav", audio)
+        write_video(mp4, side_by_side, fps=fps, audio=Path(tmp) / "audio.wav")
+    return {"strip": png.name, "side_by_side": mp4.name}
