@@ -306,8 +306,11 @@ def check_inputs(cfg: DubConfig) -> _Inputs:
     from export.disclose import C2paSigning
     from shqip_av.media import MediaError, check_decodes, probe
 
+    from shqip_av.config import validate
+
     if not cfg.input:
         raise DubError("give the video to dub")
+    validate(cfg)  # ranges (a negative --adapt-steps, say), for callers that built the config in code
     video = Path(cfg.input)
     if not video.is_file():
         raise DubError(f"{video}: no such file")

@@ -15,6 +15,7 @@ import torch
 from export.bundle import BundleConfig, build_bundle
 from export.disclose import DisclosureError, read_manifest
 from export.dub import DubConfig, DubError, dub
+from shqip_av.components.lipsync_generator import LipSyncGenerator
 from shqip_av.media import iter_frames, probe, read_audio
 from tests.conftest import shared_video
 from tests.export.c2pa_certs import make_test_credentials
@@ -107,7 +108,10 @@ def test_a_real_clip_is_dubbed_with_its_frames_kept_and_only_the_mouth_changed(b
     dubbed = next(a["data"] for a in manifest["assertions"] if a["label"] == "org.shqip-av.dub")
     assert dubbed["source_sha256"] == report["source_sha256"] and dubbed["target_language"] == "en"
     assert (tmp_path / "out" / f"{video.stem}.dub.srt").read_text().count("-->") == 2
-    assert not list((tmp_path / "out").glob(".*dub-work"))
+    # adapted to this face by default; the manifest says so; the adapted weights went with the work folder
+    assert report["adaptation"]["used"] and report["adaptation"]["steps"] == DubConfig().adapt_steps
+    assert dubbed["adaptation"]["used"] and dubbed["adaptation"]["steps"] == report["adaptation"]["steps"]
+    assert not list((tmp_path / "out").glob(".*dub-work")) and not list((tmp_path / "out").glob("*adapted*"))
 
 
 @pytest.mark.parametrize("variant", ["rotated5", "vfr5"])
@@ -293,11 +297,17 @@ def test_frames_where_the_face_has_left_pass_through_and_the_rest_is_lip_synced(
             translation=str(srt),
             out=str(tmp_path / "out"),
             visible_mark=False,
-            color_match=True,
+            adapt_steps=20,
+            keep_adapted=True,
         )
     )
     a, b = list(iter_frames(leaving)), list(iter_frames(tmp_path / "out" / "leaving.dub.mp4"))
     assert len(a) == len(b) == 150
+    # --keep-adapted: the adapted generator is a model folder next to the dub, and differs from the base
+    kept = tmp_path / "out" / report["adaptation"]["kept_as"]
+    adapted, base = LipSyncGenerator.from_pretrained(kept), LipSyncGenerator.from_pretrained(bundle / "generator")
+    assert report["adaptation"]["steps"] == 20 and kept.name == "leaving.adapted-generator"
+    assert any(not torch.equal(p, q) for p, q in zip(adapted.parameters(), base.parameters()))
     assert all(row["lip_synced"] for row in report["segments"])  # both segments: the face is there for most
     for i in range(62, 89):  # 2.5-3.5 s: no face, the picture passes through
         assert _psnr(a[i], b[i]) > 35, i

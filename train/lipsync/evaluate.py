@@ -1,5 +1,6 @@
 """python -m train.lipsync.evaluate --expert runs/lipsync/<name> (--root data --split test | --video IN.mp4)
                                   [--generator runs/lipsync/<generator>]
+   python -m train.lipsync.evaluate --video IN.mp4 --generator G --self-dub [--adapt-steps N] [--drive other.wav]
 
 Scores audio-visual sync with a trained expert, as syncnet_python's LSE does: per sample (or per
 video), LSE-D (the minimum over offsets of the mean embedding distance), LSE-C (median − minimum)
@@ -43,6 +44,16 @@ class EvaluateConfig:
     out: str = option("", "write metrics.json here")
     generator: str = option("", "score this lip-sync generator (runs/lipsync/<name>) on --split")
     landmarks: bool = option(True, "with --generator: measure the generated lips with MediaPipe")
+    self_dub: bool = option(
+        False,
+        "with --generator and --video: lip-sync the clip from its own audio and compare with its real "
+        "frames as a viewer would (seam, outside the mask, colour, sharpness, mouth region), against "
+        "the un-adapted generator and a frozen mouth (train.lipsync.self_dub)",
+    )
+    adapt_steps: int = option(0, "with --self-dub: steps of per-video adaptation (on the clip's first half)", min=0)
+    drive: str = option(
+        "", "with --self-dub: another speaker's recording to drive the face with (jaw drop vs. loudness)"
+    )
 
 
 def shifted_accuracy(
@@ -251,6 +262,70 @@ def evaluate_generator(cfg: EvaluateConfig) -> dict:
     }
 
 
+def _self_dub(cfg: EvaluateConfig) -> int:
+    from shqip_av.components.lipsync_generator import load_generator
+    from train.lipsync.self_dub import self_dub
+
+    if not cfg.generator or not cfg.video:
+        raise ShqipError("--self-dub needs --generator G and --video IN")
+    for name, path in (("--video", cfg.video), ("--drive", cfg.drive)):
+        if path and not Path(path).is_file():
+            raise ShqipError(f"{name} {path}: no such file")
+    try:
+        generator = load_generator(cfg.generator, "--generator")
+    except (OSError, ValueError) as e:
+        raise ShqipError(f"cannot load the generator {cfg.generator!r}: {str(e).splitlines()[0]}") from None
+    out = Path(cfg.out) if cfg.out else None
+    result = self_dub(cfg.video, generator, adapt_steps=cfg.adapt_steps, drive=cfg.drive or None, out=out,
+                      landmarks=cfg.landmarks)  # fmt: skip
+    print(quality_table({Path(cfg.video).stem: result}))
+    if out is not None:
+        atomic_write_text(out / "self_dub.json", json.dumps(result, indent=2) + "\n")
+        print(f"pictures: {out / result['pictures']['strip']}, {out / result['pictures']['side_by_side']}")
+    return 0
+
+
+COLUMNS = (
+    ("mouth_psnr", "PSNR"),
+    ("mouth_ssim", "SSIM"),
+    ("mouth_landmark_distance", "lips"),
+    ("seam_ciede2000", "seam ΔE00"),
+    ("seam_gradient_ratio", "edge ×"),
+    ("outside_psnr", "out dB"),
+    ("lower_face_lab_distance", "Lab Δ"),
+    ("sharpness_ratio", "sharp ×"),
+    ("jaw_loudness_correlation", "jaw~loud"),
+)
+
+
+def quality_table(results: dict[str, dict]) -> str:
+    """The self-dub figures of clips as a text table, a row per clip and variant, then the means."""
+    variants = ("adapted", "base", "frozen", "new_speech")
+    lines = [f"{'clip':28} {'variant':10} " + " ".join(f"{h:>9}" for _, h in COLUMNS)]
+    means: dict[str, dict[str, list]] = {}
+    for clip, result in results.items():
+        for v in variants:
+            row = result["table"].get(v)
+            if row is None:
+                continue
+            cells = " ".join(f"{row[k]:>9.3f}" if k in row else f"{'':>9}" for k, _ in COLUMNS)
+            lines.append(f"{clip[:28]:28} {v:10} {cells}")
+            for k, _ in COLUMNS:
+                if k in row:
+                    means.setdefault(v, {}).setdefault(k, []).append(row[k])
+    if len(results) > 1:
+        for v, cols in means.items():
+            cells = " ".join(f"{np.mean(cols[k]):>9.3f}" if k in cols else f"{'':>9}" for k, _ in COLUMNS)
+            lines.append(f"{'mean':28} {v:10} {cells}")
+    lines.append(
+        "PSNR/SSIM/lips: mouth region vs. the real frame (lips: MediaPipe mouth points, eye distances); "
+        "seam ΔE00: CIEDE2000 just inside the mask's edge; edge ×: gradient across it over the source's; "
+        "out dB: PSNR outside the mask; Lab Δ: mean colour inside; sharp ×: Laplacian variance over the "
+        "source's; jaw~loud: jaw drop vs. loudness of another speaker's speech"
+    )
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     cfg, args = parse_config(
         EvaluateConfig,
@@ -261,10 +336,12 @@ def main(argv=None) -> int:
     setup_logging(args.verbose, root=cfg.root)
     if not cfg.expert and not cfg.generator:
         raise ShqipError("give --expert runs/lipsync/<name> (or a Hub id)")
-    if bool(cfg.split) == bool(cfg.video):
+    if bool(cfg.split) == bool(cfg.video) and not cfg.self_dub:
         raise ShqipError("give either --split NAME or --video FILE")
+    if cfg.self_dub:
+        return _self_dub(cfg)
     if cfg.generator and not cfg.split:
-        raise ShqipError("--generator is scored on a shard split: give --split NAME")
+        raise ShqipError("--generator is scored on a shard split (--split NAME), or on a clip with --self-dub")
     try:
         result = evaluate_generator(cfg) if cfg.generator else evaluate_video(cfg) if cfg.video else evaluate_split(cfg)
     except (OSError, ValueError) as e:  # an expert folder or Hub id that does not load
