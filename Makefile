@@ -16,7 +16,7 @@ TINY := $(DEMO)/models/whisper-tiny-sq
 
 REPO ?=
 
-.PHONY: realpool lint install doctor sample collect filter shard dataset demo asr-demo train-asr train-expert expert-demo train-generator generator-demo dub-demo evaluate-asr cards publish test bench clean-demo
+.PHONY: realpool train-generator-real lint install doctor sample collect filter shard dataset demo asr-demo train-asr train-expert expert-demo train-generator generator-demo dub-demo evaluate-asr cards publish test bench clean-demo
 
 install:
 	bash scripts/install.sh
@@ -91,6 +91,20 @@ realpool:
 	$(PY) -m filter.shard --root $(REALPOOL) --splits $(SPEAKERS)
 	$(PY) -m filter.report --root $(REALPOOL)
 
+# A generator that has seen real faces: generator-small.yaml (192 px) on the realpool's train
+# speakers, validated on its validation speakers; a tiny sync expert on the same speakers scores
+# the dubs; then a bundle with them (ASR by Hub id: REAL_ASR) to dub real footage with. The base
+# config for a GPU: make train-generator-real GENERATOR_REAL_CONFIG=train/configs/generator-base.yaml
+GENERATOR_REAL_CONFIG ?= train/configs/generator-small.yaml
+REAL_ASR ?= openai/whisper-small
+train-generator-real:
+	$(ACCELERATE) --num_processes 1 -m train.lipsync.expert --config train/configs/expert-tiny.yaml data.root=$(REALPOOL)
+	$(ACCELERATE) --num_processes 1 -m train.lipsync --config $(GENERATOR_REAL_CONFIG) data.root=$(REALPOOL) \
+		$(if $(findstring base,$(GENERATOR_REAL_CONFIG)),loss.expert=$(REALPOOL)/runs/lipsync/expert-tiny)
+	$(PY) -m export bundle --root $(REALPOOL) --out $(REALPOOL)/exports/realpool-en --asr $(REAL_ASR) \
+		--generator runs/lipsync/$(basename $(notdir $(GENERATOR_REAL_CONFIG))) --expert runs/lipsync/expert-tiny \
+		--tts espeak:en --to en
+
 demo:
 	$(PY) -m collect.sample --root $(DEMO)
 	$(MAKE) --no-print-directory dataset ROOT=$(DEMO)
@@ -146,6 +160,9 @@ bench:
 	$(PY) bench/expert_throughput.py
 	$(PY) bench/generator_throughput.py
 	$(PY) bench/dub_throughput.py
+	$(PY) bench/paste_back.py
+	$(PY) bench/dub_quality.py --generator $(REALPOOL)/runs/lipsync/generator-small \
+		$(if $(wildcard $(REALPOOL)/exports/realpool-en),--bundle $(REALPOOL)/exports/realpool-en)
 
 clean-demo:
 	rm -rf $(ROOT)/demo

@@ -142,3 +142,37 @@ def test_report_summarises_the_root(packed):
     kept = sum(index["splits"][s]["samples"] for s in SPLITS)
     assert f"utterances kept: {kept}" in text and "hours per split: train" in text
     assert "face-too-small" in text
+
+
+def test_a_split_table_puts_every_speaker_where_it_says_and_refuses_gaps(real_root, tmp_path):
+    """--splits: a predefined speaker → split table (as speakers.tsv gives) decides the splits."""
+    import os
+    import shutil
+
+    from shqip_av import ShqipError
+
+    root = tmp_path / "root"
+    shutil.copytree(real_root[0] / "clips", root / "clips", copy_function=os.link)
+    speakers = sorted({r["speaker"] for r in read_jsonl(root / "clips" / "manifest.jsonl")})
+    wanted = {s: SPLITS[i % 3] for i, s in enumerate(speakers)}
+    table = tmp_path / "speakers.tsv"
+    table.write_text("file\tspeaker\tsplit\n" + "".join(f"x.mp4\t{s}\t{wanted[s]}\n" for s in speakers))
+    index = pack_shards(ShardConfig(root=str(root), splits=str(table)))
+    for split in SPLITS:
+        members = [r for r in read_jsonl(root / "clips" / "manifest.jsonl") if wanted[r["speaker"]] == split]
+        assert index["splits"][split]["samples"] == len(members)
+        assert index["splits"][split]["speakers"] == len({r["speaker"] for r in members})
+    assert index["config"]["splits"]["file"] == "speakers.tsv" and str(tmp_path) not in json.dumps(index)
+
+    table.write_text("file\tspeaker\tsplit\n" + "".join(f"x.mp4\t{s}\t{wanted[s]}\n" for s in speakers[1:]))
+    with pytest.raises(ShqipError, match="not in the table"):
+        pack_shards(ShardConfig(root=str(root), splits=str(table)))
+    table.write_text("speaker\tsplit\na\ttrain\na\tvalidation\n")
+    with pytest.raises(ShqipError, match="both train and validation"):
+        pack_shards(ShardConfig(root=str(root), splits=str(table)))
+    table.write_text("speaker\tsplit\na\tdev\n")
+    with pytest.raises(ShqipError, match="'dev' is not one of"):
+        pack_shards(ShardConfig(root=str(root), splits=str(table)))
+    table.write_text("name\tgroup\n")
+    with pytest.raises(ShqipError, match="'speaker' and 'split'"):
+        pack_shards(ShardConfig(root=str(root), splits=str(table)))
