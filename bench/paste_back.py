@@ -17,6 +17,7 @@ import argparse
 import csv
 import itertools
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -38,28 +39,24 @@ def cases(clips: list[Path], frames: int):
 
     from shqip_av import geometry
     from shqip_av.components.face_tracker import FaceTracker
-    from shqip_av.media import iter_frames, probe
+    from shqip_av.media import iter_frames, media_arg, probe, run_ffmpeg
 
     tracker = FaceTracker.from_pretrained()
     out = []
-    for clip in clips:
-        info = probe(clip)
-        seconds = min(info.duration, 4.0)
-        import tempfile
-
+    for source in clips:
         with tempfile.TemporaryDirectory() as tmp:
+            clip = Path(tmp) / "clip.mp4"  # the first 4 s are enough, and keep long clips cheap
+            run_ffmpeg(["-i", media_arg(source), "-t", "4", "-an", "-c:v", "libx264", "-crf", "12", str(clip)], "cut")
+            info = probe(clip)
+            seconds = info.duration
             scan = tracker.scan(clip, info, 25.0, folder=Path(tmp))
             if not scan.tracks:
                 continue
             track = max(scan.tracks, key=lambda t: len(t.landmarks))
             marks = np.asarray(track.landmarks[0 : len(track.landmarks)], np.float64)
+            decoded = dict(enumerate(iter_frames(clip, fps=25.0, info=info)))
         picks = set(np.linspace(track.start + 8, min(track.end, int(seconds * 25)) - 1, frames).astype(int).tolist())
-        kept = {}
-        for f, frame in enumerate(iter_frames(clip, fps=25.0, info=info)):
-            if f >= max(picks) + 1:
-                break
-            if track.start <= f < track.end:
-                kept[f] = frame if (f in picks or f + 8 in picks) else None
+        kept = {f: fr for f, fr in decoded.items() if track.start <= f < track.end and (f in picks or f + 8 in picks)}
         for f in sorted(picks):
             if f - 8 not in kept or kept.get(f) is None or kept.get(f - 8) is None:
                 continue

@@ -158,12 +158,14 @@ def test_a_killed_dub_reruns_without_redoing_finished_steps(bundle, srt, tmp_pat
     assert {"segments.step.json", "speech.step.json", "faces.step.json", "dub.wav", "faces.npz"} <= {
         p.name for p in work.iterdir()
     }
+    assert {"adapted.safetensors", "adapted.json"} <= {p.name for p in work.iterdir()}  # adaptation finished
     assert not list((tmp_path / "out").glob("*.mp4"))  # never a half-written output
     monkeypatch.undo()
     monkeypatch.setattr(dubbing, "speak_segments", killed)  # speech is done: it must not run again
     monkeypatch.setattr(dubbing, "scan_faces", killed, raising=False)
+    monkeypatch.setattr("train.lipsync.adapt.adapt_generator", killed)  # nor adaptation: its weights are kept
     report = dub(cfg)
-    assert report["lip_synced_frames"] > 0
+    assert report["lip_synced_frames"] > 0 and report["adaptation"]["reused"]
 
 
 def test_bad_input_is_one_clear_line(bundle, tmp_path):
@@ -249,6 +251,18 @@ def test_a_rerun_with_another_translation_does_not_reuse_the_old_steps(bundle, s
     record = json.loads(next(out.glob(".*dub-work")).joinpath("segments.step.json").read_text())
     segments = record["value"]["segments"]
     assert [s["translation"] for s in segments] == ["Something else entirely."]
+    # another video under the same name: the face adapted to is its own, never the earlier video's
+    import shutil
+
+    from shqip_av.files import sha256_file
+
+    other_video = tmp_path / "elsewhere" / video.name
+    other_video.parent.mkdir()
+    shutil.copy(shared_video("sadtalker_WDA_KatieHill_000.mp4"), other_video)
+    with pytest.raises(KeyboardInterrupt):
+        dub(DubConfig(input=str(other_video), bundle=str(bundle), translation=str(other), out=str(out)))
+    adapted = json.loads(next(out.glob(".*dub-work")).joinpath("adapted.json").read_text())
+    assert adapted["source_sha256"] == sha256_file(other_video) != sha256_file(video)
 
 
 SHORT_SRT = (
