@@ -200,9 +200,17 @@ class Paster:
         if band.sum() < 8:
             return image
         sigma = max(1.0, self.cfg.color_sigma * eye)
-        diff = cv2.GaussianBlur(source - image, (0, 0), sigma / 4)  # detail of neither side
-        weight = cv2.GaussianBlur(band, (0, 0), sigma)
-        field = cv2.GaussianBlur(diff * band[..., None], (0, 0), sigma) / np.maximum(weight, 1e-4)[..., None]
+        diff = cv2.GaussianBlur(source - image, (0, 0), min(sigma / 4, 4.0))  # detail of neither side
+        # the field is smooth: computed at a scale where sigma is ~4 pixels, then brought back
+        shrink = max(1.0, sigma / 4)
+        h, w = band.shape
+        small = (max(1, int(round(w / shrink))), max(1, int(round(h / shrink))))
+        band_s = cv2.resize(band, small, interpolation=cv2.INTER_AREA)
+        diff_s = cv2.resize(diff * band[..., None], small, interpolation=cv2.INTER_AREA)
+        weight_s = cv2.GaussianBlur(band_s, (0, 0), sigma / shrink)
+        field_s = cv2.GaussianBlur(diff_s, (0, 0), sigma / shrink) / np.maximum(weight_s, 1e-4)[..., None]
+        weight = cv2.resize(weight_s, (w, h), interpolation=cv2.INTER_LINEAR)
+        field = cv2.resize(field_s, (w, h), interpolation=cv2.INTER_LINEAR)
         # far from any band pixel the field's estimate is thin: fall back to the band's mean
         mean = (diff * band[..., None]).sum((0, 1)) / band.sum()
         trust = np.clip(weight / (weight.max() * 0.2 + 1e-6), 0, 1)[..., None]
