@@ -66,17 +66,18 @@ def frame_quality(dub: np.ndarray, source: np.ndarray, alpha: np.ndarray, eye: f
     y0, y1 = max(0, ys.min() - pad), min(alpha.shape[0], ys.max() + pad + 1)
     x0, x1 = max(0, xs.min() - pad), min(alpha.shape[1], xs.max() + pad + 1)
     a, d, s = alpha[y0:y1, x0:x1], dub[y0:y1, x0:x1], source[y0:y1, x0:x1]
-    lab_d, lab_s = _lab(d), _lab(s)
     band = seam_band(a, max(2.0, 0.25 * eye))
     edge = (a > 0.02) & (a < 0.98)
     core = a > 0.5
+    lab_d_band, lab_s_band = _lab(d[band][None])[0], _lab(s[band][None])[0]  # only the pixels measured
+    lab_d_core, lab_s_core = _lab(d[core][None])[0], _lab(s[core][None])[0]
     grad_d, grad_s = _gradient(d), _gradient(s)
     outside = alpha <= 0
     return {
-        "seam_ciede2000": float(deltaE_ciede2000(lab_d[band], lab_s[band]).mean()),
+        "seam_ciede2000": float(deltaE_ciede2000(lab_d_band, lab_s_band).mean()),
         "seam_gradient_ratio": float(grad_d[edge].mean() / max(grad_s[edge].mean(), 1e-6)) if edge.any() else 1.0,
         "outside_psnr": psnr(dub[outside], source[outside]),
-        "lower_face_lab_distance": float(np.linalg.norm(lab_d[core].mean(0) - lab_s[core].mean(0))),
+        "lower_face_lab_distance": float(np.linalg.norm(lab_d_core.mean(0) - lab_s_core.mean(0))),
         "sharpness_ratio": laplacian_variance(d, core) / max(laplacian_variance(s, core), 1e-6),
     }
 
