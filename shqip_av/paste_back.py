@@ -39,7 +39,7 @@ SUBNASALE = 2
 
 @dataclass
 class PasteConfig:
-    dilate: float = 0.08  # mask growth beyond the jaw line, in eye distances
+    dilate: float = 0.04  # mask growth beyond the jaw line, in eye distances (bench/paste_back.py)
     feather: float = 0.25  # width of the mask's soft edge (inward), in eye distances
     color: bool = True  # correct colour and light to the source (the low-frequency field)
     color_band: float = 0.25  # band inside the edge the correction is measured in, in eye distances
