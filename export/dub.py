@@ -298,17 +298,6 @@ def speaker_track(scan, segment: Segment, loudness: np.ndarray, fps: float, cont
     return best
 
 
-def audio_windows(mel: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """(N, 80, mel_length(5)) windows of the 5 frames' worth of audio (at 25 fps) centred on each
-    time: what the generator heard in training, whatever the source's frame rate."""
-    from shqip_av.components import audio_frontend as frontend
-    from shqip_av.components.lipsync_generator import AUDIO_FRAMES
-
-    return np.stack(
-        [frontend.mel_window(mel, int(round(t * frontend.VIDEO_FPS)) - AUDIO_FRAMES // 2, AUDIO_FRAMES) for t in times]
-    )
-
-
 # ------------------------------------------------------------------------------------- render
 def uncovered(speech: list[Segment], segments: list[Segment], min_length: float = 0.3) -> list[Segment]:
     """The parts of ``speech`` (the original's speech) that no dub segment covers, each at least
@@ -372,6 +361,7 @@ class _Chunks:
 
     def flush(self, final: bool) -> list[np.ndarray]:
         """Generate the open chunk; the finished frames, pasted back, in order."""
+        from shqip_av.components.lipsync_generator import audio_windows
         from train.lipsync.inference import generate_track
 
         if not self.pending:

@@ -577,6 +577,7 @@ class _DubRun:
         from shqip_av.components import audio_frontend as frontend
         from shqip_av.media import iter_frames
         from shqip_av.schema import CROP_SIZE
+        from shqip_av.components.lipsync_generator import audio_windows
         from train.lipsync.adapt import AdaptResult, adapt_generator
 
         base = self.pipe.generator
@@ -612,7 +613,7 @@ class _DubRun:
                     runs[index[f]][0].append(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA))
                     runs[index[f]][1].append(marks * (size / CROP_SIZE))
         mel = frontend.log_mel(original).numpy()
-        audio = [steps.audio_windows(mel, np.array(list(r)) / self.fps) for r in wanted]
+        audio = [audio_windows(mel, np.array(list(r)) / self.fps) for r in wanted]
         return adapt_generator(
             base,
             [np.stack(c) if c else np.zeros((0, size, size, 3), np.uint8) for c, _ in runs],

@@ -54,6 +54,14 @@ def frame_audio(mel: np.ndarray, first: int, frames: int) -> np.ndarray:
     return np.stack([frontend.mel_window(mel, t - half, AUDIO_FRAMES) for t in range(first, first + frames)])
 
 
+def audio_windows(mel: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """(N, 80, mel_length(AUDIO_FRAMES)) windows of the frames' worth of audio (at 25 fps) centred
+    on each time (seconds): what the generator heard in training, whatever the video's frame rate."""
+    return np.stack(
+        [frontend.mel_window(mel, int(round(t * frontend.VIDEO_FPS)) - AUDIO_FRAMES // 2, AUDIO_FRAMES) for t in times]
+    )
+
+
 def mouth_targets(landmarks: torch.Tensor, size: int) -> torch.Tensor:
     """(B, T, 478, 2) landmarks in crop pixels → (B, T, P, 2) mouth points centred on the mouth,
     in crop sides: what the mouth head regresses (shape, not position)."""

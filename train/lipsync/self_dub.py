@@ -90,18 +90,6 @@ def read_clip(video: Path, size: int, max_seconds: float = 10.0) -> Clip:
     )
 
 
-def _windows(mel: np.ndarray, frames: list[int], fps: float) -> np.ndarray:
-    from shqip_av.components import audio_frontend as frontend
-    from shqip_av.components.lipsync_generator import AUDIO_FRAMES
-
-    return np.stack(
-        [
-            frontend.mel_window(mel, int(round(f / fps * frontend.VIDEO_FPS)) - AUDIO_FRAMES // 2, AUDIO_FRAMES)
-            for f in frames
-        ]
-    )
-
-
 def _runs(mask: np.ndarray) -> list[slice]:
     """Runs of consecutive True values."""
     out, start = [], None
@@ -130,7 +118,7 @@ def self_dub(
     from shqip_av import geometry
     from shqip_av.components import audio_frontend as frontend
     from shqip_av.components.face_tracker import crop_landmarks
-    from shqip_av.components.lipsync_generator import MOUTH_BOX
+    from shqip_av.components.lipsync_generator import MOUTH_BOX, audio_windows
     from shqip_av.media import AUDIO_RATE, iter_frames, read_audio
     from shqip_av.paste_back import Paster, face_axes
     from shqip_av.schema import CROP_SIZE
@@ -153,7 +141,7 @@ def self_dub(
     if n - split < 2 * generator.generator_config.frames:
         raise ShqipError(f"{video}: {n} frames of face; too short to measure a self-dub on")
     own_mel = frontend.log_mel(clip.audio).numpy()
-    own = _windows(own_mel, clip.frames, clip.fps)
+    own = audio_windows(own_mel, np.array(clip.frames) / clip.fps)
     measured = slice(split, n)
     variants: dict[str, np.ndarray] = {}
     result: dict = {"video": video.name, "frames_measured": n - split, "frames_for_adaptation": split}
@@ -187,7 +175,7 @@ def self_dub(
     if drive is not None:
         speech = read_audio(Path(drive))
         drive_mel = frontend.log_mel(speech).numpy()
-        driven = _windows(drive_mel, list(range(n - split)), clip.fps)
+        driven = audio_windows(drive_mel, np.arange(n - split) / clip.fps)
         new_speech = generate_track(adapted, clip.crops[measured], clip.crop_marks[measured], None,
                                     audio_windows=driven, seed=seed)  # fmt: skip
         variants["new_speech"] = new_speech
