@@ -16,7 +16,7 @@ TINY := $(DEMO)/models/whisper-tiny-sq
 
 REPO ?=
 
-.PHONY: realpool train-generator-real lint install doctor sample collect filter shard dataset demo asr-demo train-asr train-expert expert-demo train-generator generator-demo dub-demo evaluate-asr cards publish test bench clean-demo
+.PHONY: realpool realpool-judge train-generator-real lint install doctor sample collect filter shard dataset demo asr-demo train-asr train-expert expert-demo train-generator generator-demo dub-demo evaluate-asr cards publish test bench clean-demo
 
 install:
 	bash scripts/install.sh
@@ -31,10 +31,14 @@ sample:
 collect:
 	$(PY) -m collect --root $(ROOT)
 
-# TRANSCRIPTS=<Whisper id, folder or runs/asr/<name>> turns on language ID, caption checks and pseudo-labels
+# TRANSCRIPTS=<Whisper id, folder or runs/asr/<name>> turns on language ID, caption checks and pseudo-labels;
+# SYNC=<a trained judge or expert: runs/lipsync/<name>> replaces the training-free sync score
+# (make realpool-judge trains one on real footage: SYNC=data/realpool/runs/lipsync/judge)
 TRANSCRIPTS ?=
+SYNC ?=
 filter:
-	$(PY) -m filter --root $(ROOT) --workers $(WORKERS) $(if $(TRANSCRIPTS),transcripts.model=$(TRANSCRIPTS))
+	$(PY) -m filter --root $(ROOT) --workers $(WORKERS) $(if $(TRANSCRIPTS),transcripts.model=$(TRANSCRIPTS)) \
+		$(if $(SYNC),sync.method=$(SYNC))
 
 shard:
 	$(PY) -m filter.shard --root $(ROOT)
@@ -90,6 +94,15 @@ realpool:
 		quality.min_eye_distance=28
 	$(PY) -m filter.shard --root $(REALPOOL) --splits $(SPEAKERS)
 	$(PY) -m filter.report --root $(REALPOOL)
+
+# The landmark sync judge on the realpool's train speakers (a quarter of them held out to calibrate
+# filter's limit; the validation speakers are never read), then its figures on the validation
+# speakers beside the training-free score's (bench/sync_validation.py). Filter any dataset with
+# it: make dataset SYNC=$(REALPOOL)/runs/lipsync/judge
+JUDGE_CONFIG ?= train/configs/judge-realpool.yaml
+realpool-judge:
+	$(ACCELERATE) --num_processes 1 -m train.lipsync.judge --config $(JUDGE_CONFIG) data.root=$(REALPOOL)
+	$(PY) bench/sync_validation.py --table $(SPEAKERS) --judge $(REALPOOL)/runs/lipsync/judge
 
 # A generator that has seen real faces: generator-small.yaml (192 px) on the realpool's train
 # speakers, validated on its validation speakers; a tiny sync expert on the same speakers scores
@@ -161,6 +174,7 @@ bench:
 	$(PY) bench/generator_throughput.py
 	$(PY) bench/dub_throughput.py
 	$(PY) bench/paste_back.py
+	$(PY) bench/sync_validation.py --table $(SPEAKERS) --judge $(REALPOOL)/runs/lipsync/judge
 	$(PY) bench/dub_quality.py --generator $(REALPOOL)/runs/lipsync/generator-small \
 		$(if $(wildcard $(REALPOOL)/exports/realpool-en),--bundle $(REALPOOL)/exports/realpool-en)
 

@@ -94,7 +94,8 @@ class QualityConfig:
 class SyncConfig:
     method: str = option(
         "landmark-energy",
-        "landmark-energy (training-free), or a trained sync expert: a folder (runs/lipsync/<name>/expert) or a Hub id",
+        "landmark-energy (training-free), or a trained landmark sync judge or sync expert: "
+        "a run folder (runs/lipsync/<name>) or a Hub id",
     )
     max_offset: int = option(15, "offsets searched, in frames either way", min=1, max=100)
     min_window: float = option(
@@ -108,9 +109,9 @@ class SyncConfig:
     max_abs_offset: int = option(3, "largest accepted |offset| in frames", min=0, max=100)
     expert_min_confidence: float = option(
         -1.0,
-        "with a trained expert: smallest accepted LSE-C (median minus minimum "
-        "of the mean embedding distance over offsets); -1: the value calibrated "
-        "when the expert was trained (its thresholds.json)",
+        "with a trained judge or expert: smallest accepted confidence (the expert's LSE-C, "
+        "median minus minimum of the mean embedding distance over offsets; the judge's best "
+        "mean cosine minus the median); -1: the value calibrated when it was trained (its thresholds.json)",
         min=-1,
     )
     expert_max_distance: float = option(

@@ -172,7 +172,7 @@ def check_config(cfg: FilterConfig) -> None:
             f"speech.vad_model {cfg.speech.vad_model!r} cannot be loaded: "
             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
         ) from None
-    load_sync_scorer(cfg.sync)
+    load_sync_scorer(cfg.sync, cfg.probe.fps)
     check_recognizer(cfg.transcripts)
     p = cfg.diarization.pipeline
     if p and not Path(p).expanduser().exists() and not re.fullmatch(r"[\w.-]+/[\w.-]+", p):

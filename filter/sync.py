@@ -42,7 +42,8 @@ class SyncResult:
     offset_frames: int
     method: str
     curve: list[float]  # score per offset, -max_offset..max_offset (NaN where not computable)
-    distance: float | None = None  # LSE-D, for scorers that measure a distance (the expert)
+    distance: float | None = None  # LSE-D, for scorers that measure a distance (the expert, the judge)
+    judged: bool = True  # False: too short for the scorer to judge (counted, never decided at random)
 
 
 class SyncScorer(Protocol):
@@ -171,24 +172,71 @@ class ExpertSync:
         return SyncResult(lse.confidence, lse.offset, self.name, lse.curve, lse.distance)
 
 
-_EXPERTS: dict = {}
+class JudgeSync:
+    """The landmark sync judge (shqip_av.components.sync_judge) as a SyncScorer: the utterance's
+    mouth features against its audio at every offset within ±max_offset frames. Confidence: the
+    best mean cosine minus the median over offsets; distance: 1 − the best. Stretches shorter
+    than the judge's window are returned unjudged."""
+
+    needs_crops = False
+
+    def __init__(self, source: str, max_offset: int = 15, fps: float = 25.0):
+        from shqip_av.components import calibration
+        from shqip_av.components.sync_judge import LandmarkSyncJudge
+
+        self.model = LandmarkSyncJudge.from_pretrained(source, option="sync.method").eval()
+        self.model.check_input(fps)
+        self.name = f"judge:{source}"
+        self.max_offset = max_offset
+        self.thresholds = calibration(source)
+
+    def score(self, item: SyncInput) -> SyncResult:
+        from shqip_av.components import audio_frontend as frontend
+        from shqip_av.components.sync_judge import judge_curve, mouth_features
+
+        n = len(item.landmarks)
+        count = n + item.pad_before + item.pad_after
+        judged = judge_curve(
+            self.model,
+            mouth_features(item.landmarks),
+            frontend.log_mel(item.audio).numpy(),
+            item.pad_before,
+            count,
+            self.max_offset,
+        )
+        if judged is None:
+            return SyncResult(0.0, 0, self.name, [], None, judged=False)
+        return SyncResult(judged.confidence, judged.offset, self.name, judged.curve, judged.distance)
 
 
-def load_sync_scorer(cfg: SyncConfig) -> SyncScorer:
-    """The scorer ``sync.method`` names: landmark-energy, or a trained expert (a folder such as
-    runs/lipsync/<name>/expert, or a Hub id), loaded once per process."""
+_TRAINED: dict = {}
+
+
+def load_sync_scorer(cfg: SyncConfig, fps: float = 25.0) -> SyncScorer:
+    """The scorer ``sync.method`` names: landmark-energy, or a trained judge or expert (a folder
+    such as runs/lipsync/<name>, or a Hub id), loaded once per process; a folder of another kind,
+    broken weights or a judge trained at another frame rate or audio front end: one line."""
+    from shqip_av.components import LANDMARK_JUDGE, folder_kind, is_hub_id
+
     if cfg.method == LandmarkEnergySync.name:
         return LandmarkEnergySync(cfg.max_offset)
-    key = (cfg.method, cfg.max_offset)
-    if key not in _EXPERTS:
+    key = (cfg.method, cfg.max_offset, fps)
+    if key not in _TRAINED:
+        local = not is_hub_id(cfg.method)
         try:
-            _EXPERTS[key] = ExpertSync(cfg.method, cfg.max_offset)
+            if local and folder_kind(cfg.method) == LANDMARK_JUDGE:
+                _TRAINED[key] = JudgeSync(cfg.method, cfg.max_offset, fps)
+            else:
+                _TRAINED[key] = ExpertSync(cfg.method, cfg.max_offset)
         except KindError as e:  # a folder of another kind: it says what it is
-            raise ConfigurationError(str(e)) from None
+            message = str(e)
+            if local and "not a sync expert" in message:
+                message = message.replace("not a sync expert", "not a sync expert or landmark sync judge")
+            raise ConfigurationError(message) from None
         except Exception as e:  # noqa: BLE001 - a missing folder, a bad Hub id, broken weights: one line
             raise ConfigurationError(
                 f"sync.method {cfg.method!r} is neither landmark-energy nor a loadable sync "
-                f"expert (a folder with config.json and model.safetensors, or a Hub id): "
+                f"judge or expert (a folder with config.json and model.safetensors, or a Hub id): "
                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
             ) from None
-    return _EXPERTS[key]
+    return _TRAINED[key]

@@ -96,22 +96,33 @@ class _Candidate:
 def _sync_limits(cfg: FilterConfig, scorer):
     """The confidence limits of the configured method → a function giving (reason, detail, value) or None."""
     q = cfg.sync
-    if scorer.needs_crops:
-        calibrated = getattr(scorer, "thresholds", {})
+
+    def unjudged(sync: SyncResult):
+        return (
+            "sync-too-short",
+            "the face track around the utterance is shorter than the sync judge's window: not judged",
+            len(sync.curve),
+        )
+
+    if hasattr(scorer, "thresholds"):  # a trained judge or expert: its calibrated limit unless one is given
+        calibrated = scorer.thresholds
         low = q.expert_min_confidence if q.expert_min_confidence >= 0 else calibrated.get("min_confidence", 0.0)
         high = q.expert_max_distance
+        measure = "LSE-C" if scorer.needs_crops else "sync confidence"
 
         def expert(sync: SyncResult):
+            if not sync.judged:
+                return unjudged(sync)
             if sync.confidence < low:
                 return (
                     "sync-low-confidence",
-                    f"LSE-C below {low} (best offset {sync.offset_frames} frames)",
+                    f"{measure} below {low} (best offset {sync.offset_frames} frames)",
                     sync.confidence,
                 )
             if sync.distance is not None and sync.distance > high:
                 return (
                     "sync-low-confidence",
-                    f"LSE-D above {high} (best offset {sync.offset_frames} frames)",
+                    f"{'LSE-D' if scorer.needs_crops else 'sync distance'} above {high} (best offset {sync.offset_frames} frames)",
                     sync.distance,
                 )
             return None
@@ -119,6 +130,8 @@ def _sync_limits(cfg: FilterConfig, scorer):
         return expert
 
     def energy(sync: SyncResult):
+        if not sync.judged:
+            return unjudged(sync)
         if sync.confidence < q.min_confidence:
             return (
                 "sync-low-confidence",
@@ -481,7 +494,7 @@ class _VideoSteps:
         """Audio-visual sync of each candidate, from landmarks right away or (a trained expert) from
         canonical crops in one more pass; the limits; one face per utterance, the best in sync."""
         cfg, reject = self.cfg, self.reject
-        scorer = load_sync_scorer(cfg.sync)
+        scorer = load_sync_scorer(cfg.sync, cfg.probe.fps)
         candidates = [c for group in self.groups for c in group]
         with self.times.excluding("sync", "decode"):
             if scorer.needs_crops:

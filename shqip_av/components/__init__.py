@@ -25,6 +25,7 @@ from shqip_av import ShqipError
 
 # the kinds a folder can be, as said to users
 SYNC_EXPERT = "sync expert"
+LANDMARK_JUDGE = "landmark sync judge"
 GENERATOR = "lip-sync generator"
 WHISPER = "Whisper model"
 ASR_RUN = "train.asr run"
@@ -61,9 +62,9 @@ def _config(folder: Path) -> dict | None:
 
 
 def run_model_folder(folder: Path) -> Path:
-    """A lip-sync run's model folder (runs/lipsync/<name>/expert or /generator), else ``folder``."""
+    """A lip-sync run's model folder (runs/lipsync/<name>/expert, /generator or /judge), else ``folder``."""
     if not (folder / "config.json").is_file():
-        for sub in ("expert", "generator"):
+        for sub in ("expert", "generator", "judge"):
             if (folder / sub / "config.json").is_file():
                 return folder / sub
     return folder

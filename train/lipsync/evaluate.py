@@ -35,7 +35,9 @@ log = get_logger(__name__)
 
 @dataclass
 class EvaluateConfig:
-    expert: str = option("", "the sync expert: runs/lipsync/<name> (or its expert/ folder) or a Hub id")
+    expert: str = option(
+        "", "the sync expert or landmark sync judge: runs/lipsync/<name> (or its expert/ or judge/ folder) or a Hub id"
+    )
     root: str = option("data", "dataset root (for --split)")
     split: str = option("", "score every sample of this shard split")
     video: str = option("", "score this video file instead")
@@ -107,10 +109,61 @@ def _summary(rows: list[dict]) -> dict:
     }
 
 
+def load_judge(source: str):
+    """The landmark sync judge ``source`` names, or None when it names something else (a sync
+    expert, a Hub id): LSE is reported with either."""
+    from shqip_av.components import LANDMARK_JUDGE, folder_kind, is_hub_id
+    from shqip_av.components.sync_judge import LandmarkSyncJudge
+
+    if not source or is_hub_id(source) or folder_kind(source) != LANDMARK_JUDGE:
+        return None
+    return LandmarkSyncJudge.from_pretrained(source, option="--expert").eval()
+
+
+def judge_split(cfg: EvaluateConfig, judge) -> dict:
+    """LSE with the landmark judge: per sample of the split, its distance (1 − best mean cosine,
+    as LSE-D), confidence (best minus median, as LSE-C) and offset, from the shard's landmarks."""
+    import glob
+
+    from shqip_av.components import audio_frontend as frontend
+    from shqip_av.components.sync_judge import judge_curve
+    from shqip_av.files import DatasetRoot
+    from shqip_av.schema import read_tar_samples
+    from train.lipsync.judge import read_utterance
+
+    judge.check_input(frontend.VIDEO_FPS, "--expert")
+    rows, skipped = [], {}
+    tars = sorted(glob.glob(str(DatasetRoot(cfg.root).path("shards", cfg.split) / "*.tar")))
+    for tar in tars:
+        for key, members in progress(list(read_tar_samples(tar)), desc=f"LSE {cfg.split}", unit="sample"):
+            u = read_utterance(key, members)
+            if isinstance(u, str):
+                skipped[u] = skipped.get(u, 0) + 1
+                continue
+            count = int(np.ceil(u.mel.shape[1] / frontend.mel_per_video_frame()))
+            j = judge_curve(judge, u.features, u.mel, 0, count, cfg.max_offset)
+            rows.append(
+                {
+                    "key": key,
+                    "lse_d": j.distance if j else None,
+                    "lse_c": j.confidence if j else None,
+                    "offset": j.offset if j else None,
+                }
+            )
+            if cfg.max_samples and len(rows) >= cfg.max_samples:
+                break
+    if not rows:
+        raise ShqipError(f"no usable samples in {cfg.root}/shards/{cfg.split} (skipped: {skipped or 'none'})")
+    return {"split": cfg.split, "judge": cfg.expert, **_summary(rows), "skipped": skipped, "per_sample": rows}
+
+
 def evaluate_split(cfg: EvaluateConfig) -> dict:
     from shqip_av.components.sync_expert import expert_lse, load_expert
     from train.lipsync.expert_data import load_split
 
+    judge = load_judge(cfg.expert)
+    if judge is not None:
+        return judge_split(cfg, judge)
     model = load_expert(cfg.expert, "--expert").eval()
     c = model.sync_config
     data = load_split(cfg.root, cfg.split, c.frames, c.crop_size, cfg.max_samples)
@@ -148,14 +201,29 @@ def evaluate_video(cfg: EvaluateConfig) -> dict:
     path = Path(cfg.video)
     if not path.is_file():
         raise ShqipError(f"{path}: no such video file")
-    model = load_expert(cfg.expert, "--expert").eval()
+    judge = load_judge(cfg.expert)
     fcfg = FilterConfig()
+    if judge is not None:
+        judge.check_input(fcfg.probe.fps, "--expert")
+    else:
+        model = load_expert(cfg.expert, "--expert").eval()
     info = probe(path)
     fps = fcfg.probe.fps
     scan = scan_faces(path, info, fcfg.faces, fps)
     if not scan.tracks:
         raise ShqipError(f"{path}: no face track found")
     track = max(scan.tracks, key=lambda t: len(t.landmarks))
+    if judge is not None:  # the landmarks are all the judge reads
+        from shqip_av.components.sync_judge import judge_curve, mouth_features
+
+        n = track.end - track.start
+        mel = frontend.log_mel(read_audio(path)).numpy()
+        audio = frontend.mel_window(mel, track.start, n)  # the track's own audio
+        j = judge_curve(judge, mouth_features(track.landmarks[0:n]), audio, 0, n, cfg.max_offset)
+        if j is None:
+            raise ShqipError(f"{path}: the face track is shorter than the judge's window")
+        return {"video": str(path), "track_frames": n, "lse_d": j.distance, "lse_c": j.confidence,
+                "offset": j.offset, "curve": j.curve}  # fmt: skip
     _, crops, _ = next(stream_crops(path, info, fps, [(None, track, track.start, track.end)], fcfg.crop.size))
     wave = read_audio(path)
     mel = frontend.mel_window(frontend.log_mel(wave).numpy(), track.start, len(crops))  # the track's own audio
@@ -331,7 +399,7 @@ def main(argv=None) -> int:
         EvaluateConfig,
         argv,
         prog="python -m train.lipsync.evaluate",
-        description="LSE-D, LSE-C and offset with a trained sync expert, for a shard split or a video.",
+        description="LSE-D, LSE-C and offset with a trained sync expert or landmark judge, for a shard split or a video.",
     )
     setup_logging(args.verbose, root=cfg.root)
     if not cfg.expert and not cfg.generator:

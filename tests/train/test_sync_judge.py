@@ -1,0 +1,195 @@
+"""The landmark sync judge on real footage: it learns from train speakers, is calibrated on train
+speakers only, and finds shifts on a validation speaker's clip through filter."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import ffmpeg
+from tests.real_judge import validation_clip
+
+
+def _speakers_by_split(table: Path) -> dict[str, set[str]]:
+    lines = table.read_text().splitlines()
+    header = lines[0].split("\t")
+    out: dict[str, set[str]] = {}
+    for line in lines[1:]:
+        row = dict(zip(header, line.split("\t")))
+        out.setdefault(row["split"], set()).add(row["speaker"])
+    return out
+
+
+def test_training_and_calibration_read_train_speakers_only(realpool_judge):
+    run, metrics, _, table = realpool_judge
+    splits = _speakers_by_split(table)
+    learnt, calibrated = set(metrics["train"]["speakers"]), set(metrics["calibration"]["speakers"])
+    assert learnt and calibrated and not learnt & calibrated  # held-out train speakers calibrate
+    assert learnt | calibrated <= splits["train"]
+    assert not (learnt | calibrated) & splits["validation"]
+    thresholds = json.loads((run / "judge" / "thresholds.json").read_text())
+    assert thresholds["speakers"] == sorted(calibrated) and thresholds["min_confidence"] > 0
+    trained_on = json.loads((run / "trained_on.json").read_text())
+    assert trained_on["splits"] == ["train"]
+
+
+@pytest.fixture(scope="module")
+def judged_copies(realpool_judge, tmp_path_factory):
+    """The validation speaker's clip, its copy with the audio 0.4 s late and one 0.4 s early,
+    filtered with the trained judge and its calibrated limit: (root, {title: video id})."""
+    from collect.pipeline import CollectConfig, prepare_raw
+    from filter.config import FilterConfig
+    from filter.pipeline import prepare_clips
+    from shqip_av.manifest import read_jsonl
+
+    run = realpool_judge[0]
+    clip, speaker = validation_clip()
+    root = tmp_path_factory.mktemp("judged") / "data"
+    incoming = root / "incoming"
+    incoming.mkdir(parents=True)
+    shutil.copy(clip, incoming / "insync.mp4")
+    ffmpeg("-i", str(clip), "-af", "adelay=400:all=1", "-c:v", "copy", "-c:a", "aac", "-shortest",
+           str(incoming / "late.mp4"))  # fmt: skip
+    ffmpeg("-i", str(clip), "-af", "atrim=start=0.4,asetpts=PTS-STARTPTS,apad=pad_dur=0.4", "-c:v", "copy",
+           "-c:a", "aac", str(incoming / "early.mp4"))  # fmt: skip
+    consent = "{kind: release, subject: %s, reference: test input, granted: 2026-01-01}" % speaker
+    (root / "sources.yaml").write_text(
+        "sources:\n"
+        + "".join(
+            f"  - path: incoming/{name}.mp4\n    title: {name}\n    captions: false\n    consent: {consent}\n"
+            for name in ("insync", "late", "early")
+        )
+    )
+    prepare_raw(CollectConfig(root=str(root)))
+    cfg = FilterConfig(root=str(root), workers=2)
+    cfg.sync.method, cfg.quality.min_eye_distance = str(run), 28
+    prepare_clips(cfg)
+    ids = {r["source"]["title"]: r["video_id"] for r in read_jsonl(root / "raw" / "manifest.jsonl")}
+    return root, ids
+
+
+def test_the_judge_keeps_the_in_sync_clip_and_finds_the_shifts(judged_copies, realpool_judge):
+    """A learning check on real footage: a judge trained for seconds on 9 other speakers finds
+    0.4 s (10 frames) either way on a speaker it never saw, and keeps the original."""
+    from shqip_av.manifest import read_jsonl
+
+    root, ids = judged_copies
+    kept = {r["video_id"]: r for r in read_jsonl(root / "clips" / "manifest.jsonl")}
+    assert ids["insync"] in kept and ids["late"] not in kept and ids["early"] not in kept
+    quality = kept[ids["insync"]]["meta"]["quality"]
+    assert abs(quality["sync_offset_frames"]) <= 2
+    assert quality["sync_method"] == f"judge:{realpool_judge[0]}"
+    for title, truth in (("late", 10), ("early", -10)):
+        decisions = json.loads((root / "work" / ids[title] / "decisions.json").read_text())["tracks"]
+        scored = [d for d in decisions if "sync_offset_frames" in d]
+        assert scored, title
+        for d in scored:  # the offset is recorded per sample, and it is the shift
+            assert abs(d["sync_offset_frames"] - truth) <= 2, (title, d["sync_offset_frames"], d["sync_curve"])
+    rejections = [
+        r for r in read_jsonl(root / "clips" / "rejected.jsonl") if r["video_id"] in (ids["late"], ids["early"])
+    ]
+    assert {r["reason"] for r in rejections} >= {"sync-offset"}
+
+
+def test_with_correction_the_judge_shifts_the_audio_back(judged_copies, realpool_judge, tmp_path):
+    """sync.correct_offset with a 12-frame allowance: the late copy becomes a sample whose audio
+    was moved onto the face by the offset the judge found."""
+    from filter.config import FilterConfig
+    from filter.pipeline import prepare_clips
+    from shqip_av.manifest import read_jsonl
+
+    source, ids = judged_copies
+    root = tmp_path / "data"
+    shutil.copytree(source / "raw", root / "raw")
+    cfg = FilterConfig(root=str(root), workers=1)
+    cfg.sync.method, cfg.quality.min_eye_distance = str(realpool_judge[0]), 28
+    cfg.sync.correct_offset, cfg.sync.max_correction = True, 12
+    prepare_clips(cfg)
+    corrected = [r for r in read_jsonl(root / "clips" / "manifest.jsonl") if r["video_id"] == ids["late"]]
+    assert corrected
+    for r in corrected:
+        assert (
+            abs(r["meta"]["quality"].get("sync_correction_frames", r["meta"]["quality"]["sync_offset_frames"]) - 10)
+            <= 2
+        )
+
+
+# ------------------------------------------------------------------ bad input: one line, nothing touched
+@pytest.fixture(scope="module")
+def untrained_judge(tmp_path_factory) -> Path:
+    """A judge folder with random weights (the error paths need no training)."""
+    import torch
+
+    from shqip_av.components.sync_judge import LandmarkSyncJudge
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("judge") / "judge"
+    LandmarkSyncJudge.build().save_pretrained(folder)
+    (folder / "thresholds.json").write_text('{"min_confidence": 0.1}\n')
+    return folder
+
+
+def test_a_folder_of_another_kind_or_broken_weights_is_one_line(untrained_judge, tmp_path):
+    from filter.config import ConfigurationError, SyncConfig
+    from filter.sync import load_sync_scorer
+    from shqip_av.components import KindError
+    from shqip_av.components.sync_expert import build_expert
+    from shqip_av.components.sync_judge import LandmarkSyncJudge
+
+    expert = tmp_path / "expert"
+    build_expert({"frames": 5, "crop_size": 32, "channels": [8], "embedding": 8}).save_pretrained(expert)
+    with pytest.raises(KindError, match=r"is a sync expert, not a landmark sync judge"):
+        LandmarkSyncJudge.from_pretrained(str(expert))
+    asr_run = tmp_path / "runs" / "asr" / "small"  # what a train.asr run folder is recognised by
+    (asr_run / "processor").mkdir(parents=True)
+    (asr_run / "config.yaml").write_text("name: small\n")
+    with pytest.raises(ConfigurationError, match=r"is a train.asr run, not a sync expert or landmark sync judge"):
+        load_sync_scorer(SyncConfig(method=str(asr_run)))
+    broken = tmp_path / "broken"
+    shutil.copytree(untrained_judge, broken)
+    data = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ConfigurationError) as error:
+        load_sync_scorer(SyncConfig(method=str(broken)))
+    assert "\n" not in str(error.value) and "cannot load the landmark sync judge" in str(error.value)
+
+
+def test_a_judge_for_another_frame_rate_or_front_end_stops_filter_before_any_video(untrained_judge, tmp_path):
+    from filter.config import ConfigurationError, FilterConfig
+    from filter.pipeline import prepare_clips
+
+    root = tmp_path / "data"
+    (root / "raw").mkdir(parents=True)
+    (root / "raw" / "manifest.jsonl").write_text('{"video_id": "local-0"}\n')  # checked before it is read
+    cfg = FilterConfig(root=str(root))
+    cfg.sync.method, cfg.probe.fps = str(untrained_judge), 30.0
+    with pytest.raises(ConfigurationError, match=r"trained on 25.0 fps video, the data is analysed at 30.0 fps"):
+        prepare_clips(cfg)
+    other = tmp_path / "hop160"
+    shutil.copytree(untrained_judge, other)
+    config = json.loads((other / "config.json").read_text())
+    config["frontend"]["hop_length"] = 160
+    (other / "config.json").write_text(json.dumps(config))
+    cfg = FilterConfig(root=str(root))
+    cfg.sync.method = str(other)
+    with pytest.raises(ConfigurationError, match=r"another audio front end \(hop_length 160 here 200\)"):
+        prepare_clips(cfg)
+    assert not (root / "clips").exists() and not (root / "work").exists()
+
+
+def test_a_stretch_too_short_to_judge_is_counted_not_decided(untrained_judge):
+    from filter.config import FilterConfig
+    from filter.sync import JudgeSync, SyncInput
+    from filter.video import _sync_limits
+
+    scorer = JudgeSync(str(untrained_judge))
+    rng = np.random.default_rng(0)
+    landmarks = rng.normal(100, 20, (20, 478, 2)).astype(np.float32)  # 0.8 s: under the one-second window
+    result = scorer.score(SyncInput(landmarks, rng.normal(0, 0.1, 20 * 640).astype(np.float32), 16000, 25.0, 0, 0))
+    assert result.judged is False and result.curve == []
+    reason, detail, _ = _sync_limits(FilterConfig(), scorer)(result)
+    assert reason == "sync-too-short" and "not judged" in detail
