@@ -116,45 +116,64 @@ def _stack(inputs: int, hidden: int, embedding: int, dropout: float) -> nn.Seque
 class LandmarkSyncJudge(
     nn.Module, PyTorchModelHubMixin, library_name="shqip-av", tags=["shqip-av", "sync-judge", "audio-visual"]
 ):
-    """``embed_video`` (B, T, NUM_FEATURES) → (B, E, T) and ``embed_audio`` (B, N, 80, 4) →
-    (B, E, N): one unit-length embedding per frame."""
+    """``members`` independent pairs of stacks (an ensemble: each judges alone, their similarities
+    are averaged, which steadies the offset on unseen speakers). Per member, ``embed_video``
+    (B, T, NUM_FEATURES) → (B, E, T) and ``embed_audio`` (B, N, 80, 4) → (B, E, N): one
+    unit-length embedding per frame; ``similarity`` is the members' mean cosine (B, T, N)."""
 
     def __init__(
         self,
         hidden: int = 32,
         embedding: int = 32,
         dropout: float = 0.3,
+        members: int = 1,
         features: str = FEATURES,
         num_features: int = NUM_FEATURES,
         frontend: dict | None = None,
     ):
         super().__init__()
-        self.features, self.num_features = features, num_features
+        self.features, self.num_features, self.members = features, num_features, members
         self.frontend = dict(frontend or frontend_signature())
-        self.video = _stack(num_features, hidden, embedding, dropout)
-        self.audio = _stack(frontend_signature()["n_mels"] * MEL_PER_FRAME, hidden, embedding, dropout)
-        self.scale = nn.Parameter(torch.tensor(10.0))  # cosine → softmax logit during training
+        mel_inputs = frontend_signature()["n_mels"] * MEL_PER_FRAME
+        self.video = nn.ModuleList([_stack(num_features, hidden, embedding, dropout) for _ in range(members)])
+        self.audio = nn.ModuleList([_stack(mel_inputs, hidden, embedding, dropout) for _ in range(members)])
+        self.scale = nn.Parameter(torch.full((members,), 10.0))  # cosine → softmax logit during training
 
     @classmethod
-    def build(cls, hidden: int = 32, embedding: int = 32, dropout: float = 0.3) -> "LandmarkSyncJudge":
+    def build(
+        cls, hidden: int = 32, embedding: int = 32, dropout: float = 0.3, members: int = 1
+    ) -> "LandmarkSyncJudge":
         """A new judge for this build's features and audio front end, both recorded in its
         config.json when saved (what ``check_input`` compares with the data)."""
         return cls(
-            hidden, embedding, dropout, features=FEATURES, num_features=NUM_FEATURES, frontend=frontend_signature()
+            hidden,
+            embedding,
+            dropout,
+            members,
+            features=FEATURES,
+            num_features=NUM_FEATURES,
+            frontend=frontend_signature(),
         )
 
     @property
     def fps(self) -> float:
         return float(self.frontend["fps"])
 
-    def embed_video(self, features: torch.Tensor) -> torch.Tensor:
-        return nn.functional.normalize(self.video(features.transpose(1, 2)), dim=1)
+    def embed_video(self, features: torch.Tensor, member: int = 0) -> torch.Tensor:
+        return nn.functional.normalize(self.video[member](features.transpose(1, 2)), dim=1)
 
-    def embed_audio(self, frames: torch.Tensor) -> torch.Tensor:
+    def embed_audio(self, frames: torch.Tensor, member: int = 0) -> torch.Tensor:
         b, n = frames.shape[:2]
         flat = frames.reshape(b, n, -1)
         flat = (flat - flat.mean(dim=1, keepdim=True)) / 4.0  # each clip's mean spectrum removed
-        return nn.functional.normalize(self.audio(flat.transpose(1, 2)), dim=1)
+        return nn.functional.normalize(self.audio[member](flat.transpose(1, 2)), dim=1)
+
+    def similarity(self, features: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """(B, T, F) features and (B, N, 80, 4) audio frames → (B, T, N) mean cosine over members."""
+        total = 0
+        for m in range(self.members):
+            total = total + torch.einsum("bet,ben->btn", self.embed_video(features, m), self.embed_audio(frames, m))
+        return total / self.members
 
     def check_input(self, fps: float, option: str = "sync.method") -> None:
         """One line when the data's frame rate or this build's audio front end is not the one the

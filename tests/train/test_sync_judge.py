@@ -193,3 +193,15 @@ def test_a_stretch_too_short_to_judge_is_counted_not_decided(untrained_judge):
     assert result.judged is False and result.curve == []
     reason, detail, _ = _sync_limits(FilterConfig(), scorer)(result)
     assert reason == "sync-too-short" and "not judged" in detail
+
+
+def test_evaluate_reports_lse_with_the_judge(realpool_judge):
+    """train.lipsync.evaluate takes the judge where it takes the expert: LSE-D/LSE-C and the
+    offset of every sample of the validation split (the speaker the judge never saw)."""
+    from train.lipsync.evaluate import EvaluateConfig, evaluate_split
+
+    run, _, root, _ = realpool_judge
+    result = evaluate_split(EvaluateConfig(expert=str(run), root=str(root), split="validation"))
+    assert result["samples"] >= 1 and result["judge"] == str(run)
+    assert 0 < result["lse_d"] < 1 and result["lse_c"] > 0
+    assert all(abs(r["offset"]) <= 2 for r in result["per_sample"])

@@ -8,8 +8,8 @@ calibrates filter's limit for it on train speakers it did not learn from:
   split is never read (its speakers are the ones results are reported on).
 - A training step takes ``training.batch_size`` stretches of ``data.segment`` frames: the aligned
   offset must win a softmax over ±``data.max_offset`` offsets, and each stretch's own audio must win
-  over the batch's other audio at offset 0. Stretches are drawn per step index, so a resumed run
-  sees the same ones.
+  over the batch's other audio at offset 0. With ``model.members`` > 1, each member of the ensemble
+  draws its own stretches. Stretches are drawn per step index, so a resumed run sees the same ones.
 - Calibration: every held-out utterance against its own audio and against each other held-out
   speaker's audio; ``min_confidence`` is the confidence limit that best separates the two
   (balanced accuracy).
@@ -43,6 +43,7 @@ class ModelSection:
     hidden: int = option(32, "channels of both convolution stacks", min=4, max=1024)
     embedding: int = option(32, "embedding size per frame", min=4, max=1024)
     dropout: float = option(0.3, "dropout before each convolution", min=0, max=0.9)
+    members: int = option(1, "independently initialised judges whose similarities are averaged", min=1, max=16)
 
 
 @dataclass
@@ -59,12 +60,12 @@ class DataSection:
 
 @dataclass
 class TrainingSection:
-    max_steps: int = option(1500, "optimizer steps", min=1)
+    max_steps: int = option(300, "optimizer steps", min=1)
     batch_size: int = option(32, "stretches per step", min=2)
     learning_rate: float = option(2e-3, "AdamW learning rate", above=0, max=1)
     weight_decay: float = option(0.05, "AdamW weight decay", min=0, max=1)
-    eval_steps: int = option(250, "validate on the held-out speakers every this many steps", min=1)
-    save_steps: int = option(500, "checkpoint every this many steps", min=1)
+    eval_steps: int = option(100, "validate on the held-out speakers every this many steps", min=1)
+    save_steps: int = option(100, "checkpoint every this many steps", min=1)
     seed: int = option(42, "seed for weights, the speaker division and the stretches")
 
 
@@ -157,8 +158,8 @@ def summary(utterances: list[Utterance]) -> dict:
 
 
 class Stretches:
-    """Step index → a batch of (features (B, L, F), audio frames (B, L + 2K, 80, 4)), the same
-    for the same (seed, step): aligned stretches with K frames of audio either side."""
+    """(step, member) → a batch of (features (B, L, F), audio frames (B, L + 2K, 80, 4)), the
+    same for the same (seed, step, member): aligned stretches with K frames of audio either side."""
 
     def __init__(self, utterances: list[Utterance], segment: int, max_offset: int, batch: int, seed: int):
         self.items = [u for u in utterances if len(u.features) >= segment]
@@ -166,15 +167,16 @@ class Stretches:
             raise ShqipError(f"no utterance has {segment} frames (data.segment): nothing to train the judge on")
         self.segment, self.k, self.batch, self.seed = segment, max_offset, batch, seed
 
-    def __call__(self, step: int):
+    def __call__(self, step: int, member: int = 0):
         import torch
 
         from shqip_av.components.sync_judge import audio_frames
 
-        rng = np.random.default_rng((self.seed, step))
+        items = self.items
+        rng = np.random.default_rng((self.seed, step, member) if member else (self.seed, step))
         video, audio = [], []
         for _ in range(self.batch):
-            u = self.items[int(rng.integers(len(self.items)))]
+            u = items[int(rng.integers(len(items)))]
             t = int(rng.integers(0, len(u.features) - self.segment + 1))
             video.append(u.features[t : t + self.segment] * np.float32(rng.uniform(0.7, 1.3)))
             audio.append(audio_frames(u.mel, t - self.k, self.segment + 2 * self.k))
@@ -207,6 +209,45 @@ def _judge_pairs(model, utterances: list[Utterance], max_offset: int):
     return own, foreign
 
 
+SHIFTS = (-10, -5, 5, 10)  # frames the held-out audio is moved by to see whether the judge follows
+
+
+def shifted_mel(mel: np.ndarray, shift: int) -> np.ndarray:
+    """The utterance's log-mel as if its audio were ``shift`` frames late (silence in front) or
+    early (its start cut off)."""
+    from shqip_av.components import audio_frontend as frontend
+
+    columns = int(round(abs(shift) * frontend.mel_per_video_frame()))
+    if shift > 0:
+        return np.concatenate([np.full((mel.shape[0], columns), frontend.SILENCE, mel.dtype), mel], axis=1)
+    return mel[:, columns:]
+
+
+def shift_accuracy(model, utterances: list[Utterance], max_offset: int) -> dict:
+    """On each utterance with its audio moved by SHIFTS: the share of offsets found within ±1 frame
+    of the shift, and of the shift plus the offset found on the unmoved utterance (real
+    recordings are not all in sync to the frame)."""
+    from shqip_av.components.sync_judge import judge_curve
+
+    absolute, relative = [], []
+    for u in utterances:
+        n = len(u.features)
+        base = judge_curve(model, u.features, u.mel, 0, n, max_offset)
+        if base is None:
+            continue
+        for shift in SHIFTS:
+            j = judge_curve(model, u.features, shifted_mel(u.mel, shift), 0, n, max_offset)
+            if j is not None:
+                absolute.append(abs(j.offset - shift) <= 1)
+                relative.append(abs(j.offset - shift - base.offset) <= 1)
+    if not absolute:
+        return {}
+    return {
+        "shift_within_1": round(float(np.mean(absolute)), 4),
+        "shift_within_1_of_own_offset": round(float(np.mean(relative)), 4),
+    }
+
+
 def choose_limit(own: list[float], foreign: list[float]) -> float:
     """The confidence limit with the best balanced accuracy (own kept, foreign rejected); among
     equals, the lowest (keeping in-sync speech matters more than one more rejection)."""
@@ -234,6 +275,7 @@ def calibrate(model, utterances: list[Utterance], max_offset: int) -> dict:
         "own_kept": round(float(np.mean([c >= limit for c in c_own])), 4),
         "foreign_rejected": round(float(np.mean([c < limit for c in c_foreign])), 4),
         "own_offset_within_1": round(float(np.mean([abs(j.offset) <= 1 for j in own])), 4),
+        **shift_accuracy(model, utterances, max_offset),
         "own_confidence_median": round(float(np.median(c_own)), 4),
         "foreign_confidence_median": round(float(np.median(c_foreign)), 4),
         "speakers": sorted({u.speaker for u in utterances}),
@@ -273,31 +315,35 @@ class JudgeTask:
         from shqip_av.components.sync_judge import LandmarkSyncJudge
 
         torch.manual_seed(self.t.seed)
-        judge = LandmarkSyncJudge.build(self.m.hidden, self.m.embedding, self.m.dropout)
+        judge = LandmarkSyncJudge.build(self.m.hidden, self.m.embedding, self.m.dropout, self.m.members)
         optimizer = torch.optim.AdamW(judge.parameters(), lr=self.t.learning_rate, weight_decay=self.t.weight_decay)
         self.judge, self.optimizer = accelerator.prepare(judge, optimizer)
         self._backward, self.device = accelerator.backward, accelerator.device
         stretches = Stretches(self.data.train, self.d.segment, self.d.max_offset, self.t.batch_size, self.t.seed)
-        return (stretches(step) for step in range(start, self.t.max_steps))
+        members = self.m.members
+        return ([stretches(step, m) for m in range(members)] for step in range(start, self.t.max_steps))
 
     def train_step(self, batch) -> dict[str, float]:
         import torch
 
         judge = self.judge
         judge.train()
-        features, audio = (x.to(self.device) for x in batch)
-        k, length = self.d.max_offset, features.shape[1]
-        video = judge.embed_video(features)  # (B, E, L)
-        heard = judge.embed_audio(audio)  # (B, E, L + 2K)
-        logits = torch.stack(
-            [(video * heard[:, :, k + o : k + o + length]).sum(1).mean(1) for o in range(-k, k + 1)], 1
-        )
-        target = torch.full((len(video),), k, device=self.device)
-        offset_loss = torch.nn.functional.cross_entropy(logits * judge.scale, target)
-        cross = torch.einsum("iet,jet->ij", video, heard[:, :, k : k + length]) / length
-        voice_loss = torch.nn.functional.cross_entropy(
-            cross * judge.scale, torch.arange(len(video), device=self.device)
-        )
+        judge = getattr(judge, "module", judge)  # under distributed training, the wrapped judge
+        k, length = self.d.max_offset, batch[0][0].shape[1]
+        target = torch.full((len(batch[0][0]),), k, device=self.device)
+        own = torch.arange(len(batch[0][0]), device=self.device)
+        offset_loss = voice_loss = 0
+        for m, (features, audio) in enumerate(batch):  # each member learns alone, on its own stretches
+            features, audio = features.to(self.device), audio.to(self.device)
+            video = judge.embed_video(features, m)  # (B, E, L)
+            heard = judge.embed_audio(audio, m)  # (B, E, L + 2K)
+            logits = torch.stack(
+                [(video * heard[:, :, k + o : k + o + length]).sum(1).mean(1) for o in range(-k, k + 1)], 1
+            )
+            offset_loss = offset_loss + torch.nn.functional.cross_entropy(logits * judge.scale[m], target)
+            cross = torch.einsum("iet,jet->ij", video, heard[:, :, k : k + length]) / length
+            voice_loss = voice_loss + torch.nn.functional.cross_entropy(cross * judge.scale[m], own)
+        offset_loss, voice_loss = offset_loss / judge.members, voice_loss / judge.members
         loss = offset_loss + voice_loss
         self.optimizer.zero_grad()
         self._backward(loss)
@@ -313,6 +359,7 @@ class JudgeTask:
             "held_out_offset_within_1": round(float(np.mean([abs(j.offset) <= 1 for j in own])), 4),
             "held_out_confidence": round(float(np.median([j.confidence for j in own])), 4),
             "foreign_confidence": round(float(np.median([j.confidence for j in foreign])), 4) if foreign else None,
+            **{f"held_out_{k}": v for k, v in shift_accuracy(self.judge, self.data.held_out, self.d.max_offset).items()},
         }
         log.info("step %d: %s", step, result)
         return result
