@@ -225,5 +225,6 @@ def demo_generator(demo_root, demo_expert, tmp_path_factory):
 
 # the real clips of ../shared and generated variants, filtered once per session (filter and train tests use it)
 from tests.real_clips import real_root  # noqa: E402,F401
+
 # a tiny landmark sync judge trained once per session on a slice of the real footage's train speakers
 from tests.real_judge import realpool_judge  # noqa: E402,F401

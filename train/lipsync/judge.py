@@ -359,7 +359,9 @@ class JudgeTask:
             "held_out_offset_within_1": round(float(np.mean([abs(j.offset) <= 1 for j in own])), 4),
             "held_out_confidence": round(float(np.median([j.confidence for j in own])), 4),
             "foreign_confidence": round(float(np.median([j.confidence for j in foreign])), 4) if foreign else None,
-            **{f"held_out_{k}": v for k, v in shift_accuracy(self.judge, self.data.held_out, self.d.max_offset).items()},
+            **{
+                f"held_out_{k}": v for k, v in shift_accuracy(self.judge, self.data.held_out, self.d.max_offset).items()
+            },
         }
         log.info("step %d: %s", step, result)
         return result
