@@ -42,6 +42,10 @@ def is_generator_run(path: Path) -> bool:
     return (path / "generator" / "config.json").is_file()
 
 
+def is_judge_run(path: Path) -> bool:
+    return (path / "judge" / "config.json").is_file()
+
+
 def resolve_run(run: str, root: str) -> Path:
     if not run:
         raise CardError("give --run: a run folder such as runs/asr/whisper-small-sq or runs/lipsync/expert-base")
@@ -50,7 +54,7 @@ def resolve_run(run: str, root: str) -> Path:
         path = DatasetRoot(root).path(run)
     if not path.is_dir():
         raise CardError(f"run folder not found: {run}")
-    for kind, check in (("expert", is_expert_run), ("generator", is_generator_run)):
+    for kind, check in (("expert", is_expert_run), ("generator", is_generator_run), ("judge", is_judge_run)):
         if check(path):
             for needed in ("metrics.json", "config.yaml", f"{kind}/model.safetensors"):
                 if not (path / needed).is_file():
@@ -80,6 +84,8 @@ def build_model_card(cfg: ModelCardConfig) -> Path:
         return build_expert_card(cfg, run)
     if is_generator_run(run):
         return build_generator_card(cfg, run)
+    if is_judge_run(run):
+        return build_judge_card(cfg, run)
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     config = load_yaml(run / "config.yaml")
     if not metrics.get("splits"):
@@ -334,6 +340,96 @@ def build_expert_card(cfg: ModelCardConfig, run: Path) -> Path:
         "",
         "- It has seen only the speakers, faces and recording conditions of its training data; check its "
         "accuracy on footage like yours (`python -m train.lipsync.evaluate`) before trusting its judgement.",
+        "- It judges sync, not identity or consent; do not use it to identify people.",
+    ]
+    card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_withdrawn(run)}" + "\n".join(lines) + "\n")
+    atomic_write_text(run / "README.md", str(card))
+    log.info("model card written to %s", run / "README.md")
+    return run / "README.md"
+
+
+def build_judge_card(cfg: ModelCardConfig, run: Path) -> Path:
+    """The card of a landmark sync judge run (train.lipsync.judge): <run>/README.md, its figures
+    measured on the train speakers it was held out from (never on the speakers it learnt from)."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    config = load_yaml(run / "config.yaml")
+    cal = metrics.get("calibration") or {}
+    name = metrics.get("run", run.name)
+    measured = (
+        ("shift_within_1_of_own_offset", "shifted audio: offset within ±1 frame (of the shift plus its own)"),
+        ("own_kept", "own audio kept"),
+        ("foreign_rejected", "another speaker's audio rejected"),
+    )
+    results = [
+        EvalResult(
+            task_type="audio-visual-sync",
+            task_name="Audio-visual sync (held-out speakers)",
+            dataset_type=cfg.dataset or "shqip-av",
+            dataset_name="shqip-av (held-out train speakers)",
+            dataset_split="train",
+            metric_type="accuracy",
+            metric_name=label,
+            metric_value=round(100 * cal[key], 2),
+        )
+        for key, label in measured
+        if cal.get(key) is not None
+    ]
+    data = ModelCardData(
+        license=cfg.license,
+        library_name="shqip-av",
+        model_name=name,
+        datasets=[cfg.dataset] if cfg.dataset else None,
+        metrics=["accuracy"],
+        tags=["shqip-av", "sync-judge", "audio-visual", "lip-sync", "albanian"],
+        eval_results=results or None,
+    )
+    t = config.get("training", {})
+    repo = cfg.repo or "path/to/this/judge"
+    tr, held = metrics.get("train", {}), metrics.get("held_out", {})
+    lines = [
+        f"# {name}",
+        "",
+        "A landmark sync judge trained by shqip-av: it reads the mouth's shape from MediaPipe face "
+        "landmarks (lip and jaw distances and points, pose and scale removed, each clip normalised) "
+        "against the 80-bin log-mel of the same frames, and says how far the audio is off the mouth "
+        "(offset in frames, positive: audio late) and how sure it is (best minus median mean cosine "
+        "over offsets). shqip-av filters its dataset with it (`sync.method`).",
+        "",
+        "## Results",
+        "",
+        f"On {cal.get('samples')} utterances of train speakers held out from its training "
+        f"({', '.join(cal.get('speakers', []))}):",
+        "",
+        "| | % |",
+        "|---|---|",
+        *(f"| {label} | {_pct(cal.get(key))} |" for key, label in measured),
+        "",
+        f"Filter's limit calibrated on them (`thresholds.json`): confidence ≥ {cal.get('min_confidence')} "
+        "(`sync.expert_min_confidence`: -1 takes it).",
+        "",
+        "## Training",
+        "",
+        f"- data: {tr.get('samples')} utterances of {len(tr.get('speakers', []))} speakers ({tr.get('frames')} "
+        f"frames); {held.get('samples')} utterances of {len(held.get('speakers', []))} speakers held out",
+        f"- {metrics.get('steps')} steps, batch {t.get('batch_size')}, learning rate {t.get('learning_rate')}, "
+        f"seed {t.get('seed')}",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from shqip_av.components.sync_judge import LandmarkSyncJudge, judge_clip",
+        f'judge = LandmarkSyncJudge.from_pretrained("{repo}")',
+        "```",
+        "",
+        f"Filter a dataset with it: `python -m filter --root data sync.method={repo}`; score a video: "
+        f"`python -m train.lipsync.evaluate --expert {repo} --video IN.mp4`.",
+        "",
+        "## Limitations",
+        "",
+        "- It has seen only the speakers and recordings of its training data; measure it on footage like "
+        "yours before trusting it (bench/sync_validation.py does this for the realpool's validation speakers).",
         "- It judges sync, not identity or consent; do not use it to identify people.",
     ]
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_withdrawn(run)}" + "\n".join(lines) + "\n")

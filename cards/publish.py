@@ -2,7 +2,7 @@
 
 Publishes the dataset (shards, shards/index.json, the card and its pictures) as a Hub dataset
 repo, or with ``--run`` a run (train.asr: adapter or model, processor, card, metrics; a sync expert
-or a generator: its model folder, card, metrics) as a model repo, or with ``--bundle`` a dubbing
+a generator or a landmark sync judge: its model folder, card, metrics) as a model repo, or with ``--bundle`` a dubbing
 bundle (export bundle: model_index.json, its card, the included components) as a model repo,
 through huggingface_hub.
 
@@ -110,7 +110,14 @@ def _sources_dataset(cfg: PublishConfig) -> list[tuple[str, Path, str | None]]:
 
 
 def _sources_model(cfg: PublishConfig) -> list[tuple[str, Path, str | None]]:
-    from cards.model_card import ModelCardConfig, build_model_card, is_expert_run, is_generator_run, resolve_run
+    from cards.model_card import (
+        ModelCardConfig,
+        build_model_card,
+        is_expert_run,
+        is_generator_run,
+        is_judge_run,
+        resolve_run,
+    )
 
     run = resolve_run(cfg.run, cfg.root)
     card = build_model_card(ModelCardConfig(run=str(run), root=cfg.root, dataset=cfg.dataset, repo=cfg.repo))
@@ -119,6 +126,8 @@ def _sources_model(cfg: PublishConfig) -> list[tuple[str, Path, str | None]]:
         folders = [run / "expert"]
     elif is_generator_run(run):
         folders = [run / "generator"]
+    elif is_judge_run(run):  # LandmarkSyncJudge.from_pretrained(repo), thresholds.json beside it
+        folders = [run / "judge"]
     else:
         folders = [run / "adapter" if (run / "adapter").is_dir() else run / "model", run / "processor"]
     for folder in folders:

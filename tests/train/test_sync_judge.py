@@ -205,3 +205,15 @@ def test_evaluate_reports_lse_with_the_judge(realpool_judge):
     assert result["samples"] >= 1 and result["judge"] == str(run)
     assert 0 < result["lse_d"] < 1 and result["lse_c"] > 0
     assert all(abs(r["offset"]) <= 2 for r in result["per_sample"])
+
+
+def test_the_judge_gets_a_model_card_with_its_held_out_figures(realpool_judge, tmp_path):
+    from cards.model_card import ModelCardConfig, build_model_card
+
+    run, metrics, root, _ = realpool_judge
+    copy = tmp_path / "judge-run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("checkpoints"))
+    card = build_model_card(ModelCardConfig(run=str(copy), root=str(root))).read_text()
+    assert "sync-judge" in card and "landmark sync judge" in card
+    assert ", ".join(metrics["calibration"]["speakers"]) in card  # measured on held-out train speakers
+    assert "LandmarkSyncJudge.from_pretrained" in card
