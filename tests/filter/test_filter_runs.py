@@ -49,7 +49,7 @@ def test_killed_run_resumes_to_the_same_outputs_and_reruns_are_no_ops(collected,
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     shutil.copytree(collected, whole)
     shutil.copytree(collected, killed)
-    stats = prepare_clips(FilterConfig(root=str(whole)))
+    stats = prepare_clips(FilterConfig(root=str(whole), workers=2))
     assert stats.processed == 9 and stats.utterances == 12
     assert stats.rejected == {"no-face": 1, "no-speech": 1, "face-too-small": 1}
 
@@ -66,7 +66,7 @@ def test_killed_run_resumes_to_the_same_outputs_and_reruns_are_no_ops(collected,
     proc.wait()
     done_before = len(list(killed.glob("work/*/done.json")))
     assert 3 <= done_before < 9, "the run was not interrupted midway"
-    resumed = prepare_clips(FilterConfig(root=str(killed)))
+    resumed = prepare_clips(FilterConfig(root=str(killed), workers=2))
     assert resumed.skipped == done_before and resumed.processed == 9 - done_before
     for name in ("manifest.jsonl", "rejected.jsonl"):
         assert (killed / "clips" / name).read_bytes() == (whole / "clips" / name).read_bytes()

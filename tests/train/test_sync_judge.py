@@ -105,6 +105,8 @@ def test_with_correction_the_judge_shifts_the_audio_back(judged_copies, realpool
     source, ids = judged_copies
     root = tmp_path / "data"
     shutil.copytree(source / "raw", root / "raw")
+    manifest = root / "raw" / "manifest.jsonl"  # the late copy alone
+    manifest.write_text("".join(line + "\n" for line in manifest.read_text().splitlines() if ids["late"] in line))
     cfg = FilterConfig(root=str(root), workers=1)
     cfg.sync.method, cfg.quality.min_eye_distance = str(realpool_judge[0]), 28
     cfg.sync.correct_offset, cfg.sync.max_correction = True, 12
