@@ -195,7 +195,8 @@ class JudgeSync:
         from shqip_av.components.sync_judge import judge_curve, mouth_features
 
         n = len(item.landmarks)
-        count = n + item.pad_before + item.pad_after
+        heard = int(len(item.audio) * item.fps / item.sample_rate)  # frames of audio there really are
+        count = min(n + item.pad_before + item.pad_after, heard)
         judged = judge_curve(
             self.model,
             mouth_features(item.landmarks),

@@ -208,6 +208,22 @@ def test_evaluate_reports_lse_with_the_judge(realpool_judge):
     assert 0 < result["lse_d"] < 1 and result["lse_c"] > 0
     assert all(abs(r["offset"]) <= 2 for r in result["per_sample"])
 
+    # the same from Python, on one sample's landmarks and audio, and with the audio 10 frames late
+    import glob
+    import io
+
+    from shqip_av.components.sync_judge import LandmarkSyncJudge, judge_clip
+    from shqip_av.media import decode_wav
+    from shqip_av.schema import read_tar_samples
+
+    judge = LandmarkSyncJudge.from_pretrained(str(run))
+    tar = sorted(glob.glob(str(root / "shards" / "validation" / "*.tar")))[0]
+    _, members = next(read_tar_samples(tar))
+    landmarks, (wave, _) = np.load(io.BytesIO(members["landmarks.npy"])), decode_wav(members["wav"])
+    assert abs(judge_clip(judge, landmarks, wave).offset) <= 2
+    late = np.concatenate([np.zeros(6400, np.float32), wave])[: len(wave)]
+    assert abs(judge_clip(judge, landmarks, late).offset - 10) <= 2
+
 
 def test_the_judge_gets_a_model_card_with_its_held_out_figures(realpool_judge, tmp_path):
     from cards.model_card import ModelCardConfig, build_model_card
