@@ -128,13 +128,13 @@ def load_data(d: DataSection, seed: int) -> JudgeData:
     wanted = {"landmarks.npy", "wav", "json"}
     for tar in tars:
         for key, members in progress(list(read_tar_samples(tar, wanted)), desc="reading train", unit="sample"):
+            if d.max_samples and len(read) >= d.max_samples:
+                break
             got = read_utterance(key, members)
             if isinstance(got, str):
                 data.skipped[got] += 1
             else:
                 read.append(got)
-            if d.max_samples and len(read) >= d.max_samples:
-                break
     speakers = sorted({u.speaker for u in read})
     if len(speakers) < 3:
         raise ShqipError(
