@@ -153,12 +153,15 @@ def scored(root: Path, titles: dict, method: str) -> list[dict]:
                         "offset": d["sync_offset_frames"],
                         "distance": d.get("sync_distance"),
                         "truth": VARIANTS[variant][1],
+                        "judged": bool(d.get("sync_curve")),  # False: too short to judge (counted)
                     }
                 )
     return rows
 
 
 def decide(row: dict, min_conf: float, max_abs: int, correct: int) -> str:
+    if not row.get("judged", True):
+        return "not judged (too short)"
     if row["confidence"] < min_conf:
         return "rejected"
     if row["offset"] and correct and abs(row["offset"]) <= correct:
