@@ -72,12 +72,22 @@ def resolve_run(run: str, root: str) -> Path:
     return path
 
 
+def _write_card(run: Path, data, body: str) -> Path:
+    """<run>/README.md: the card's metadata, the withdrawal notice if any, then the body."""
+    from huggingface_hub import ModelCard
+
+    card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_withdrawn(run)}{body}")
+    atomic_write_text(run / "README.md", str(card))
+    log.info("model card written to %s", run / "README.md")
+    return run / "README.md"
+
+
 def _pct(value) -> str:
     return "—" if value is None else f"{100 * value:.1f}"
 
 
 def build_model_card(cfg: ModelCardConfig) -> Path:
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    from huggingface_hub import EvalResult, ModelCardData
 
     run = resolve_run(cfg.run, cfg.root)
     if is_expert_run(run):
@@ -122,10 +132,7 @@ def build_model_card(cfg: ModelCardConfig) -> Path:
         tags=["whisper", "albanian", "shqip-av"] + (["lora"] if lora else []),
         eval_results=results,
     )
-    card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_withdrawn(run)}{_body(cfg, metrics, config, lora)}")
-    atomic_write_text(run / "README.md", str(card))
-    log.info("model card written to %s", run / "README.md")
-    return run / "README.md"
+    return _write_card(run, data, _body(cfg, metrics, config, lora))
 
 
 def _withdrawn(run: Path) -> str:
@@ -238,7 +245,7 @@ def _body(cfg: ModelCardConfig, metrics: dict, config: dict, lora: bool) -> str:
 
 def build_expert_card(cfg: ModelCardConfig, run: Path) -> Path:
     """The card of a sync-expert run (train.lipsync.expert): <run>/README.md."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    from huggingface_hub import EvalResult, ModelCardData
 
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     config = load_yaml(run / "config.yaml")
@@ -342,16 +349,13 @@ def build_expert_card(cfg: ModelCardConfig, run: Path) -> Path:
         "accuracy on footage like yours (`python -m train.lipsync.evaluate`) before trusting its judgement.",
         "- It judges sync, not identity or consent; do not use it to identify people.",
     ]
-    card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_withdrawn(run)}" + "\n".join(lines) + "\n")
-    atomic_write_text(run / "README.md", str(card))
-    log.info("model card written to %s", run / "README.md")
-    return run / "README.md"
+    return _write_card(run, data, "\n".join(lines) + "\n")
 
 
 def build_judge_card(cfg: ModelCardConfig, run: Path) -> Path:
     """The card of a landmark sync judge run (train.lipsync.judge): <run>/README.md, its figures
     measured on the train speakers it was held out from (never on the speakers it learnt from)."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    from huggingface_hub import EvalResult, ModelCardData
 
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     config = load_yaml(run / "config.yaml")
@@ -432,10 +436,7 @@ def build_judge_card(cfg: ModelCardConfig, run: Path) -> Path:
         "yours before trusting it (bench/sync_validation.py does this for the realpool's validation speakers).",
         "- It judges sync, not identity or consent; do not use it to identify people.",
     ]
-    card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_withdrawn(run)}" + "\n".join(lines) + "\n")
-    atomic_write_text(run / "README.md", str(card))
-    log.info("model card written to %s", run / "README.md")
-    return run / "README.md"
+    return _write_card(run, data, "\n".join(lines) + "\n")
 
 
 GENERATOR_RESULTS = (
@@ -451,7 +452,7 @@ def build_generator_card(cfg: ModelCardConfig, run: Path) -> Path:
     """The card of a lip-sync generator run: <run>/README.md, with the scores of
     ``python -m train.lipsync.evaluate --generator <run> --out <run>/eval`` as model-index results
     when that was run."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    from huggingface_hub import EvalResult, ModelCardData
 
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     scores_path = run / "eval" / "metrics.json"
@@ -535,7 +536,4 @@ def build_generator_card(cfg: ModelCardConfig, run: Path) -> Path:
         "- Re-voice only people who consented to it; speaker fine-tuning requires a release.",
         "- It has seen only the faces and recording conditions of its training data.",
     ]
-    card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_withdrawn(run)}" + "\n".join(lines) + "\n")
-    atomic_write_text(run / "README.md", str(card))
-    log.info("model card written to %s", run / "README.md")
-    return run / "README.md"
+    return _write_card(run, data, "\n".join(lines) + "\n")

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from shqip_av import ShqipError
 from shqip_av.config import ConfigError, option, parse_config, run_cli, validate
 from shqip_av.files import DatasetRoot
 from shqip_av.log import get_logger, setup_logging
@@ -220,15 +219,12 @@ class ExpertTask:
 
 def run_training(cfg: ExpertConfig) -> dict:
     """Train (or resume) the sync expert into its run folder; returns metrics.json's content."""
-    from train.lipsync.trainer import Schedule, fit
+    from train.lipsync.trainer import Schedule, fit, require_shards
 
     validate(cfg)
     if cfg.data.min_shift > cfg.data.max_shift:
         raise ConfigError("data.min_shift must not exceed data.max_shift")
-    if not list(DatasetRoot(cfg.data.root).path("shards", cfg.data.train_split).glob("*.tar")):
-        raise ShqipError(
-            f"no shards under {cfg.data.root}/shards/{cfg.data.train_split}: run python -m filter.shard first"
-        )
+    require_shards(cfg.data.root, cfg.data.train_split)
     t = cfg.training
     return fit(ExpertTask(cfg), cfg, cfg.run_dir(), Schedule(t.max_steps, t.eval_steps, t.save_steps, t.seed))
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from shqip_av import ShqipError
-from shqip_av.config import ConfigError, option, parse_config, run_cli, validate
+from shqip_av.config import option, parse_config, run_cli, validate
 from shqip_av.files import DatasetRoot
 from shqip_av.log import get_logger, progress, setup_logging
 
@@ -404,15 +404,10 @@ class JudgeTask:
 
 def run_training(cfg: JudgeConfig) -> dict:
     """Train (or resume) the judge into its run folder; returns metrics.json's content."""
-    from train.lipsync.trainer import Schedule, fit
+    from train.lipsync.trainer import Schedule, fit, require_shards
 
     validate(cfg)
-    if cfg.data.segment < 25:
-        raise ConfigError("data.segment must be at least 25 frames")
-    if not list(DatasetRoot(cfg.data.root).path("shards", cfg.data.train_split).glob("*.tar")):
-        raise ShqipError(
-            f"no shards under {cfg.data.root}/shards/{cfg.data.train_split}: run python -m filter.shard first"
-        )
+    require_shards(cfg.data.root, cfg.data.train_split)
     t = cfg.training
     return fit(JudgeTask(cfg), cfg, cfg.run_dir(), Schedule(t.max_steps, t.eval_steps, t.save_steps, t.seed))
 

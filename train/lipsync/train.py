@@ -503,7 +503,7 @@ class GeneratorTask:
 
 def run_training(cfg: GeneratorTrainConfig) -> dict:
     """Train (or resume) the generator into its run folder; returns metrics.json's content."""
-    from train.lipsync.trainer import Schedule, fit
+    from train.lipsync.trainer import Schedule, fit, require_shards
 
     validate(cfg)
     d, lo, t = cfg.data, cfg.loss, cfg.training
@@ -511,8 +511,7 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
         raise ConfigError(
             "loss.sync > 0 needs loss.expert (a trained sync expert: runs/lipsync/<name>); or set loss.sync=0"
         )
-    if not list(DatasetRoot(d.root).path("shards", d.train_split).glob("*.tar")):
-        raise ShqipError(f"no shards under {d.root}/shards/{d.train_split}: run python -m filter.shard first")
+    require_shards(d.root, d.train_split)
     run = cfg.run_dir()
     schedule = Schedule(t.max_steps, t.eval_steps, t.save_steps, t.seed)
     return fit(GeneratorTask(cfg, run), cfg, run, schedule, RESUMABLE)

@@ -35,6 +35,15 @@ class Schedule:
     seed: int
 
 
+def require_shards(root: str, split: str) -> None:
+    """One line when the split has no shards to train on (before anything is built)."""
+    from shqip_av import ShqipError
+    from shqip_av.files import DatasetRoot
+
+    if not list(DatasetRoot(root).path("shards", split).glob("*.tar")):
+        raise ShqipError(f"no shards under {root}/shards/{split}: run python -m filter.shard first")
+
+
 def holdout(train: list, evaluation: list, share: float, seed: int) -> tuple[list, list, int]:
     """(train, validation, held out) samples: the validation split's own, or, when it has none, a
     seeded ``share`` of train held out (at least one sample), the same on every rerun."""
