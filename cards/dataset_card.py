@@ -8,6 +8,7 @@ filter records; the fixed prose is the project's policy (uses, takedown).
 
 from __future__ import annotations
 
+import os
 import re
 import statistics
 from collections import Counter
@@ -159,6 +160,20 @@ def _transcripts_line(splits: dict, total: int) -> str:
     )
 
 
+def _review_link(cfg: DatasetCardConfig) -> list[str]:
+    """A pointer to the review page (python -m filter.report --html) when the root has one."""
+    page = DatasetRoot(cfg.root).path("cards", "review", "index.html")
+    if not page.is_file():
+        return []
+    out = Path(cfg.out) if cfg.out else DatasetRoot(cfg.root).path("cards", "dataset")
+    link = os.path.relpath(page, out.resolve())
+    return [
+        f"To look at what was kept and what was rejected, and why, open the [review page]({link}) "
+        "(made with `python -m filter.report --html`; it opens from disk, in the dataset root).",
+        "",
+    ]
+
+
 def _body(cfg: DatasetCardConfig, index: dict, splits: dict, facts: dict) -> str:
     total = sum(f.samples for f in splits.values())
     hours = sum(f.hours for f in splits.values())
@@ -212,6 +227,7 @@ def _body(cfg: DatasetCardConfig, index: dict, splits: dict, facts: dict) -> str
         "",
         "## How it was made",
         "",
+        *_review_link(cfg),
         f"- **Collected**: {v['collected']} videos; {v['sources_refused']} sources were not collected"
         + (" (" + ", ".join(f"{r}: {n}" for r, n in v["refused_reasons"][:4]) + ")" if v["refused_reasons"] else "")
         + ".",

@@ -1,7 +1,9 @@
-"""python -m filter.report --root data: a short summary of a dataset root.
+"""python -m filter.report --root data [--html]: a short summary of a dataset root.
 
 It says how many videos came in, how many utterances were kept, the hours per split and the
-top rejection reasons."""
+top rejection reasons. With --html it also writes the review page, cards/review/index.html
+(filter/review.py): the funnel, every rejection reason with examples to look at and play, the
+kept samples with filmstrips and quality values; it opens from disk, without a server."""
 
 from __future__ import annotations
 
@@ -50,11 +52,21 @@ def report(root: str) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m filter.report",
-        description=__doc__.split(": ", 1)[1],
+        description=__doc__.split(": ", 1)[1].split("\n\n")[0],
         epilog="Run it after python -m filter and python -m filter.shard.",
     )
     parser.add_argument("--root", default="data", help="dataset root (default: data)")
-    print(report(parser.parse_args(argv).root))
+    parser.add_argument("--html", action="store_true", help="also write the review page <root>/cards/review/index.html")
+    args = parser.parse_args(argv)
+    print(report(args.root))
+    if args.html:
+        from filter.review import write_review
+
+        page, pictures = write_review(args.root)
+        print(
+            f"review page: {page} (pictures: {pictures['made']} made, {pictures['kept']} unchanged, "
+            f"{pictures['removed']} removed" + (f", {pictures['failed']} failed" if pictures["failed"] else "") + ")"
+        )
     return 0
 
 
