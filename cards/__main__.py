@@ -2,7 +2,7 @@
 
     python -m cards dataset --root data                      # <root>/cards/dataset/README.md + assets/
     python -m cards model --run runs/asr/<name> --root data  # <run>/README.md
-    python -m cards publish --root data --repo user/name [--private] [--dry-run] [--run runs/asr/<name> | --bundle exports/<name>]
+    python -m cards publish --root data --repo user/name [--private] [--dry-run] [--run runs/asr/<name> | --bundle exports/<name> | --space space/]
 
 `python -m cards <command> --help` lists each command's options.
 """

@@ -1,10 +1,11 @@
-"""python -m cards publish --root data --repo user/name [--private] [--dry-run] [--run runs/asr/<name> | --bundle exports/<name>]
+"""python -m cards publish --root data --repo user/name [--private] [--dry-run] [--run runs/asr/<name> | --bundle exports/<name> | --space space/]
 
 Publishes the dataset (shards, shards/index.json, the card and its pictures) as a Hub dataset
 repo, or with ``--run`` a run (train.asr: adapter or model, processor, card, metrics; a sync expert
 a generator or a landmark sync judge: its model folder, card, metrics) as a model repo, or with ``--bundle`` a dubbing
-bundle (export bundle: model_index.json, its card, the included components) as a model repo,
-through huggingface_hub.
+bundle (export bundle: model_index.json, its card, the included components) as a model repo, or
+with ``--space`` the dubbing app's Space folder (export space) as a Gradio Space repo, through
+huggingface_hub.
 
 1. The upload is assembled first, always, in <root>/cards/upload/<repo>/ (files hard-linked where
    the file system allows, else copied): exactly the files and repo paths that will be sent.
@@ -54,6 +55,7 @@ class PublishConfig:
     bundle: str = option(
         "", "publish this dubbing bundle (exports/<name>, from python -m export bundle) as a model repo"
     )
+    space: str = option("", "publish this Space folder (python -m export space) as a Gradio Space repo")
     private: bool = option(False, "create the repo private (an existing repo keeps its visibility)")
     dry_run: bool = option(False, "assemble and list what would be uploaded; send nothing")
     revision: str = option("main", "branch to commit to")
@@ -173,6 +175,32 @@ def _sources_bundle(cfg: PublishConfig) -> list[tuple[str, Path, str | None]]:
     ]
 
 
+def _space_folder(cfg: PublishConfig) -> Path:
+    folder = Path(cfg.space)
+    if not folder.is_dir():
+        raise CardError(f"{cfg.space}: no such Space folder")
+    return folder.resolve()
+
+
+def _sources_space(cfg: PublishConfig) -> list[tuple[str, Path, str | None]]:
+    """Every file of a Space folder from python -m export space, at its path in the folder."""
+    from shqip_av.files import OWNER_RECORD
+
+    folder = _space_folder(cfg)
+    readme = folder / "README.md"
+    if not (folder / "app.py").is_file() or not readme.is_file() or "sdk: gradio" not in readme.read_text("utf-8"):
+        raise CardError(
+            f"{cfg.space}: not a Space folder (no app.py and README.md with sdk: gradio; "
+            "make one with python -m export space)"
+        )
+    _refuse_outward_links(folder, cfg.space)
+    return [
+        (p.relative_to(folder).as_posix(), p, None)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != OWNER_RECORD and "__pycache__" not in p.parts
+    ]
+
+
 def _refuse_outward_links(folder: Path, name: str) -> None:
     """Nothing outside the folder being published is ever staged: a symlink that leaves it (or
     dangles) stops the publish with one line."""
@@ -187,6 +215,8 @@ def _refuse_outward_links(folder: Path, name: str) -> None:
 
 
 def staging_dir(cfg: PublishConfig) -> Path:
+    if cfg.space:
+        return _space_folder(cfg).parent / ".upload" / safe_id(cfg.repo.replace("/", "--"))
     if cfg.bundle:
         return _bundle_folder(cfg).parent / ".upload" / safe_id(cfg.repo.replace("/", "--"))
     return DatasetRoot(cfg.root).path("cards", "upload", safe_id(cfg.repo.replace("/", "--")))
@@ -213,7 +243,11 @@ def check_restrictions(cfg: PublishConfig) -> None:
     from shqip_av.manifest import read_jsonl
     from shqip_av.takedown import trained_on_restrictions
 
-    if cfg.bundle or cfg.run:
+    if cfg.space:  # a Space carries its bundle in bundle/ (or names a Hub id, published on its own)
+        bundle = _space_folder(cfg) / "bundle"
+        found = trained_on_restrictions(bundle) if bundle.is_dir() else []
+        what = f"{cfg.space}'s bundle learned from footage"
+    elif cfg.bundle or cfg.run:
         folder = _bundle_folder(cfg) if cfg.bundle else resolve_run(cfg.run, cfg.root)
         found = trained_on_restrictions(folder)
         what = f"{cfg.bundle or cfg.run} learned from footage"
@@ -229,10 +263,13 @@ def check_restrictions(cfg: PublishConfig) -> None:
 def assemble(cfg: PublishConfig) -> tuple[Path, list[UploadFile]]:
     """Build the upload folder (the exact content to send) and describe its files."""
     check_repo_id(cfg.repo)
-    if cfg.run and cfg.bundle:
-        raise CardError("give --run or --bundle, not both")
+    if sum(bool(x) for x in (cfg.run, cfg.bundle, cfg.space)) > 1:
+        raise CardError("give one of --run, --bundle and --space")
     check_restrictions(cfg)
-    sources = _sources_bundle(cfg) if cfg.bundle else _sources_model(cfg) if cfg.run else _sources_dataset(cfg)
+    if cfg.space:
+        sources = _sources_space(cfg)
+    else:
+        sources = _sources_bundle(cfg) if cfg.bundle else _sources_model(cfg) if cfg.run else _sources_dataset(cfg)
     folder = staging_dir(cfg)
     if folder.exists():
         shutil.rmtree(folder)
@@ -321,7 +358,8 @@ def publish(cfg: PublishConfig) -> dict:
     from shqip_av.lock import stage_lock
 
     # a bundle is not part of a dataset root: its own folder's parent holds the lock and the staging
-    with stage_lock(_bundle_folder(cfg).parent if cfg.bundle else cfg.root, "publish"):
+    folder = _space_folder(cfg).parent if cfg.space else _bundle_folder(cfg).parent if cfg.bundle else cfg.root
+    with stage_lock(folder, "publish"):
         return _publish(cfg)
 
 
@@ -346,11 +384,12 @@ def _publish(cfg: PublishConfig) -> dict:
     if cfg.dry_run:
         return summary
 
-    repo_type = "model" if cfg.run or cfg.bundle else "dataset"
+    repo_type = "space" if cfg.space else "model" if cfg.run or cfg.bundle else "dataset"
     api = HfApi(token=token)
     done = 0
     try:
-        api.create_repo(cfg.repo, repo_type=repo_type, private=cfg.private, exist_ok=True)
+        api.create_repo(cfg.repo, repo_type=repo_type, private=cfg.private, exist_ok=True,
+                        **({"space_sdk": "gradio"} if cfg.space else {}))  # fmt: skip
         remote = remote_state(api, cfg.repo, repo_type, cfg.revision)
         # a model repo keeps files of ours it no longer gets; a dataset repo loses stale shards
         owned = DATASET_OWNED if repo_type == "dataset" else ()
@@ -373,6 +412,6 @@ def _publish(cfg: PublishConfig) -> dict:
     summary.update(
         published=True,
         commits=len(commits),
-        url=f"https://huggingface.co/{'datasets/' if repo_type == 'dataset' else ''}{cfg.repo}",
+        url=f"https://huggingface.co/{ {'dataset': 'datasets/', 'space': 'spaces/'}.get(repo_type, '') }{cfg.repo}",
     )
     return summary

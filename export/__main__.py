@@ -4,6 +4,8 @@
         --generator runs/lipsync/<name> --expert runs/lipsync/<name> [--to en]
     python -m export dub IN.mp4 --bundle exports/<name> --to en [--translation my.srt] [--out dubs/<name>]
     python -m export onnx --model runs/lipsync/<name> [--out DIR]   # the generator as ONNX, checked
+    python -m export app --bundle exports/<name> [--host 127.0.0.1 --port 7860]   # the dubbing app (Gradio)
+    python -m export space --bundle exports/<name> --out space/   # the app as a Hugging Face Space folder
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from shqip_av.config import parse_config, run_cli
 from shqip_av.log import setup_logging
 
-COMMANDS = ("bundle", "dub", "onnx")
+COMMANDS = ("bundle", "dub", "onnx", "app", "space")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,6 +84,36 @@ def main(argv: list[str] | None = None) -> int:
         for note in report["notes"]:
             print(f"note: {note}")
         print(f"report: {Path(report['video']).parent / 'report.json'}")
+        return 0
+    if argv[0] == "app":
+        from export.app import AppCliConfig, launch
+
+        cfg, args = parse_config(
+            AppCliConfig,
+            argv[1:],
+            "python -m export app",
+            "Serve the dubbing app (Gradio) on a bundle: upload, dub, watch and download in a web page.",
+        )
+        setup_logging(args.verbose)
+        if not cfg.bundle:
+            print("error: give --bundle exports/<name> (or a Hub id)", file=sys.stderr)
+            return 2
+        launch(cfg.bundle, revision=cfg.revision, host=cfg.host, port=cfg.port, work=cfg.work,
+               max_seconds=cfg.max_seconds, max_upload=cfg.max_upload, device=cfg.device)  # fmt: skip
+        return 0
+    if argv[0] == "space":
+        from export.space import SpaceConfig, write_space
+
+        cfg, args = parse_config(
+            SpaceConfig,
+            argv[1:],
+            "python -m export space",
+            "Write the dubbing app as a Hugging Face Space folder (app.py, requirements, README, the bundle).",
+        )
+        setup_logging(args.verbose)
+        out = write_space(cfg)
+        print(f"{out}: a Gradio Space; try it with `cd {out} && python app.py`, publish it with "
+              f"`python -m cards publish --space {out} --repo user/name`")  # fmt: skip
         return 0
     from export.onnx import OnnxConfig, export_onnx
 

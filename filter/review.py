@@ -31,7 +31,7 @@ from shqip_av import ShqipError
 from shqip_av.files import DatasetRoot, atomic_write_bytes, atomic_write_text, safe_id
 from shqip_av.log import get_logger, progress
 from shqip_av.manifest import read_jsonl
-from shqip_av.media import MediaError, run_ffmpeg
+from shqip_av.media import MediaError, frame_at, run_ffmpeg
 
 log = get_logger(__name__)
 
@@ -239,21 +239,6 @@ def _fingerprint(*paths: Path, extra: str = "") -> str:
     return "|".join(parts)
 
 
-def _frame_at(video: Path, seconds: float) -> np.ndarray:
-    """One upright RGB frame at ``seconds`` (ffmpeg decodes up to it exactly)."""
-    import cv2
-
-    proc = run_ffmpeg(
-        ["-ss", f"{max(seconds, 0.0):.3f}", "-i", str(video), "-frames:v", "1", "-f", "image2pipe", "-c:v", "png", "-"],
-        f"{video.name}: frame at {seconds:.2f} s",
-        timeout=60,
-    )
-    frame = cv2.imdecode(np.frombuffer(proc.stdout, np.uint8), cv2.IMREAD_COLOR)
-    if frame is None:
-        raise MediaError(f"{video.name}: no frame at {seconds:.2f} s")
-    return frame  # BGR, as cv2 draws and encodes
-
-
 def _face_marks(droot: DatasetRoot, video_id: str, seconds: float) -> list[np.ndarray]:
     """Landmarks (478, 2) of each face filter tracked at that moment (in source-frame pixels)."""
     from shqip_av.components.face_tracker import FaceScan
@@ -280,7 +265,7 @@ def _draw_rejection(droot: DatasetRoot, card: Card, video: Path) -> bytes:
     import cv2
 
     t = (card.start + card.end) / 2 if card.start is not None and card.end is not None else card.video_seconds / 2
-    frame = _frame_at(video, t)
+    frame = np.ascontiguousarray(frame_at(video, t)[:, :, ::-1])  # BGR, as cv2 draws and encodes
     h, w = frame.shape[:2]
     scale = THUMB_WIDTH / w
     frame = cv2.resize(frame, (THUMB_WIDTH, max(1, int(round(h * scale)))), interpolation=cv2.INTER_AREA)

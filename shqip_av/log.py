@@ -8,13 +8,14 @@ log file or the terminal.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import re
 import sys
 import time
 import warnings
-from typing import Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from tqdm.auto import tqdm
 
@@ -106,11 +107,49 @@ def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(name)
 
 
+# Someone other than the terminal who wants to know how far work has come (the dubbing app's page):
+# called with (what, done, total or None) as steps start and progress bars move, in the thread
+# doing the work. Set it for a block with ``listening(callback)``.
+_listener: contextvars.ContextVar[Callable[[str, int, int | None], None] | None] = contextvars.ContextVar(
+    "progress_listener", default=None
+)
+
+
+@contextlib.contextmanager
+def listening(callback: Callable[[str, int, int | None], None]):
+    """Within the block, ``progress`` bars and ``StepTimes`` steps also report to ``callback``."""
+    token = _listener.set(callback)
+    try:
+        yield
+    finally:
+        _listener.reset(token)
+
+
+def _listened(items: Iterable[T], desc: str, total: int | None, listen) -> Iterator[T]:
+    listen(desc, 0, total)
+    last = time.monotonic()
+    done = 0
+    for item in items:
+        yield item
+        done += 1
+        now = time.monotonic()
+        if now - last >= 0.25:  # a page needs a few updates a second, not one per frame
+            last = now
+            listen(desc, done, total)
+    listen(desc, done, total)
+
+
 def progress(
     items: Iterable[T], *, desc: str, total: int | None = None, unit: str = "it", every: float = 30.0
 ) -> Iterator[T]:
     """A progress bar on a terminal; in a log (stderr not a terminal) one line every ``every``
-    seconds and one at the end, instead of a line per update."""
+    seconds and one at the end, instead of a line per update. A listener (``listening``) hears
+    it too."""
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
+    listen = _listener.get()
+    if listen is not None:
+        items = _listened(items, desc, total, listen)
     if interactive():
         yield from tqdm(items, desc=desc, total=total, unit=unit, dynamic_ncols=True, file=sys.stderr)
         return
@@ -163,6 +202,9 @@ class StepTimes:
 
     @contextlib.contextmanager
     def __call__(self, step: str):
+        listen = _listener.get()
+        if listen is not None:
+            listen(step, 0, None)
         start = time.perf_counter()
         try:
             yield

@@ -580,3 +580,19 @@ def write_video(
         if proc.wait() != 0:
             raise MediaError(f"{path}: encoding failed: {_last_lines(err)}")
     return Path(path)
+
+
+def frame_at(path: str | Path, seconds: float, *, timeout: float = 60) -> np.ndarray:
+    """One upright RGB frame (H, W, 3) uint8 at ``seconds`` (ffmpeg decodes up to it exactly):
+    the pictures of the review page and the dub's side-by-side strip."""
+    proc = run_ffmpeg(
+        ["-ss", f"{max(seconds, 0.0):.3f}", "-i", media_arg(path), "-frames:v", "1", "-f", "rawvideo",
+         "-pix_fmt", "rgb24", "-"],
+        f"{Path(path).name}: frame at {seconds:.2f} s",
+        timeout=timeout,
+    )  # fmt: skip
+    info = probe(path)
+    width, height = info.width, info.height  # displayed: rotation applied
+    if len(proc.stdout) < width * height * 3:
+        raise MediaError(f"{Path(path).name}: no frame at {seconds:.2f} s")
+    return np.frombuffer(proc.stdout[: width * height * 3], np.uint8).reshape(height, width, 3)
