@@ -16,7 +16,7 @@ TINY := $(DEMO)/models/whisper-tiny-sq
 
 REPO ?=
 
-.PHONY: realpool realpool-judge train-generator-real lint install doctor sample collect filter shard dataset demo asr-demo train-asr train-expert expert-demo train-generator generator-demo dub-demo evaluate-asr cards publish test bench clean-demo
+.PHONY: app realpool realpool-judge train-generator-real lint install doctor sample collect filter shard dataset demo asr-demo train-asr train-expert expert-demo train-generator generator-demo dub-demo evaluate-asr cards publish test bench clean-demo
 
 install:
 	bash scripts/install.sh
@@ -43,9 +43,9 @@ filter:
 shard:
 	$(PY) -m filter.shard --root $(ROOT)
 
-# collect → filter → shard, then a summary
+# collect → filter → shard, then a summary and the review page (ROOT/cards/review/index.html)
 dataset: collect filter shard
-	$(PY) -m filter.report --root $(ROOT)
+	$(PY) -m filter.report --root $(ROOT) --html
 
 # Whisper fine-tuning (one process; for several GPUs: accelerate launch --multi_gpu --num_processes N -m train.asr)
 train-asr:
@@ -93,7 +93,7 @@ realpool:
 	$(PY) -m filter --root $(REALPOOL) --workers $(WORKERS) sync.min_confidence=0 sync.max_abs_offset=15 \
 		quality.min_eye_distance=28
 	$(PY) -m filter.shard --root $(REALPOOL) --splits $(SPEAKERS)
-	$(PY) -m filter.report --root $(REALPOOL)
+	$(PY) -m filter.report --root $(REALPOOL) --html
 
 # The landmark sync judge on the realpool's train speakers (a quarter of them held out to calibrate
 # filter's limit; the validation speakers are never read), then its figures on the validation
@@ -136,6 +136,11 @@ dub-demo:
 		--generator runs/lipsync/generator-tiny --expert runs/lipsync/expert-tiny --tts espeak:en --to en
 	$(PY) -m export dub $(DEMO)/incoming/sample/$(DUB_CLIP).mp4 --bundle $(DEMO)/exports/demo-en --to en \
 		--translation $(DEMO)/incoming/sample/$(DUB_CLIP).en.srt --out $(DEMO)/dubs/$(DUB_CLIP)
+
+# the dubbing app on the demo's bundle (make demo first): http://127.0.0.1:7860
+APP_BUNDLE ?= $(DEMO)/exports/demo-en
+app:
+	$(PY) -m export app --bundle $(APP_BUNDLE)
 
 # dataset card (and, with RUN=runs/asr/<name>, its model card)
 cards:

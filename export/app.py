@@ -251,7 +251,7 @@ def build_app(pipe, cfg: AppConfig):
         try:
             out = app.dub(video, translation, language, visible_mark, adapt_steps, consent, report_step)
         except AppError as e:
-            raise gr.Error(str(e), title="Not dubbed") from None
+            raise gr.Error(str(e), title="Not dubbed", duration=None) from None
         text = out["summary"] + f"\n\nDone in {time.monotonic() - started:.0f} s."
         files = [str(out["srt"]), str(out["report"])]
         return str(out["video"]), files, str(out["strip"]) if out["strip"] else None, text

@@ -6,10 +6,13 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
-# 1. System programs (DESIGN.md §5): ffmpeg/ffprobe for all media I/O, espeak-ng for Albanian speech.
+# 1. System programs (DESIGN.md §5): ffmpeg/ffprobe for all media I/O, espeak-ng for Albanian speech,
+#    chromium and its driver for the tests that open the app and the review page in a real browser.
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "installing system packages: ${missing[*]}"
@@ -20,7 +23,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
     echo "WARNING: ${missing[*]} not found; install them with your package manager" \
-         "(macOS: brew install ffmpeg espeak-ng) and rerun make install" >&2
+         "(macOS: brew install ffmpeg espeak-ng chromium chromedriver) and rerun make install" >&2
   fi
 fi
 

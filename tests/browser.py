@@ -40,7 +40,9 @@ def start_browser(artifacts: Path | None = None):
     chromium = _find("chromium", "/usr/bin/chromium", "chromium-browser")
     driver_path = _find("chromedriver", "/usr/bin/chromedriver")
     if not chromium or not driver_path:
-        pytest.fail("chromium and chromedriver are needed (make install installs Debian's chromium and chromium-driver)")
+        pytest.fail(
+            "chromium and chromedriver are needed (make install installs Debian's chromium and chromium-driver)"
+        )
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for flag in CHROMIUM_FLAGS:
