@@ -9,8 +9,9 @@ face or words:
 - every shard tar that holds one of its samples (keys start with ``<video_id>_``), rewritten
   atomically; shards/index.json is then out of date and removed, so nothing publishes stale
   counts or checksums until ``python -m filter.shard`` rebuilds it;
-- cards/upload/ (assembled Hub uploads hard-link the old tars) and cache/datasets (the Arrow
-  cache of train.asr holds audio and transcripts): both are rebuilt on demand, so they go whole;
+- cards/upload/ (assembled Hub uploads hard-link the old tars), cards/review/ (the review page
+  shows faces, words and ids) and cache/datasets (the Arrow cache of train.asr holds audio and
+  transcripts): all are rebuilt on demand, so they go whole;
 - runs/*/*/predictions/*.jsonl lines of the withdrawn samples (references and hypotheses);
 - the user's own source files of withdrawn videos (sources.yaml ``path`` entries) and their
   caption files, when they lie inside the root (``--keep-sources`` keeps them, and says so);
@@ -475,7 +476,7 @@ def _apply(root: DatasetRoot, keep_sources: bool) -> TakedownReport:
             path.unlink()
             report.sources_removed.append(root.relative(path))
     # derived copies that are rebuilt on demand go whole
-    for rel in ("cards/upload", "cache/datasets"):
+    for rel in ("cards/upload", "cards/review", "cache/datasets"):
         if remove_tree(root.path(rel)):
             report.derived_removed.append(rel)
     for path in sorted(root.path("runs").glob("*/*/predictions/*.jsonl")):

@@ -336,6 +336,10 @@ def test_takedown_leaves_no_byte_of_the_withdrawn_samples_anywhere_under_the_roo
             needles.add(data[start : start + 48])
     assert any(n for n in needles if len(n) > 40)
     needles |= _lipsync_side(root, victim, demo_expert, demo_generator)
+    from filter.review import write_review
+
+    write_review(root)  # the review page shows the victim's face, words and id
+    assert vid.encode() in (root / "cards" / "review" / "index.html").read_bytes()
 
     (root / "takedown.txt").write_text(f"video:{vid}\n", encoding="utf-8")
     proc = _run("collect.takedown", "--root", str(root))

@@ -47,8 +47,8 @@ def app_bundle(demo_run, demo_expert, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def clips(tmp_path_factory):
-    """Uploads: 3 s of a real clip, its English .srt, one past the clip's end, a corrupt .mp4, and a
-    picture with no face (a test pattern with a tone)."""
+    """Uploads: 3 s of a real clip and its first 1.6 s, their English .srt, one past the clip's end,
+    a corrupt .mp4, and a picture with no face (a test pattern with a tone)."""
     folder = tmp_path_factory.mktemp("uploads")
     real = folder / "presenter.mp4"
     subprocess.run(
@@ -56,7 +56,13 @@ def clips(tmp_path_factory):
          "-preset", "veryfast", "-c:a", "aac", str(real)],
         check=True,
     )  # fmt: skip
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-i", str(real), "-t", "1.6", "-c:v", "libx264", "-preset", "veryfast",
+         "-c:a", "aac", str(folder / "brief.mp4")],
+        check=True,
+    )  # fmt: skip
     (folder / "presenter.en.srt").write_text(SRT)
+    (folder / "brief.en.srt").write_text("1\n00:00:00,200 --> 00:00:01,400\nHello there.\n")
     (folder / "late.srt").write_text("1\n00:00:01,000 --> 00:00:09,000\nThis cue runs past the end.\n")
     (folder / "broken.mp4").write_bytes(os.urandom(30_000))
     subprocess.run(

@@ -101,7 +101,7 @@ def test_a_real_clip_is_dubbed_in_the_page_after_a_corrupt_upload_is_refused(
 def test_a_page_closed_mid_job_leaves_no_job_folder_and_the_server_serves_on(app_server, browser, clips):
     blocks, url, work = app_server
     _open(browser, url)
-    _submit(browser, clips / "presenter.mp4", clips / "presenter.en.srt")
+    _submit(browser, clips / "brief.mp4", clips / "brief.en.srt")
     WebDriverWait(browser, 30).until(lambda d: any((work / "jobs").iterdir()))  # the job has started
     browser.get("about:blank")  # the page goes away mid-job
     assert _empty_soon(work / "jobs", 120)  # the job finished (or stopped) and its folder went
@@ -160,8 +160,8 @@ def test_two_jobs_at_once_run_one_after_the_other_each_in_its_own_folder(app_ser
 
     def user(name: str) -> None:
         srt = tmp_path / f"{name}.srt"
-        srt.write_text(f"1\n00:00:00,300 --> 00:00:02,600\nThis is what {name} said.\n")
-        results[name] = app.dub(str(clips / "presenter.mp4"), str(srt), "en", True, 0, True)
+        srt.write_text(f"1\n00:00:00,200 --> 00:00:01,400\nThis is what {name} said.\n")
+        results[name] = app.dub(str(clips / "brief.mp4"), str(srt), "en", True, 0, True)
 
     type(app.pipe).__call__ = timed
     try:
