@@ -113,24 +113,42 @@ def refusing_hub():
     server.server_close()
 
 
-# A dataset made by the demo pipeline (sample → collect → filter → shard), and a short train.asr
-# run on it; shared by the card, publish, takedown and safety tests (copy it before changing it).
+# The embedded sample collected, then filtered with the 2-worker pool, once per session: the demo
+# root, the filter-run tests and the Ray tests start from copies (never change these two).
 @pytest.fixture(scope="session")
-def demo_root(sample_set, tmp_path_factory) -> Path:
-    """The embedded sample collected, filtered and sharded, with a salt that spreads its three
-    speakers over more than one split (the default salt puts all of them in train)."""
+def sample_collected(sample_set, tmp_path_factory) -> Path:
     from collect.pipeline import CollectConfig, prepare_raw
-    from filter.config import FilterConfig
-    from filter.pipeline import prepare_clips
-    from filter.shard import ShardConfig, pack_shards, split_of
-    from shqip_av.manifest import read_jsonl
 
-    root = tmp_path_factory.mktemp("cards") / "data"
+    root = tmp_path_factory.mktemp("sample-collected") / "root"
     root.mkdir()
     shutil.copytree(sample_set / "incoming", root / "incoming")
     shutil.copy(sample_set / "sources.yaml", root / "sources.yaml")
     prepare_raw(CollectConfig(root=str(root)))
+    return root
+
+
+@pytest.fixture(scope="session")
+def sample_filtered(sample_collected, tmp_path_factory) -> Path:
+    from filter.config import FilterConfig
+    from filter.pipeline import prepare_clips
+
+    root = tmp_path_factory.mktemp("sample-filtered") / "root"
+    shutil.copytree(sample_collected, root)
     prepare_clips(FilterConfig(root=str(root), workers=2))
+    return root
+
+
+# A dataset made by the demo pipeline (sample → collect → filter → shard), and a short train.asr
+# run on it; shared by the card, publish, takedown and safety tests (copy it before changing it).
+@pytest.fixture(scope="session")
+def demo_root(sample_filtered, tmp_path_factory) -> Path:
+    """The embedded sample collected, filtered and sharded, with a salt that spreads its three
+    speakers over more than one split (the default salt puts all of them in train)."""
+    from filter.shard import ShardConfig, pack_shards, split_of
+    from shqip_av.manifest import read_jsonl
+
+    root = tmp_path_factory.mktemp("cards") / "data"
+    shutil.copytree(sample_filtered, root)
     speakers = sorted({r["speaker"] for r in read_jsonl(root / "clips" / "manifest.jsonl")})
     salt = next(
         f"cards-test-{i}"
@@ -220,6 +238,8 @@ def demo_generator(demo_root, demo_expert, tmp_path_factory):
     cfg.update(output=str(run))
     cfg["data"] = {"root": str(root)}
     cfg["loss"]["expert"] = str(demo_expert[0])
+    # shorter than the demo's 300 steps, the sync loss on for the same last 100 (test time)
+    cfg["training"]["max_steps"], cfg["loss"]["sync_warmup"] = 200, 100
     return run, run_training(from_dict(GeneratorTrainConfig, cfg)), root
 
 

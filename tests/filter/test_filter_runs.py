@@ -32,26 +32,20 @@ def _tree(folder):
 
 
 @pytest.fixture(scope="module")
-def collected(sample_set, tmp_path_factory):
-    """The embedded sample, collected into a fresh root (not yet filtered)."""
+def collected(sample_collected):
+    """The embedded sample, collected into a root (not yet filtered; the session's: copy it)."""
     shared_model("face_landmarker.task")
-    from collect.pipeline import CollectConfig, prepare_raw
-
-    root = tmp_path_factory.mktemp("filter-runs") / "root"
-    root.mkdir()
-    shutil.copytree(sample_set / "incoming", root / "incoming")
-    shutil.copy(sample_set / "sources.yaml", root / "sources.yaml")
-    prepare_raw(CollectConfig(root=str(root)))
-    return root
+    return sample_collected
 
 
-def test_killed_run_resumes_to_the_same_outputs_and_reruns_are_no_ops(collected, tmp_path):
+def test_killed_run_resumes_to_the_same_outputs_and_reruns_are_no_ops(collected, sample_filtered, tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    shutil.copytree(collected, whole)
+    shutil.copytree(sample_filtered, whole)  # the session's uninterrupted 2-worker run of the same raw/
     shutil.copytree(collected, killed)
-    stats = prepare_clips(FilterConfig(root=str(whole), workers=2))
-    assert stats.processed == 9 and stats.utterances == 12
-    assert stats.rejected == {"no-face": 1, "no-speech": 1, "face-too-small": 1}
+    assert len(list(whole.glob("work/*/done.json"))) == 9
+    assert len(list(read_jsonl(whole / "clips" / "manifest.jsonl"))) == 12
+    rejected = sorted(r["reason"] for r in read_jsonl(whole / "clips" / "rejected.jsonl"))
+    assert rejected == ["face-too-small", "no-face", "no-speech"]
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "filter", "--root", str(killed)],

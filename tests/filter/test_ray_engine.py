@@ -32,22 +32,15 @@ def _tree(folder):
 
 
 @pytest.fixture(scope="module")
-def pool_run(sample_set, tmp_path_factory):
-    """The sample collected into a root, and a copy filtered and sharded with the process pool."""
+def pool_run(sample_collected, sample_filtered, tmp_path_factory):
+    """The sample collected into a root, and a copy filtered (the session's 2-worker pool run) and
+    sharded with the process pool."""
     shared_model("face_landmarker.task")
-    from collect.pipeline import CollectConfig, prepare_raw
-
-    base = tmp_path_factory.mktemp("ray")
-    collected = base / "collected"
-    collected.mkdir()
-    shutil.copytree(sample_set / "incoming", collected / "incoming")
-    shutil.copy(sample_set / "sources.yaml", collected / "sources.yaml")
-    prepare_raw(CollectConfig(root=str(collected)))
-    pool = base / "pool"
-    shutil.copytree(collected, pool)
-    assert prepare_clips(FilterConfig(root=str(pool), workers=2)).processed == 9
+    pool = tmp_path_factory.mktemp("ray") / "pool"
+    shutil.copytree(sample_filtered, pool)
+    assert len(list(pool.glob("work/*/done.json"))) == 9
     pack_shards(ShardConfig(root=str(pool)))
-    return collected, pool
+    return sample_collected, pool
 
 
 @pytest.fixture
