@@ -5,6 +5,7 @@ path of this machine; two jobs at once queue, each in its own folder."""
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -67,6 +68,7 @@ def test_a_real_clip_is_dubbed_in_the_page_after_a_corrupt_upload_is_refused(
     app_server, browser, clips, app_bundle
 ):  # fmt: skip
     blocks, url, work = app_server
+    started = time.time()
     _open(browser, url)
     screenshot(browser, "app-loaded")
 
@@ -96,6 +98,10 @@ def test_a_real_clip_is_dubbed_in_the_page_after_a_corrupt_upload_is_refused(
         assert private not in page
     # the job's inputs went at once; its outputs once the page had them (keep_seconds=1 here)
     assert _empty_soon(work / "jobs")
+    # Gradio's uploads and cache are in the work folder too, not in the machine's temporary folder
+    assert any((work / "gradio").rglob("presenter*.mp4"))
+    default = Path(tempfile.gettempdir()) / "gradio"
+    assert not [p for p in default.rglob("*") if p.is_file() and p.stat().st_mtime >= started]
 
 
 def test_a_page_closed_mid_job_leaves_no_job_folder_and_the_server_serves_on(app_server, browser, clips):
