@@ -243,6 +243,31 @@ def demo_generator(demo_root, demo_expert, tmp_path_factory):
     return run, run_training(from_dict(GeneratorTrainConfig, cfg)), root
 
 
+@pytest.fixture(scope="session")
+def tiny_dub_bundle(demo_run, demo_expert, tmp_path_factory) -> Path:
+    """A dubbing bundle of tiny local models: the demo's tiny Whisper, the session's tiny expert, a
+    tiny random generator and espeak-ng English (the dub and app tests read it; never change it)."""
+    import torch
+
+    from export.bundle import BundleConfig, build_bundle
+    from shqip_av.components.lipsync_generator import build_generator
+
+    base = tmp_path_factory.mktemp("dub-bundle")
+    torch.manual_seed(0)
+    build_generator({"size": 32, "frames": 5, "references": 2, "channels": [16, 32], "audio_dim": 16}).save_pretrained(
+        base / "generator"
+    )
+    return build_bundle(
+        BundleConfig(
+            out=str(base / "demo-en"),
+            asr=str(demo_run),
+            generator=str(base / "generator"),
+            expert=str(demo_expert[0]),
+            tts="espeak:en",
+        )
+    )
+
+
 # the real clips of ../shared and generated variants, filtered once per session (filter and train tests use it)
 from tests.real_clips import real_root  # noqa: E402,F401
 

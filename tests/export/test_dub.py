@@ -28,23 +28,8 @@ SRT = (
 
 
 @pytest.fixture(scope="module")
-def bundle(demo_run, demo_expert, tmp_path_factory):
-    from shqip_av.components.lipsync_generator import build_generator
-
-    base = tmp_path_factory.mktemp("dub-bundle")
-    torch.manual_seed(0)
-    build_generator({"size": 32, "frames": 5, "references": 2, "channels": [16, 32], "audio_dim": 16}).save_pretrained(
-        base / "generator"
-    )
-    return build_bundle(
-        BundleConfig(
-            out=str(base / "bundle"),
-            asr=str(demo_run),
-            generator=str(base / "generator"),
-            expert=str(demo_expert[0]),
-            tts="espeak:en",
-        )
-    )
+def bundle(tiny_dub_bundle):
+    return tiny_dub_bundle
 
 
 @pytest.fixture

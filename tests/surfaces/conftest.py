@@ -9,7 +9,6 @@ import socket
 import subprocess
 
 import pytest
-import torch
 
 from tests.browser import start_browser, stop_browser
 from tests.conftest import shared_video
@@ -25,24 +24,8 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_bundle(demo_run, demo_expert, tmp_path_factory):
-    from export.bundle import BundleConfig, build_bundle
-    from shqip_av.components.lipsync_generator import build_generator
-
-    base = tmp_path_factory.mktemp("app-bundle")
-    torch.manual_seed(0)
-    build_generator({"size": 32, "frames": 5, "references": 2, "channels": [16, 32], "audio_dim": 16}).save_pretrained(
-        base / "generator"
-    )
-    return build_bundle(
-        BundleConfig(
-            out=str(base / "app-demo-en"),
-            asr=str(demo_run),
-            generator=str(base / "generator"),
-            expert=str(demo_expert[0]),
-            tts="espeak:en",
-        )
-    )
+def app_bundle(tiny_dub_bundle):
+    return tiny_dub_bundle
 
 
 @pytest.fixture(scope="session")
