@@ -105,17 +105,23 @@ realpool-judge:
 	$(PY) bench/sync_validation.py --table $(SPEAKERS) --judge $(REALPOOL)/runs/lipsync/judge
 
 # A generator that has seen real faces: generator-small.yaml (192 px) on the realpool's train
-# speakers, validated on its validation speakers; a tiny sync expert on the same speakers scores
-# the dubs; then a bundle with them (ASR by Hub id: REAL_ASR) to dub real footage with. The base
-# config for a GPU: make train-generator-real GENERATOR_REAL_CONFIG=train/configs/generator-base.yaml
+# speakers, validated on its validation speakers, then continued with the mouth-shape loss
+# (generator-small-lips.yaml); a tiny sync expert on the same speakers scores the dubs; then a
+# bundle with them (ASR by Hub id: REAL_ASR) to dub real footage with. The base config for a GPU:
+# make train-generator-real GENERATOR_REAL_CONFIG=train/configs/generator-base.yaml
 GENERATOR_REAL_CONFIG ?= train/configs/generator-small.yaml
+GENERATOR_REAL_STAGE1 := $(basename $(notdir $(GENERATOR_REAL_CONFIG)))
+GENERATOR_REAL := $(if $(findstring small,$(GENERATOR_REAL_STAGE1)),generator-small-lips,$(GENERATOR_REAL_STAGE1))
 REAL_ASR ?= openai/whisper-small
 train-generator-real:
 	$(ACCELERATE) --num_processes 1 -m train.lipsync.expert --config train/configs/expert-tiny.yaml data.root=$(REALPOOL)
 	$(ACCELERATE) --num_processes 1 -m train.lipsync --config $(GENERATOR_REAL_CONFIG) data.root=$(REALPOOL) \
 		$(if $(findstring base,$(GENERATOR_REAL_CONFIG)),loss.expert=$(REALPOOL)/runs/lipsync/expert-tiny)
+	$(if $(findstring small,$(GENERATOR_REAL_STAGE1)),$(ACCELERATE) --num_processes 1 -m train.lipsync \
+		--config train/configs/generator-small-lips.yaml data.root=$(REALPOOL) \
+		model.init=$(REALPOOL)/runs/lipsync/generator-small)
 	$(PY) -m export bundle --root $(REALPOOL) --out $(REALPOOL)/exports/realpool-en --asr $(REAL_ASR) \
-		--generator runs/lipsync/$(basename $(notdir $(GENERATOR_REAL_CONFIG))) --expert runs/lipsync/expert-tiny \
+		--generator runs/lipsync/$(GENERATOR_REAL) --expert runs/lipsync/expert-tiny \
 		--tts espeak:en --to en
 
 demo:
@@ -180,7 +186,7 @@ bench:
 	$(PY) bench/dub_throughput.py
 	$(PY) bench/paste_back.py
 	$(PY) bench/sync_validation.py --table $(SPEAKERS) --judge $(REALPOOL)/runs/lipsync/judge
-	$(PY) bench/dub_quality.py --generator $(REALPOOL)/runs/lipsync/generator-small \
+	$(PY) bench/dub_quality.py --generator $(REALPOOL)/runs/lipsync/$(GENERATOR_REAL) \
 		$(if $(wildcard $(REALPOOL)/exports/realpool-en),--bundle $(REALPOOL)/exports/realpool-en)
 
 clean-demo:

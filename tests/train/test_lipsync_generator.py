@@ -139,21 +139,41 @@ def test_missing_or_broken_expert_is_one_clear_line(demo_root, tmp_path):
     assert not (tmp_path / "a").exists()
 
 
+def test_the_mouth_shape_loss_moves_the_generated_mouth_and_never_the_reader():
+    from train.lipsync.train import READER_POINTS, mouth_reader, mouth_shape_loss, reader_targets
+
+    torch.manual_seed(0)
+    reader = mouth_reader()
+    generated = torch.rand(2, 5, 3, 64, 64, requires_grad=True)
+    marks = torch.rand(2, 5, 478, 2) * 64
+    box = (33, 64, 13, 51)
+    assert reader_targets(marks, 64).shape == (10, len(READER_POINTS), 2)
+    mouth_shape_loss(reader, generated, marks, 64, box).backward()
+    assert all(p.grad is None for p in reader.parameters())  # the reader is read, not taught
+    grad = generated.grad.abs().sum(dim=(0, 1, 2))
+    assert grad[33:, 13:51].sum() > 0 and grad[:33].sum() == 0 and grad[:, :13].sum() == 0  # the mouth only
+
+
 def test_a_killed_run_resumes_to_the_same_weights_and_a_changed_setting_is_refused(demo_root, tmp_path):
     from safetensors.torch import load_file
 
     from train.lipsync.train import run_training
 
-    # with the adversarial loss on: the critic and its optimizer are part of the checkpoint too
+    # with the adversarial and mouth-shape losses on: the critic, the mouth reader and their
+    # optimizers are part of the checkpoint too
     steps = {
         "training.max_steps": 4,
         "training.eval_steps": 2,
         "training.save_steps": 2,
         "loss.adversarial": 0.05,
         "loss.adversarial_warmup": 0,
+        "loss.mouth_shape": 0.3,
+        "loss.mouth_shape_warmup": 1,
+        "loss.mouth_reader_steps": 5,
     }
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    run_training(_cfg(demo_root, whole, **steps))
+    first = run_training(_cfg(demo_root, whole, **steps))
+    assert first["mouth_reader"]["steps"] == 5  # learned real mouths before the generator's first step
     (killed / "checkpoints").mkdir(parents=True)
     shutil.copytree(whole / "checkpoints" / "step-2", killed / "checkpoints" / "step-2")
     shutil.copy(whole / "config.yaml", killed / "config.yaml")
@@ -163,6 +183,8 @@ def test_a_killed_run_resumes_to_the_same_weights_and_a_changed_setting_is_refus
     a, b = load_file(whole / "generator" / "model.safetensors"), load_file(killed / "generator" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert (whole / "samples" / "step-000004.png").is_file()
+    history = metrics["history"]
+    assert "train_mouth_shape" in history[-1] and "eval_mouth_shape_real" in history[-1]
     with pytest.raises(ConfigError, match="training.learning_rate"):
         run_training(_cfg(demo_root, killed, **steps, **{"training.learning_rate": 0.01}))
 

@@ -368,7 +368,7 @@ COLUMNS = (
 
 def quality_table(results: dict[str, dict]) -> str:
     """The self-dub figures of clips as a text table, a row per clip and variant, then the means."""
-    variants = ("adapted", "base", "frozen", "new_speech")
+    variants = ("adapted", "base", "frozen", "new_speech", "source")
     lines = [f"{'clip':28} {'variant':10} " + " ".join(f"{h:>9}" for _, h in COLUMNS)]
     means: dict[str, dict[str, list]] = {}
     for clip, result in results.items():
@@ -389,7 +389,8 @@ def quality_table(results: dict[str, dict]) -> str:
         "PSNR/SSIM/lips: mouth region vs. the real frame (lips: MediaPipe mouth points, eye distances); "
         "seam ΔE00: CIEDE2000 just inside the mask's edge; edge ×: gradient across it over the source's; "
         "out dB: PSNR outside the mask; Lab Δ: mean colour inside; sharp ×: Laplacian variance over the "
-        "source's; jaw~loud: jaw drop vs. loudness of another speaker's speech"
+        "source's; jaw~loud: jaw drop vs. loudness of another speaker's speech (source: the real face "
+        "against its own speech on the same frames, what real speakers reach)"
     )
     return "\n".join(lines)
 

@@ -210,6 +210,12 @@ def self_dub(
     table = {name: summarize(r) for name, r in rows.items()}
     if landmarks:
         truth = crop_landmarks(np.stack(crops256["source"]))
+        # the reference for the new-speech figure: the real face with its own speech, same frames
+        start = int(clip.frames[split] / clip.fps * frontend.SAMPLE_RATE)
+        own_loud = frontend.speech_loudness(clip.audio[start:], len(truth), clip.fps)
+        real_jaw = geometry.jaw_drop(truth)
+        ok = np.isfinite(real_jaw)
+        table["source"] = {"jaw_loudness_correlation": round(lagged_correlation(real_jaw[ok], own_loud[ok]), 4)}
         for name in variants:
             marks = crop_landmarks(np.stack(crops256[name]))
             if name == "new_speech":

@@ -25,7 +25,8 @@ import numpy as np
 from shqip_av import ShqipError
 from shqip_av.config import ConfigError, option, parse_config, run_cli, validate
 from shqip_av.files import DatasetRoot
-from shqip_av.log import get_logger, setup_logging
+from shqip_av.geometry import CHIN, MOUTH_POINTS
+from shqip_av.log import get_logger, progress, setup_logging
 from train.lipsync.runs import RESUMABLE, complete_checkpoints
 
 log = get_logger(__name__)
@@ -77,6 +78,17 @@ class LossSection:
         min=0,
     )
     adversarial_warmup: int = option(200, "steps before the adversarial loss is switched on", min=0)
+    mouth_shape: float = option(
+        0.0,
+        "weight of the mouth-shape loss: a mouth reader (a small CNN that first learns real training "
+        "frames only, then stays frozen) reads the lips and chin from the generated mouth region, and "
+        "they must match the frame's real landmarks (0: off)",
+        min=0,
+    )
+    mouth_shape_warmup: int = option(0, "generator steps before the mouth-shape loss is switched on", min=0)
+    mouth_reader_steps: int = option(
+        1500, "steps (64 real training frames each) the mouth reader learns before the generator's first step", min=0
+    )
 
 
 @dataclass
@@ -122,6 +134,78 @@ def patch_discriminator():
         layers += [nn.Conv2d(cin, cout, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
         cin = cout
     return nn.Sequential(*layers, nn.Conv2d(cin, 1, 3, 1, 1))
+
+
+# what the mouth reader reads: the lips and the chin (the jaw drop a viewer sees)
+READER_POINTS = (*MOUTH_POINTS, CHIN)
+
+
+def mouth_reader(points: int = len(READER_POINTS)):
+    """A small CNN: a mouth region (N, 3, h, w) → (N, points, 2) positions in crop sides. Trained on
+    real frames only; the generator's mouths are then read by it, so a mouth the generator draws
+    must look, to something that learned real mouths, as open as the real one was."""
+    from torch import nn
+
+    layers, cin = [], 3
+    for cout in (16, 32, 64, 96):
+        layers += [nn.Conv2d(cin, cout, 3, 2, 1), nn.GroupNorm(8, cout), nn.SiLU()]
+        layers += [nn.Conv2d(cout, cout, 3, 1, 1), nn.GroupNorm(8, cout), nn.SiLU()]
+        cin = cout
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d((3, 4)), nn.Flatten(), nn.Linear(cin * 12, 2 * points),
+                         nn.Unflatten(1, (points, 2)))  # fmt: skip
+
+
+def reader_targets(landmarks, size: int):
+    """(B, T, 478, 2) landmarks in crop pixels → (B·T, P, 2) the reader's points in crop sides."""
+    return (landmarks[:, :, list(READER_POINTS)] / size).flatten(0, 1)
+
+
+def pretrain_mouth_reader(reader, samples, size: int, box, steps: int, seed: int, batch: int = 64) -> dict:
+    """The reader's first lessons: ``steps`` batches of real training frames (their mouth regions
+    and MediaPipe points), so that its judgement means something from the generator's first step.
+    Returns its error (the loss's units) at the end against that of always guessing the mean shape."""
+    import torch
+
+    if not steps or not samples:
+        return {}
+    rng = np.random.default_rng(seed)
+    sizes = np.array([len(x.crops) for x in samples], np.float64)
+    y0, y1, x0, x1 = box
+    points = list(READER_POINTS)
+
+    def draw():
+        which = rng.choice(len(samples), batch, p=sizes / sizes.sum())
+        picked = [(samples[i], int(rng.integers(len(samples[i].crops)))) for i in which]
+        crops = np.stack([x.crops[f, y0:y1, x0:x1] for x, f in picked])
+        marks = np.stack([x.landmarks[f, points] for x, f in picked]) / size
+        return torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255, torch.from_numpy(marks).float()
+
+    device = next(reader.parameters()).device
+    optimizer = torch.optim.Adam(reader.parameters(), lr=1e-3)
+    losses = []
+    for _ in progress(range(steps), desc="mouth reader", unit="step"):
+        crops, marks = (x.to(device) for x in draw())
+        loss = 10 * (reader(crops) - marks).abs().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    with torch.no_grad():
+        crops, marks = (x.to(device) for x in draw())
+        error = float(10 * (reader(crops) - marks).abs().mean())
+        guess = float(10 * (marks - marks.mean(0, keepdim=True)).abs().mean())
+    return {"steps": steps, "train_error": round(error, 4), "mean_shape_error": round(guess, 4)}
+
+
+def mouth_shape_loss(reader, generated, landmarks, size: int, box):
+    """How far the reader finds the generated mouths from the real landmarks (×10: positions in crop
+    sides are small numbers). Gradients reach the generated frames only: the reader's weights enter
+    as detached copies, so this loss can never teach the reader to see what the generator drew."""
+    import torch
+
+    frozen = {k: v.detach() for k, v in reader.named_parameters()}
+    read = torch.func.functional_call(reader, frozen, (mouth_region(generated, box),))
+    return 10 * (read - reader_targets(landmarks, size)).abs().mean()
 
 
 def masked_l1(generated, real, mask):
@@ -321,7 +405,6 @@ class GeneratorTask:
         from torch.utils.data import DataLoader
 
         from shqip_av.components import audio_frontend as frontend
-        from shqip_av.components.lipsync_generator import MOUTH_BOX
         from train.lipsync.generator_data import WindowDataset, collate
 
         m, d, lo, t = self.m, self.d, self.lo, self.t
@@ -354,10 +437,20 @@ class GeneratorTask:
             generator, optimizer, loader = accelerator.prepare(generator, optimizer, loader)
         if critic is not None:
             critic, critic_opt = accelerator.prepare(critic, critic_opt)
+        reader = None
+        if lo.mouth_shape > 0:  # learns real mouths first, then only judges (frozen, in the checkpoint)
+            reader = mouth_reader().to(accelerator.device)
+            if start == 0:  # a resumed run restores the reader it had from its checkpoint
+                self.reader_report = pretrain_mouth_reader(
+                    reader, self.train.samples, m.size, self._box(), lo.mouth_reader_steps, t.seed
+                )
+                log.info("mouth reader: %s", self.reader_report)
+            reader.requires_grad_(False).eval()
+            accelerator.register_for_checkpointing(reader)  # its weights travel with the checkpoints
         self.generator, self.optimizer, self.critic, self.critic_opt = generator, optimizer, critic, critic_opt
+        self.reader = reader
         self.accelerator_ = accelerator
-        s = m.size
-        self.box = tuple(int(round(v * s)) for v in (MOUTH_BOX[1], MOUTH_BOX[3], MOUTH_BOX[0], MOUTH_BOX[2]))
+        self.box = self._box()
         self.mask = accelerator.unwrap_model(generator).mask.to(accelerator.device)
         self.mel_cols = frontend.mel_length(self.judge.t if self.judge else m.frames)  # the expert's window
         self.val = None
@@ -367,6 +460,13 @@ class GeneratorTask:
         self.step = start
         self.micro = start * t.gradient_accumulation  # batches seen: augmentation is seeded per batch
         return loader
+
+    def _box(self) -> tuple[int, int, int, int]:
+        """The mask's rectangle in the generator's crops: (y0, y1, x0, x1)."""
+        from shqip_av.components.lipsync_generator import MOUTH_BOX
+
+        s = self.m.size
+        return tuple(int(round(v * s)) for v in (MOUTH_BOX[1], MOUTH_BOX[3], MOUTH_BOX[0], MOUTH_BOX[2]))
 
     def first_entries(self, start: int) -> list[dict]:
         history = []
@@ -412,10 +512,14 @@ class GeneratorTask:
                 fake_logits = self.critic(mouth_region(out, box))
                 parts["adversarial"] = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
                 loss = loss + lo.adversarial * parts["adversarial"]
+            if self.reader is not None and self.step >= lo.mouth_shape_warmup:
+                parts["mouth_shape"] = mouth_shape_loss(self.reader, out, marks, self.m.size, box)
+                loss = loss + lo.mouth_shape * parts["mouth_shape"]
             accelerator.backward(loss)
             self.optimizer.step()
             self.optimizer.zero_grad()
             if adversarial_on:  # then the critic learns real from generated, on its own optimizer
+                self.critic_opt.zero_grad()  # drop what the generator's loss left in the critic's gradients
                 real_logits = self.critic(mouth_region(frames, box))
                 fake_logits = self.critic(mouth_region(out.detach(), box))
                 critic_loss = (
@@ -447,6 +551,10 @@ class GeneratorTask:
                 "eval_psnr_mask": round(psnr_in_mask(out, frames, mask), 3),
                 "eval_ssim_mask": round(1 - float(ssim_loss(out, frames, self.box)), 4),
             }
+            if self.reader is not None:  # mouth shape as the reader reads it (its own error on real frames)
+                truth = reader_targets(self.val[3].to(out.device), self.m.size)
+                for name, x in (("eval_mouth_shape", out), ("eval_mouth_shape_real", frames)):
+                    result[name] = round(float(10 * (self.reader(mouth_region(x, self.box)) - truth).abs().mean()), 4)
             if judge is not None:
                 result["eval_sync_distance"] = round(float(judge.distance(out, sync_mel[..., :cols]).mean()), 4)
                 result["eval_sync_distance_real"] = round(float(judge.distance(frames, sync_mel[..., :cols]).mean()), 4)
@@ -476,6 +584,7 @@ class GeneratorTask:
             "history": history,
             "final": history[-1] if history else {},
             "reference_fallbacks": None if d.streaming else int(sum(x.picker.fallbacks for x in self.train.samples)),
+            **({"mouth_reader": self.reader_report} if getattr(self, "reader_report", None) else {}),
         }
 
     def model(self, accelerator):
@@ -507,6 +616,8 @@ def run_training(cfg: GeneratorTrainConfig) -> dict:
 
     validate(cfg)
     d, lo, t = cfg.data, cfg.loss, cfg.training
+    if lo.mouth_shape > 0 and d.streaming:
+        raise ConfigError("loss.mouth_shape needs the decoded training frames: set data.streaming=false")
     if lo.sync > 0 and not lo.expert:
         raise ConfigError(
             "loss.sync > 0 needs loss.expert (a trained sync expert: runs/lipsync/<name>); or set loss.sync=0"
