@@ -1,6 +1,6 @@
 """Dubbed faces as a viewer sees them, on speakers the generator never saw (make bench).
 
-    python bench/dub_quality.py [--generator data/realpool/runs/lipsync/generator-small]
+    python bench/dub_quality.py [--generator data/realpool/runs/lipsync/generator-small-lips]
                                 [--adapt-steps N] [--split validation] [--bundle data/realpool/exports/realpool-en]
 
 For every clip of the split in speakers.tsv (3 s or longer): a self-dub (train.lipsync.self_dub)
@@ -100,7 +100,7 @@ def main() -> None:
     from train.lipsync.self_dub import self_dub
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--generator", default="data/realpool/runs/lipsync/generator-small")
+    parser.add_argument("--generator", default="data/realpool/runs/lipsync/generator-small-lips")
     parser.add_argument("--adapt-steps", type=int, default=DubConfig().adapt_steps)
     parser.add_argument("--split", default="validation")
     parser.add_argument("--speakers", default=str(TESTDATA / "speakers.tsv"))

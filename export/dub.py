@@ -264,23 +264,13 @@ def mix(
     return out / peak * 0.98 if peak > 0.98 else out
 
 
-def _lagged_correlation(a: np.ndarray, b: np.ndarray, lags: int) -> float:
-    """The best Pearson correlation of ``a`` and ``b`` shifted by up to ``lags`` frames either way:
-    the mouth leads or trails its sound by a frame or two, and footage is often a little off."""
-    best = -1.0
-    for lag in range(-lags, lags + 1):
-        x, y = (a[lag:], b[: len(b) - lag]) if lag >= 0 else (a[:lag], b[-lag:])
-        if len(x) > 3 and x.std() > 0 and y.std() > 0:
-            best = max(best, float(np.corrcoef(x, y)[0, 1]))
-    return best
-
-
 def speaker_track(scan, segment: Segment, loudness: np.ndarray, fps: float, context: float = 3.0):
     """The face track that speaks in ``segment``: among those covering most of it, the one whose
     jaw drop follows the original audio's speech-band loudness best (within ±0.12 s), judged over
     at least ``context`` seconds around the segment. On pairs of real talking faces side by side
     (both mouths moving, one face's audio), 3 s windows chose right 84 % of the time, 1.5 s ones
     71-75 %; the MediaPipe jawOpen blendshape and the lip gap did no better."""
+    from shqip_av.components.audio_frontend import lagged_correlation
     from shqip_av.geometry import jaw_drop
 
     first, last = int(segment.start * fps), max(int(segment.start * fps) + 1, int(np.ceil(segment.end * fps)))
@@ -292,7 +282,8 @@ def speaker_track(scan, segment: Segment, loudness: np.ndarray, fps: float, cont
             continue
         a, b = max(first - widen, track.start), min(last + widen, track.end, len(loudness))
         opening = jaw_drop(np.asarray(track.landmarks[a - track.start : b - track.start]))
-        r = _lagged_correlation(opening, loudness[a:b], lags)
+        r = lagged_correlation(opening, loudness[a:b], lags)
+        r = r if np.isfinite(r) else -1.0  # a still face or silence: the worst, still a candidate
         if r > best_r:
             best, best_r = track, r
     return best

@@ -129,3 +129,15 @@ def speech_loudness(audio: np.ndarray, num_frames: int, fps: float, sample_rate:
             for i in range(num_frames)
         ]
     )
+
+
+def lagged_correlation(a: np.ndarray, b: np.ndarray, max_lag: int = 2) -> float:
+    """The best Pearson correlation of ``a`` and ``b`` shifted by up to ``max_lag`` frames either way
+    (a mouth opens a frame or two before or after the sound it makes, and footage is often a little
+    off). NaN when no shift leaves two series that both vary: a silent clip has no correlation."""
+    found = []
+    for lag in range(-max_lag, max_lag + 1):
+        x, y = (a[lag:], b[: len(b) - lag]) if lag >= 0 else (a[:lag], b[-lag:])
+        if len(x) > 3 and x.std() > 1e-9 and y.std() > 1e-9:
+            found.append(float(np.corrcoef(x, y)[0, 1]))
+    return max(found) if found else float("nan")

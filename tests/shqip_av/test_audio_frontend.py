@@ -43,3 +43,16 @@ def test_torch_and_numpy_windows_agree_and_batches_match_single_calls():
     batch = audio.log_mel(torch.from_numpy(waves))
     assert torch.allclose(batch[1], audio.log_mel(waves[1]), atol=1e-4)
     assert np.allclose(audio.mel_window(batch.numpy(), 4, 5), audio.mel_window(batch, 4, 5).numpy())
+
+
+def test_lagged_correlation_finds_a_mouth_two_frames_early_and_has_none_for_silence():
+    import numpy as np
+
+    from shqip_av.components.audio_frontend import lagged_correlation
+
+    t = np.arange(100)
+    loudness = np.sin(t / 4.0) + 0.1 * np.cos(t * 1.7)
+    opening = np.roll(loudness, -2)  # opens two frames before the sound
+    assert lagged_correlation(opening, loudness, max_lag=2) > 0.99
+    assert lagged_correlation(opening, loudness, max_lag=0) < 0.95
+    assert np.isnan(lagged_correlation(opening, np.zeros(100)))  # silence: undefined, not -1

@@ -103,17 +103,6 @@ def mouth_landmark_distance(dub_marks: np.ndarray, source_marks: np.ndarray) -> 
     return d / np.maximum(eye_distance(source_marks), 1e-6)
 
 
-def lagged_correlation(a: np.ndarray, b: np.ndarray, max_lag: int = 2) -> float:
-    """The best Pearson correlation of ``a`` and ``b`` within ±``max_lag`` frames (a mouth opens a
-    frame or two before the sound it makes)."""
-    best = -1.0
-    for lag in range(-max_lag, max_lag + 1):
-        x, y = (a[lag:], b[: len(b) - lag]) if lag >= 0 else (a[:lag], b[-lag:])
-        if len(x) > 3 and x.std() > 1e-9 and y.std() > 1e-9:
-            best = max(best, float(np.corrcoef(x, y)[0, 1]))
-    return best
-
-
 def summarize(rows: list[dict]) -> dict[str, float]:
     """Mean of every figure over frames (NaN and missing values left out)."""
     keys = sorted({k for r in rows for k in r})

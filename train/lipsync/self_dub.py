@@ -126,7 +126,6 @@ def self_dub(
     from train.lipsync.inference import generate_track
     from train.lipsync.quality import (
         frame_quality,
-        lagged_correlation,
         mouth_landmark_distance,
         mouth_region,
         summarize,
@@ -215,14 +214,14 @@ def self_dub(
         own_loud = frontend.speech_loudness(clip.audio[start:], len(truth), clip.fps)
         real_jaw = geometry.jaw_drop(truth)
         ok = np.isfinite(real_jaw)
-        table["source"] = {"jaw_loudness_correlation": round(lagged_correlation(real_jaw[ok], own_loud[ok]), 4)}
+        table["source"] = _correlation(real_jaw[ok], own_loud[ok])
         for name in variants:
             marks = crop_landmarks(np.stack(crops256[name]))
             if name == "new_speech":
                 loud = frontend.speech_loudness(speech, len(marks), clip.fps)
                 jaw = geometry.jaw_drop(marks)
                 ok = np.isfinite(jaw)
-                table[name]["jaw_loudness_correlation"] = round(lagged_correlation(jaw[ok], loud[ok]), 4)
+                table[name].update(_correlation(jaw[ok], loud[ok]))
             else:
                 d = mouth_landmark_distance(marks, truth)
                 table[name]["mouth_landmark_distance"] = round(float(np.nanmean(d)), 4)
@@ -232,6 +231,14 @@ def self_dub(
         audio = clip.audio[int(start * AUDIO_RATE) : int((start + len(side_by_side) / clip.fps) * AUDIO_RATE)]
         result["pictures"] = write_pictures(Path(out), video.stem, strip, side_by_side, audio, clip.fps)
     return result
+
+
+def _correlation(jaw: np.ndarray, loudness: np.ndarray) -> dict[str, float]:
+    """{"jaw_loudness_correlation": r}, or nothing where it is undefined (no speech, a still face)."""
+    from shqip_av.components.audio_frontend import lagged_correlation
+
+    r = lagged_correlation(jaw, loudness)
+    return {"jaw_loudness_correlation": round(r, 4)} if np.isfinite(r) else {}
 
 
 def _small(image: np.ndarray, height: int = 256) -> np.ndarray:
