@@ -186,6 +186,7 @@ bench:
 	$(PY) bench/dub_throughput.py
 	$(PY) bench/paste_back.py
 	$(PY) bench/sync_validation.py --table $(SPEAKERS) --judge $(REALPOOL)/runs/lipsync/judge
+	$(PY) bench/clip_offsets.py --root $(REALPOOL) --table $(SPEAKERS)
 	$(PY) bench/dub_quality.py --generator $(REALPOOL)/runs/lipsync/$(GENERATOR_REAL) \
 		$(if $(wildcard $(REALPOOL)/exports/realpool-en),--bundle $(REALPOOL)/exports/realpool-en)
 
