@@ -30,13 +30,9 @@ UPPER_LIP, LOWER_LIP = 13, 14  # MediaPipe: inner lip centres
 def best_offset(opening: np.ndarray, loudness: np.ndarray) -> tuple[int, float, float]:
     """(offset, r at that offset, r at 0): the audio delay in frames that best lines the mouth
     opening up with the loudness (positive: the audio is late)."""
-    found = {}
-    for delay in range(-SEARCH, SEARCH + 1):  # the mouth at t against the audio at t + delay
-        x, y = (
-            (opening[: len(opening) - delay], loudness[delay:]) if delay >= 0 else (opening[-delay:], loudness[:delay])
-        )
-        if len(x) > 2 * SEARCH and x.std() > 1e-9 and y.std() > 1e-9:
-            found[delay] = float(np.corrcoef(x, y)[0, 1])
+    from shqip_av.components.audio_frontend import correlations_by_lag
+
+    found = correlations_by_lag(opening, loudness, SEARCH, min_length=2 * SEARCH + 1)
     if not found:
         return 0, float("nan"), float("nan")
     delay = max(found, key=found.get)

@@ -131,13 +131,22 @@ def speech_loudness(audio: np.ndarray, num_frames: int, fps: float, sample_rate:
     )
 
 
+def correlations_by_lag(a: np.ndarray, b: np.ndarray, max_lag: int, min_length: int = 4) -> dict[int, float]:
+    """{lag: Pearson r of a[t] against b[t + lag]} for lags within ±``max_lag`` that leave at least
+    ``min_length`` pairs in which both series vary (a positive lag: ``b`` comes later)."""
+    found = {}
+    for lag in range(-max_lag, max_lag + 1):
+        x, y = (a[: len(a) - lag], b[lag:]) if lag >= 0 else (a[-lag:], b[:lag])
+        n = min(len(x), len(y))
+        x, y = x[:n], y[:n]
+        if n >= min_length and x.std() > 1e-9 and y.std() > 1e-9:
+            found[lag] = float(np.corrcoef(x, y)[0, 1])
+    return found
+
+
 def lagged_correlation(a: np.ndarray, b: np.ndarray, max_lag: int = 2) -> float:
     """The best Pearson correlation of ``a`` and ``b`` shifted by up to ``max_lag`` frames either way
     (a mouth opens a frame or two before or after the sound it makes, and footage is often a little
     off). NaN when no shift leaves two series that both vary: a silent clip has no correlation."""
-    found = []
-    for lag in range(-max_lag, max_lag + 1):
-        x, y = (a[lag:], b[: len(b) - lag]) if lag >= 0 else (a[:lag], b[-lag:])
-        if len(x) > 3 and x.std() > 1e-9 and y.std() > 1e-9:
-            found.append(float(np.corrcoef(x, y)[0, 1]))
-    return max(found) if found else float("nan")
+    found = correlations_by_lag(a, b, max_lag)
+    return max(found.values()) if found else float("nan")
