@@ -374,7 +374,7 @@ def quality_table(results: dict[str, dict]) -> str:
     for clip, result in results.items():
         for v in variants:
             row = result["table"].get(v)
-            if row is None:
+            if not row:  # not measured, or nothing defined (the source row of a clip without speech)
                 continue
             cells = " ".join(f"{row[k]:>9.3f}" if k in row else f"{'':>9}" for k, _ in COLUMNS)
             lines.append(f"{clip[:28]:28} {v:10} {cells}")

@@ -182,14 +182,12 @@ def pretrain_mouth_reader(reader, samples, size: int, box, steps: int, seed: int
 
     device = next(reader.parameters()).device
     optimizer = torch.optim.Adam(reader.parameters(), lr=1e-3)
-    losses = []
     for _ in progress(range(steps), desc="mouth reader", unit="step"):
         crops, marks = (x.to(device) for x in draw())
         loss = 10 * (reader(crops) - marks).abs().mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss.detach()))
     with torch.no_grad():
         crops, marks = (x.to(device) for x in draw())
         error = float(10 * (reader(crops) - marks).abs().mean())
@@ -343,6 +341,7 @@ class GeneratorTask:
     def __init__(self, cfg: GeneratorTrainConfig, run: Path):
         self.cfg, self.run = cfg, run
         self.m, self.d, self.lo, self.t = cfg.model, cfg.data, cfg.loss, cfg.training
+        self.reader_report: dict = {}  # the mouth reader's pretraining figures (a fresh run with mouth_shape)
 
     def accelerator(self):
         import torch
@@ -552,9 +551,9 @@ class GeneratorTask:
                 "eval_ssim_mask": round(1 - float(ssim_loss(out, frames, self.box)), 4),
             }
             if self.reader is not None:  # mouth shape as the reader reads it (its own error on real frames)
-                truth = reader_targets(self.val[3].to(out.device), self.m.size)
+                marks = self.val[3].to(out.device)
                 for name, x in (("eval_mouth_shape", out), ("eval_mouth_shape_real", frames)):
-                    result[name] = round(float(10 * (self.reader(mouth_region(x, self.box)) - truth).abs().mean()), 4)
+                    result[name] = round(float(mouth_shape_loss(self.reader, x, marks, self.m.size, self.box)), 4)
             if judge is not None:
                 result["eval_sync_distance"] = round(float(judge.distance(out, sync_mel[..., :cols]).mean()), 4)
                 result["eval_sync_distance_real"] = round(float(judge.distance(frames, sync_mel[..., :cols]).mean()), 4)
@@ -584,7 +583,7 @@ class GeneratorTask:
             "history": history,
             "final": history[-1] if history else {},
             "reference_fallbacks": None if d.streaming else int(sum(x.picker.fallbacks for x in self.train.samples)),
-            **({"mouth_reader": self.reader_report} if getattr(self, "reader_report", None) else {}),
+            **({"mouth_reader": self.reader_report} if self.reader_report else {}),
         }
 
     def model(self, accelerator):
