@@ -18,7 +18,6 @@ import numpy as np
 
 from shqip_av import ShqipError
 from shqip_av.config import option
-from shqip_av.geometry import MOUTH_POINTS
 from shqip_av.log import get_logger
 
 log = get_logger(__name__)
@@ -42,18 +41,11 @@ def example_inputs(model, batch: int, seed: int = 0):
 
     c = model.generator_config
     g = torch.Generator().manual_seed(seed)
-    inputs = (
+    return (
         torch.rand(batch, c.frames, 3, c.size, c.size, generator=g),
         torch.rand(batch, c.references, 3, c.size, c.size, generator=g),
         torch.randn(batch, c.frames, 80, frontend.mel_length(AUDIO_FRAMES), generator=g) * 3 - 4,
     )
-    if c.lip_sketch:  # the lips to draw: points around the middle of the mouth box
-        inputs += (0.5 + 0.2 * torch.rand(batch, c.frames, len(MOUTH_POINTS), 2, generator=g) + 0.1,)
-    return inputs
-
-
-def input_names(model) -> tuple[str, ...]:
-    return ("frames", "references", "mel", "lips")[: 4 if model.generator_config.lip_sketch else 3]
 
 
 def export_onnx(cfg: OnnxConfig) -> dict:
@@ -82,9 +74,9 @@ def export_onnx(cfg: OnnxConfig) -> dict:
             str(tmp),
             dynamo=True,
             opset_version=cfg.opset,
-            input_names=list(input_names(model)),
+            input_names=["frames", "references", "mel"],
             output_names=["generated"],
-            dynamic_shapes=tuple({0: batch} for _ in input_names(model)),
+            dynamic_shapes=({0: batch}, {0: batch}, {0: batch}),
             external_data=False,
         )
     session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
@@ -93,7 +85,7 @@ def export_onnx(cfg: OnnxConfig) -> dict:
         inputs = example_inputs(model, b, seed=b)
         with torch.no_grad():
             expected = model(*inputs).numpy()
-        got = session.run(None, dict(zip(input_names(model), (x.numpy() for x in inputs))))[0]
+        got = session.run(None, dict(zip(("frames", "references", "mel"), (x.numpy() for x in inputs))))[0]
         worst = max(worst, float(np.abs(got - expected).max()))
     if worst > cfg.tolerance:
         tmp.unlink(missing_ok=True)
@@ -111,7 +103,6 @@ def export_onnx(cfg: OnnxConfig) -> dict:
             "frames": ["batch", c.frames, 3, c.size, c.size],
             "references": ["batch", c.references, 3, c.size, c.size],
             "mel": ["batch", c.frames, 80, int(example_inputs(model, 1)[2].shape[-1])],
-            **({"lips": ["batch", c.frames, len(MOUTH_POINTS), 2]} if c.lip_sketch else {}),
         },
         "outputs": {"generated": ["batch", c.frames, 3, c.size, c.size]},
     }

@@ -11,11 +11,6 @@ crops of the same face and the audio of each frame → the T crops with the mout
   target's mouth is, so this loss trains the audio path directly. (Concatenated at the bottleneck
   only, with the head on the image features, the audio was ignored: the references already give a
   plausible average mouth, and swapping the audio for silence changed the output by 0.01/255.)
-- With ``lip_sketch``, the lips are drawn for it: one more input channel shows where the lips of
-  each frame are (a soft dot per mouth point, ``draw_lips``). Training draws the real lips; a dub
-  draws the lips the audio predicts (``predict_lips``: the mouth head's shapes, moving as much as
-  this face's own lips move, on this face's own mouth). The audio path alone left the jaw where the
-  references had it: driven by new speech or by silence, the generated jaw drop was the same.
 - The output keeps the input outside the mask: only the masked pixels are generated, so nothing
   under the mask of the input can leak into the result, and paste-back only changes the mouth.
 
@@ -42,11 +37,6 @@ from shqip_av.geometry import MOUTH_POINTS
 # y = 140/256 = 0.55 and its eyes 66/256 apart, centred; real upper lips reach 0.56, chins the bottom edge
 MOUTH_BOX = (0.2, 0.52, 0.8, 1.0)
 AUDIO_FRAMES = 5  # video frames of audio each generated frame hears (centred on it)
-# the upper lip (outer and inner, corners left out): it moves least in speech, so predicted lips
-# are placed where the face's own upper lip is
-UPPER_LIP = (185, 40, 39, 37, 0, 267, 269, 270, 409, 191, 80, 81, 82, 13, 312, 311, 310, 415)
-LIP_DOT = 0.012  # the drawn lips' dot radius (Gaussian sigma), in crop sides: 2.3 px at 192
-LIP_GAIN = (1.0, 4.0)  # predicted lips move as much as the face's own, scaled within these bounds
 
 
 def mouth_mask(size: int) -> np.ndarray:
@@ -79,20 +69,6 @@ def mouth_targets(landmarks: torch.Tensor, size: int) -> torch.Tensor:
     return points - points.mean(dim=2, keepdim=True)
 
 
-def lips_of(landmarks, size: int):
-    """(…, 478, 2) landmarks in crop pixels → (…, P, 2) mouth points in crop sides."""
-    return landmarks[..., list(MOUTH_POINTS), :] / size
-
-
-def draw_lips(lips: torch.Tensor, size: int) -> torch.Tensor:
-    """(N, P, 2) mouth points in crop sides → (N, 1, size, size): a soft dot at each point (the
-    Gaussians are separable, so the picture is one batched matrix product)."""
-    grid = (torch.arange(size, dtype=lips.dtype, device=lips.device) + 0.5) / size
-    gx = torch.exp(-((grid[None, None, :] - lips[..., 0:1]) ** 2) / (2 * LIP_DOT**2))  # (N, P, S)
-    gy = torch.exp(-((grid[None, None, :] - lips[..., 1:2]) ** 2) / (2 * LIP_DOT**2))
-    return torch.einsum("npy,npx->nyx", gy, gx).clamp(max=1.0).unsqueeze(1)
-
-
 @dataclass
 class GeneratorConfig:
     size: int = 64  # crop side the generator works at
@@ -100,7 +76,6 @@ class GeneratorConfig:
     references: int = 3  # K reference crops
     channels: tuple[int, ...] = (32, 64, 128)  # U-Net widths, one per down-sampling
     audio_dim: int = 128
-    lip_sketch: bool = False  # the lips are drawn in an extra input channel (``draw_lips``)
 
 
 def _conv(cin: int, cout: int, stride=1) -> nn.Module:
@@ -116,25 +91,18 @@ class LipSyncGenerator(
     """``forward(frames, references, mel)`` → generated frames.
 
     frames: (B, T, 3, S, S) canonical crops in [0, 1] (the mouth is masked inside);
-    references: (B, K, 3, S, S); mel: (B, T, 80, M) from ``frame_audio``; ``lips`` (B, T, P, 2), the
-    mouth points to draw in crop sides, for a ``lip_sketch`` generator (``predict_lips``). Returns
-    (B, T, 3, S, S); with ``return_mouth`` also the predicted mouth landmarks (B, T, P, 2),
-    centred on the mouth, in crop sides (``mouth_targets``)."""
+    references: (B, K, 3, S, S); mel: (B, T, 80, M) from ``frame_audio``. Returns (B, T, 3, S, S);
+    with ``return_mouth`` also the predicted mouth landmarks (B, T, P, 2), centred on the
+    mouth, in crop sides (``mouth_targets``)."""
 
     def __init__(
-        self,
-        size: int = 64,
-        frames: int = 5,
-        references: int = 3,
-        channels=(32, 64, 128),
-        audio_dim: int = 128,
-        lip_sketch: bool = False,
+        self, size: int = 64, frames: int = 5, references: int = 3, channels=(32, 64, 128), audio_dim: int = 128
     ):
         super().__init__()
-        self.config_ = GeneratorConfig(size, frames, references, tuple(channels), audio_dim, lip_sketch)
+        self.config_ = GeneratorConfig(size, frames, references, tuple(channels), audio_dim)
         self.register_buffer("mask", torch.from_numpy(mouth_mask(size)), persistent=False)
         widths = [32, *channels]
-        self.stem = _conv(4 + 3 * references + int(lip_sketch), 32)  # masked frame, mask, references(, lips)
+        self.stem = _conv(4 + 3 * references, 32)  # masked frame, mask, references
         self.down = nn.ModuleList([nn.Sequential(_conv(a, b, 2), _conv(b, b)) for a, b in zip(widths[:-1], widths[1:])])
         bottom = channels[-1]
         self.audio = nn.Sequential(
@@ -178,58 +146,14 @@ class LipSyncGenerator(
         mark_kind(save_directory, GENERATOR)  # config.json says what the folder is
         return out
 
-    def mouth_shapes(self, mel: torch.Tensor) -> torch.Tensor:
-        """(N, 80, M) audio windows → (N, P, 2) the mouth head's shapes, centred, in crop sides."""
-        return self.mouth(self.audio(((mel + 4.0) / 4.0).unsqueeze(1))).view(len(mel), -1, 2)
-
-    @torch.no_grad()
-    def predict_lips(self, mel: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        """The lips to draw for a track: (N, 80, M) audio windows and the source's (N, 478, 2)
-        landmarks in the generator's crop pixels → (N, P, 2) in crop sides.
-
-        The mouth head's shapes move towards the mean (an average over what a sound may look
-        like), and they are an average person's mouth. So their movement (about their mean over
-        the track) is scaled to the spread of this face's own mouth shapes (within ``LIP_GAIN``),
-        added to this face's mean shape, and placed where the face's upper lip is in each frame."""
-        size = self.config_.size
-        device = next(self.parameters()).device
-        real = lips_of(np.asarray(landmarks, np.float64), size)
-        centred = real - real.mean(1, keepdims=True)
-        own_mean = centred.mean(0)
-        windows = torch.from_numpy(np.asarray(mel, np.float32)).to(device)
-        was_training = self.training
-        self.eval()
-        predicted = torch.cat([self.mouth_shapes(w) for w in windows.split(256)]).double().cpu().numpy()
-        self.train(was_training)
-        predicted = predicted - predicted.mean(1, keepdims=True)  # shapes only, as the head learned them
-        moves = predicted - predicted.mean(0)
-        spread = float(np.sqrt(((moves**2).sum(-1)).mean()))
-        own_spread = float(np.sqrt((((centred - own_mean) ** 2).sum(-1)).mean()))
-        gain = float(np.clip(own_spread / spread, *LIP_GAIN)) if spread > 1e-9 else 1.0
-        shapes = own_mean + gain * moves
-        upper = [MOUTH_POINTS.index(i) for i in UPPER_LIP]
-        return (shapes - shapes[:, upper].mean(1, keepdims=True) + real[:, upper].mean(1, keepdims=True)).astype(
-            np.float32
-        )
-
     def forward(
-        self,
-        frames: torch.Tensor,
-        references: torch.Tensor,
-        mel: torch.Tensor,
-        lips: torch.Tensor | None = None,
-        return_mouth: bool = False,
+        self, frames: torch.Tensor, references: torch.Tensor, mel: torch.Tensor, return_mouth: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         b, t, _, s, _ = frames.shape
         mask = self.mask.to(frames.dtype)
         masked = frames * (1 - mask)  # whatever was under the mask never reaches the network
         refs = references.flatten(1, 2).unsqueeze(1).expand(b, t, -1, s, s)
-        parts = [masked, mask.expand(b, t, 1, s, s), refs]
-        if self.config_.lip_sketch:
-            if lips is None:
-                raise ValueError("this generator draws the lips it is given: pass lips (B, T, P, 2), see predict_lips")
-            parts.append(draw_lips(lips.flatten(0, 1).to(frames.dtype), s).view(b, t, 1, s, s))
-        x = torch.cat(parts, 2).flatten(0, 1)
+        x = torch.cat([masked, mask.expand(b, t, 1, s, s), refs], 2).flatten(0, 1)
         skips = [self.stem(x)]
         h = skips[0]
         for down in self.down:
@@ -252,18 +176,6 @@ class LipSyncGenerator(
 
 def build_generator(config: GeneratorConfig | dict) -> LipSyncGenerator:
     return LipSyncGenerator(**(asdict(config) if isinstance(config, GeneratorConfig) else dict(config)))
-
-
-def add_lip_sketch(generator: LipSyncGenerator) -> LipSyncGenerator:
-    """A ``lip_sketch`` copy of a generator that has none: every weight kept, the stem's weights
-    for the new lips channel zero (so it starts out as the generator it came from)."""
-    config = asdict(generator.generator_config) | {"lip_sketch": True}
-    sketched = build_generator(config)
-    state = generator.state_dict()
-    stem = state["stem.0.weight"]
-    state["stem.0.weight"] = torch.cat([stem, torch.zeros_like(stem[:, :1])], 1)
-    sketched.load_state_dict(state)
-    return sketched
 
 
 def load_generator(source: str, option: str = "generator") -> LipSyncGenerator:

@@ -77,12 +77,9 @@ def test_tracks_of_any_length_are_generated_even_when_no_reference_can_keep_its_
     model = build_generator({"size": 32, "frames": 5, "references": 2, "channels": [16, 32], "audio_dim": 16})
     rng = np.random.default_rng(0)
     mel = rng.normal(-5, 1, (80, 400)).astype(np.float32)
-    sketched = build_generator({**TINY, "lip_sketch": True})  # draws the lips the audio predicts
     for n in (3, 5, 9, 12, 15, 16, 40):
         crops = rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8)
-        marks = rng.normal(16, 3, (n, 478, 2))
-        assert generate_track(model, crops, marks, mel).shape == crops.shape, n
-        assert generate_track(sketched, crops, marks, mel).shape == crops.shape, n
+        assert generate_track(model, crops, rng.normal(16, 3, (n, 478, 2)), mel).shape == crops.shape, n
 
 
 def test_pixels_under_the_mask_never_reach_the_output():
@@ -98,55 +95,6 @@ def test_pixels_under_the_mask_never_reach_the_output():
     assert torch.equal(a[..., ~mask], frames[..., ~mask])  # outside the mask: the input itself
     with torch.no_grad():  # and the audio does change the mouth
         assert not torch.equal(model(frames, refs, mel + 3.0)[..., mask], a[..., mask])
-
-
-def test_drawn_lips_steer_the_mouth_and_a_new_lips_channel_starts_as_the_generator_it_came_from():
-    from shqip_av.components.lipsync_generator import add_lip_sketch, draw_lips
-
-    picture = draw_lips(torch.tensor([[[0.5, 0.25]]]), 32)[0, 0]  # one point: x half-way, y a quarter
-    assert picture.shape == (32, 32) and divmod(int(picture.argmax()), 32) in {(7, 15), (7, 16), (8, 15), (8, 16)}
-    torch.manual_seed(0)
-    plain = build_generator(TINY).eval()
-    sketched = add_lip_sketch(plain).eval()
-    assert sketched.generator_config.lip_sketch
-    frames, refs, mel = _inputs()
-    closed = 0.5 + 0.1 * torch.rand(2, 5, len(MOUTH_POINTS), 2)
-    opened = closed.clone()
-    opened[..., 1] += torch.linspace(0, 0.15, len(MOUTH_POINTS))
-    with torch.no_grad():
-        assert torch.equal(plain(frames, refs, mel), sketched(frames, refs, mel, lips=closed))  # zero weights
-        sketched.stem[0].weight[:, -1:].normal_()  # once the lips channel has weights, it steers the mouth
-        a, b = sketched(frames, refs, mel, lips=closed), sketched(frames, refs, mel, lips=opened)
-    mask = torch.from_numpy(mouth_mask(32)).bool()
-    assert (a - b)[..., mask].abs().max() > 1e-3 and torch.equal(a[..., ~mask], b[..., ~mask])
-    with pytest.raises(ValueError, match="draws the lips it is given"):
-        sketched(frames, refs, mel)
-
-
-def test_predicted_lips_sit_on_this_face_and_move_as_much_as_its_own_lips(demo_root):
-    from shqip_av.components.lipsync_generator import UPPER_LIP, add_lip_sketch, lips_of
-
-    torch.manual_seed(0)
-    model = add_lip_sketch(build_generator(TINY))
-    marks = max(_landmarks(demo_root), key=len)[:60] * (32 / 256)  # the sample face, at the generator's size
-    rng = np.random.default_rng(0)
-    speech = rng.normal(-4, 3, (60, 80, 16)).astype(np.float32)
-    lips = model.predict_lips(speech, marks)
-    real = lips_of(marks, 32)
-    upper = [MOUTH_POINTS.index(i) for i in UPPER_LIP]
-    assert lips.shape == real.shape and np.isfinite(lips).all()
-    np.testing.assert_allclose(lips[:, upper].mean(1), real[:, upper].mean(1), atol=1e-5)  # on the upper lip
-
-    def spread(points):
-        centred = points - points.mean(1, keepdims=True)
-        return np.sqrt(((centred - centred.mean(0)) ** 2).sum(-1).mean())
-
-    with torch.no_grad():
-        heard = spread(model.mouth_shapes(torch.from_numpy(speech)).double().numpy())
-    # the head's movement, scaled to this face's own (within 1× and 4×)
-    assert spread(lips) == pytest.approx(float(np.clip(spread(real), heard, 4 * heard)), rel=1e-4)
-    silence = model.predict_lips(np.full((60, 80, 16), -10, np.float32), marks)
-    assert spread(silence) < 1e-6  # the same sound throughout: the face's own mean mouth, still
 
 
 def test_the_generator_saves_and_reloads_like_a_hub_model(tmp_path):
@@ -223,7 +171,6 @@ def test_a_killed_run_resumes_to_the_same_weights_and_a_changed_setting_is_refus
         "loss.mouth_shape": 0.3,
         "loss.mouth_shape_warmup": 1,
         "loss.mouth_reader_steps": 5,
-        "model.lip_sketch": True,  # the real lips drawn in training
     }
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     first = run_training(_cfg(demo_root, whole, **steps))
@@ -315,23 +262,21 @@ def test_onnx_export_matches_pytorch_and_runs_with_onnxruntime(tmp_path):
 
     from tests.conftest import REPO
 
+    torch.manual_seed(3)
+    build_generator(TINY).save_pretrained(tmp_path / "run" / "generator")
+    proc = subprocess.run(
+        [sys.executable, "-m", "export", "onnx", "--model", str(tmp_path / "run")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "max abs difference" in proc.stdout
     import json
 
-    torch.manual_seed(3)
-    for run, sketch in (("run", False), ("sketch", True)):  # a generator that draws lips has them as an input
-        build_generator({**TINY, "lip_sketch": sketch}).save_pretrained(tmp_path / run / "generator")
-        proc = subprocess.run(
-            [sys.executable, "-m", "export", "onnx", "--model", str(tmp_path / run)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        assert "max abs difference" in proc.stdout
-        info = json.loads((tmp_path / run / "onnx" / "onnx.json").read_text())
-        assert info["max_abs_difference"] < 1e-4 and (tmp_path / run / "onnx" / "generator.onnx").is_file()
-        assert ("lips" in info["inputs"]) == sketch
+    info = json.loads((tmp_path / "run" / "onnx" / "onnx.json").read_text())
+    assert info["max_abs_difference"] < 1e-4 and (tmp_path / "run" / "onnx" / "generator.onnx").is_file()
     proc = subprocess.run(
         [sys.executable, "-m", "export", "onnx", "--model", str(tmp_path / "nope")],
         cwd=REPO,

@@ -56,7 +56,7 @@ def adapt_generator(
     pixels and ``audio`` (N, 80, M) each frame's own log-mel window (``frame_audio``'s layout)."""
     import torch
 
-    from shqip_av.components.lipsync_generator import lips_of, mouth_targets
+    from shqip_av.components.lipsync_generator import mouth_targets
     from train.lipsync.generator_data import to_chw
     from train.lipsync.references import ReferencePicker
 
@@ -95,8 +95,7 @@ def adapt_generator(
         refs = torch.from_numpy(np.stack([to_chw(all_crops[picker.pick(int(s), t) or own]) for s in chosen])).to(device)
         mel = torch.from_numpy(np.stack([all_audio[s : s + t] for s in chosen])).to(device)
         marks = torch.from_numpy(np.stack([all_marks[s : s + t] for s in chosen])).to(device)
-        lips = lips_of(marks, cfg.size) if cfg.lip_sketch else None  # this face's real lips
-        out, mouth = model(frames, refs, mel, lips=lips, return_mouth=True)
+        out, mouth = model(frames, refs, mel, return_mouth=True)
         l1 = ((out - frames).abs() * mask).sum() / (mask.sum() * out.shape[0] * out.shape[1] * 3)
         loss = l1 + 0.1 * (mouth - mouth_targets(marks, cfg.size)).abs().mean()
         if not torch.isfinite(loss):

@@ -71,10 +71,6 @@ def generate_track(
         edge = np.linspace(0.0, 1.0, overlap + 2)[1:-1]
         ramp[:overlap], ramp[t - overlap :] = edge, edge[::-1]
     starts = window_starts(len(padded), t, overlap)
-    lips = None
-    if cfg.lip_sketch:
-        heard = audio_windows if audio_windows is not None else frame_audio(mel, 0, len(padded))
-        lips = torch.from_numpy(model.predict_lips(heard, marks)).to(device)
     model.eval()
     with torch.no_grad():
         for i in range(0, len(starts), batch):
@@ -93,8 +89,7 @@ def generate_track(
                 .float()
                 .to(device)
             )
-            drawn = torch.stack([lips[s : s + t] for s in chunk]) if lips is not None else None
-            out = model(frames, refs, audio, lips=drawn).permute(0, 1, 3, 4, 2).cpu().numpy()
+            out = model(frames, refs, audio).permute(0, 1, 3, 4, 2).cpu().numpy()
             for s, window in zip(chunk, out):
                 w = ramp.copy()
                 if s == 0:

@@ -39,9 +39,6 @@ class GenModelSection:
     references: int = option(3, "reference crops (K), chosen by k-means over mouth landmarks", min=1, max=16)
     channels: list[int] = option(help="U-Net widths, one per down-sampling", factory=lambda: [32, 64, 128])
     audio_dim: int = option(128, "audio embedding size", min=8, max=4096)
-    lip_sketch: bool = option(
-        False, "draw the lips in an extra input channel (real ones in training, the audio's in a dub)"
-    )
     init: str = option("", "start from this generator's weights (a run folder or Hub id); its sizes win")
 
 
@@ -141,7 +138,6 @@ def patch_discriminator():
 
 # what the mouth reader reads: the lips and the chin (the jaw drop a viewer sees)
 READER_POINTS = (*MOUTH_POINTS, CHIN)
-LIP_JITTER = 0.004  # crop sides (0.8 px at 192): drawn real lips are not exactly where the lips are
 
 
 def mouth_reader(points: int = len(READER_POINTS)):
@@ -385,13 +381,12 @@ class GeneratorTask:
         log.info("train: %s; validation: %s", train.summary(), evaluation.summary())
 
     def _generator(self):
-        from shqip_av.components.lipsync_generator import add_lip_sketch, build_generator, load_generator
+        from shqip_av.components.lipsync_generator import build_generator, load_generator
 
         m = self.m
         if not m.init:
             return build_generator({"size": m.size, "frames": m.frames, "references": m.references,
-                                    "channels": list(m.channels), "audio_dim": m.audio_dim,
-                                    "lip_sketch": m.lip_sketch})  # fmt: skip
+                                    "channels": list(m.channels), "audio_dim": m.audio_dim})  # fmt: skip
         try:
             generator = load_generator(m.init, "model.init")
         except (OSError, ValueError) as e:
@@ -402,10 +397,6 @@ class GeneratorTask:
                 f"model.init {m.init!r} is size {g.size}, {g.frames} frames, {g.references} references; "
                 f"the config says {m.size}, {m.frames}, {m.references}"
             )
-        if m.lip_sketch and not g.lip_sketch:  # the new lips channel starts at zero weight
-            return add_lip_sketch(generator)
-        if g.lip_sketch and not m.lip_sketch:
-            raise ConfigError(f"model.init {m.init!r} draws the lips (lip_sketch); set model.lip_sketch=true")
         return generator
 
     def build(self, accelerator, start: int):
@@ -487,7 +478,7 @@ class GeneratorTask:
         import torch
         from torch.nn import functional as F
 
-        from shqip_av.components.lipsync_generator import lips_of, mouth_targets
+        from shqip_av.components.lipsync_generator import mouth_targets
 
         accelerator, generator, lo, t = self.accelerator_, self.generator, self.lo, self.t
         frames, refs, mel, marks, sync_mel = (x.to(accelerator.device) for x in batch)
@@ -497,12 +488,8 @@ class GeneratorTask:
             gain = (torch.rand(mel.shape[0], 1, 1, 1, generator=augment) * 2 - 1) * t.audio_gain
             mel = mel + gain.to(mel.device) + t.audio_noise * torch.randn(mel.shape, generator=augment).to(mel.device)
         box, mask = self.box, self.mask
-        lips = None
-        if self.m.lip_sketch:  # the real lips, a pixel or so astray (a dub draws predicted ones)
-            lips = lips_of(marks, self.m.size)
-            lips = lips + LIP_JITTER * torch.randn(lips.shape, generator=augment).to(lips.device)
         with accelerator.accumulate(generator):
-            out, mouth = generator(frames, refs, mel, lips=lips, return_mouth=True)
+            out, mouth = generator(frames, refs, mel, return_mouth=True)
             parts = {"l1": masked_l1(out, frames, mask)}
             if lo.landmarks > 0:  # ×10: centred mouth points in crop sides are small numbers
                 parts["landmarks"] = 10 * (mouth - mouth_targets(marks, self.m.size)).abs().mean()
@@ -550,25 +537,21 @@ class GeneratorTask:
     def evaluate(self, step: int) -> dict:
         import torch
 
-        from shqip_av.components.lipsync_generator import lips_of, mouth_targets
-
         if self.val is None:
             return {}
         generator, judge, mask, cols = self.generator, self.judge, self.mask, self.mel_cols
         generator.eval()
         with torch.no_grad():
-            frames, refs, mel, marks, sync_mel = (x.to(self.accelerator_.device) for x in self.val)
-            lips = lips_of(marks, self.m.size) if self.m.lip_sketch else None
-            out, mouth = generator(frames, refs, mel, lips=lips, return_mouth=True)
+            frames, refs, mel, _, sync_mel = (x.to(self.accelerator_.device) for x in self.val)
+            out = generator(frames, refs, mel)
             result = {
                 "step": step,
                 "eval_l1": round(float(masked_l1(out, frames, mask)), 5),
                 "eval_psnr_mask": round(psnr_in_mask(out, frames, mask), 3),
                 "eval_ssim_mask": round(1 - float(ssim_loss(out, frames, self.box)), 4),
-                # how far the mouth head, from the audio alone, is from the real mouth shapes
-                "eval_mouth_head": round(float((mouth - mouth_targets(marks, self.m.size)).abs().mean()), 5),
             }
             if self.reader is not None:  # mouth shape as the reader reads it (its own error on real frames)
+                marks = self.val[3].to(out.device)
                 for name, x in (("eval_mouth_shape", out), ("eval_mouth_shape_real", frames)):
                     result[name] = round(float(mouth_shape_loss(self.reader, x, marks, self.m.size, self.box)), 4)
             if judge is not None:
