@@ -57,8 +57,10 @@ def targets(results: dict) -> list[tuple[str, bool, str]]:
                  f"{lips:.4f} vs {frozen:.4f} ({1 - lips / frozen:+.0%})"))  # fmt: skip
     jaw = mean("new_speech", "jaw_loudness_correlation")
     real = mean("source", "jaw_loudness_correlation")
+    moved = mean("new_speech", "jaw_moved_by_audio")
     rows.append(("new speech: jaw drop vs loudness ≥ 0.5", jaw >= 0.5,
-                 f"{jaw:.3f} (the real faces with their own speech: {real:.3f})"))  # fmt: skip
+                 f"{jaw:.3f} (the real faces with their own speech: {real:.3f}; the speech moved the jaw "
+                 f"{moved:.3f} of the real jaw's spread away from where silence left it)"))  # fmt: skip
     return rows
 
 

@@ -76,3 +76,22 @@ def test_negative_adaptation_steps_are_refused_with_one_line():
 
     with pytest.raises(ShqipError, match="adapt_steps"):
         validate(DubConfig(adapt_steps=-1))
+
+
+def test_the_jaw_moved_by_audio_is_zero_when_speech_and_silence_leave_the_same_jaw():
+    """The control the self-dub adds: a generator whose jaw is moved by the face around the mask,
+    not by the audio, scores 0 however much that jaw moves; one that moves it as far as the
+    person did scores about 1; frames without a face are left out."""
+    import numpy as np
+
+    from train.lipsync.quality import jaw_moved_by_audio
+
+    rng = np.random.default_rng(0)
+    real = 0.8 + 0.05 * rng.standard_normal(100)
+    context = 0.8 + 0.05 * rng.standard_normal(100)  # the jaw the unmasked face implies
+    assert jaw_moved_by_audio(context, context, real) == 0.0
+    driven = context + np.where(rng.random(100) < 0.5, 1, -1) * np.std(real)
+    driven[::10] = np.nan
+    assert abs(jaw_moved_by_audio(driven, context, real) - 1.0) < 1e-9
+    assert np.isnan(jaw_moved_by_audio(np.full(5, np.nan), context[:5], real[:5]))
+    assert np.isnan(jaw_moved_by_audio(context, context, np.full(100, 0.8)))  # a still real jaw: no scale

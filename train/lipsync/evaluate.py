@@ -363,6 +363,7 @@ COLUMNS = (
     ("lower_face_lab_distance", "Lab Δ"),
     ("sharpness_ratio", "sharp ×"),
     ("jaw_loudness_correlation", "jaw~loud"),
+    ("jaw_moved_by_audio", "by audio"),
 )
 
 
@@ -390,7 +391,8 @@ def quality_table(results: dict[str, dict]) -> str:
         "seam ΔE00: CIEDE2000 just inside the mask's edge; edge ×: gradient across it over the source's; "
         "out dB: PSNR outside the mask; Lab Δ: mean colour inside; sharp ×: Laplacian variance over the "
         "source's; jaw~loud: jaw drop vs. loudness of another speaker's speech (source: the real face "
-        "against its own speech on the same frames, what real speakers reach)"
+        "against its own speech on the same frames, what real speakers reach); by audio: how far that speech "
+        "moved the jaw from where silence left it, over the real jaw's spread (0: the audio moves nothing)"
     )
     return "\n".join(lines)
 

@@ -103,6 +103,18 @@ def mouth_landmark_distance(dub_marks: np.ndarray, source_marks: np.ndarray) -> 
     return d / np.maximum(eye_distance(source_marks), 1e-6)
 
 
+def jaw_moved_by_audio(driven: np.ndarray, silent: np.ndarray, real: np.ndarray) -> float:
+    """How far speech moved a dubbed jaw from where the same generator, driven by silence, left it
+    (per frame jaw drops), in the real jaw's own spread: 0 when the audio moves nothing (what moves
+    the jaw is then the face around the mask), about 1 when it moves it as much as the person did.
+    NaN where nothing was measured (frames without a face are left out)."""
+    moved = np.abs(np.asarray(driven, np.float64) - np.asarray(silent, np.float64))
+    spread = float(np.nanstd(real)) if np.isfinite(real).any() else 0.0
+    if not np.isfinite(moved).any() or spread <= 1e-9:
+        return float("nan")
+    return float(np.nanmean(moved)) / spread
+
+
 def summarize(rows: list[dict]) -> dict[str, float]:
     """Mean of every figure over frames (NaN and missing values left out)."""
     keys = sorted({k for r in rows for k in r})

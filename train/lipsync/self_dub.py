@@ -12,8 +12,9 @@ never scored on frames it was fine-tuned on. On the measured frames, three mouth
   frame (what a dub would show if lip-sync did nothing).
 
 With ``drive`` (another speaker's recording) the generator is also driven by speech the face
-never spoke: the jaw drop of the result (MediaPipe) against the loudness of that speech, and the
-colour and sharpness figures. Writes a strip (source | dub | difference) as PNG and a short
+never spoke: the jaw drop of the result (MediaPipe) against the loudness of that speech, the colour
+and sharpness figures, and (with landmarks) how far that speech moved the jaw from where the same
+generator, driven by silence, left it. Writes a strip (source | dub | difference) as PNG and a short
 side-by-side mp4 when ``out`` is given.
 """
 
@@ -126,6 +127,7 @@ def self_dub(
     from train.lipsync.inference import generate_track
     from train.lipsync.quality import (
         frame_quality,
+        jaw_moved_by_audio,
         mouth_landmark_distance,
         mouth_region,
         summarize,
@@ -178,9 +180,13 @@ def self_dub(
         new_speech = generate_track(adapted, clip.crops[measured], clip.crop_marks[measured], None,
                                     audio_windows=driven, seed=seed)  # fmt: skip
         variants["new_speech"] = new_speech
+        if landmarks:  # the same face driven by silence: what of its jaw's movement the audio made
+            quiet = audio_windows(frontend.log_mel(np.zeros_like(speech)).numpy(), np.arange(n - split) / clip.fps)
+            variants["silence"] = generate_track(adapted, clip.crops[measured], clip.crop_marks[measured], None,
+                                                 audio_windows=quiet, seed=seed)  # fmt: skip
 
     paster = Paster(MOUTH_BOX)
-    rows: dict[str, list] = {k: [] for k in variants}
+    rows: dict[str, list] = {k: [] for k in variants if k != "silence"}  # silence: a control, jaw only
     crops256: dict[str, list] = {k: [] for k in [*variants, "source"]}  # canonical, for MediaPipe
     side_by_side, strip = [], []
     picks = set(np.linspace(split, n - 1, 4).round().astype(int).tolist())
@@ -196,17 +202,20 @@ def self_dub(
         crops256["source"].append(geometry.warp_crop(frame, clip.affines[i], CROP_SIZE))
         for name, crops in variants.items():
             dub, alpha = paster.paste(frame, crops[i - split], clip.affines[i], clip.marks[i])
+            crops256[name].append(geometry.warp_crop(dub, clip.affines[i], CROP_SIZE))
+            if name not in rows:
+                continue
             q = frame_quality(dub, frame, alpha, eye) or {}
             if name != "new_speech":
                 q.update(mouth_region(dub, frame, alpha) or {})
             rows[name].append(q)
-            crops256[name].append(geometry.warp_crop(dub, clip.affines[i], CROP_SIZE))
             if name == shown:
                 side_by_side.append(_small(np.concatenate([frame, dub], axis=1)))
                 if i in picks:
                     diff = np.clip(np.abs(dub.astype(int) - frame.astype(int)) * 4, 0, 255).astype(np.uint8)
                     strip.append(_small(np.concatenate([frame, dub, diff], axis=1)))
     table = {name: summarize(r) for name, r in rows.items()}
+    jaws: dict[str, np.ndarray] = {}
     if landmarks:
         truth = crop_landmarks(np.stack(crops256["source"]))
         # the reference for the new-speech figure: the real face with its own speech, same frames
@@ -217,14 +226,20 @@ def self_dub(
         table["source"] = _correlation(real_jaw[ok], own_loud[ok])
         for name in variants:
             marks = crop_landmarks(np.stack(crops256[name]))
+            if name in ("new_speech", "silence"):
+                jaws[name] = geometry.jaw_drop(marks)
             if name == "new_speech":
                 loud = frontend.speech_loudness(speech, len(marks), clip.fps)
-                jaw = geometry.jaw_drop(marks)
+                jaw = jaws[name]
                 ok = np.isfinite(jaw)
                 table[name].update(_correlation(jaw[ok], loud[ok]))
-            else:
+            elif name != "silence":
                 d = mouth_landmark_distance(marks, truth)
                 table[name]["mouth_landmark_distance"] = round(float(np.nanmean(d)), 4)
+        if "silence" in jaws:
+            moved = jaw_moved_by_audio(jaws["new_speech"], jaws["silence"], real_jaw)
+            if np.isfinite(moved):
+                table["new_speech"]["jaw_moved_by_audio"] = round(moved, 4)
     result["table"] = table
     if out is not None:
         start = clip.frames[split] / clip.fps
