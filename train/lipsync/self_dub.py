@@ -181,7 +181,8 @@ def self_dub(
                                     audio_windows=driven, seed=seed)  # fmt: skip
         variants["new_speech"] = new_speech
         if landmarks:  # the same face driven by silence: what of its jaw's movement the audio made
-            quiet = audio_windows(frontend.log_mel(np.zeros_like(speech)).numpy(), np.arange(n - split) / clip.fps)
+            silent = np.zeros(int((n - split) / clip.fps * frontend.SAMPLE_RATE) + 1, np.float32)
+            quiet = audio_windows(frontend.log_mel(silent).numpy(), np.arange(n - split) / clip.fps)
             variants["silence"] = generate_track(adapted, clip.crops[measured], clip.crop_marks[measured], None,
                                                  audio_windows=quiet, seed=seed)  # fmt: skip
 
@@ -226,16 +227,16 @@ def self_dub(
         table["source"] = _correlation(real_jaw[ok], own_loud[ok])
         for name in variants:
             marks = crop_landmarks(np.stack(crops256[name]))
-            if name in ("new_speech", "silence"):
+            if name in ("new_speech", "silence"):  # no truth for these mouths: their jaws are measured
                 jaws[name] = geometry.jaw_drop(marks)
-            if name == "new_speech":
-                loud = frontend.speech_loudness(speech, len(marks), clip.fps)
-                jaw = jaws[name]
-                ok = np.isfinite(jaw)
-                table[name].update(_correlation(jaw[ok], loud[ok]))
-            elif name != "silence":
+            else:
                 d = mouth_landmark_distance(marks, truth)
                 table[name]["mouth_landmark_distance"] = round(float(np.nanmean(d)), 4)
+        if "new_speech" in jaws:
+            jaw = jaws["new_speech"]
+            loud = frontend.speech_loudness(speech, len(jaw), clip.fps)
+            ok = np.isfinite(jaw)
+            table["new_speech"].update(_correlation(jaw[ok], loud[ok]))
         if "silence" in jaws:
             moved = jaw_moved_by_audio(jaws["new_speech"], jaws["silence"], real_jaw)
             if np.isfinite(moved):
