@@ -168,7 +168,12 @@ def _architecture(folder: Path, default: str) -> str:
 
 
 def _copy(src: Path, dst: Path, skip=("checkpoints",)) -> None:
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*skip))
+    from shqip_av.files import UnsafePathError, copy_folder
+
+    try:
+        copy_folder(src, dst, skip=skip)
+    except UnsafePathError as e:
+        raise BundleError(str(e)) from None
 
 
 def _asr_entry(cfg: BundleConfig, stage: Path, revision: str, licenses: dict) -> dict:

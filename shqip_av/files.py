@@ -240,7 +240,8 @@ def foreign_files(folder: str | os.PathLike, kind: str, names: list[str] | None 
     if names is not None:
         return [n for n in names if (folder / n).exists() or (folder / n).is_symlink() if n not in ours]
     present = [p.relative_to(folder).as_posix() for p in sorted(folder.rglob("*")) if not p.is_dir() or p.is_symlink()]
-    return [p for p in present if p not in ours]
+    # a recorded folder owns everything under it
+    return [p for p in present if p not in ours and not any(p.startswith(o + "/") for o in ours)]
 
 
 def inside(folder: str | os.PathLike, relative: str) -> Path:
@@ -265,6 +266,24 @@ def symlinks_leaving(folder: str | os.PathLike) -> list[str]:
             if not target.exists() or (target != base and base not in target.parents):
                 out.append(path.relative_to(folder).as_posix())
     return out
+
+
+def copy_folder(src: str | os.PathLike, dst: str | os.PathLike, skip: tuple[str, ...] = ()) -> None:
+    """The one copy rule for folders that leave this machine (a bundle's components, a Space's
+    bundle): a symlink that leads out of ``src`` (or nowhere) is refused, never followed, so no file
+    outside the source is ever copied in as a regular file; a symlink inside it is copied as the
+    file it names; ``dst`` inside ``src`` (a copy into itself) is refused. Raises UnsafePathError."""
+    src, dst = Path(src), Path(dst)
+    base, target = src.resolve(), dst.resolve()
+    if target == base or base in target.parents:
+        raise UnsafePathError(f"{dst} is inside {src}: a folder cannot be copied into itself")
+    leaving = symlinks_leaving(src)
+    if leaving:
+        raise UnsafePathError(
+            f"{src / leaving[0]} is a symlink to a file outside {src} (or to nothing); "
+            "replace it with the file itself or remove it"
+        )
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*skip) if skip else None, symlinks=False)
 
 
 def forget_owned(folder: str | os.PathLike, kind: str, names: list[str]) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ffmpeg
-from tests.real_judge import validation_clip
+from tests.real_judge import FOREIGN_AUDIO, table_rows, validation_clip
 
 
 def _speakers_by_split(table: Path) -> dict[str, set[str]]:
@@ -39,8 +39,9 @@ def test_training_and_calibration_read_train_speakers_only(realpool_judge):
 
 @pytest.fixture(scope="module")
 def judged_copies(realpool_judge, tmp_path_factory):
-    """The validation speaker's clip, its copy with the audio 0.4 s late and one 0.4 s early,
-    filtered with the trained judge and its calibrated limit: (root, {title: video id})."""
+    """The validation speaker's clip, its copy with the audio 0.4 s late, one 0.4 s early and one
+    with a train speaker's audio, filtered with the trained judge and its calibrated limit:
+    (root, {title: video id})."""
     from collect.pipeline import CollectConfig, prepare_raw
     from filter.config import FilterConfig
     from filter.pipeline import prepare_clips
@@ -48,6 +49,7 @@ def judged_copies(realpool_judge, tmp_path_factory):
 
     run = realpool_judge[0]
     clip, speaker = validation_clip()
+    other = Path(table_rows([FOREIGN_AUDIO])[1][0])
     root = tmp_path_factory.mktemp("judged") / "data"
     incoming = root / "incoming"
     incoming.mkdir(parents=True)
@@ -56,12 +58,15 @@ def judged_copies(realpool_judge, tmp_path_factory):
            str(incoming / "late.mp4"))  # fmt: skip
     ffmpeg("-i", str(clip), "-af", "atrim=start=0.4,asetpts=PTS-STARTPTS,apad=pad_dur=0.4", "-c:v", "copy",
            "-c:a", "aac", str(incoming / "early.mp4"))  # fmt: skip
+    ffmpeg("-i", str(clip), "-stream_loop", "-1", "-i", str(other), "-map", "0:v", "-map", "1:a", "-c:v", "copy",
+           "-c:a", "aac", "-shortest", str(incoming / "foreign.mp4"))  # fmt: skip
     consent = "{kind: release, subject: %s, reference: test input, granted: 2026-01-01}" % speaker
+    titles = ("insync", "late", "early", "foreign")
     (root / "sources.yaml").write_text(
         "sources:\n"
         + "".join(
             f"  - path: incoming/{name}.mp4\n    title: {name}\n    captions: false\n    consent: {consent}\n"
-            for name in ("insync", "late", "early")
+            for name in titles
         )
     )
     prepare_raw(CollectConfig(root=str(root)))
@@ -72,27 +77,75 @@ def judged_copies(realpool_judge, tmp_path_factory):
     return root, ids
 
 
-def test_the_judge_keeps_the_in_sync_clip_and_finds_the_shifts(judged_copies, realpool_judge):
-    """A learning check on real footage: a judge trained for seconds on 9 other speakers finds
-    0.4 s (10 frames) either way on a speaker it never saw, and keeps the original."""
-    from shqip_av.manifest import read_jsonl
+def _scored(root: Path, video_id: str) -> list[dict]:
+    decisions = json.loads((root / "work" / video_id / "decisions.json").read_text())["tracks"]
+    return [d for d in decisions if "sync_offset_frames" in d]
 
+
+def test_the_judge_finds_the_shifts_and_prefers_own_audio(judged_copies, realpool_judge):
+    """A learning check on real footage: a judge trained for seconds on 12 other speakers finds
+    0.4 s (10 frames) either way on a speaker it never saw, finds the original in sync, and scores
+    its own audio above another speaker's. Nothing here hangs on the learned confidence limit."""
     root, ids = judged_copies
-    kept = {r["video_id"]: r for r in read_jsonl(root / "clips" / "manifest.jsonl")}
-    assert ids["insync"] in kept and ids["late"] not in kept and ids["early"] not in kept
-    quality = kept[ids["insync"]]["meta"]["quality"]
-    assert abs(quality["sync_offset_frames"]) <= 2
-    assert quality["sync_method"] == f"judge:{realpool_judge[0]}"
-    for title, truth in (("late", 10), ("early", -10)):
-        decisions = json.loads((root / "work" / ids[title] / "decisions.json").read_text())["tracks"]
-        scored = [d for d in decisions if "sync_offset_frames" in d]
+    for title, truth in (("insync", 0), ("late", 10), ("early", -10)):
+        scored = _scored(root, ids[title])
         assert scored, title
         for d in scored:  # the offset is recorded per sample, and it is the shift
             assert abs(d["sync_offset_frames"] - truth) <= 2, (title, d["sync_offset_frames"], d["sync_curve"])
-    rejections = [
-        r for r in read_jsonl(root / "clips" / "rejected.jsonl") if r["video_id"] in (ids["late"], ids["early"])
-    ]
-    assert {r["reason"] for r in rejections} >= {"sync-offset"}
+    own = np.mean([d["sync_confidence"] for d in _scored(root, ids["insync"])])
+    foreign = [d["sync_confidence"] for d in _scored(root, ids["foreign"])]
+    assert foreign and own > np.mean(foreign), (own, foreign)
+
+
+def test_filter_applies_the_calibrated_limit_and_rejects_the_shifted_copies(judged_copies, realpool_judge):
+    """The keep/reject decision: the shifted copies never pass (their offset is past the limit
+    whatever the confidence); each in-sync sample is kept exactly when its confidence reaches the
+    limit calibrated on held-out train speakers, and that limit kept the share of their own audio
+    it was chosen to keep."""
+    from shqip_av.manifest import read_jsonl
+
+    root, ids = judged_copies
+    run, metrics = realpool_judge[0], realpool_judge[1]
+    calibration = metrics["calibration"]
+    limit = json.loads((run / "judge" / "thresholds.json").read_text())["min_confidence"]
+    assert limit == calibration["min_confidence"]
+    if "warning" not in calibration:  # a sane calibration keeps what it promised of its own held-out audio
+        assert calibration["own_kept"] >= calibration["keep_share"]
+    kept = {r["video_id"]: r for r in read_jsonl(root / "clips" / "manifest.jsonl")}
+    assert ids["late"] not in kept and ids["early"] not in kept
+    rejections = read_jsonl(root / "clips" / "rejected.jsonl")
+    shifted = {r["reason"] for r in rejections if r["video_id"] in (ids["late"], ids["early"])}
+    assert shifted and shifted <= {"sync-offset", "sync-low-confidence"}
+    insync = _scored(root, ids["insync"])
+    if any(d["sync_confidence"] >= limit for d in insync):
+        assert ids["insync"] in kept
+        quality = kept[ids["insync"]]["meta"]["quality"]
+        assert abs(quality["sync_offset_frames"]) <= 2 and quality["sync_confidence"] >= limit
+        assert quality["sync_method"] == f"judge:{run}"
+    insync_rejected = [r for r in rejections if r["video_id"] == ids["insync"] and r["stage"] == "filter.sync"]
+    assert all(r["reason"] == "sync-low-confidence" and r["value"] <= limit for r in insync_rejected)
+
+
+def test_a_calibration_on_overlapping_scores_keeps_its_share_of_own_audio_and_says_so():
+    """Own and foreign confidences that overlap: the limit keeps the stated share of own audio
+    (rather than the best separation, which rejects most of it), reports the foreign audio it lets
+    through, and warns when the held-out set is too small."""
+    from train.lipsync.judge import Calibration, choose_limit
+
+    rng = np.random.default_rng(0)
+    own, foreign = rng.normal(0.25, 0.08, 60).tolist(), rng.normal(0.2, 0.08, 300).tolist()
+    chosen = choose_limit(own, foreign, Calibration(keep_share=0.9, floor=0.0, ceiling=1.0))
+    assert chosen["own_kept"] >= 0.9 and np.mean(np.asarray(own) >= chosen["min_confidence"]) >= 0.9
+    assert 0.3 < chosen["foreign_let_through"] < 1 and "warning" not in chosen
+    assert chosen["foreign_rejected"] == pytest.approx(1 - chosen["foreign_let_through"], abs=1e-3)
+    # a handful of held-out utterances, all low: kept, and a warning says the limit is a guess
+    few = choose_limit([0.29, 0.31, 0.35], [0.1, 0.5], Calibration(keep_share=0.9, min_samples=20))
+    assert few["min_confidence"] <= 0.29 and few["own_kept"] == 1.0
+    assert "only 3 held-out own-audio utterances" in few["warning"]
+    # the ceiling and the floor bound it; a floor that costs own audio says so
+    assert choose_limit([0.8] * 30, [0.1] * 30, Calibration(ceiling=0.3))["min_confidence"] == 0.3
+    floored = choose_limit([0.01] * 30, [0.0] * 30, Calibration(floor=0.05))
+    assert floored["min_confidence"] == 0.05 and floored["clamped"] == "floor" and "floor" in floored["warning"]
 
 
 def test_with_correction_the_judge_shifts_the_audio_back(judged_copies, realpool_judge, tmp_path):

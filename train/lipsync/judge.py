@@ -70,12 +70,31 @@ class TrainingSection:
 
 
 @dataclass
+class Calibration:
+    """How filter's confidence limit is chosen from held-out train speakers."""
+
+    keep_share: float = option(
+        0.9,
+        "share of the held-out own-audio utterances the limit keeps (the rest of the limit's choice "
+        "is how much foreign audio that lets through, reported)",
+        above=0,
+        max=1,
+    )
+    floor: float = option(0.02, "the limit is never below this (a limit of 0 keeps any audio)", min=0, max=1)
+    ceiling: float = option(0.3, "the limit is never above this (a few utterances cannot push it up)", min=0, max=2)
+    min_samples: int = option(
+        20, "fewer held-out own-audio utterances than this: warn that the calibration is unreliable", min=1
+    )
+
+
+@dataclass
 class JudgeConfig:
     name: str = option("judge", "run name: outputs go to <root>/runs/lipsync/<name>/")
     output: str = option("", "output folder instead of <root>/runs/lipsync/<name>")
     model: ModelSection = option(factory=ModelSection)
     data: DataSection = option(factory=DataSection)
     training: TrainingSection = option(factory=TrainingSection)
+    calibration: Calibration = option(factory=Calibration)
 
     def run_dir(self) -> Path:
         return Path(self.output) if self.output else DatasetRoot(self.data.root).path("runs", "lipsync", self.name)
@@ -248,32 +267,63 @@ def shift_accuracy(model, utterances: list[Utterance], max_offset: int) -> dict:
     }
 
 
-def choose_limit(own: list[float], foreign: list[float]) -> float:
-    """The confidence limit with the best balanced accuracy (own kept, foreign rejected); among
-    equals, the lowest (keeping in-sync speech matters more than one more rejection)."""
-    candidates = sorted({0.0, *own, *foreign})
-    best, best_score = 0.0, -1.0
-    for c in candidates:
-        score = np.mean([x >= c for x in own]) + np.mean([x < c for x in foreign])
-        if score > best_score + 1e-9:
-            best, best_score = c, score
-    # halfway to the next lower value: a limit exactly on a sample's value is fragile
-    lower = [x for x in candidates if x < best]
-    return round(float((best + lower[-1]) / 2 if lower else best), 4)
+def choose_limit(own: list[float], foreign: list[float], cal: Calibration | None = None) -> dict:
+    """The confidence limit that keeps ``keep_share`` of the held-out own-audio confidences, within
+    [floor, ceiling]: a limit picked for the best separation can land above every own-audio
+    confidence when the held-out set is small (it rejected an unseen speaker's in-sync clip whole),
+    while one tied to the share of own audio kept cannot. Returns the limit with what it keeps of
+    own audio and lets through of foreign audio, and ``warning`` when the calibration is unreliable."""
+    cal = cal or Calibration()
+    if cal.floor > cal.ceiling:
+        raise ValueError(f"calibration floor {cal.floor} is above its ceiling {cal.ceiling}")
+    own_sorted = np.sort(np.asarray(own, dtype=np.float64))
+    # the k-th lowest own confidence, k = the share allowed to fall below; halfway to the next lower
+    # value, since a limit exactly on a sample's value is fragile
+    k = int(np.floor((1.0 - cal.keep_share) * len(own_sorted) + 1e-9))
+    k = min(k, len(own_sorted) - 1)
+    if k == 0:  # everything kept, the lowest included
+        limit = float(own_sorted[0]) - 1e-4
+    else:
+        limit = float((own_sorted[k] + own_sorted[k - 1]) / 2)
+    clamped = "floor" if limit < cal.floor else "ceiling" if limit > cal.ceiling else None
+    limit = round(min(max(limit, cal.floor), cal.ceiling), 4)
+    own_kept = float(np.mean(own_sorted >= limit))
+    result = {
+        "min_confidence": limit,
+        "keep_share": cal.keep_share,
+        "own_kept": round(own_kept, 4),
+        "foreign_let_through": round(float(np.mean([x >= limit for x in foreign])) if foreign else 0.0, 4),
+        "foreign_rejected": round(float(np.mean([x < limit for x in foreign])) if foreign else 1.0, 4),
+        "clamped": clamped,
+    }
+    warnings = []
+    if len(own_sorted) < cal.min_samples:
+        warnings.append(
+            f"only {len(own_sorted)} held-out own-audio utterances (fewer than {cal.min_samples}): "
+            "the limit is a rough guess; hold out more speakers or set sync.expert_min_confidence"
+        )
+    if own_kept < cal.keep_share - 1e-9:
+        warnings.append(
+            f"the limit held at its {clamped} ({limit}) keeps {own_kept:.0%} of the held-out own audio, under the "
+            f"{cal.keep_share:.0%} asked for"
+        )
+    if warnings:
+        result["warning"] = "; ".join(warnings)
+    return result
 
 
-def calibrate(model, utterances: list[Utterance], max_offset: int) -> dict:
+def calibrate(model, utterances: list[Utterance], max_offset: int, cal: Calibration | None = None) -> dict:
     own, foreign = _judge_pairs(model, utterances, max_offset)
     if not own or not foreign:
         return {}
     c_own, c_foreign = [j.confidence for j in own], [j.confidence for j in foreign]
-    limit = choose_limit(c_own, c_foreign)
+    chosen = choose_limit(c_own, c_foreign, cal)
+    if "warning" in chosen:
+        log.warning("sync judge calibration: %s", chosen["warning"])
     return {
-        "min_confidence": limit,
+        **chosen,
         "samples": len(own),
         "foreign_pairs": len(foreign),
-        "own_kept": round(float(np.mean([c >= limit for c in c_own])), 4),
-        "foreign_rejected": round(float(np.mean([c < limit for c in c_foreign])), 4),
         "own_offset_within_1": round(float(np.mean([abs(j.offset) <= 1 for j in own])), 4),
         **shift_accuracy(model, utterances, max_offset),
         "own_confidence_median": round(float(np.median(c_own)), 4),
@@ -391,7 +441,7 @@ class JudgeTask:
         return accelerator.unwrap_model(self.judge).eval()
 
     def extra_files(self, accelerator, metrics: dict) -> dict[str, str] | None:
-        thresholds = calibrate(self.model(accelerator), self.data.held_out, self.d.max_offset)
+        thresholds = calibrate(self.model(accelerator), self.data.held_out, self.d.max_offset, self.cfg.calibration)
         metrics["calibration"] = thresholds
         log.info("calibration on held-out train speakers: %s", {k: v for k, v in thresholds.items() if k != "speakers"})
         return {"thresholds.json": json.dumps(thresholds, indent=2) + "\n"} if thresholds else None
