@@ -20,6 +20,7 @@ How the server keeps users apart and the machine clean:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -33,7 +34,7 @@ import numpy as np
 
 from shqip_av import ShqipError
 from shqip_av.config import option
-from shqip_av.files import safe_id
+from shqip_av.files import atomic_write_text, safe_id
 from shqip_av.log import get_logger, listening
 
 log = get_logger(__name__)
@@ -65,7 +66,11 @@ class AppCliConfig:
     host: str = option("127.0.0.1", "address to serve on (0.0.0.0: every interface)")
     port: int = option(7860, "port to serve on", min=1, max=65535)
     work: str = option("", "folder for uploads, jobs and Gradio's cache (default: a new temporary folder)")
-    max_seconds: float = option(600.0, "longest video accepted, in seconds", above=0)
+    max_seconds: float = option(
+        180.0,
+        "longest video accepted, in seconds (one job holds the only worker: keep it short on a public app)",
+        above=0,
+    )
     max_upload: str = option("500mb", "largest upload accepted (Gradio's size: 500mb, 2gb …)")
     device: str = option("auto", "where the models run: auto, cpu, cuda, cuda:N")
     revision: str = option("main", "the bundle's Hub revision (a Hub id)")
@@ -74,10 +79,11 @@ class AppCliConfig:
 @dataclass
 class AppConfig:
     work: Path  # every file the app writes lies under it
-    max_seconds: float = 600.0  # longest video accepted
+    max_seconds: float = 180.0  # longest video accepted
     max_upload: str = "500mb"  # largest upload Gradio accepts
     keep_seconds: float = 120.0  # a finished job's outputs stay this long for the page to fetch
     max_queue: int = 16  # jobs waiting beyond the running one
+    per_client: int = 1  # jobs one client (address) may have queued or running at once
 
 
 _ABSOLUTE_PATH = re.compile(r"(?<![\w:])/(?:[^\s/'\"]+/)+([^\s/'\"]*)")
@@ -86,6 +92,17 @@ _ABSOLUTE_PATH = re.compile(r"(?<![\w:])/(?:[^\s/'\"]+/)+([^\s/'\"]*)")
 def public_message(message: str) -> str:
     """A message fit for the page: absolute paths shortened to their file names."""
     return _ABSOLUTE_PATH.sub(lambda m: m.group(1) or "(folder)", message.splitlines()[0] if message else message)
+
+
+def without_paths(value):
+    """A copy of a report with every absolute path of this machine cut to its file name."""
+    if isinstance(value, dict):
+        return {k: without_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_paths(v) for v in value]
+    if isinstance(value, str) and (value.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", value)):
+        return Path(value).name
+    return value
 
 
 def bundle_languages(pipe) -> list[str]:
@@ -136,12 +153,82 @@ class DubbingApp:
     def __init__(self, pipe, cfg: AppConfig):
         self.pipe, self.cfg = pipe, cfg
         self.jobs = cfg.work / "jobs"
+        self.uploads = cfg.work / "gradio"  # Gradio's upload folder and cache (prepare_environment)
         self.jobs.mkdir(parents=True, exist_ok=True)
+        stale = [p for p in self.jobs.iterdir()]  # jobs of a server that was killed on this work folder
+        for folder in stale:
+            shutil.rmtree(folder, ignore_errors=True)
+        if stale:
+            log.info("removed %d job folder(s) left by an earlier server in %s", len(stale), self.jobs)
         self.languages = bundle_languages(pipe)
         self._lock = threading.Lock()  # the pipeline's models serve one dub at a time
+        self._clients: dict[str, int] = {}  # address → jobs queued or running
+        self._clients_lock = threading.Lock()
+
+    def require_upload(self, path: str | None, uploaded: set[str], what: str) -> None:
+        """Only a file that arrived as an upload to this server may be dubbed: a path inside Gradio's
+        upload folder that Gradio recorded receiving, a regular file. A path naming anything else on
+        this machine (a dataset's raw video, another job's output) is refused, unread."""
+        if not path:
+            return
+        given = Path(path)
+        name = given.name
+        try:
+            resolved, folder = given.resolve(strict=True), self.uploads.resolve()
+        except OSError:
+            raise AppError(f"{what} {name} was not uploaded to this page; upload the file itself") from None
+        if (
+            given.is_symlink()
+            or folder not in resolved.parents
+            or not resolved.is_file()
+            or not ({str(given), str(resolved)} & uploaded)
+        ):
+            log.warning("refused a %s that was not uploaded to this server: %s", what, name)
+            raise AppError(f"{what} {name} was not uploaded to this page; upload the file itself")
+
+    def forget_uploads(self, paths: list[str | None], uploaded: set[str]) -> None:
+        """Gradio's copy of a finished job's uploads: its folder removed, no longer downloadable."""
+        folder = self.uploads.resolve()
+        for path in paths:
+            if not path:
+                continue
+            given = Path(path)
+            uploaded.discard(str(given))
+            parent = given.resolve().parent
+            if folder in parent.parents:  # uploads/<hash>/<name>: the hash folder goes
+                shutil.rmtree(parent, ignore_errors=True)
+
+    def forget_outputs(self, job_out: Path) -> None:
+        """Gradio's cached copies of a job's outputs (uploads/<hash>/<the output's name>)."""
+        names = {p.name: p.stat().st_size for p in job_out.glob("*") if p.is_file()} if job_out.is_dir() else {}
+        if not names or not self.uploads.is_dir():
+            return
+        for folder in self.uploads.iterdir():
+            files = list(folder.glob("*")) if folder.is_dir() else []
+            if files and all(f.name in names and f.stat().st_size == names[f.name] for f in files):
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def admit(self, client: str) -> None:
+        """Count a job of ``client``; refused past ``per_client`` (one user cannot fill the queue)."""
+        with self._clients_lock:
+            if self._clients.get(client, 0) >= self.cfg.per_client:
+                raise AppError("you already have a dub queued or running; wait for it to finish")
+            self._clients[client] = self._clients.get(client, 0) + 1
+
+    def release(self, client: str) -> None:
+        with self._clients_lock:
+            left = self._clients.get(client, 0) - 1
+            if left > 0:
+                self._clients[client] = left
+            else:
+                self._clients.pop(client, None)
 
     def _remove_later(self, folder: Path) -> None:
-        timer = threading.Timer(self.cfg.keep_seconds, shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True})
+        def remove() -> None:
+            self.forget_outputs(folder / "out")
+            shutil.rmtree(folder, ignore_errors=True)
+
+        timer = threading.Timer(self.cfg.keep_seconds, remove)
         timer.daemon = True
         timer.start()
 
@@ -197,6 +284,10 @@ class DubbingApp:
                     adapt_steps=int(adapt_steps),
                 )
             strip = side_by_side(source, result.video, result.report, out / "side-by-side.png")
+            # the report the page offers names files, not this machine's folders
+            public = without_paths(result.report)
+            public["source"], public["bundle"] = upload.name, self.pipe.bundle.name
+            atomic_write_text(result.report_path, json.dumps(public, indent=2, ensure_ascii=False) + "\n")
             finished = True
             return {
                 "video": result.video,
@@ -239,7 +330,7 @@ def build_app(pipe, cfg: AppConfig):
     app = DubbingApp(pipe, cfg)
     name = pipe.bundle.index.get("name") or "bundle"
 
-    def run(video, translation, language, visible_mark, adapt_steps, consent, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
+    def run(video, translation, language, visible_mark, adapt_steps, consent, request=None, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
         started = time.monotonic()
 
         def report_step(what: str, done: int, total: int | None) -> None:
@@ -248,13 +339,27 @@ def build_app(pipe, cfg: AppConfig):
                 return  # inner timings (crop, paste-back…) are not steps a user follows
             progress((done, total) if total else None, desc=label, unit="")
 
+        client = (request.client.host if request is not None and request.client else "") or "local"
+        uploaded = blocks.upload_file_set
         try:
-            out = app.dub(video, translation, language, visible_mark, adapt_steps, consent, report_step)
+            app.require_upload(video, uploaded, "the video")
+            app.require_upload(translation, uploaded, "the translation")
+            app.admit(client)
+            try:
+                out = app.dub(video, translation, language, visible_mark, adapt_steps, consent, report_step)
+            finally:
+                app.release(client)
+                app.forget_uploads([video, translation], uploaded)
         except AppError as e:
-            raise gr.Error(str(e), title="Not dubbed", duration=None) from None
+            log.info("refused a job: %s", e)
+            raise gr.Error(str(e), title="Not dubbed", duration=None, print_exception=False) from None
         text = out["summary"] + f"\n\nDone in {time.monotonic() - started:.0f} s."
         files = [str(out["srt"]), str(out["report"])]
         return str(out["video"]), files, str(out["strip"]) if out["strip"] else None, text
+
+    # Gradio hands the request (the client's address) to a parameter annotated gr.Request; the
+    # annotation is set here because this module's annotations are strings (from __future__)
+    run.__annotations__["request"] = gr.Request
 
     with gr.Blocks(title=f"shqip-av dubbing: {name}", analytics_enabled=False, delete_cache=(600, 3600)) as blocks:
         gr.Markdown(
@@ -291,6 +396,15 @@ def build_app(pipe, cfg: AppConfig):
     return blocks
 
 
+def clear_stale_uploads(work: Path) -> None:
+    """Gradio's uploads and cache left in the work folder by an earlier server (killed mid-job):
+    removed before this one starts serving."""
+    stale = work / "gradio"
+    if stale.is_dir() and any(stale.iterdir()):
+        log.info("removed the uploads and cache an earlier server left in %s", stale)
+    shutil.rmtree(stale, ignore_errors=True)
+
+
 def prepare_environment(work: Path) -> None:
     """Gradio's uploads and cache in the work folder, no usage statistics: set before Gradio loads."""
     work.mkdir(parents=True, exist_ok=True)
@@ -300,7 +414,7 @@ def prepare_environment(work: Path) -> None:
 
 
 def launch(bundle: str, *, revision: str = "main", host: str = "127.0.0.1", port: int = 7860, work: str = "",
-           max_seconds: float = 600.0, max_upload: str = "500mb", device: str = "auto", keep_seconds: float = 120.0,
+           max_seconds: float = 180.0, max_upload: str = "500mb", device: str = "auto", keep_seconds: float = 120.0,
            block: bool = True):  # fmt: skip
     """Load the bundle once, then serve the app (``block=False``: return (blocks, url) at once)."""
     import tempfile
@@ -311,15 +425,19 @@ def launch(bundle: str, *, revision: str = "main", host: str = "127.0.0.1", port
 
     pipe = DubbingPipeline.from_pretrained(bundle, revision=revision, device=device)
     cfg = AppConfig(work=folder, max_seconds=max_seconds, max_upload=max_upload, keep_seconds=keep_seconds)
+    clear_stale_uploads(folder)
     blocks = build_app(pipe, cfg)
     _, url, _ = blocks.launch(
         server_name=host,
         server_port=port,
         max_file_size=max_upload,
-        prevent_thread_lock=not block,
+        prevent_thread_lock=True,
         quiet=True,
         footer_links=[],
         allowed_paths=[str(folder / "jobs")],
     )
     log.info("the dubbing app is at %s (it writes only under %s)", url, folder)
+    if block:
+        print(f"the dubbing app is at {url} (Ctrl+C stops it)", flush=True)
+        blocks.block_thread()
     return blocks, url

@@ -41,7 +41,7 @@ class SpaceConfig:
     bundle: str = option("", "the dubbing bundle: a folder (copied into the Space) or a Hub id user/name (referenced)")
     out: str = option("space", "the Space folder to write")
     title: str = option("", "the Space's title (default: shqip-av dubbing: <bundle name>)")
-    max_seconds: float = option(600.0, "longest video the Space dubs, in seconds", above=0)
+    max_seconds: float = option(180.0, "longest video the Space dubs, in seconds", above=0)
     revision: str = option("main", "with a Hub id: the bundle's revision")
 
 

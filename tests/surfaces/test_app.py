@@ -5,6 +5,7 @@ path of this machine; two jobs at once queue, each in its own folder."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
 import time
@@ -64,6 +65,15 @@ def _empty_soon(folder: Path, seconds: float = 30) -> bool:
     return False
 
 
+def _gone_soon(folder: Path, pattern: str, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not any(p.is_file() for p in folder.rglob(pattern)):
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def test_a_real_clip_is_dubbed_in_the_page_after_a_corrupt_upload_is_refused(
     app_server, browser, clips, app_bundle
 ):  # fmt: skip
@@ -96,10 +106,11 @@ def test_a_real_clip_is_dubbed_in_the_page_after_a_corrupt_upload_is_refused(
     page = browser.page_source
     for private in (str(app_bundle), str(REPO)):
         assert private not in page
-    # the job's inputs went at once; its outputs once the page had them (keep_seconds=1 here)
+    # the job's inputs went at once; its outputs once the page had them (keep_seconds=1 here), and
+    # Gradio's copies of the upload and of the outputs with them: nothing of the job stays under --work
     assert _empty_soon(work / "jobs")
-    # Gradio's uploads and cache are in the work folder too, not in the machine's temporary folder
-    assert any((work / "gradio").rglob("presenter*.mp4"))
+    assert _gone_soon(work, "presenter*"), [str(p) for p in work.rglob("presenter*")]
+    # Gradio's uploads and cache are in the work folder, not in the machine's temporary folder
     default = Path(tempfile.gettempdir()) / "gradio"
     assert not [p for p in default.rglob("*") if p.is_file() and p.stat().st_mtime >= started]
 
@@ -185,3 +196,61 @@ def test_two_jobs_at_once_run_one_after_the_other_each_in_its_own_folder(app_ser
     assert alice != bob and alice.parent == bob.parent == tmp_path / "work" / "jobs"
     assert "alice" in results["alice"]["srt"].read_text() and "bob" not in results["alice"]["srt"].read_text()
     assert "bob" in results["bob"]["srt"].read_text()
+
+
+def _api_call(url: str, data: list) -> str:
+    """POST a job to the app's API the way any HTTP client can, and read its event stream."""
+    import httpx
+
+    answer = httpx.post(f"{url}/gradio_api/call/run", json={"data": data}, timeout=30)
+    answer.raise_for_status()
+    with httpx.stream("GET", f"{url}/gradio_api/call/run/{answer.json()['event_id']}", timeout=60) as events:
+        return "".join(events.iter_text())
+
+
+def test_the_api_dubs_only_uploads_never_a_file_on_the_server(app_server, clips, tmp_path, monkeypatch):
+    """A FileData naming a file on the server's disk (a dataset's raw video), or one planted in
+    Gradio's upload folder without being uploaded, is refused: no job, no model run, nothing of the
+    file in the answer."""
+    blocks, url, work = app_server
+    ran = []
+    monkeypatch.setattr(type(blocks.dubbing_app.pipe), "__call__", lambda *a, **k: ran.append(a))
+    raw = tmp_path / "data" / "raw" / "local-0" / "video.mp4"  # a dataset's video, on the server
+    raw.parent.mkdir(parents=True)
+    shutil.copy(clips / "presenter.mp4", raw)
+    planted = work / "gradio" / ("0" * 64) / "planted.mp4"  # inside the upload folder, never uploaded
+    planted.parent.mkdir(parents=True)
+    shutil.copy(clips / "presenter.mp4", planted)
+    for path in (raw, planted):
+        video = {"path": str(path), "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+        events = _api_call(url, [video, None, "en", True, 0, True])
+        assert "event: error" in events and "event: complete" not in events, events
+        assert ".dub.mp4" not in events and "report.json" not in events
+    assert "planted.mp4 was not uploaded to this page" in events
+    assert not ran and not any((work / "jobs").iterdir())
+    # the check itself, on the paths a job may be given
+    app = blocks.dubbing_app
+    with pytest.raises(AppError, match="video.mp4 was not uploaded to this page"):
+        app.require_upload(str(raw), blocks.upload_file_set, "the video")
+    link = work / "gradio" / ("1" * 64) / "link.mp4"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(raw)
+    with pytest.raises(AppError, match="link.mp4 was not uploaded"):
+        app.require_upload(str(link), {str(link)}, "the video")
+
+
+def test_a_restarted_server_removes_the_jobs_and_uploads_a_killed_one_left(app_server, tmp_path):
+    """Files of a killed server on the same --work (a half-written job, Gradio's upload copy)
+    are removed when the app starts there again."""
+    blocks, _, _ = app_server
+    work = tmp_path / "work"
+    (work / "jobs" / "deadbeef" / "in").mkdir(parents=True)
+    (work / "jobs" / "deadbeef" / "in" / "upload.mp4").write_bytes(b"half an upload")
+    (work / "gradio" / "abc").mkdir(parents=True)
+    (work / "gradio" / "abc" / "upload.mp4").write_bytes(b"gradio's copy")
+    app = DubbingApp(blocks.dubbing_app.pipe, AppConfig(work=work))
+    assert not any((work / "jobs").iterdir()) and app.jobs == work / "jobs"
+    from export.app import clear_stale_uploads
+
+    clear_stale_uploads(work)
+    assert not (work / "gradio").exists()

@@ -104,3 +104,75 @@ def test_bad_space_input_is_one_line_and_nothing_is_written(tmp_path, app_bundle
     assert (taken / "app.py").read_text() == "mine\n" and sorted(p.name for p in taken.iterdir()) == ["app.py"]
     with pytest.raises(CardError, match="not a Space folder"):
         publish(PublishConfig(space=str(taken), repo="user/dubbing", dry_run=True))
+
+
+# ------------------------------------------------------------------ attacks through the bundle and --out
+def _hostile_bundle(app_bundle, tmp_path, name: str):
+    bundle = tmp_path / "hostile-bundle"
+    shutil.copytree(app_bundle, bundle)
+    index = json.loads((bundle / "model_index.json").read_text())
+    index["name"] = name
+    (bundle / "model_index.json").write_text(json.dumps(index))
+    return bundle
+
+
+def test_a_hostile_bundle_name_lands_in_app_py_and_the_readme_as_text_never_as_code(app_bundle, tmp_path):
+    """A name that closes the string it is written into: app.py, when run (as the Space runs it,
+    its module level), executes nothing of it; the README's front matter still parses, with the
+    name as the title's text. A name over several lines is refused."""
+    name = 'x"""; import os; os.system("touch PWNED"); x = """\' # ---'
+    out = write_space(SpaceConfig(bundle=str(_hostile_bundle(app_bundle, tmp_path, name)), out=str(tmp_path / "sp")))
+    probe = (
+        "import runpy, sys; sys.argv = ['app.py']; "
+        "g = runpy.run_path('app.py', run_name='space'); print(g['TITLE'])"  # all but the server
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHONPATH")}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=out, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == f"shqip-av dubbing: {name}"
+    assert not (out / "PWNED").exists() and not (tmp_path / "PWNED").exists()
+    meta = metadata_load(out / "README.md")
+    assert meta["title"] == f"shqip-av dubbing: {name}" and meta["sdk"] == "gradio"
+
+    multiline = 'x"""\nimport os; os.system("touch PWNED")\n"""'
+    with pytest.raises(SpaceError, match="is not plain one-line text"):
+        write_space(SpaceConfig(bundle=str(_hostile_bundle(app_bundle, tmp_path / "m", multiline)), out=str(tmp_path / "m" / "sp")))  # fmt: skip
+    assert not (tmp_path / "m" / "sp").exists()
+
+
+def test_a_bundle_with_a_symlink_out_is_refused_and_publish_stages_no_byte_of_its_target(app_bundle, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET-CONTENT-of-the-server\n")
+    bundle = tmp_path / "linked-bundle"
+    shutil.copytree(app_bundle, bundle)
+    (bundle / "passwd.txt").symlink_to(secret)
+    out = tmp_path / "sp"
+    with pytest.raises(SpaceError, match=r"passwd.txt is a symlink to a file outside"):
+        write_space(SpaceConfig(bundle=str(bundle), out=str(out)))
+    staged = [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink() and p != secret]
+    assert not [p for p in staged if "SECRET-CONTENT" in p.read_text(errors="ignore")]
+    # a Space folder someone planted the link in afterwards: publish refuses it, stages nothing
+    space = write_space(SpaceConfig(bundle=str(app_bundle), out=str(tmp_path / "clean")))
+    (space / "bundle" / "passwd.txt").symlink_to(secret)
+    with pytest.raises(CardError, match="symlink to a file outside"):
+        publish(PublishConfig(space=str(space), repo="user/dubbing", dry_run=True))
+    upload = tmp_path / "clean" / ".upload"
+    assert not upload.exists() or not [p for p in upload.rglob("*") if "SECRET" in p.read_text(errors="ignore")]
+
+
+def test_a_space_out_inside_the_bundle_or_holding_other_files_is_refused(app_bundle, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(app_bundle, bundle)
+    before = sorted(p.relative_to(bundle) for p in bundle.rglob("*"))
+    with pytest.raises(SpaceError, match="is inside .*which it copies"):
+        write_space(SpaceConfig(bundle=str(bundle), out=str(bundle / "space")))
+    assert sorted(p.relative_to(bundle) for p in bundle.rglob("*")) == before
+    busy = tmp_path / "busy"
+    (busy / "other-space").mkdir(parents=True)
+    (busy / "other-space" / "app.py").write_text("someone else's\n")
+    with pytest.raises(SpaceError, match="other-space/app.py, which export space did not write"):
+        write_space(SpaceConfig(bundle=str(bundle), out=str(busy)))
+    assert sorted(p.name for p in busy.iterdir()) == ["other-space"]
+    # our own Space folder is rewritten in place
+    again = write_space(SpaceConfig(bundle=str(bundle), out=str(tmp_path / "mine")))
+    assert write_space(SpaceConfig(bundle=str(bundle), out=str(again))) == again
