@@ -698,6 +698,21 @@ class Bundle:
 
         entry = self.component("mt")
         source, revision = self.source("mt", entry)
+        local = Path(source)
+        if local.is_dir() and not any(
+            (local / name).is_file()
+            for name in (
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "source.spm",
+                "sentencepiece.bpe.model",
+                "vocab.json",
+            )
+        ):
+            raise BundleError(
+                f"the translation model in {local.name}/ has no tokenizer files (tokenizer_config.json, "
+                "source.spm or tokenizer.json): rebuild the bundle from a complete model folder"
+            )
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
             model = AutoModelForSeq2SeqLM.from_pretrained(source, revision=revision).eval()
@@ -717,7 +732,11 @@ def load_bundle(source: str, revision: str = "main") -> Bundle:
         try:
             path = Path(snapshot_download(source, revision=revision))
         except Exception as e:  # noqa: BLE001 - offline, missing repo, no access: one line
-            raise BundleError(f"cannot download the bundle {source}: {str(e).splitlines()[0]}") from None
+            # a name shaped like owner/name is also a relative path: say that neither was found
+            raise BundleError(
+                f"no bundle folder {source} here, and the Hub repo {source} cannot be downloaded: "
+                f"{str(e).splitlines()[0]}"
+            ) from None
     index_file = path / "model_index.json"
     if not index_file.is_file():
         raise BundleError(

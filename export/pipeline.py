@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -232,10 +233,14 @@ class DubbingPipeline:
         """Dub ``video`` into ``to`` (default: the bundle's language). ``translation``: your own
         .srt (its cues are the segments). ``options``: any other DubConfig field (visible_mark,
         duck, buffer_frames, color_match, feather, source_language, c2pa_cert, c2pa_key, fit)."""
+        _check_api_options(options)
         cfg = DubConfig(input=str(video), bundle=str(self.bundle.path), to=to,
                         translation=str(translation) if translation else "", out=str(out) if out else "",
                         **options)  # fmt: skip
-        return self.run(cfg)
+        try:
+            return self.run(cfg)
+        except DubError as e:  # the message in the API's words: arguments, not the command's flags
+            raise DubError(_API_WORDS.sub(lambda m: _API_NAMES[m.group(0).strip()], str(e))) from None
 
     def run(self, cfg: DubConfig, checked: _Inputs | None = None) -> DubResult:
         """Nothing is written before every input is checked; a dub refused midway (no speech, say)
@@ -288,6 +293,37 @@ class DubbingPipeline:
                      inputs.notes, inputs.signing)  # fmt: skip
 
 
+# the command's flags in a message, as this API's arguments
+_API_NAMES = {"--input": "video", "--out": "out=", "--translation": "translation=", "--adapt-steps": "adapt_steps="}
+_API_WORDS = re.compile(r"--(?:input|out|translation|adapt-steps)\b(?!-) ?")
+
+
+def _check_api_options(options: dict) -> None:
+    """A call's keyword options against DubConfig's fields and their types, before any work:
+    ``adapt_steps="ten"`` is one line now, not a TypeError midway."""
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(DubConfig)}
+    reserved = {"input", "bundle", "to", "translation", "out"}
+    for key, value in options.items():
+        if key not in fields or key in reserved:
+            allowed = ", ".join(sorted(set(fields) - reserved))
+            raise DubError(f"unknown option {key}={value!r}; the options are {allowed}")
+        declared = fields[key].type if isinstance(fields[key].type, str) else fields[key].type.__name__
+        if declared == "bool":
+            ok, kind = isinstance(value, bool), "True or False"
+        elif declared == "int":
+            ok, kind = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+        elif declared == "float":
+            ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        elif declared == "str":
+            ok, kind = isinstance(value, (str, Path)), "text or a path"
+        else:
+            ok, kind = True, ""
+        if not ok:
+            raise DubError(f"{key} must be {kind}, not {value!r}")
+
+
 @dataclass
 class _Inputs:
     """The inputs of a dub that need no model: the video, the translation .srt, the signing keys."""
@@ -312,6 +348,8 @@ def check_inputs(cfg: DubConfig) -> _Inputs:
         raise DubError("give the video to dub")
     validate(cfg)  # ranges (a negative --adapt-steps, say), for callers that built the config in code
     video = Path(cfg.input)
+    if video.is_dir():
+        raise DubError(f"{video}: is a folder; give the video file to dub")
     if not video.is_file():
         raise DubError(f"{video}: no such file")
     try:

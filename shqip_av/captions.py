@@ -17,18 +17,26 @@ from shqip_av.files import atomic_write_text
 
 _TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})")
 _TAG = re.compile(r"<[^>]*>")
+# script and style elements: their content is code, not speech
+_CODE = re.compile(r"<(script|style)\b[^>]*>.*?(</\1\s*>|$)", re.IGNORECASE | re.DOTALL)
+# terminal escape sequences (colours, cursor moves): ESC [ ... final byte, or ESC and one character
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|\x9b[0-?]*[ -/]*[@-~]")
 # control and invisible formatting characters: never part of what is said (a NUL would even stop a
 # speech synthesizer's command line)
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
 
 
 def clean_text(text: str) -> str:
-    """Cue text as it is meant to be read: tags removed, HTML entities decoded (and tags they
-    spelled removed too), control characters dropped, NFC, single spaces."""
+    """Cue text as it is meant to be read: script and style content dropped, tags replaced by a
+    space, HTML entities decoded (and tags they spelled removed too), terminal escape sequences and
+    control characters dropped, NFC, single spaces."""
     import html
 
-    text = _TAG.sub("", html.unescape(_TAG.sub("", text)))
-    text = _CONTROL.sub(" ", text)
+    def untag(value: str) -> str:
+        return _TAG.sub(" ", _CODE.sub(" ", value))
+
+    text = untag(html.unescape(untag(_ANSI.sub("", text))))
+    text = _CONTROL.sub(" ", _ANSI.sub("", text))
     return " ".join(unicodedata.normalize("NFC", text).split())
 
 

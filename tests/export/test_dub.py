@@ -466,6 +466,26 @@ def test_a_real_clip_dubbed_end_to_end_through_whisper_marian_and_vits(
     assert len(a) == len(b) == 100
 
 
+def test_the_python_api_refuses_bad_arguments_at_once_in_its_own_words(bundle, tmp_path):
+    import time
+
+    from export.pipeline import DubbingPipeline
+
+    pipe = DubbingPipeline.from_pretrained(str(bundle), device="cpu")
+    video = shared_video(CLIP)
+    started = time.monotonic()
+    with pytest.raises(DubError, match="adapt_steps must be a whole number, not 'ten'"):
+        pipe(video, adapt_steps="ten", out=tmp_path / "a")
+    with pytest.raises(DubError, match="unknown option adapt=3; the options are adapt_steps, "):
+        pipe(video, adapt=3, out=tmp_path / "a")
+    assert time.monotonic() - started < 1 and not (tmp_path / "a").exists()  # before any work
+    with pytest.raises(DubError, match="is a folder; give the video file to dub"):
+        pipe(tmp_path, out=tmp_path / "b")
+    with pytest.raises(DubError, match="no translation model: give translation=my.srt") as error:
+        pipe(video, out=tmp_path / "c")
+    assert "--" not in str(error.value)
+
+
 def test_the_readme_pipeline_snippet_runs(bundle, sample_set, tmp_path, monkeypatch):
     """The README's three-line DubbingPipeline use, run as written (paths under a scratch folder)."""
     from tests.conftest import REPO

@@ -195,6 +195,10 @@ def test_the_srt_gate_cleans_sorts_and_limits_before_any_work(tmp_path):
     )
     assert [s.translation for s in segments] == ["A a", "B & b !"] and [s.start for s in segments] == [0.5, 4.0]
     assert any("sorted" in n for n in notes) and any("no text" in n for n in notes)
+    # a terminal colour, a script and a tag between words: the words alone, apart
+    hostile = "\x1b[31mred\x1b[0m <script>alert(1)</script>world<br>again<style>p{}</style>"
+    segments, _ = gate(f"1\n00:00:01,000 --> 00:00:02,000\n{hostile}\n")
+    assert [s.translation for s in segments] == ["red world again"]
     with pytest.raises(DubError, match="no cue has any text"):
         gate("1\n00:00:01,000 --> 00:00:02,000\n<i> </i>\n\n2\n00:00:03,000 --> 00:00:04,000\n&#x200b;\n")
 
