@@ -65,7 +65,14 @@ def main(argv=None) -> int:
         page, pictures = write_review(args.root)
         print(
             f"review page: {page} (pictures: {pictures['made']} made, {pictures['kept']} unchanged, "
-            f"{pictures['removed']} removed" + (f", {pictures['failed']} failed" if pictures["failed"] else "") + ")"
+            f"{pictures['removed']} removed"
+            + (f", {pictures['failed']} failed" if pictures["failed"] else "")
+            + (
+                f", {pictures['outside the root']} record(s) naming a path outside the root shown as bad"
+                if pictures["outside the root"]
+                else ""
+            )
+            + ")"
         )
     return 0
 

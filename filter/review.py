@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from shqip_av import ShqipError
-from shqip_av.files import DatasetRoot, atomic_write_bytes, atomic_write_text, safe_id
+from shqip_av.files import DatasetRoot, UnsafePathError, atomic_write_bytes, atomic_write_text, safe_id
 from shqip_av.log import get_logger, progress
 from shqip_av.manifest import read_jsonl
 from shqip_av.media import MediaError, frame_at, run_ffmpeg
@@ -75,10 +75,18 @@ class Review:
 
 
 # ------------------------------------------------------------------------------------ the records
+def _inside(droot: DatasetRoot, *parts: str) -> Path | None:
+    """``droot.path(*parts)``, or None when a record's value would lead outside the root."""
+    try:
+        return droot.path(*parts)
+    except UnsafePathError:
+        return None
+
+
 def _spans(droot: DatasetRoot, video_id: str) -> dict[str, tuple[float, float, int | None]]:
     """key → (start, end, track) from filter's decisions for the video (its work folder)."""
-    path = droot.path("work", video_id, "decisions.json")
-    if not path.is_file():
+    path = _inside(droot, "work", video_id, "decisions.json")
+    if path is None or not path.is_file():
         return {}
     try:
         decisions = json.loads(path.read_text(encoding="utf-8"))
@@ -204,9 +212,9 @@ def prepare_review(root: str | Path) -> Review:
 
 def _pose(droot: DatasetRoot, video_id: str, meta: dict) -> dict:
     """Median |yaw| and |pitch| (degrees) of the sample's face over its span, from filter's scan."""
-    path = droot.path("work", video_id, "faces.npz")
+    path = _inside(droot, "work", video_id, "faces.npz")
     name = f"track{meta.get('track', 0)}_pose"
-    if not path.is_file() or meta.get("start") is None:
+    if path is None or not path.is_file() or meta.get("start") is None:
         return {}
     try:
         with np.load(path) as z:
@@ -243,8 +251,8 @@ def _face_marks(droot: DatasetRoot, video_id: str, seconds: float) -> list[np.nd
     """Landmarks (478, 2) of each face filter tracked at that moment (in source-frame pixels)."""
     from shqip_av.components.face_tracker import FaceScan
 
-    path = droot.path("work", video_id, "faces.npz")
-    if not path.is_file():
+    path = _inside(droot, "work", video_id, "faces.npz")
+    if path is None or not path.is_file():
         return []
     try:
         scan = FaceScan.load(path)
@@ -305,23 +313,35 @@ def make_pictures(review: Review, folder: Path) -> dict[str, int]:
     except ValueError:
         state = {}
     jobs = []  # (card, name, fingerprint, make)
+    counts = Counter()
+
+    def leaves_root(card: Card) -> None:  # a hostile or corrupt record: shown, without a picture
+        log.warning("%s: its record names a path outside the dataset root; shown without a picture", card.key)
+        card.detail = (card.detail + " " if card.detail else "") + "(record names a path outside the dataset root)"
+        card.play = ""  # nothing outside the root is linked from the page either
+        counts["outside the root"] += 1
+
     for cards in review.rejected.values():
         for card in cards[:EXAMPLES_PER_REASON]:
             if not card.play:
                 continue
-            video = droot.path(card.play)
+            video, marks = _inside(droot, card.play), _inside(droot, "work", card.video_id, "faces.npz")
+            if video is None or marks is None:
+                leaves_root(card)
+                continue
             name = safe_id(card.key) + ".jpg"
-            marks = droot.path("work", card.video_id, "faces.npz")
             fp = _fingerprint(video, marks, extra=f"{card.start}-{card.end}")
             jobs.append((card, name, fp, lambda c=card, v=video: _draw_rejection(droot, c, v)))
     for speakers in review.kept.values():
         for cards in speakers.values():
             for card in cards:
-                clip = droot.path("clips", card.video_id, f"{card.key}.mp4")
+                clip = _inside(droot, "clips", card.video_id, f"{card.key}.mp4")
+                if clip is None or (card.play and _inside(droot, card.play) is None):
+                    leaves_root(card)
+                    continue
                 name = safe_id(card.key) + ".strip.jpg"
                 duration = (card.end or 0) - (card.start or 0)
                 jobs.append((card, name, _fingerprint(clip), lambda c=clip, d=duration: _draw_strip(c, d)))
-    counts = Counter()
     new_state = {}
     for card, name, fp, make in progress(jobs, desc="review pictures", unit="picture"):
         if state.get(name) == fp and (folder / name).is_file():
@@ -341,7 +361,7 @@ def make_pictures(review: Review, folder: Path) -> dict[str, int]:
             old.unlink()
             counts["removed"] += 1
     atomic_write_text(state_path, json.dumps(new_state, indent=1, sort_keys=True) + "\n")
-    return {k: counts.get(k, 0) for k in ("made", "kept", "removed", "failed")}
+    return {k: counts.get(k, 0) for k in ("made", "kept", "removed", "failed", "outside the root")}
 
 
 # ------------------------------------------------------------------------------------ the page
@@ -394,7 +414,10 @@ def _kept_body(card: Card) -> str:
         f'<p class="transcript">{_e(card.transcript)}</p>' if card.transcript else '<p class="none">no transcript</p>'
     )
     span = f"{card.start:.2f}–{card.end:.2f} s" if card.start is not None else ""
-    return f'<div class="key">{_e(card.key)}</div><div class="span">{span}</div>{transcript}<table>{rows}</table>'
+    problem = f'<p class="detail">{_e(card.detail)}</p>' if card.detail else ""
+    return (
+        f'<div class="key">{_e(card.key)}</div><div class="span">{span}</div>{problem}{transcript}<table>{rows}</table>'
+    )
 
 
 def _rejected_body(card: Card) -> str:
@@ -470,7 +493,7 @@ def render_html(review: Review) -> str:
 
 
 STYLE = """
-body{font:14px/1.4 system-ui,sans-serif;margin:0 1.5em 3em;color:#222;background:#fafafa}
+body{font:14px/1.4 system-ui,sans-serif;margin:0 1.5em 3em;color:#222;background:#fafafa;overflow-wrap:anywhere}
 h1{font-size:1.5em}h2{margin-top:1.6em;border-bottom:1px solid #ccc}h3{margin:1em 0 .4em}
 .bar{display:grid;grid-template-columns:14em 1fr 4em;align-items:center;gap:.5em;margin:.2em 0}
 .bar .fill{display:block;height:1em;background:#4a7bd0;border-radius:2px}.bar .n{text-align:right}

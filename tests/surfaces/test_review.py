@@ -119,3 +119,30 @@ def test_the_dataset_card_links_to_the_review_page(review_root):
 
     card = build_dataset_card(DatasetCardConfig(root=str(review_root))).read_text()
     assert "](../review/index.html)" in card
+
+
+def test_a_record_that_leads_outside_the_root_is_shown_as_bad_and_the_rest_is_written(review_root, tmp_path):
+    """A hostile manifest line (a key and video id with ../, a very long word) does not stop the
+    page: that record is shown without a picture and said to be bad, every other record is there."""
+    from filter.review import write_review
+
+    root = tmp_path / "data"
+    shutil.copytree(review_root, root, copy_function=os.link, ignore=shutil.ignore_patterns("cards", "*.lock"))
+    rejected = root / "clips" / "rejected.jsonl"
+    good = list(read_jsonl(rejected))
+    hostile = dict(good[0], key="../../../etc/passwd", video_id="../../../etc", detail="x" * 400)
+    kept = root / "clips" / "manifest.jsonl"
+    kept_records = list(read_jsonl(kept))
+    bad_kept = json.loads(json.dumps(kept_records[0]))
+    bad_kept.update(key="../../outside", video_id="../..")
+    rejected.unlink()  # hard links to the session's root: replaced, not written through
+    rejected.write_text("".join(json.dumps(r) + "\n" for r in [hostile, *good]))
+    kept.unlink()
+    kept.write_text("".join(json.dumps(r) + "\n" for r in [bad_kept, *kept_records]))
+    page, counts = write_review(root)
+    html = page.read_text()
+    assert counts["outside the root"] >= 1
+    assert "record names a path outside the dataset root" in html
+    for r in good[:3] + kept_records[:3]:
+        assert r["key"] in html
+    assert not (tmp_path / "etc").exists() and not list((root / "cards" / "review" / "thumbs").glob("*passwd*"))
