@@ -7,7 +7,7 @@ WORKERS ?= 2
 SHARED_MODELS := $(abspath ../shared/models)
 export SHQIP_AV_MODELS ?= $(if $(wildcard $(SHARED_MODELS)/face_landmarker.task),$(SHARED_MODELS),)
 
-ACCELERATE := $(VENV)/bin/accelerate launch --num_machines 1 --dynamo_backend no
+ACCELERATE := $(VENV)/bin/accelerate launch --num_machines 1 --dynamo_backend no --mixed_precision no
 ASR_CONFIG ?= train/configs/whisper-small-sq.yaml
 # models to compare with `make evaluate-asr` (comma-separated ids or folders)
 ASR_MODELS ?= openai/whisper-small,$(ROOT)/runs/asr/whisper-small-sq

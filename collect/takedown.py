@@ -96,7 +96,10 @@ class TakedownReport:
                 f"collect will still refuse anything it matches"
             )
         for path in self.still_found:
-            lines.append(f"takedown: {path} still names a withdrawn video; remove it by hand")
+            lines.append(
+                f"takedown: {path} still names a withdrawn video (its id, URL or, for a copy of a dub, the "
+                "source's sha256 in its metadata); remove it by hand"
+            )
         return "\n".join(lines)
 
     @property
@@ -488,7 +491,8 @@ def _apply(root: DatasetRoot, keep_sources: bool) -> TakedownReport:
     _remove_run_media(root, withdrawn, report)
     report.lines_removed += _scrub_json(root, withdrawn)
     _mark_bundles(root, withdrawn, report)
-    needles = {v.encode() for v in withdrawn} | {u.encode() for u in urls}
+    # a dub's container comment names its source's sha256: a renamed copy of a dub is found by it
+    needles = {v.encode() for v in withdrawn} | {u.encode() for u in urls} | {d.encode() for d in digests if d}
     report.still_found = _sweep(root, needles)
     ledger = list(read_jsonl(root.path(LEDGER))) if root.path(LEDGER).is_file() else []
     ledger += [

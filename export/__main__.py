@@ -1,11 +1,13 @@
-"""python -m export bundle|dub|onnx: the dubbing bundle, a dub, the generator as ONNX.
+"""python -m export bundle|dub|app|space|onnx: the dubbing bundle, a dub, the dubbing app, its Space, ONNX.
 
-    python -m export bundle --out exports/<name> --asr runs/asr/<name> [--mt <id>] --tts espeak:sq \
-        --generator runs/lipsync/<name> --expert runs/lipsync/<name> [--to en]
+    python -m export bundle --out exports/<name> --asr runs/asr/<name> [--mt <id>] --tts espeak:sq
+                            --generator runs/lipsync/<name> --expert runs/lipsync/<name> [--to en]
     python -m export dub IN.mp4 --bundle exports/<name> --to en [--translation my.srt] [--out dubs/<name>]
-    python -m export onnx --model runs/lipsync/<name> [--out DIR]   # the generator as ONNX, checked
     python -m export app --bundle exports/<name> [--host 127.0.0.1 --port 7860]   # the dubbing app (Gradio)
     python -m export space --bundle exports/<name> --out space/   # the app as a Hugging Face Space folder
+    python -m export onnx --model runs/lipsync/<name> [--out DIR]   # the generator as ONNX, checked
+
+Each command's --help lists its options.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from shqip_av.config import parse_config, run_cli
 from shqip_av.log import setup_logging
 
-COMMANDS = ("bundle", "dub", "onnx", "app", "space")
+COMMANDS = ("bundle", "dub", "app", "space", "onnx")
 
 
 def main(argv: list[str] | None = None) -> int:

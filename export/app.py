@@ -51,7 +51,9 @@ STEP_NAMES = {  # what the page calls the pipeline's steps
     "face tracking": "tracking faces",
     "adapting the generator to this face": "adapting to this face",
     "lip-sync and render": "lip-syncing and rendering",
+    "sync score": "scoring the lip-sync",
     "c2pa": "signing",
+    "strip": "drawing the side-by-side strip",
 }
 CONSENT_TEXT = "The person shown in this video agreed to have it dubbed (their voice and mouth are changed)"
 
@@ -283,6 +285,8 @@ class DubbingApp:
                     visible_mark=bool(visible_mark),
                     adapt_steps=int(adapt_steps),
                 )
+            if report_step is not None:
+                report_step("strip", 0, None)
             strip = side_by_side(source, result.video, result.report, out / "side-by-side.png")
             # the report the page offers names files, not this machine's folders
             public = without_paths(result.report)

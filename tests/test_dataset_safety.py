@@ -341,10 +341,17 @@ def test_takedown_leaves_no_byte_of_the_withdrawn_samples_anywhere_under_the_roo
     write_review(root)  # the review page shows the victim's face, words and id
     assert vid.encode() in (root / "cards" / "review" / "index.html").read_bytes()
 
+    # a copy of the dub under another name, elsewhere in the root: its metadata names the source
+    dub_copy = root / "shared-with-friends" / "holiday.mp4"
+    dub_copy.parent.mkdir()
+    shutil.copy(next((root / "dubs").rglob("*.dub.mp4")), dub_copy)
     (root / "takedown.txt").write_text(f"video:{vid}\n", encoding="utf-8")
+    first = _run("collect.takedown", "--root", str(root))
+    assert first.returncode == 1 and "shared-with-friends/holiday.mp4 still names a withdrawn video" in first.stdout
+    dub_copy.unlink()  # removed by hand, as it says
     proc = _run("collect.takedown", "--root", str(root))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "deleted the source file incoming/" in proc.stdout  # the sample's own recordings
+    assert "deleted the source file incoming/" in first.stdout  # the sample's own recordings
     source = root / victim["url"].removeprefix("local:")  # and their captions and translations
     assert not list(source.parent.glob(f"{source.stem}.*")), list(source.parent.glob(f"{source.stem}.*"))
     found = []

@@ -384,6 +384,12 @@ def finish(cfg: AsrConfig, model, processor, training: dict, data_counts: dict) 
     atomic_write_text(run / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     if splits:
         print(format_table(_table_rows(metrics)))
+        learnt_from = [name for name in cfg.data.report_splits if name == cfg.data.train_split]
+        if learnt_from:  # the demo's case: say what the figure shows
+            print(
+                f"note: WER on {', '.join(learnt_from)} is measured on the utterances the model was trained on: "
+                "it shows that it learns, not how well it does on speech it has not heard"
+            )
     if cfg.hub.push:
         push_to_hub(cfg, run)
     log.info("run written to %s", run)
