@@ -134,6 +134,8 @@ class FetchJob:
     info: dict
     file: str | None = None  # local footage; None: download with yt-dlp from ``info``
     sidecars: dict[str, str] = field(default_factory=dict)  # language → local caption file
+    sync: str | None = None  # the sources entry's sync verdict and offset (collect.table)
+    av_offset: int | None = None
 
 
 @dataclass
@@ -173,6 +175,8 @@ def fetch_video(job: FetchJob, root: str, cfg: CollectConfig) -> Fetched:
             rights=job.rights,
             info=info,
             options=_store_options(cfg),
+            sync=job.sync,
+            av_offset=job.av_offset,
         )
     except FetchError as e:  # the partial download stays: the next run continues it
         return Fetched(job.video_id, refusal=(e.reason, str(e)[:500], None))
@@ -370,7 +374,9 @@ class Collector:
                 continue
             if not entry.captions:
                 info = {**info, "subtitles": {}}
-            self._plan(FetchJob(video_id, source, _rights(decision, entry), info))
+            self._plan(
+                FetchJob(video_id, source, _rights(decision, entry), info, sync=entry.sync, av_offset=entry.av_offset)
+            )
 
     def _plan_path(self, entry: SourceEntry) -> None:
         path = entry.path
@@ -434,7 +440,16 @@ class Collector:
                 "language": entry.language,
             }
             self._plan(
-                FetchJob(video_id, source, _rights(decision, entry), info, file=str(file.resolve()), sidecars=sidecars)
+                FetchJob(
+                    video_id,
+                    source,
+                    _rights(decision, entry),
+                    info,
+                    file=str(file.resolve()),
+                    sidecars=sidecars,
+                    sync=entry.sync,
+                    av_offset=entry.av_offset,
+                )  # fmt: skip
             )
 
 

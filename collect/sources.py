@@ -37,10 +37,12 @@ from shqip_av.records import Consent
 
 ENTRY_KEYS = {
     "url", "path", "consent", "license", "language", "max_videos", "title", "speaker", "captions", "dialect",
-    "restriction",
+    "restriction", "sync", "av_offset",
 }  # fmt: skip
+# what a table of clips knows of a recording's sync (collect.table): av_offset only with late/early/in-sync
+SYNC_VERDICTS = ("in-sync", "late", "early", "unclear", "silent")
 DIALECTS = ("gheg", "tosk", "mixed")  # the two main Albanian dialects, for the dataset card's coverage
-DEFAULT_KEYS = ENTRY_KEYS - {"url", "path", "title"}
+DEFAULT_KEYS = ENTRY_KEYS - {"url", "path", "title", "sync", "av_offset"}
 SCALAR_KEYS = ENTRY_KEYS - {"consent"}
 
 
@@ -65,6 +67,8 @@ class SourceEntry:
     # a use restriction carried by every record of this source, e.g. "third-party test footage: never
     # publish it or anything trained on it"; cards publish refuses such data and what learned from it
     restriction: str | None = None
+    sync: str | None = None  # a verdict measured before collect (SYNC_VERDICTS)
+    av_offset: int | None = None  # frames the audio is late (+) or early (-); corrected at collect
     line: int = 0  # where it is in sources.yaml, for messages
 
     @property
@@ -167,6 +171,24 @@ def _entry(
                 path, (raw.get("max_videos") or (None, node))[1], f"'max_videos' must be a whole number ≥ 0, got {mv!r}"
             )
         entry.max_videos = mv
+    if values.get("sync") is not None:
+        verdict = str(values["sync"]).strip().lower()
+        if verdict not in SYNC_VERDICTS:
+            raise _err(
+                path, (raw.get("sync") or (None, node))[1],
+                f"'sync' must be one of {', '.join(SYNC_VERDICTS)}, got {values['sync']!r}",
+            )  # fmt: skip
+        entry.sync = verdict
+    if values.get("av_offset") is not None:
+        offset = values["av_offset"]
+        where = (raw.get("av_offset") or (None, node))[1]
+        if not isinstance(offset, int) or isinstance(offset, bool) or abs(offset) > 250:
+            raise _err(path, where, f"'av_offset' must be a whole number of frames within ±250, got {offset!r}")
+        if entry.sync in ("unclear", "silent"):
+            raise _err(
+                path, where, f"'av_offset' with sync '{entry.sync}': an offset is known only for a clear verdict"
+            )
+        entry.av_offset = offset
     if values.get("captions") is not None:
         if not isinstance(values["captions"], bool):
             raise _err(path, (raw.get("captions") or (None, node))[1], "'captions' must be true or false")

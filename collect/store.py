@@ -61,6 +61,8 @@ def store_video(
     rights: Rights,
     info: dict,
     options: StoreOptions,
+    sync: str | None = None,
+    av_offset: int | None = None,
 ) -> RawVideo:
     """Check and normalise ``video_file`` (inside ``partial``), move the folder to raw/<video_id>/
     and return its record. Raises ``Rejected``."""
@@ -97,6 +99,7 @@ def store_video(
     except MediaError as e:
         raise Rejected("does-not-decode", str(e)) from None
     final = probe(stored)
+    sync_record = _correct_offset(stage / "audio.wav", final, sync, av_offset)
     captions = {}
     for lang, path in collect_captions(partial, options.caption_languages).items():
         target = stage / f"captions.{lang}.vtt"
@@ -135,7 +138,42 @@ def store_video(
         ),
         collected_at=utc_now(),
         version=f"shqip-av {__version__}",
+        sync=sync_record,
     )
+
+
+def _correct_offset(audio_path: Path, media, verdict: str | None, av_offset: int | None) -> dict | None:
+    """A known offset (frames at the clip's own rate, positive: audio late) taken out of audio.wav,
+    which every later stage reads: late audio loses its first frames and is padded with silence at
+    the end, early audio the other way round, so its length stays the video's. The video file keeps
+    its own soundtrack untouched. Returns what was done, for the record."""
+    if verdict is None and av_offset is None:
+        return None
+    record: dict = {"truth": verdict or ("in-sync" if av_offset == 0 else "late" if av_offset > 0 else "early")}
+    if not av_offset:
+        if av_offset == 0:
+            record["table_offset_frames"] = 0
+        return record
+    from shqip_av.av_offset import shift_audio
+    from shqip_av.media import AUDIO_RATE, read_audio, write_wav
+
+    fps = media.fps or 25.0
+    seconds = av_offset / fps
+    if abs(seconds) >= media.duration:
+        raise Rejected(
+            "bad-av-offset", f"av_offset {av_offset} frames ({seconds:.2f} s) is not shorter than the clip", av_offset
+        )
+    audio = read_audio(audio_path)
+    samples = int(round(seconds * AUDIO_RATE))
+    write_wav(audio_path, shift_audio(audio, samples))
+    record.update(
+        table_offset_frames=av_offset,
+        corrected_frames=av_offset,
+        corrected_seconds=round(seconds, 4),
+        padded_seconds=round(min(abs(samples), len(audio)) / AUDIO_RATE, 4),  # silence at the end or front
+        fps=round(fps, 3),
+    )
+    return record
 
 
 def _same_fs(a: Path, folder: Path) -> bool:

@@ -3,7 +3,8 @@
 A sources.yaml over local clips listed in a tab-separated table (one clip a line, a header naming
 the columns): ``file`` (relative to the table's folder, or absolute) and ``speaker`` are
 required; ``licence``, ``language`` and ``source`` (where the clip came from) are used when
-present. Each clip becomes a ``path`` entry whose consent record is the licence it was published
+present, and ``sync``/``av_offset`` (a measured verdict and offset: collect corrects the offset
+and records both, filter leaves unclear and silent clips out of sync truth). Each clip becomes a ``path`` entry whose consent record is the licence it was published
 under (subject: the publisher named in ``source``), and every entry carries ``--restriction``
 when given, so that collect records it on every video and ``cards publish`` refuses the data and
 anything trained on it. ``make realpool`` builds the real-footage pool this way.
@@ -56,7 +57,7 @@ def prepare_sources(table: str | Path, restriction: str = "") -> dict:
     """The sources.yaml content (a dict) for the clips of ``table``."""
     table = Path(table).resolve()
     entries = []
-    for row in read_table(table):
+    for number, row in enumerate(read_table(table), start=2):
         clip = Path(row["file"])
         clip = clip if clip.is_absolute() else table.parent / clip
         if not clip.is_file():
@@ -76,12 +77,57 @@ def prepare_sources(table: str | Path, restriction: str = "") -> dict:
                 "granted": datetime.date.today().isoformat(),
             },
         }
+        entry.update(_sync_columns(row, table, number, clip))
         if row.get("licence") or row.get("license"):
             entry["license"] = row.get("licence") or row.get("license")
         if restriction:
             entry["restriction"] = restriction
         entries.append(entry)
     return {"sources": entries}
+
+
+def _sync_columns(row: dict[str, str], table: Path, number: int, clip: Path) -> dict:
+    """The ``sync`` and ``av_offset`` columns as the entry's keys: a verdict (in-sync, late, early,
+    unclear, silent) and, for a clear one, the offset in frames at the clip's rate (positive: audio
+    late), which collect takes out of the audio. A malformed value is one line naming the row."""
+    from collect.sources import SYNC_VERDICTS
+
+    verdict = (row.get("sync") or "").strip().lower()
+    offset_text = (row.get("av_offset") or "").strip()
+    where = f"--table {table}: line {number} ({row['file']})"
+    if verdict and verdict not in SYNC_VERDICTS:
+        raise ShqipError(f"{where}: sync {verdict!r} is not one of {', '.join(SYNC_VERDICTS)}")
+    out: dict = {"sync": verdict} if verdict else {}
+    if not offset_text:
+        return out
+    try:
+        offset = int(offset_text)
+    except ValueError:
+        raise ShqipError(f"{where}: av_offset {offset_text!r} is not a whole number of frames") from None
+    if verdict in ("unclear", "silent"):
+        raise ShqipError(f"{where}: av_offset {offset} with sync {verdict!r}: an offset needs a clear verdict")
+    fps = _number(row.get("fps")) or 25.0
+    seconds = _number(row.get("seconds"))
+    if seconds is None:
+        from shqip_av.media import MediaError, probe
+
+        try:
+            seconds = probe(clip).duration
+        except MediaError:
+            seconds = None
+    if seconds is not None and abs(offset) / fps >= seconds:
+        raise ShqipError(
+            f"{where}: av_offset {offset} frames ({abs(offset) / fps:.2f} s) is not shorter than the clip ({seconds} s)"
+        )
+    out["av_offset"] = offset
+    return out
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
 
 
 def main(argv=None) -> int:

@@ -128,6 +128,16 @@ class SyncConfig:
         "but at most max_correction frames, instead of judging it by max_abs_offset",
     )
     max_correction: int = option(2, "largest offset (frames) correct_offset repairs", min=0, max=15)
+    # DESIGN.md §7.2: a whole video is judged before its utterances (long signals are reliable
+    # where a two-second utterance is not); encoder delays and lost edit lists shift whole files
+    video_offset: bool = option(
+        True,
+        "measure one audio offset per video over all its speech (model-free: mouth opening against "
+        "loudness) and, when the signals agree and the halves do not drift, correct it before the "
+        "utterances are judged",
+    )
+    video_max_correction: int = option(15, "largest whole-video offset (frames) corrected", min=0, max=50)
+    video_min_agree: int = option(3, "mouth signals (of 4) that must agree within a frame", min=1, max=4)
 
 
 @dataclass

@@ -220,6 +220,26 @@ def speaker_of(raw: RawVideo) -> str:
     )
 
 
+class ShiftedAudio:
+    """A recording's samples read ``shift`` samples later (positive: the audio was late, so sample
+    i of the corrected audio is sample i + shift of the recording), silence past either end; the
+    same length and slicing as the PCM reader it wraps."""
+
+    def __init__(self, audio, shift: int):
+        self.audio, self.shift = audio, int(shift)
+
+    def __len__(self) -> int:
+        return len(self.audio)
+
+    def __getitem__(self, item: slice) -> np.ndarray:
+        start, stop, _ = item.indices(len(self))
+        a, b = start + self.shift, stop + self.shift
+        n = len(self.audio)
+        piece = np.asarray(self.audio[max(0, min(a, n)) : max(0, min(b, n))], np.float32)
+        before, after = max(0, -a) if a < 0 else 0, max(0, (b - a) - len(piece) - (max(0, -a) if a < 0 else 0))
+        return np.concatenate([np.zeros(min(before, b - a), np.float32), piece, np.zeros(after, np.float32)])
+
+
 class _Rejector:
     def __init__(self, raw: RawVideo, result: VideoResult):
         self.raw, self.result = raw, result
@@ -256,8 +276,8 @@ def _process(raw: RawVideo, droot: DatasetRoot, cfg: FilterConfig, result: Video
     """One video through filter's named steps (DESIGN.md §3); a step that rejects the whole video
     ends it."""
     video = _VideoSteps(raw, droot, cfg, result, times)
-    for step in (video.probe, video.speech, video.diarization, video.transcripts, video.faces, video.candidates,
-                 video.sync, video.crops):  # fmt: skip
+    for step in (video.probe, video.speech, video.diarization, video.transcripts, video.faces, video.video_sync,
+                 video.candidates, video.sync, video.crops):  # fmt: skip
         if not step():
             return
     result.accepted.sort(key=lambda r: (r["meta"]["start"], r["key"]))
@@ -333,6 +353,10 @@ class _VideoSteps:
         nothing to look at). The audio is read on demand, never whole: memory stays bounded however
         long the video is."""
         cfg, raw, droot, reject = self.cfg, self.raw, self.droot, self.reject
+        if (raw.sync or {}).get("truth") == "silent":  # measured before collect: no speech, no sync work
+            self.result.stats["video_sync"] = {"truth": "silent", "verdict": "silent"}
+            reject("speech", "silent-recording", "the recording carries no speech (its table says silent)")
+            return False
         audio_path = droot.path(raw.files.audio)
         self.audio = open_audio(audio_path if audio_path.is_file() else self.work / "audio.wav", fallback=self.video)
         self.total = len(self.audio) / AUDIO_RATE
@@ -410,6 +434,58 @@ class _VideoSteps:
             self.reject("faces", "no-face", "no face track in the video", self.result.stats["face_frames"])
             return False
         self.scan = scan
+        return True
+
+    def video_sync(self) -> bool:
+        """One audio offset for the whole video, before any utterance is judged (DESIGN.md §7.2):
+        measured without a model on the longest face track over all the speech; corrected when
+        clear (the audio every later step reads is shifted, the utterances with it), flagged and
+        left alone when its halves drift; a verdict from collect (a table's) wins over the
+        measurement, and a disagreement is noted. Recorded as stats["video_sync"]."""
+        from shqip_av.av_offset import estimate_video_offset
+        from shqip_av.components.audio_frontend import speech_loudness
+
+        cfg, raw, fps = self.cfg.sync, self.raw, self.fps
+        known = raw.sync or {}
+        record: dict = {"truth": known.get("truth", "unknown")}
+        if known.get("corrected_frames"):
+            record["corrected_at_collect_frames"] = known["corrected_frames"]
+        self.result.stats["video_sync"] = record
+        if not self.utterances:
+            record["verdict"] = "no-speech"  # nothing to measure: no sync work
+            return True
+        if not cfg.video_offset:
+            return True
+        with self.times("video sync"):
+            track = max(self.scan.tracks, key=lambda t: len(t.landmarks))
+            marks = np.asarray(track.landmarks[0 : len(track.landmarks)], np.float64)
+            end = track.start + len(marks)
+            audio = np.asarray(self.audio[0 : min(len(self.audio), int(round(end * AUDIO_RATE / fps)))], np.float64)
+            loud = speech_loudness(audio, end, fps)[track.start :]
+            estimate = estimate_video_offset(marks, loud, max_lag=cfg.max_offset, min_agree=cfg.video_min_agree)
+        record.update(measured=estimate.to_dict(), verdict=estimate.verdict)
+        if "table_offset_frames" in known:
+            # the audio was corrected by the table's offset at collect: what is left should be ~0
+            if estimate.clear and abs(estimate.offset) > 1:
+                record["note"] = (
+                    f"measured {estimate.offset:+d} frames after the table's correction of "
+                    f"{known['table_offset_frames']:+d}: the table's offset is used"
+                )
+                log.info("%s: %s", self.vid, record["note"])
+            record["corrected_frames"] = 0
+            return True
+        if estimate.verdict == "drifting":
+            record["corrected_frames"] = 0  # one constant correction would be wrong for part of it
+            log.info("%s: the audio offset drifts (halves %s): not corrected", self.vid, estimate.halves)
+            return True
+        shift = estimate.offset if estimate.clear and abs(estimate.offset) <= cfg.video_max_correction else 0
+        record["corrected_frames"] = shift
+        if shift:
+            self.audio = ShiftedAudio(self.audio, int(round(shift * AUDIO_RATE / fps)))
+            moved = shift / fps  # speech heard at t was said at t - shift/fps
+            for u in self.utterances:
+                u.start, u.end = max(0.0, u.start - moved), max(0.0, u.end - moved)
+            self.utterances = [u for u in self.utterances if u.end - u.start > 0.05]
         return True
 
     def candidates(self) -> bool:
@@ -554,6 +630,7 @@ class _VideoSteps:
             "utterances": [vars(u) for u in self.utterances],
             "rejected_utterances": [vars(u) for u in self.unheard],
             "tracks": self.decisions,
+            "video_sync": self.result.stats.get("video_sync"),
         }
         atomic_write_text(self.work / "decisions.json", dumps(decisions) + "\n")
         return True
@@ -565,6 +642,32 @@ class _VideoSteps:
                 _render(self.video, self.info, self.fps, self.jobs, self.raw, self.cfg, self.staging, self.work,
                         self.reject, self.result, self.audio, self.times)  # fmt: skip
         return True
+
+
+def sync_truth(video_sync: dict) -> str:
+    """How far a sample's sync can serve as truth (what the sync judge may learn from):
+    "verified" when a table measured the recording in sync or its offset was corrected at collect,
+    "measured" when filter's whole-video measurement was clear (and corrected), "unclear" when the
+    table or the measurement could not tell, "drifting" when the offset changes within the video."""
+    truth, verdict = video_sync.get("truth", "unknown"), video_sync.get("verdict")
+    if truth in ("in-sync", "late", "early"):
+        return "verified"
+    if truth == "unclear":
+        return "unclear"
+    if verdict == "drifting":
+        return "drifting"
+    return "measured" if verdict == "clear" else "unclear"
+
+
+def _video_sync_quality(video_sync: dict) -> dict:
+    if not video_sync:
+        return {}
+    return {
+        "sync_truth": sync_truth(video_sync),
+        "video_offset_frames": int(
+            video_sync.get("corrected_at_collect_frames") or video_sync.get("corrected_frames") or 0
+        ),
+    }
 
 
 def _as_collected(video: Path, raw: RawVideo) -> bool:
@@ -760,6 +863,7 @@ def _stage_sample(
             "sync_method": job.sync.method,
             "sync_correction_frames": job.correction,
             **({"sync_distance": job.sync.distance} if job.sync.distance is not None else {}),
+            **_video_sync_quality(result.stats.get("video_sync") or {}),
         },
         "track": job.track.track_id,
         **(

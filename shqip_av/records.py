@@ -93,11 +93,16 @@ class RawVideo:
     media: MediaSummary
     collected_at: str
     version: str
+    # what is known of the recording's audio/video sync before filter measures it: the verdict of a
+    # table of clips (in-sync / late / early / unclear / silent) and a correction applied at collect
+    sync: dict | None = None
 
     def to_dict(self) -> dict:
         record = dataclasses.asdict(self)
         if record["rights"].get("restriction") is None:  # unrestricted records stay as they were
             record["rights"].pop("restriction", None)
+        if record.get("sync") is None:
+            record.pop("sync", None)
         return record
 
     @classmethod
@@ -114,6 +119,7 @@ class RawVideo:
                 media=MediaSummary(**d["media"]),
                 collected_at=d["collected_at"],
                 version=d["version"],
+                sync=d.get("sync"),
             )
         except (KeyError, TypeError) as e:
             raise ShqipError(f"malformed raw manifest record {d.get('video_id', '?')!r}: {e}") from None

@@ -56,6 +56,12 @@ class DataSection:
     segment: int = option(50, "frames per training stretch", min=25, max=500)
     max_offset: int = option(15, "offsets (frames either way) the softmax is over", min=2, max=50)
     max_samples: int = option(0, "read at most this many samples (0: all)", min=0)
+    sync_truth: list[str] = option(
+        help="the samples' sync truths it learns and calibrates from (filter's quality.sync_truth: verified "
+        "= a table found the clip in sync or its offset was corrected; measured = filter's whole-video check); "
+        "samples recorded as unclear or drifting teach a wrong offset. Samples without a recorded truth are used",
+        factory=lambda: ["verified", "measured"],
+    )
 
 
 @dataclass
@@ -115,7 +121,7 @@ class JudgeData:
     skipped: Counter = field(default_factory=Counter)
 
 
-def read_utterance(key: str, members: dict) -> Utterance | str:
+def read_utterance(key: str, members: dict, truths: list[str] | None = None) -> Utterance | str:
     """An Utterance from a shard sample's landmarks, audio and metadata, or why it cannot be used."""
     from shqip_av.components import audio_frontend as frontend
     from shqip_av.components.sync_judge import MIN_FRAMES, mouth_features
@@ -126,6 +132,9 @@ def read_utterance(key: str, members: dict) -> Utterance | str:
     meta = json.loads(members["json"])
     if abs(float(meta.get("fps", frontend.VIDEO_FPS)) - frontend.VIDEO_FPS) > 1e-6:
         return "not-25-fps"
+    truth = (meta.get("quality") or {}).get("sync_truth")
+    if truths is not None and truth is not None and truth not in truths:
+        return f"sync-truth-{truth}"
     try:
         landmarks = np.load(io.BytesIO(members["landmarks.npy"]))
         wave, rate = decode_wav(members["wav"])
@@ -149,7 +158,7 @@ def load_data(d: DataSection, seed: int) -> JudgeData:
         for key, members in progress(list(read_tar_samples(tar, wanted)), desc="reading train", unit="sample"):
             if d.max_samples and len(read) >= d.max_samples:
                 break
-            got = read_utterance(key, members)
+            got = read_utterance(key, members, d.sync_truth)
             if isinstance(got, str):
                 data.skipped[got] += 1
             else:
