@@ -2,13 +2,11 @@
 
     python bench/clip_offsets.py [--root data/realpool] [--table speakers.tsv] [--split validation]
 
-For every collected video that filter scanned (work/<id>/faces.npz): the shift, within ±15
-frames, at which its longest face track's lip gap and jaw drop (MediaPipe, in eye distances)
-follow the speech-band loudness of its audio (log) best, over the whole clip. No model and no
-training: a third opinion beside the sync judges when they find a published clip off. Positive
-offsets mean the audio comes later than the mouth, as in filter's sync offsets. A clip whose two
-measures agree, with a clear gain over no shift, is worth a look before it serves as "in sync".
-Figures only; nothing is asserted.
+For every collected video that filter scanned (work/<id>/faces.npz): filter's own whole-video
+check (shqip_av.av_offset: lip gap, jaw drop and their changes against the speech-band loudness,
+a verdict when three of four agree within a frame, drifting when the halves disagree), on the
+audio as collected (a table's offset already taken out). No model and no training. Positive
+offsets mean the audio comes later than the mouth, as in filter's sync offsets. Figures only.
 """
 
 from __future__ import annotations
@@ -24,23 +22,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SEARCH = 15  # frames either way
-UPPER_LIP, LOWER_LIP = 13, 14  # MediaPipe: inner lip centres
-
-
-def best_offset(opening: np.ndarray, loudness: np.ndarray) -> tuple[int, float, float]:
-    """(offset, r at that offset, r at 0): the audio delay in frames that best lines the mouth
-    opening up with the loudness (positive: the audio is late)."""
-    from shqip_av.components.audio_frontend import correlations_by_lag
-
-    found = correlations_by_lag(opening, loudness, SEARCH, min_length=2 * SEARCH + 1)
-    if not found:
-        return 0, float("nan"), float("nan")
-    delay = max(found, key=found.get)
-    return delay, found[delay], found.get(0, float("nan"))
 
 
 def clip_offset(root: Path, video_id: str) -> dict | None:
-    from shqip_av import geometry
+    """filter's model-free whole-video check (shqip_av.av_offset) on the video's longest face track."""
+    from shqip_av.av_offset import estimate_video_offset
     from shqip_av.components.audio_frontend import speech_loudness
     from shqip_av.components.face_tracker import FaceScan
     from shqip_av.media import read_audio
@@ -53,17 +39,9 @@ def clip_offset(root: Path, video_id: str) -> dict | None:
         return None
     track = max(scan.tracks, key=lambda t: len(t.landmarks))
     marks = np.asarray(track.landmarks[0 : len(track.landmarks)], np.float64)
-    eye = np.maximum(geometry.eye_distance(marks), 1e-6)
     loud = speech_loudness(read_audio(audio_path), track.start + len(marks), scan.fps)[track.start :]
-    loud = np.log(loud + 1e-4)
-    row = {"frames": len(marks), "fps": round(scan.fps, 2)}
-    for name, opening in (
-        ("lip_gap", np.linalg.norm(marks[:, UPPER_LIP] - marks[:, LOWER_LIP], axis=-1) / eye),
-        ("jaw_drop", geometry.jaw_drop(marks)),
-    ):
-        delay, r, r0 = best_offset(opening, loud)
-        row[name] = {"offset": delay, "r": round(r, 3), "r_at_0": round(r0, 3)}
-    return row
+    found = estimate_video_offset(marks, loud, max_lag=SEARCH)
+    return {"frames": len(marks), "fps": round(scan.fps, 2), **found.to_dict()}
 
 
 def main() -> int:
@@ -86,12 +64,12 @@ def main() -> int:
         row = clip_offset(root, info.parent.name)
         if row is not None:
             results[name] = row
-    print(f"{'clip':52} {'frames':>6}  {'lip gap: offset r (r at 0)':>27}  {'jaw drop: offset r (r at 0)':>28}")
+    print(
+        f"{'clip':52} {'frames':>6}  {'verdict':>9} {'offset':>6} {'agree':>5}  votes (lip gap, jaw drop, their changes)"
+    )
     for name, row in results.items():
-        cells = [
-            f"{row[k]['offset']:+4d} {row[k]['r']:6.2f} ({row[k]['r_at_0']:5.2f})" for k in ("lip_gap", "jaw_drop")
-        ]
-        print(f"{name[:52]:52} {row['frames']:>6}  {cells[0]:>27}  {cells[1]:>28}")
+        votes = " ".join(f"{v:+d}" for v in row["votes"].values())
+        print(f"{name[:52]:52} {row['frames']:>6}  {row['verdict']:>9} {row['offset']:+6d} {row['agree']:>5}  {votes}")
     out = Path(args.out) if args.out else root / "bench" / "clip-offsets.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))

@@ -1,6 +1,8 @@
 """Sync judges on speakers they have never seen: the realpool's validation speakers.
 
-Every validation clip of speakers.tsv is turned into variants: in sync, re-encoded, 50 fps, stored
+Every validation clip of speakers.tsv with a confident sync verdict (its ``sync`` and ``av_offset``
+columns; unclear and silent clips are counted apart) is first corrected by its own measured offset,
+then turned into variants: in sync, re-encoded, 50 fps, stored
 sideways with rotation metadata, audio 0.2/0.4/0.8 s late and early, and another validation
 speaker's speech under the face. filter runs over all of them once per judge with its limits wide
 open (every utterance's confidence and offset are recorded; the offset search is ±25 frames so a
@@ -69,15 +71,31 @@ def ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
 
 
-def validation_clips(table: Path) -> list[tuple[Path, str]]:
+def validation_clips(table: Path) -> tuple[list[tuple[Path, str, int]], Counter]:
+    """The validation clips whose sync the table knows ((clip, speaker, its av_offset)), and a
+    count of those left out of the sync figures by their verdict (unclear, silent)."""
     from collect.table import read_table
 
     rows = [r for r in read_table(table) if r.get("split") == "validation"]
-    return [(table.parent / r["file"], r["speaker"]) for r in rows]
+    known = [r for r in rows if r.get("sync") in ("in-sync", "late", "early") and (r.get("av_offset") or "").strip()]
+    left_out = Counter(r.get("sync") or "no verdict" for r in rows if r not in known)
+    return [(table.parent / r["file"], r["speaker"], int(r["av_offset"])) for r in known], left_out
 
 
-def build(root: Path, clips: list[tuple[Path, str]]) -> dict[str, tuple[str, str, str]]:
-    """The variants under root/incoming and root/sources.yaml; {title: (clip, speaker, variant)}."""
+def _correction(offset: int, fps: float = 25.0) -> list[str]:
+    """ffmpeg audio arguments that take a clip's own offset out (positive: its audio is late)."""
+    if offset == 0:
+        return []
+    s = abs(offset) / fps
+    if offset > 0:
+        return ["-af", f"atrim=start={s},asetpts=PTS-STARTPTS,apad=pad_dur={s}"]
+    return ["-af", f"adelay={int(round(s * 1000))}:all=1"]
+
+
+def build(root: Path, clips: list[tuple[Path, str, int]]) -> dict[str, tuple[str, str, str]]:
+    """The variants under root/incoming and root/sources.yaml; {title: (clip, speaker, variant)}.
+    Each base is the clip with its own measured offset taken out (speakers.tsv's av_offset), so
+    the in-sync variants are in sync and the shifted ones are shifted by exactly their shift."""
     from collect.table import prepare_sources
     from shqip_av.files import atomic_write_text
 
@@ -86,20 +104,21 @@ def build(root: Path, clips: list[tuple[Path, str]]) -> dict[str, tuple[str, str
     incoming = root / "incoming"
     incoming.mkdir(parents=True, exist_ok=True)
     bases = {}
-    for clip, _ in clips:  # one H.264/AAC mp4 per clip, so every variant can copy streams
+    for clip, _, offset in clips:  # one corrected H.264/AAC mp4 per clip, so every variant can copy streams
         base = incoming / f"{clip.stem}__base.mp4"
         if not base.exists():
-            ffmpeg("-i", str(clip), *X264, "-r", "25", "-c:a", "aac", "-ar", "16000", str(base))
+            ffmpeg("-i", str(clip), *X264, "-r", "25", *_correction(offset), "-c:a", "aac", "-ar", "16000", str(base))
         bases[clip] = base
     titles, lines = {}, ["file\tspeaker"]
-    for i, (clip, speaker) in enumerate(clips):
+    pairs = [(c, s) for c, s, _ in clips]
+    for i, (clip, speaker) in enumerate(pairs):
         base = bases[clip]
         for variant, (args, _) in VARIANTS.items():
             title = f"{clip.stem}__{variant}"
             out = incoming / f"{title}.mp4"
             if not out.exists():
                 if variant == "foreign":  # the next validation clip of another speaker, padded with silence
-                    other = next(bases[c] for c, s in clips[i + 1 :] + clips[:i] if s != speaker)
+                    other = next(bases[c] for c, s in pairs[i + 1 :] + pairs[:i] if s != speaker)
                     ffmpeg("-i", str(base), "-i", str(other), "-map", "0:v", "-map", "1:a", "-c:v", "copy",
                            "-af", "apad", "-c:a", "aac", "-shortest", str(out))  # fmt: skip
                 elif variant == "rotated":  # stored sideways, the rotation tag turns it upright
@@ -126,6 +145,7 @@ def scored(root: Path, titles: dict, method: str) -> list[dict]:
 
     cfg = FilterConfig(root=str(root), workers=2)
     q = cfg.sync
+    q.video_offset = False  # the judge alone, per utterance (whole videos: video_figures)
     q.method, q.max_offset, q.max_abs_offset, q.min_confidence, q.expert_min_confidence = (
         method,
         SEARCH,
@@ -225,6 +245,46 @@ def separation(rows: list[dict]) -> dict:
     return out
 
 
+def video_figures(root: Path, titles: dict) -> dict:
+    """Per whole video (filter's model-free whole-video check, shqip_av.av_offset, on the face
+    tracks filter found): the share of variants whose offset is found within ±1 frame of their
+    true shift, of those with a clear verdict, and how many were flagged unclear or drifting."""
+    from shqip_av.av_offset import estimate_video_offset
+    from shqip_av.components.audio_frontend import speech_loudness
+    from shqip_av.components.face_tracker import FaceScan
+    from shqip_av.manifest import read_jsonl
+    from shqip_av.media import read_audio
+
+    verdicts, right, rows = Counter(), [], []
+    for record in read_jsonl(root / "raw" / "manifest.jsonl"):
+        clip, _, variant = titles[record["source"]["title"]]
+        truth = VARIANTS[variant][1]
+        scan_path = root / "work" / record["video_id"] / "faces.npz"
+        if truth is None or not scan_path.is_file():
+            continue
+        scan = FaceScan.load(scan_path)
+        if not scan.tracks:
+            continue
+        track = max(scan.tracks, key=lambda t: len(t.landmarks))
+        marks = np.asarray(track.landmarks[0 : len(track.landmarks)], np.float64)
+        end = track.start + len(marks)
+        loud = speech_loudness(read_audio(root / record["files"]["audio"]), end, scan.fps)[track.start :]
+        found = estimate_video_offset(marks, loud, max_lag=SEARCH)
+        verdicts[found.verdict] += 1
+        if found.clear:
+            right.append(abs(found.offset - truth) <= 1)
+        rows.append(
+            {"clip": clip, "variant": variant, "truth": truth, "verdict": found.verdict, "offset": found.offset}
+        )
+    return {
+        "videos": sum(verdicts.values()),
+        "verdicts": dict(verdicts),
+        "within_1_of_truth": round(float(np.mean(right)), 3) if right else None,
+        "within_1_of_truth_all_videos": round(sum(right) / max(1, sum(verdicts.values())), 3),
+        "rows": rows,
+    }
+
+
 def judge_speed(judge: str, root: Path) -> dict:
     """Seconds of media the judge scores per second of one CPU core, on the in-sync variants'
     face tracks (the landmarks filter found) and their audio."""
@@ -297,7 +357,11 @@ def main() -> int:
     from shqip_av.log import setup_logging
 
     setup_logging(False)
-    clips = validation_clips(Path(args.table))
+    clips, left_out = validation_clips(Path(args.table))
+    print(
+        f"{len(clips)} validation clips with a confident sync verdict; left out of the sync figures: "
+        + (", ".join(f"{n} {v}" for v, n in sorted(left_out.items())) or "none")
+    )
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="shqip-av-syncval-"))
     root = base / "root"
     titles = build(root, clips)
@@ -308,7 +372,12 @@ def main() -> int:
         methods[f"landmark judge ({args.judge})"] = (args.judge, calibration(args.judge).get("min_confidence", 0.0))
     else:
         print(f"no judge at {args.judge} (make realpool-judge): the training-free score only", file=sys.stderr)
-    results = {"clips": len(clips), "speakers": sorted({s for _, s in clips}), "methods": {}}
+    results = {
+        "clips": len(clips),
+        "left_out": dict(left_out),
+        "speakers": sorted({s for _, s, _ in clips}),
+        "methods": {},
+    }
     for name, (method, limit) in methods.items():
         t0 = time.time()
         rows = scored(root, titles, method)
@@ -332,6 +401,12 @@ def main() -> int:
             report["speed"] = judge_speed(method, root)
         results["methods"][name] = report
         print_report(name, report)
+    results["whole_videos"] = video_figures(root, titles)
+    w = results["whole_videos"]
+    print(
+        f"\nwhole videos (model-free check): {w['videos']} variants, verdicts {w['verdicts']}; offset within ±1 "
+        f"frame of the truth on {w['within_1_of_truth']} of the clear ones ({w['within_1_of_truth_all_videos']} of all)"
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
