@@ -28,7 +28,8 @@ from shqip_av.log import get_logger
 
 log = get_logger(__name__)
 
-COMPONENTS = ("asr", "mt", "tts", "generator", "expert")
+COMPONENTS = ("asr", "mt", "tts", "generator", "expert", "mouth_shape")
+LIPSYNC = ("retrieval", "generator")  # how a dub makes mouths (DESIGN.md §8.1)
 TTS_BACKENDS = ("espeak", "vits")
 
 # Licences of third-party model families this project uses, as their model cards state them
@@ -76,6 +77,13 @@ class BundleConfig:
     tts: str = option("espeak:sq", "speech synthesis, backend:id: espeak:<voice> or vits:<Hub id or folder>")
     generator: str = option("", "the lip-sync generator: runs/lipsync/<name> (or its generator/ folder, or a Hub id)")
     expert: str = option("", "the sync expert that scores the result: runs/lipsync/<name> (or a Hub id)")
+    lipsync: str = option(
+        "",
+        "how the dub makes mouths: retrieval (the speaker's own mouths, chosen by the audio→mouth-shape "
+        "model; for CPUs, needs no generator) or generator (the U-Net; for GPUs). Default: retrieval "
+        "when --mouth-shape is given, else generator",
+    )
+    mouth_shape: str = option("", "the audio→mouth-shape model (retrieval): runs/lipsync/<name> (or a Hub id)")
     source_language: str = option("sq", "language of the videos to dub (empty: detected by Whisper)")
     to: str = option("en", "default target language")
     revision: list[str] = option(
@@ -237,19 +245,27 @@ def _model_folder(source: str, root: str, kind: str) -> Path | None:
     folder = _local(source, root)
     if folder is None:
         return None
+    from shqip_av.components import MOUTH_SHAPE
+
+    sub = {"mouth_shape": "mouth-shape"}.get(kind, kind)
     try:  # a generator given as the expert (or the reverse): one line, before anything is copied
-        expect_kind(str(folder), {"generator": GENERATOR, "expert": SYNC_EXPERT}[kind], f"--{kind}")
+        expect_kind(
+            str(folder), {"generator": GENERATOR, "expert": SYNC_EXPERT, "mouth_shape": MOUTH_SHAPE}[kind],
+            f"--{kind.replace('_', '-')}",
+        )  # fmt: skip
     except KindError as e:
         raise BundleError(str(e)) from None
-    if (folder / kind / "config.json").is_file():
-        folder = folder / kind
+    if (folder / sub / "config.json").is_file():
+        folder = folder / sub
     if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
         raise BundleError(f"{source}: not a {kind} (no config.json + model.safetensors; has its training finished?)")
     return folder
 
 
 def _lipsync_entry(kind: str, source: str, cfg: BundleConfig, stage: Path, revision: str, licenses: dict) -> dict:
-    cls = {"generator": "LipSyncGenerator", "expert": "SyncExpert"}[kind]
+    cls = {"generator": "LipSyncGenerator", "expert": "SyncExpert", "mouth_shape": "MouthShapeModel"}[kind]
+    if not source:
+        return None
     folder = _model_folder(source, cfg.root, kind)
     if folder is None:
         return {
@@ -261,7 +277,7 @@ def _lipsync_entry(kind: str, source: str, cfg: BundleConfig, stage: Path, revis
             "license": licenses.get(kind) or "unknown",
         }
     _copy(folder, stage / kind)
-    run = folder.parent if folder.name == kind else folder
+    run = folder.parent if folder.name in (kind, kind.replace("_", "-")) else folder
     _collect_trained_on(folder, stage_trained_on(stage))
     return {
         "library": "shqip-av",
@@ -419,9 +435,14 @@ def build_bundle(cfg: BundleConfig) -> Path:
 
     if not cfg.out:
         raise BundleError("give --out exports/<name>: the bundle folder to write")
-    for name in ("asr", "generator", "expert"):
+    lipsync = cfg.lipsync or ("retrieval" if cfg.mouth_shape else "generator")
+    if lipsync not in LIPSYNC:
+        raise BundleError(f"--lipsync {cfg.lipsync!r}: one of {', '.join(LIPSYNC)}")
+    needed = ("asr", "expert", "mouth_shape" if lipsync == "retrieval" else "generator")
+    for name in needed:
         if not getattr(cfg, name):
-            raise BundleError(f"give --{name}: a dubbing bundle needs {name}")
+            flag = name.replace("_", "-")
+            raise BundleError(f"give --{flag}: a dubbing bundle with lipsync {lipsync} needs {flag.replace('-', ' ')}")
     revisions, licenses = _pairs(cfg.revision, "revision"), _pairs(cfg.license, "license")
     out = Path(cfg.out)
     _check_out(out)
@@ -443,6 +464,9 @@ def build_bundle(cfg: BundleConfig) -> Path:
                 "generator", cfg.generator, cfg, stage, revisions.get("generator", "main"), licenses
             ),
             "expert": _lipsync_entry("expert", cfg.expert, cfg, stage, revisions.get("expert", "main"), licenses),
+            "mouth_shape": _lipsync_entry(
+                "mouth_shape", cfg.mouth_shape, cfg, stage, revisions.get("mouth_shape", "main"), licenses
+            ),
         }
         components = {k: v for k, v in components.items() if v is not None}
         index = {
@@ -451,6 +475,7 @@ def build_bundle(cfg: BundleConfig) -> Path:
             "name": cfg.name or out.name,
             "source_language": cfg.source_language or None,
             "target_language": cfg.to,
+            "lipsync": lipsync,
             "most_restrictive_license": most_restrictive([c["license"] for c in components.values()]),
             **components,
         }
@@ -487,7 +512,15 @@ _ROLE = {
     "mt": "translates each recognized segment (a translation .srt given by the user wins)",
     "tts": "speaks the translation",
     "generator": "regenerates the speaker's mouth so that it follows the new speech",
+    "mouth_shape": "predicts the mouth's shape from the new speech; the speaker's own frames with that shape are retrieved",
     "expert": "scores audio-visual sync of the result (LSE-C/LSE-D in the dub's report)",
+}
+
+
+_LIPSYNC_TEXT = {
+    "retrieval": "The mouth's shape is predicted from the new speech and the speaker's own frames with "
+    "that shape are pasted in (no network paints pixels; runs on a CPU).",
+    "generator": "A lip-sync generator regenerates the mouth from the new speech (best on a GPU).",
 }
 
 
@@ -505,7 +538,8 @@ def bundle_card(index: dict) -> str:
     for name in COMPONENTS:
         c = index.get(name)
         if c is None:
-            rows.append(f"| {name} | (none: the user gives a translation .srt) | | | |")
+            if name == "mt":
+                rows.append(f"| {name} | (none: the user gives a translation .srt) | | | |")
             continue
         where = "included" if c["included"] else f"referenced: `{c['source']}` @ {c.get('revision', 'main')}"
         rows.append(f"| {name} | {_ROLE[name]} | `{c['class']}` | {where} | {c['license']} |")
@@ -518,6 +552,8 @@ recognize → translate → speak → fit durations → lip-sync → paste back 
 | component | what it does | class | where | licence |
 |---|---|---|---|---|
 {chr(10).join(rows)}
+
+**Mouths: {index.get("lipsync", "generator")}.** {_LIPSYNC_TEXT[index.get("lipsync", "generator")]}
 
 **Most restrictive licence: {licence}.** The bundle as a whole may be used only as its most
 restrictive component allows{"; at least one component's licence is not known: check it before any use" if licence == "unknown" else ""}.
@@ -645,6 +681,22 @@ class Bundle:
             )
         return source, str(entry.get("revision", "main"))
 
+    @property
+    def lipsync(self) -> str:
+        """How this bundle's dubs make mouths: retrieval or generator."""
+        return str(self.index.get("lipsync", "generator"))
+
+    def load_mouth_shape(self):
+        from shqip_av.components import KindError
+        from shqip_av.components.mouth_shape import MouthShapeModel
+
+        try:
+            return MouthShapeModel.from_pretrained(
+                self.source("mouth_shape")[0], option=f"the bundle's mouth shape model ({self.path})"
+            )
+        except KindError as e:
+            raise BundleError(str(e)) from None
+
     def load_generator(self):
         from shqip_av.components.lipsync_generator import load_generator
 
@@ -751,7 +803,11 @@ def load_bundle(source: str, revision: str = "main") -> Bundle:
         ) from None
     if not isinstance(index, dict):
         raise BundleError(f"{index_file}: not a bundle index (a JSON object is expected)")
-    missing = [name for name in ("asr", "tts", "generator", "expert") if not isinstance(index.get(name), dict)]
+    lipsync = index.get("lipsync", "generator")
+    if lipsync not in LIPSYNC:
+        raise BundleError(f"{index_file}: lipsync {lipsync!r} is not one of {', '.join(LIPSYNC)}")
+    needed = ("asr", "tts", "expert", "mouth_shape" if lipsync == "retrieval" else "generator")
+    missing = [name for name in needed if not isinstance(index.get(name), dict)]
     if missing:
         raise BundleError(
             f"the bundle {path} is missing {', '.join(missing)} (rebuild it with python -m export bundle)"
@@ -774,7 +830,10 @@ def _check_kinds(bundle: Bundle) -> None:
     swapped by hand, a Whisper where the expert should be: one line now, not a traceback later)."""
     from shqip_av.components import ASR_RUN, GENERATOR, SEQ2SEQ, SYNC_EXPERT, VITS, WHISPER, KindError, expect_kind
 
-    expected = {"generator": (GENERATOR,), "expert": (SYNC_EXPERT,), "mt": (SEQ2SEQ,), "asr": (WHISPER, ASR_RUN)}
+    from shqip_av.components import MOUTH_SHAPE
+
+    expected = {"generator": (GENERATOR,), "expert": (SYNC_EXPERT,), "mt": (SEQ2SEQ,), "asr": (WHISPER, ASR_RUN),
+                "mouth_shape": (MOUTH_SHAPE,)}  # fmt: skip
     for name, kinds in expected.items():
         entry = bundle.index.get(name)
         if not isinstance(entry, dict) or not entry.get("included") or entry.get("adapter"):

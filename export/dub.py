@@ -359,15 +359,21 @@ class _Chunks:
             return []
         pending, span = self.pending, self.span
         when = np.array([p[0] / self.fps for p in pending])
+        retrieval = hasattr(self.generator, "crops_for")  # export.retrieval: the speaker's own mouths
         with self.times("lip-sync"):
-            generated = generate_track(
-                self.generator,
-                np.stack([p[3] for p in pending]),
-                np.stack([p[4] for p in pending]),
-                None,
-                audio_windows=audio_windows(self.dub_mel, when),
-                device=str(next(self.generator.parameters()).device),
+            generated = (
+                self.generator.crops_for(span, [p[0] for p in pending])
+                if retrieval
+                else generate_track(
+                    self.generator,
+                    np.stack([p[3] for p in pending]),
+                    np.stack([p[4] for p in pending]),
+                    None,
+                    audio_windows=audio_windows(self.dub_mel, when),
+                    device=str(next(self.generator.parameters()).device),
+                )
             )
+            generated = np.array(generated)
         for i, old in enumerate(self.carried):
             w = (i + 1) / (len(self.carried) + 1)
             generated[i] = (w * generated[i] + (1 - w) * old + 0.5).astype(np.uint8)
@@ -412,8 +418,15 @@ def render(
     from shqip_av.schema import CROP_SIZE
 
     times = times if times is not None else StepTimes()
-    size = generator.generator_config.size
-    owner = {f: i for i, (_, first, last) in enumerate(spans) for f in range(first, last)}
+    retrieval = hasattr(generator, "crops_for")
+    size = generator.size if retrieval else generator.generator_config.size
+    # a span retrieval had no library for keeps its own mouth
+    owner = {
+        f: i
+        for i, (_, first, last) in enumerate(spans)
+        if not retrieval or generator.covers(i)
+        for f in range(first, last)
+    }
     chunks = _Chunks(generator, dub_mel, fps, make_paster(cfg), times)
 
     def crop_at(index: int, frame: np.ndarray, span: int) -> tuple:

@@ -192,14 +192,20 @@ class DubbingPipeline:
     """Dubs talking-head videos with one bundle's components (see the module docstring)."""
 
     def __init__(self, bundle, *, asr=None, translator=None, speaker=None, generator=None, expert=None,
-                 device: str = "cpu"):  # fmt: skip
+                 device: str = "cpu", mouth_shape=None):  # fmt: skip
         self.bundle = bundle
         self.asr = asr  # shqip_av.components.whisper.LoadedModel, or None
         self.translator = translator  # export.translate.Translator, or None (the user gives a .srt)
         self.speaker = speaker  # export.speak.EspeakSpeaker / VitsSpeaker
         self.generator = generator  # shqip_av.components.lipsync_generator.LipSyncGenerator
         self.expert = expert  # shqip_av.components.sync_expert.SyncExpert
+        self.mouth_shape = mouth_shape  # shqip_av.components.mouth_shape.MouthShapeModel (retrieval)
         self.device = device
+
+    @property
+    def lipsync(self) -> str:
+        """How this pipeline's dubs make mouths (the bundle's choice): retrieval or generator."""
+        return "retrieval" if self.mouth_shape is not None else "generator"
 
     @classmethod
     def from_pretrained(cls, bundle: str | Path, *, revision: str = "main", device: str = "auto",
@@ -222,10 +228,12 @@ class DubbingPipeline:
             translator = Translator(*loaded.load_mt())
         tts = loaded.component("tts")
         speaker = make_speaker(tts, *loaded.source("tts", tts))
-        generator = loaded.load_generator().eval().to(device)
+        # the bundle names how mouths are made: the speaker's own, retrieved, or a generator's
+        generator = loaded.load_generator().eval().to(device) if loaded.lipsync == "generator" else None
+        mouth_shape = loaded.load_mouth_shape().eval() if loaded.lipsync == "retrieval" else None
         expert = loaded.load_expert().eval()
         return cls(loaded, asr=asr, translator=translator, speaker=speaker, generator=generator, expert=expert,
-                   device=device)  # fmt: skip
+                   device=device, mouth_shape=mouth_shape)  # fmt: skip
 
     # ---------------------------------------------------------------------------- a call
     def __call__(self, video: str | Path, *, to: str = "", translation: str | Path | None = None,
@@ -414,7 +422,10 @@ class _DubRun:
         fitting = self.speech(original, segments)
         scan = self.faces()
         spans, span_of, quiet = self.spans(scan, original, segments, original_speech)
-        generator = self.adapt(spans, original, original_speech)
+        if self.pipe.lipsync == "retrieval":
+            generator = self.retrieve(spans)
+        else:
+            generator = self.adapt(spans, original, original_speech)
         lse = self.render(spans, generator)
         return self.report(segments, fitting, spans, span_of, quiet, lse, scan.num_frames, detected)
 
@@ -561,6 +572,25 @@ class _DubRun:
             self.notes.append("no face speaks during the segments: the picture is not lip-synced")
         return spans, span_of, quiet
 
+    def retrieve(self, spans):
+        """The retrieval mouth path (export.retrieval): the speaker's own frames chosen for the new
+        speech's predicted mouth shapes; nothing is adapted."""
+        from export.retrieval import RetrievalLipSync
+        from shqip_av.components import audio_frontend as frontend
+        from shqip_av.media import read_audio
+
+        self.adaptation = {"steps": 0, "used": False}
+        if self.cfg.adapt_steps:
+            self.notes.append("adaptation fine-tunes a generator; this bundle retrieves the speaker's own mouths")
+        lipsync = RetrievalLipSync(self.pipe.mouth_shape, exclude_seconds=getattr(self, "exclude_seconds", 0.0))
+        dub_audio = read_audio(self.path("dub.wav"))
+        with self.times("mouth retrieval"):
+            self.retrieval = lipsync.prepare(
+                self.call.video, self.info, self.fps, spans, dub_audio, frontend.log_mel(dub_audio).numpy()
+            )
+        self.notes.extend(self.retrieval.get("notes", []))
+        return lipsync
+
     def adapt(self, spans, original: np.ndarray, original_speech: list[Segment]):
         """The generator adapted to the face lip-synced longest (train.lipsync.adapt), on that
         face's frames inside the original speech, with their own audio; the base generator when
@@ -698,6 +728,7 @@ class _DubRun:
                 "source_language": self.source_language,
                 "target_language": self.call.target,
                 "generated": steps.GENERATED,
+                "lipsync": self.pipe.lipsync,
                 "adaptation": self.adaptation,
             }
             with self.times("c2pa"), atomic_output(result, suffix=".mp4") as tmp:
@@ -739,6 +770,8 @@ class _DubRun:
             "faces": [{**f, "first_frame": a, "end_frame": b} for f, (_, a, b) in zip(faces_used, spans)],
             "translation": "user .srt" if cfg.translation else bundle.entry("mt").source,
             "generated": steps.GENERATED,
+            "lipsync": self.pipe.lipsync,
+            **({"retrieval": self.retrieval.get("spans", [])} if getattr(self, "retrieval", None) else {}),
             "visible_mark": cfg.visible_mark,
             "c2pa_signed": self.call.signing is not None,
             "adaptation": self.adaptation,

@@ -32,6 +32,7 @@ ASR_RUN = "train.asr run"
 BUNDLE = "dubbing bundle"
 SEQ2SEQ = "translation model"
 VITS = "VITS speech model"
+MOUTH_SHAPE = "mouth shape model"
 
 KIND_KEY = "shqip_av_kind"  # written into config.json by our networks' save_pretrained
 
@@ -62,9 +63,9 @@ def _config(folder: Path) -> dict | None:
 
 
 def run_model_folder(folder: Path) -> Path:
-    """A lip-sync run's model folder (runs/lipsync/<name>/expert, /generator or /judge), else ``folder``."""
+    """A lip-sync run's model folder (runs/lipsync/<name>/expert, /generator, /judge or /mouth-shape), else ``folder``."""
     if not (folder / "config.json").is_file():
-        for sub in ("expert", "generator", "judge"):
+        for sub in ("expert", "generator", "judge", "mouth-shape"):
             if (folder / sub / "config.json").is_file():
                 return folder / sub
     return folder
