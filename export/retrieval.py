@@ -33,6 +33,7 @@ class SelectionCosts:
     """Weights of the selection (tuned on train speakers: bench/dub_quality.py)."""
 
     jump: float = 1.5  # cost of a non-consecutive library frame, in squared shape units
+    hold: float = 0.5  # cost of showing the same library frame again (a still mouth: silence)
     pose: float = 4.0  # weight of the pose distance
     max_pose: float = 0.25  # pose distance beyond which a library frame is never chosen
 
@@ -88,9 +89,11 @@ def select_frames(
         jump = total[best] + costs.jump
         stay = np.full(n, np.inf)
         stay[1:] = np.where(consecutive[1:], total[:-1], np.inf)
-        from_stay = stay <= jump
-        came_from[t] = np.where(from_stay, np.arange(n) - 1, best)
-        total = cost[t] + np.minimum(stay, jump)
+        hold = total + costs.hold
+        previous = np.where(stay <= hold, np.arange(n) - 1, np.arange(n))
+        best_local = np.minimum(stay, hold)
+        came_from[t] = np.where(best_local <= jump, previous, best)
+        total = cost[t] + np.minimum(best_local, jump)
     path = np.empty(t_count, np.int64)
     path[-1] = int(np.argmin(total))
     for t in range(t_count - 1, 0, -1):
@@ -180,7 +183,7 @@ def faded_crops(library: Library, picked: np.ndarray) -> np.ndarray:
     out = library.crops[picked].astype(np.float32)
     n = len(library.frames)
     for t in range(1, len(picked)):
-        if picked[t] == picked[t - 1] + 1:
+        if picked[t] in (picked[t - 1], picked[t - 1] + 1):
             continue
         for k in range(FADE):
             if t + k >= len(picked):
@@ -259,7 +262,7 @@ class RetrievalLipSync:
             faded = faded_crops(library, picked)
             self.chosen[i] = {first + k: faded[k] for k in range(count)}
             self.picked[i] = library.frames[picked]
-            jumps = int((np.diff(picked) != 1).sum())
+            jumps = int((~np.isin(np.diff(picked), (0, 1))).sum())
             from shqip_av.components.mouth_shape import opening
 
             seen = opening(self.model.to_shapes(library.coefficients)).max()

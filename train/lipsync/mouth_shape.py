@@ -113,7 +113,7 @@ def evaluate(model, clips: list[Clip]) -> dict:
     return {"clips": rows, "median_r": round(float(np.median(values)), 4) if values else None}
 
 
-def train(root: str, name: str = "mouth-shape", steps: int = 1500, coefficients: int = 6, seed: int = 0,
+def train(root: str, name: str = "mouth-shape", steps: int = 600, coefficients: int = 6, seed: int = 0,
           segment: int = 50, batch: int = 32, output: str = "") -> dict:  # fmt: skip
     import torch
 
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.lipsync.mouth_shape", description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="data")
     parser.add_argument("--name", default="mouth-shape")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--coefficients", type=int, default=6)
     args = parser.parse_args(argv)
     setup_logging(False, root=args.root)
