@@ -26,6 +26,7 @@ CROP = 128  # library crops: the canonical 256 crop at half size (the mouth box 
 MIN_LIBRARY_FRAMES = 50  # two seconds of tracked face at 25 fps
 FADE = 3  # frames cross-faded after a jump
 QUIET = -4.0  # speech-band loudness (log RMS) below this: silence, the rest shape is wanted
+MAX_GAIN = 3.0  # the predicted movement is scaled to the speaker's own spread, at most this much
 
 
 @dataclass
@@ -151,6 +152,14 @@ def wanted_shapes(model, mel: np.ndarray, first: int, count: int, loudness: np.n
     prediction, the rest shape where the audio is quiet, clamped to the library's range."""
     predicted = model.predict(mel, first, count)
     quiet = np.log(np.asarray(loudness[:count]) + 1e-4) < QUIET
+    # a regression predicts toward the mean: its shapes move less than the speaker's did. The
+    # movement around the rest is scaled up to the speaker's own spread (at most ``MAX_GAIN``×)
+    speaking = ~quiet
+    if speaking.sum() >= 5:
+        deviation = predicted[speaking] - library.rest_coefficients
+        seen = (library.coefficients - library.rest_coefficients).std(axis=0)
+        gain = np.clip(seen / (deviation.std(axis=0) + 1e-6), 1.0, MAX_GAIN)
+        predicted = library.rest_coefficients + (predicted - library.rest_coefficients) * gain
     predicted[quiet] = library.rest_coefficients
     lo, hi = library.coefficients.min(axis=0), library.coefficients.max(axis=0)
     outside = ((predicted < lo) | (predicted > hi)).any(axis=1)

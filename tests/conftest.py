@@ -272,4 +272,4 @@ def tiny_dub_bundle(demo_run, demo_expert, tmp_path_factory) -> Path:
 from tests.real_clips import real_root  # noqa: E402,F401
 
 # a tiny landmark sync judge trained once per session on a slice of the real footage's train speakers
-from tests.real_judge import realpool_judge  # noqa: E402,F401
+from tests.real_judge import realpool_judge, realpool_mouth_shape  # noqa: E402,F401

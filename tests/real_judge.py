@@ -13,8 +13,8 @@ import pytest
 from tests.conftest import SHARED
 
 TABLE = SHARED / "testdata" / "speakers.tsv"
-# small, short train clips of 13 speakers (160-360 px faces: cheap to track), all in sync by the
-# table's own measurement (a late or unclear clip would teach the judge a wrong offset) ...
+# small, short train clips (160-360 px faces: cheap to track) whose sync the table knows (an
+# unclear clip would teach the judge a wrong offset) ...
 TRAIN_CLIPS = (
     "Audio_Source_681100216",
     "Input_00098",
@@ -29,6 +29,13 @@ TRAIN_CLIPS = (
     "deep_avsr__00001",
     "nick_test_video",
     "deep_avsr__00022",
+    # ... and 6 more, three of them published late or early: collect takes the table's offset out
+    "pwij3p",
+    "bbaf2n",
+    "Audio_Source_00373",
+    "speaking_5",
+    "speaking_7",
+    "deep_avsr__00008",
 )
 # ... and one validation speaker (rp44), never trained or calibrated on
 VALIDATION_CLIP = "deep_avsr__00004"
@@ -89,3 +96,15 @@ def realpool_judge(tmp_path_factory):
     metrics = run_training(judge_cfg)
     yield run, metrics, root, table
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def realpool_mouth_shape(realpool_judge):
+    """The audio→mouth-shape model trained once per session on the same slice's train speakers
+    (the validation speaker's clip never seen): (model folder, metrics)."""
+    from train.lipsync.mouth_shape import train
+
+    _, _, root, _ = realpool_judge
+    out = root.parent / "mouth-shape-run"
+    metrics = train(str(root), steps=600, output=str(out))
+    return out, metrics
