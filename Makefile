@@ -16,7 +16,7 @@ TINY := $(DEMO)/models/whisper-tiny-sq
 
 REPO ?=
 
-.PHONY: app realpool realpool-judge train-generator-real lint install doctor sample collect filter shard dataset demo asr-demo train-asr train-expert expert-demo train-generator generator-demo dub-demo evaluate-asr cards publish test bench clean-demo
+.PHONY: app realpool realpool-judge realpool-mouths train-mouth-shape train-generator-real lint install doctor sample collect filter shard dataset demo asr-demo train-asr train-expert expert-demo train-generator generator-demo dub-demo evaluate-asr cards publish test bench clean-demo
 
 install:
 	bash scripts/install.sh
@@ -113,6 +113,15 @@ GENERATOR_REAL_CONFIG ?= train/configs/generator-small.yaml
 GENERATOR_REAL_STAGE1 := $(basename $(notdir $(GENERATOR_REAL_CONFIG)))
 GENERATOR_REAL := $(if $(findstring small,$(GENERATOR_REAL_STAGE1)),generator-small-lips,$(GENERATOR_REAL_STAGE1))
 REAL_ASR ?= openai/whisper-small
+# The realpool's dubbing bundle for CPUs: its mouths retrieved from the speaker's own footage by
+# the audio→mouth-shape model trained on its train speakers (exports/realpool-en)
+realpool-mouths:
+	test -f $(REALPOOL)/runs/lipsync/expert-tiny/expert/config.json || \
+		$(ACCELERATE) --num_processes 1 -m train.lipsync.expert --config train/configs/expert-tiny.yaml data.root=$(REALPOOL)
+	$(PY) -m train.lipsync.mouth_shape --root $(REALPOOL)
+	$(PY) -m export bundle --root $(REALPOOL) --out $(REALPOOL)/exports/realpool-en --asr $(REAL_ASR) \
+		--mouth-shape runs/lipsync/mouth-shape --expert runs/lipsync/expert-tiny --tts espeak:en --to en
+
 train-generator-real:
 	$(ACCELERATE) --num_processes 1 -m train.lipsync.expert --config train/configs/expert-tiny.yaml data.root=$(REALPOOL)
 	$(ACCELERATE) --num_processes 1 -m train.lipsync --config $(GENERATOR_REAL_CONFIG) data.root=$(REALPOOL) \
@@ -120,7 +129,7 @@ train-generator-real:
 	$(if $(findstring small,$(GENERATOR_REAL_STAGE1)),$(ACCELERATE) --num_processes 1 -m train.lipsync \
 		--config train/configs/generator-small-lips.yaml data.root=$(REALPOOL) \
 		model.init=$(REALPOOL)/runs/lipsync/generator-small)
-	$(PY) -m export bundle --root $(REALPOOL) --out $(REALPOOL)/exports/realpool-en --asr $(REAL_ASR) \
+	$(PY) -m export bundle --root $(REALPOOL) --out $(REALPOOL)/exports/realpool-generator-en --asr $(REAL_ASR) \
 		--generator runs/lipsync/$(GENERATOR_REAL) --expert runs/lipsync/expert-tiny \
 		--tts espeak:en --to en
 
@@ -129,9 +138,14 @@ demo:
 	$(MAKE) --no-print-directory dataset ROOT=$(DEMO)
 	$(MAKE) --no-print-directory asr-demo
 	$(MAKE) --no-print-directory expert-demo
-	$(MAKE) --no-print-directory generator-demo
+	$(MAKE) --no-print-directory train-mouth-shape ROOT=$(DEMO)
 	$(MAKE) --no-print-directory cards ROOT=$(DEMO) RUN=runs/asr/tiny-demo
 	$(MAKE) --no-print-directory dub-demo
+
+# the audio→mouth-shape model (DESIGN.md §8.1): the dub's mouths are then the speaker's own,
+# retrieved (a bundle built with --mouth-shape); about 30 s of CPU
+train-mouth-shape:
+	$(PY) -m train.lipsync.mouth_shape --root $(ROOT)
 
 # one sample clip dubbed into English: the demo's Whisper recognizes it, the English .srt shipped
 # with the sample is the translation, espeak-ng speaks it, the demo's generator lip-syncs it
@@ -139,7 +153,7 @@ demo:
 DUB_CLIP ?= speaker_a_01
 dub-demo:
 	$(PY) -m export bundle --root $(DEMO) --out $(DEMO)/exports/demo-en --asr runs/asr/tiny-demo \
-		--generator runs/lipsync/generator-tiny --expert runs/lipsync/expert-tiny --tts espeak:en --to en
+		--mouth-shape runs/lipsync/mouth-shape --expert runs/lipsync/expert-tiny --tts espeak:en --to en
 	$(PY) -m export dub $(DEMO)/incoming/sample/$(DUB_CLIP).mp4 --bundle $(DEMO)/exports/demo-en --to en \
 		--translation $(DEMO)/incoming/sample/$(DUB_CLIP).en.srt --out $(DEMO)/dubs/$(DUB_CLIP)
 
