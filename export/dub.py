@@ -359,7 +359,7 @@ class _Chunks:
             return []
         pending, span = self.pending, self.span
         when = np.array([p[0] / self.fps for p in pending])
-        retrieval = hasattr(self.generator, "crops_for")  # export.retrieval: the speaker's own mouths
+        retrieval = hasattr(self.generator, "crops_for")  # shqip_av.mouth_retrieval: the speaker's own mouths
         with self.times("lip-sync"):
             generated = (
                 self.generator.crops_for(span, [p[0] for p in pending])

@@ -573,9 +573,9 @@ class _DubRun:
         return spans, span_of, quiet
 
     def retrieve(self, spans):
-        """The retrieval mouth path (export.retrieval): the speaker's own frames chosen for the new
+        """The retrieval mouth path (shqip_av.mouth_retrieval): the speaker's own frames chosen for the new
         speech's predicted mouth shapes; nothing is adapted."""
-        from export.retrieval import RetrievalLipSync
+        from shqip_av.mouth_retrieval import RetrievalLipSync
         from shqip_av.components import audio_frontend as frontend
         from shqip_av.media import read_audio
 

@@ -10,7 +10,7 @@ what the model predicts per video frame, from the shared log-mel front end over 
 mouth moves before and after the sound it makes).
 
 The dub turns the prediction back into a shape in the source speaker's own units (their rest and
-spread) and retrieves the speaker's own frames whose mouth matches it (``export.retrieval``).
+spread) and retrieves the speaker's own frames whose mouth matches it (``shqip_av.mouth_retrieval``).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def retrieval_clip():
 
 def _picked_jaw(model, clip, info, track, real_jaw, audio: np.ndarray) -> np.ndarray:
     """The (normalised) jaw of the library frame chosen for each of the track's frames."""
-    from export.retrieval import RetrievalLipSync
+    from shqip_av.mouth_retrieval import RetrievalLipSync
     from shqip_av.components import audio_frontend as frontend
 
     n = len(real_jaw)

@@ -52,6 +52,11 @@ class EvaluateConfig:
         "frames as a viewer would (seam, outside the mask, colour, sharpness, mouth region), against "
         "the un-adapted generator and a frozen mouth (train.lipsync.self_dub)",
     )
+    mouth_shape: str = option(
+        "",
+        "with --self-dub: also (or instead of --generator) the retrieval mouth path with this audio→mouth-shape "
+        "model (runs/lipsync/<name>); its library is the clip's own face without ±1 s around each frame",
+    )
     adapt_steps: int = option(0, "with --self-dub: steps of per-video adaptation (on the clip's first half)", min=0)
     drive: str = option(
         "", "with --self-dub: another speaker's recording to drive the face with (jaw drop vs. loudness)"
@@ -334,18 +339,25 @@ def _self_dub(cfg: EvaluateConfig) -> int:
     from shqip_av.components.lipsync_generator import load_generator
     from train.lipsync.self_dub import self_dub
 
-    if not cfg.generator or not cfg.video:
-        raise ShqipError("--self-dub needs --generator G and --video IN")
+    if not (cfg.generator or cfg.mouth_shape) or not cfg.video:
+        raise ShqipError("--self-dub needs --video IN and --generator G or --mouth-shape M (or both)")
+    mouth_shape = None
+    if cfg.mouth_shape:
+        from shqip_av.components.mouth_shape import MouthShapeModel
+
+        mouth_shape = MouthShapeModel.from_pretrained(cfg.mouth_shape, option="--mouth-shape")
     for name, path in (("--video", cfg.video), ("--drive", cfg.drive)):
         if path and not Path(path).is_file():
             raise ShqipError(f"{name} {path}: no such file")
-    try:
-        generator = load_generator(cfg.generator, "--generator")
-    except (OSError, ValueError) as e:
-        raise ShqipError(f"cannot load the generator {cfg.generator!r}: {str(e).splitlines()[0]}") from None
+    generator = None
+    if cfg.generator:
+        try:
+            generator = load_generator(cfg.generator, "--generator")
+        except (OSError, ValueError) as e:
+            raise ShqipError(f"cannot load the generator {cfg.generator!r}: {str(e).splitlines()[0]}") from None
     out = Path(cfg.out) if cfg.out else None
     result = self_dub(cfg.video, generator, adapt_steps=cfg.adapt_steps, drive=cfg.drive or None, out=out,
-                      landmarks=cfg.landmarks)  # fmt: skip
+                      landmarks=cfg.landmarks, mouth_shape=mouth_shape)  # fmt: skip
     print(quality_table({Path(cfg.video).stem: result}))
     if out is not None:
         atomic_write_text(out / "self_dub.json", json.dumps(result, indent=2) + "\n")
@@ -364,13 +376,15 @@ COLUMNS = (
     ("sharpness_ratio", "sharp ×"),
     ("jaw_loudness_correlation", "jaw~loud"),
     ("jaw_moved_by_audio", "by audio"),
+    ("jaw_spread_vs_source", "jaw spread"),
+    ("flicker_vs_source", "flicker ×"),
 )
 
 
 def quality_table(results: dict[str, dict]) -> str:
     """The self-dub figures of clips as a text table, a row per clip and variant, then the means."""
-    variants = ("adapted", "base", "frozen", "new_speech", "source")
-    lines = [f"{'clip':28} {'variant':10} " + " ".join(f"{h:>9}" for _, h in COLUMNS)]
+    variants = ("adapted", "base", "retrieval", "frozen", "new_speech", "retrieval_new_speech", "source")
+    lines = [f"{'clip':28} {'variant':20} " + " ".join(f"{h:>9}" for _, h in COLUMNS)]
     means: dict[str, dict[str, list]] = {}
     for clip, result in results.items():
         for v in variants:
@@ -378,14 +392,14 @@ def quality_table(results: dict[str, dict]) -> str:
             if not row:  # not measured, or nothing defined (the source row of a clip without speech)
                 continue
             cells = " ".join(f"{row[k]:>9.3f}" if k in row else f"{'':>9}" for k, _ in COLUMNS)
-            lines.append(f"{clip[:28]:28} {v:10} {cells}")
+            lines.append(f"{clip[:28]:28} {v:20} {cells}")
             for k, _ in COLUMNS:
                 if k in row:
                     means.setdefault(v, {}).setdefault(k, []).append(row[k])
     if len(results) > 1:
         for v, cols in means.items():
             cells = " ".join(f"{np.mean(cols[k]):>9.3f}" if k in cols else f"{'':>9}" for k, _ in COLUMNS)
-            lines.append(f"{'mean':28} {v:10} {cells}")
+            lines.append(f"{'mean':28} {v:20} {cells}")
     lines.append(
         "PSNR/SSIM/lips: mouth region vs. the real frame (lips: MediaPipe mouth points, eye distances); "
         "seam ΔE00: CIEDE2000 just inside the mask's edge; edge ×: gradient across it over the source's; "
@@ -405,7 +419,7 @@ def main(argv=None) -> int:
         description="LSE-D, LSE-C and offset with a trained sync expert or landmark judge, for a shard split or a video.",
     )
     setup_logging(args.verbose, root=cfg.root)
-    if not cfg.expert and not cfg.generator:
+    if not cfg.expert and not cfg.generator and not (cfg.self_dub and cfg.mouth_shape):
         raise ShqipError("give --expert runs/lipsync/<name> (or a Hub id)")
     if bool(cfg.split) == bool(cfg.video) and not cfg.self_dub:
         raise ShqipError("give either --split NAME or --video FILE")

@@ -114,8 +114,12 @@ def self_dub(
     adapt_share: float = 0.5,
     landmarks: bool = True,
     seed: int = 0,
+    mouth_shape=None,
+    exclude_seconds: float = 1.0,
 ) -> dict:
-    """The figures of one clip (see the module's docstring); ``generator`` is a LipSyncGenerator."""
+    """The figures of one clip (see the module's docstring); ``generator`` is a LipSyncGenerator
+    (or None); with ``mouth_shape`` (a MouthShapeModel) the retrieval mouth path is measured too,
+    its library the clip's own track without the ±``exclude_seconds`` around each frame."""
     from shqip_av import geometry
     from shqip_av.components import audio_frontend as frontend
     from shqip_av.components.face_tracker import crop_landmarks
@@ -134,12 +138,17 @@ def self_dub(
     )
     from train.lipsync.references import mouth_features
 
+    from shqip_av import mouth_retrieval as retrieval
+
     video = Path(video)
-    size = generator.generator_config.size
+    if generator is None and mouth_shape is None:
+        raise ShqipError("a self-dub needs a generator or a mouth shape model")
+    size = generator.generator_config.size if generator is not None else retrieval.CROP
     clip = read_clip(video, size, max_seconds)
     n = len(clip.frames)
     split = int(n * adapt_share)
-    if n - split < 2 * generator.generator_config.frames:
+    least = 2 * generator.generator_config.frames if generator is not None else 10
+    if n - split < least:
         raise ShqipError(f"{video}: {n} frames of face; too short to measure a self-dub on")
     own_mel = frontend.log_mel(clip.audio).numpy()
     own = audio_windows(own_mel, np.array(clip.frames) / clip.fps)
@@ -147,10 +156,33 @@ def self_dub(
     variants: dict[str, np.ndarray] = {}
     result: dict = {"video": video.name, "frames_measured": n - split, "frames_for_adaptation": split}
 
-    variants["base"] = generate_track(generator, clip.crops[measured], clip.crop_marks[measured], None,
-                                      audio_windows=own[measured], seed=seed)  # fmt: skip
+    library = None
+    if mouth_shape is not None:  # the speaker's own mouths, never from within ±exclude_seconds
+        library = retrieval.build_library(mouth_shape, clip.marks, clip.crops, np.asarray(clip.frames))
+        first, count = clip.frames[split], n - split
+        pose = retrieval.pose_features(clip.marks[measured])
+
+        def retrieve(mel: np.ndarray, audio: np.ndarray, start: int, exclude: float) -> np.ndarray:
+            loud = frontend.speech_loudness(audio, start + count, clip.fps)[start:]
+            wanted, _, _ = retrieval.wanted_shapes(mouth_shape, mel, start, count, loud, library)
+            picked = retrieval.choose(library, wanted, pose, np.asarray(clip.frames[split:]), exclude, clip.fps)
+            return picked
+
+        picked = retrieve(own_mel, clip.audio, first, exclude_seconds)
+        gap = np.abs(library.frames[picked] - np.asarray(clip.frames[split:]))
+        result["retrieval"] = {
+            "library_frames": len(library.frames),
+            "excluded_seconds": exclude_seconds,
+            "nearest_chosen_frame": int(gap.min()),  # > exclude_seconds × fps: the truth was never copied
+            "mean_run_frames": round(count / (1 + int((~np.isin(np.diff(picked), (0, 1))).sum())), 1),
+        }
+        variants["retrieval"] = retrieval.faded_crops(library, picked)
+
+    if generator is not None:
+        variants["base"] = generate_track(generator, clip.crops[measured], clip.crop_marks[measured], None,
+                                          audio_windows=own[measured], seed=seed)  # fmt: skip
     adapted = generator
-    if adapt_steps > 0:
+    if adapt_steps > 0 and generator is not None:
         part = np.zeros(n, bool)
         part[:split] = clip.speech[:split]
         runs = _runs(part)
@@ -176,22 +208,32 @@ def self_dub(
     if drive is not None:
         speech = read_audio(Path(drive))
         drive_mel = frontend.log_mel(speech).numpy()
-        driven = audio_windows(drive_mel, np.arange(n - split) / clip.fps)
-        new_speech = generate_track(adapted, clip.crops[measured], clip.crop_marks[measured], None,
-                                    audio_windows=driven, seed=seed)  # fmt: skip
-        variants["new_speech"] = new_speech
-        if landmarks:  # the same face driven by silence: what of its jaw's movement the audio made
-            silent = np.zeros(int((n - split) / clip.fps * frontend.SAMPLE_RATE) + 1, np.float32)
-            quiet = audio_windows(frontend.log_mel(silent).numpy(), np.arange(n - split) / clip.fps)
-            variants["silence"] = generate_track(adapted, clip.crops[measured], clip.crop_marks[measured], None,
-                                                 audio_windows=quiet, seed=seed)  # fmt: skip
+        silent = np.zeros(int((n - split) / clip.fps * frontend.SAMPLE_RATE) + 1, np.float32)
+        if adapted is not None:
+            driven = audio_windows(drive_mel, np.arange(n - split) / clip.fps)
+            new_speech = generate_track(adapted, clip.crops[measured], clip.crop_marks[measured], None,
+                                        audio_windows=driven, seed=seed)  # fmt: skip
+            variants["new_speech"] = new_speech
+            if landmarks:  # the same face driven by silence: what of its jaw's movement the audio made
+                quiet = audio_windows(frontend.log_mel(silent).numpy(), np.arange(n - split) / clip.fps)
+                variants["silence"] = generate_track(adapted, clip.crops[measured], clip.crop_marks[measured], None,
+                                                     audio_windows=quiet, seed=seed)  # fmt: skip
+        if library is not None:  # new speech may take any of the speaker's frames
+            speech_all = np.resize(speech, max(len(speech), len(silent)))
+            variants["retrieval_new_speech"] = retrieval.faded_crops(
+                library, retrieve(frontend.log_mel(speech_all).numpy(), speech_all, 0, 0.0)
+            )
+            if landmarks:
+                variants["retrieval_silence"] = retrieval.faded_crops(
+                    library, retrieve(frontend.log_mel(silent).numpy(), silent, 0, 0.0)
+                )
 
     paster = Paster(MOUTH_BOX)
-    rows: dict[str, list] = {k: [] for k in variants if k != "silence"}  # silence: a control, jaw only
+    rows: dict[str, list] = {k: [] for k in variants if not k.endswith("silence")}  # silence: a control, jaw only
     crops256: dict[str, list] = {k: [] for k in [*variants, "source"]}  # canonical, for MediaPipe
     side_by_side, strip = [], []
     picks = set(np.linspace(split, n - 1, 4).round().astype(int).tolist())
-    shown = "adapted" if "adapted" in variants else "base"
+    shown = "adapted" if "adapted" in variants else "base" if "base" in variants else "retrieval"
     wanted = {clip.frames[i]: i for i in range(split, n)}
     for f, frame in enumerate(iter_frames(video, fps=clip.fps)):
         if f > clip.frames[-1]:
@@ -207,7 +249,7 @@ def self_dub(
             if name not in rows:
                 continue
             q = frame_quality(dub, frame, alpha, eye) or {}
-            if name != "new_speech":
+            if not name.endswith("new_speech"):
                 q.update(mouth_region(dub, frame, alpha) or {})
             rows[name].append(q)
             if name == shown:
@@ -216,6 +258,17 @@ def self_dub(
                     diff = np.clip(np.abs(dub.astype(int) - frame.astype(int)) * 4, 0, 255).astype(np.uint8)
                     strip.append(_small(np.concatenate([frame, dub, diff], axis=1)))
     table = {name: summarize(r) for name, r in rows.items()}
+    # flicker: the mean frame-to-frame change inside the mouth box, against the source's own there
+    x0, y0, x1, y1 = (int(v * CROP_SIZE) for v in MOUTH_BOX)
+
+    def change(crops: list) -> float:
+        box = np.stack(crops)[:, y0:y1, x0:x1].astype(np.float32)
+        return float(np.abs(np.diff(box, axis=0)).mean()) if len(box) > 1 else float("nan")
+
+    source_change = change(crops256["source"])
+    for name in rows:
+        if source_change > 0:
+            table[name]["flicker_vs_source"] = round(change(crops256[name]) / source_change, 4)
     jaws: dict[str, np.ndarray] = {}
     if landmarks:
         truth = crop_landmarks(np.stack(crops256["source"]))
@@ -227,20 +280,24 @@ def self_dub(
         table["source"] = _correlation(real_jaw[ok], own_loud[ok])
         for name in variants:
             marks = crop_landmarks(np.stack(crops256[name]))
-            if name in ("new_speech", "silence"):  # no truth for these mouths: their jaws are measured
+            if name.endswith(("new_speech", "silence")):  # no truth for these mouths: their jaws are measured
                 jaws[name] = geometry.jaw_drop(marks)
             else:
                 d = mouth_landmark_distance(marks, truth)
                 table[name]["mouth_landmark_distance"] = round(float(np.nanmean(d)), 4)
-        if "new_speech" in jaws:
-            jaw = jaws["new_speech"]
-            loud = frontend.speech_loudness(speech, len(jaw), clip.fps)
-            ok = np.isfinite(jaw)
-            table["new_speech"].update(_correlation(jaw[ok], loud[ok]))
-        if "silence" in jaws:
-            moved = jaw_moved_by_audio(jaws["new_speech"], jaws["silence"], real_jaw)
-            if np.isfinite(moved):
-                table["new_speech"]["jaw_moved_by_audio"] = round(moved, 4)
+        spread = float(np.nanstd(real_jaw))
+        for prefix in ("", "retrieval_"):
+            if f"{prefix}new_speech" in jaws:
+                jaw = jaws[f"{prefix}new_speech"]
+                loud = frontend.speech_loudness(speech, len(jaw), clip.fps)
+                ok = np.isfinite(jaw)
+                table[f"{prefix}new_speech"].update(_correlation(jaw[ok], loud[ok]))
+                # the jaw's spread under new speech against the source's own over the same frames
+                table[f"{prefix}new_speech"]["jaw_spread_vs_source"] = round(float(np.nanstd(jaw)) / spread, 4)
+            if f"{prefix}silence" in jaws:
+                moved = jaw_moved_by_audio(jaws[f"{prefix}new_speech"], jaws[f"{prefix}silence"], real_jaw)
+                if np.isfinite(moved):
+                    table[f"{prefix}new_speech"]["jaw_moved_by_audio"] = round(moved, 4)
     result["table"] = table
     if out is not None:
         start = clip.frames[split] / clip.fps

@@ -1,11 +1,11 @@
-"""The retrieval mouth path's selection (export.retrieval): unit selection by dynamic programming
+"""The retrieval mouth path's selection (shqip_av.mouth_retrieval): unit selection by dynamic programming
 over a library whose best frames are known."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from export.retrieval import Library, SelectionCosts, choose, faded_crops, select_frames
+from shqip_av.mouth_retrieval import Library, SelectionCosts, choose, faded_crops, select_frames
 
 
 def _library(n: int = 200, k: int = 3, seed: int = 0) -> np.ndarray:
