@@ -579,9 +579,7 @@ class _DubRun:
         from shqip_av.components import audio_frontend as frontend
         from shqip_av.media import read_audio
 
-        self.adaptation = {"steps": 0, "used": False}
-        if self.cfg.adapt_steps:
-            self.notes.append("adaptation fine-tunes a generator; this bundle retrieves the speaker's own mouths")
+        self.adaptation = {"steps": 0, "used": False, "note": "retrieval: the speaker's own mouths, nothing adapted"}
         lipsync = RetrievalLipSync(self.pipe.mouth_shape, exclude_seconds=getattr(self, "exclude_seconds", 0.0))
         dub_audio = read_audio(self.path("dub.wav"))
         with self.times("mouth retrieval"):

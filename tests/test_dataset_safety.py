@@ -468,14 +468,14 @@ def _umask() -> int:
     return mask
 
 
-def test_the_readme_webdataset_snippet_runs_on_a_built_dataset(demo_root, tmp_path, monkeypatch):
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+def test_the_docs_webdataset_snippet_runs_on_a_built_dataset(demo_root, tmp_path, monkeypatch):
+    readme = (REPO / "docs" / "stages.md").read_text(encoding="utf-8")
     start = readme.index("```python\nimport glob\nimport webdataset")
     snippet = readme[start + len("```python\n") : readme.index("```", start + 10)]
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").symlink_to(demo_root)
     scope: dict = {}
-    exec(compile(snippet, "README.md", "exec"), scope)  # noqa: S102 - the README's own code
+    exec(compile(snippet, "docs/stages.md", "exec"), scope)  # noqa: S102 - the docs' own code
     assert scope["sample"]["json"]["schema_version"] == 1 and len(scope["ds"]) > 0
 
 

@@ -486,11 +486,11 @@ def test_the_python_api_refuses_bad_arguments_at_once_in_its_own_words(bundle, t
     assert "--" not in str(error.value)
 
 
-def test_the_readme_pipeline_snippet_runs(bundle, sample_set, tmp_path, monkeypatch):
-    """The README's three-line DubbingPipeline use, run as written (paths under a scratch folder)."""
+def test_the_docs_pipeline_snippet_runs(bundle, sample_set, tmp_path, monkeypatch):
+    """docs/dubbing.md's DubbingPipeline use, run as written (paths under a scratch folder)."""
     from tests.conftest import REPO
 
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    readme = (REPO / "docs" / "dubbing.md").read_text(encoding="utf-8")
     start = readme.index("```python\nfrom export.pipeline import DubbingPipeline")
     snippet = readme[start + len("```python\n") : readme.index("```", start + 10)]
     demo = tmp_path / "data" / "demo"
@@ -500,7 +500,7 @@ def test_the_readme_pipeline_snippet_runs(bundle, sample_set, tmp_path, monkeypa
     (demo / "incoming" / "sample").symlink_to(sample_set / "incoming" / "sample")
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
-    exec(compile(snippet, "README.md", "exec"), scope)  # noqa: S102 - the README's own code
+    exec(compile(snippet, "docs/dubbing.md", "exec"), scope)  # noqa: S102 - the docs' own code
     result = scope["result"]
     assert result.video.is_file() and result.srt.is_file() and result.report_path.is_file()
     assert result.report["lip_synced_frames"] > 0 and result.report["frames"] == len(list(iter_frames(result.video)))

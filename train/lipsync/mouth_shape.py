@@ -147,7 +147,7 @@ def train(root: str, name: str = "mouth-shape", steps: int = 600, coefficients: 
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     validation, _ = read_split(root, "validation", trusted_only=False)
     run = Path(output) if output else DatasetRoot(root).path("runs", "lipsync", name)
     run.mkdir(parents=True, exist_ok=True)
