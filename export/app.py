@@ -394,6 +394,7 @@ def build_app(pipe, cfg: AppConfig):
             [video, translation, language, visible_mark, adapt_steps, consent],
             [result, files, strip, status],
             concurrency_limit=1,
+            show_progress_on=[status],  # the steps and a refusal shown once, not on every output
         )
     blocks.queue(max_size=cfg.max_queue, default_concurrency_limit=1)
     blocks.dubbing_app = app  # the jobs behind the page (tests look at its folders)
