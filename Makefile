@@ -202,7 +202,7 @@ bench:
 	$(PY) bench/sync_validation.py --table $(SPEAKERS) --judge $(REALPOOL)/runs/lipsync/judge
 	$(PY) bench/clip_offsets.py --root $(REALPOOL) --table $(SPEAKERS)
 	$(PY) bench/dub_quality.py --generator $(REALPOOL)/runs/lipsync/$(GENERATOR_REAL) \
-		$(if $(wildcard $(REALPOOL)/exports/realpool-en),--bundle $(REALPOOL)/exports/realpool-en)
+		$(if $(wildcard $(REALPOOL)/exports/realpool-generator-en),--bundle $(REALPOOL)/exports/realpool-generator-en)
 
 clean-demo:
 	rm -rf $(ROOT)/demo

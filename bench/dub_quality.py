@@ -61,6 +61,28 @@ def targets(results: dict) -> list[tuple[str, bool, str]]:
     rows.append(("new speech: jaw drop vs loudness ≥ 0.5", jaw >= 0.5,
                  f"{jaw:.3f} (the real faces with their own speech: {real:.3f}; the speech moved the jaw "
                  f"{moved:.3f} of the real jaw's spread away from where silence left it)"))  # fmt: skip
+    if any("retrieval" in r["table"] for r in results.values()):  # the retrieval mouth path (DESIGN.md §8.1)
+        r, new = "retrieval", "retrieval_new_speech"
+        lips, frozen = mean(r, "mouth_landmark_distance"), mean("frozen", "mouth_landmark_distance")
+        rows += [
+            ("retrieval, new speech: jaw moved by audio ≥ 0.5", mean(new, "jaw_moved_by_audio") >= 0.5,
+             f"{mean(new, 'jaw_moved_by_audio'):.3f}"),
+            ("retrieval, new speech: jaw drop vs loudness ≥ 0.35", mean(new, "jaw_loudness_correlation") >= 0.35,
+             f"{mean(new, 'jaw_loudness_correlation'):.3f}"),
+            ("retrieval, new speech: jaw spread ≥ 0.5 of the source's", mean(new, "jaw_spread_vs_source") >= 0.5,
+             f"{mean(new, 'jaw_spread_vs_source'):.3f}"),
+            ("retrieval self-dub (±1 s excluded): lips ≥ 30 % nearer than the frozen mouth", lips <= 0.7 * frozen,
+             f"{lips:.4f} vs {frozen:.4f} ({1 - lips / frozen:+.0%})"),
+            ("retrieval: lower-face sharpness ≥ 0.9 of the source's", mean(r, "sharpness_ratio") >= 0.9,
+             f"{mean(r, 'sharpness_ratio'):.2f}"),
+            ("retrieval: flicker ≤ 1.5× the source's", mean(r, "flicker_vs_source") <= 1.5,
+             f"{mean(r, 'flicker_vs_source'):.2f}×"),
+            ("retrieval: seam CIEDE2000 ≤ 3", mean(r, "seam_ciede2000") <= 3, f"{mean(r, 'seam_ciede2000'):.2f}"),
+        ]  # fmt: skip
+        for key in ("mouth_psnr", "mouth_ssim"):
+            ours, base = mean(r, key), mean("base", key)
+            rows.append((f"retrieval self-dub mouth {key[6:].upper()} above the generator's", ours > base,
+                         f"{ours:.3f} vs {base:.3f}"))  # fmt: skip
     return rows
 
 
@@ -108,23 +130,35 @@ def main() -> None:
     parser.add_argument("--speakers", default=str(TESTDATA / "speakers.tsv"))
     parser.add_argument("--max-seconds", type=float, default=8.0)
     parser.add_argument("--bundle", default="")
+    parser.add_argument(
+        "--mouth-shape", default="data/realpool/runs/lipsync/mouth-shape",
+        help="also measure the retrieval mouth path with this audio→mouth-shape model (make realpool-mouths)",
+    )  # fmt: skip
     parser.add_argument("--out", default="data/realpool/bench/dub-quality")
     args = parser.parse_args()
-    if not Path(args.generator).exists():
-        print(f"dub quality: skipped ({args.generator} does not exist: run make realpool train-generator-real)")
+    mouth_shape = None
+    if Path(args.mouth_shape).exists():
+        from shqip_av.components.mouth_shape import MouthShapeModel
+
+        mouth_shape = MouthShapeModel.from_pretrained(args.mouth_shape)
+    if not Path(args.generator).exists() and mouth_shape is None:
+        print(
+            f"dub quality: skipped (neither {args.generator} nor {args.mouth_shape} exists: run make realpool "
+            "realpool-mouths or train-generator-real)"
+        )
         return
     rows = list(csv.DictReader(Path(args.speakers).open(), delimiter="\t"))
     clips = [
         Path(args.speakers).parent / r["file"] for r in rows if r["split"] == args.split and float(r["seconds"]) >= 3
     ]
-    generator = load_generator(args.generator)
+    generator = load_generator(args.generator) if Path(args.generator).exists() else None
     out = Path(args.out)
     results = {}
     for clip in clips:
         began = time.perf_counter()
         try:
             results[clip.stem] = self_dub(clip, generator, adapt_steps=args.adapt_steps, drive=DRIVE, out=out,
-                                          max_seconds=args.max_seconds)  # fmt: skip
+                                          max_seconds=args.max_seconds, mouth_shape=mouth_shape)  # fmt: skip
         except Exception as e:  # noqa: BLE001 - a clip the tracker cannot follow is reported, not fatal
             print(f"{clip.name}: skipped ({str(e).splitlines()[0]})")
             continue
@@ -134,7 +168,7 @@ def main() -> None:
     for name, met, measured in targets(results):
         print(f"  [{'met' if met else 'NOT met'}] {name}: {measured}")
     report = {"split": args.split, "generator": args.generator, "adapt_steps": args.adapt_steps, "clips": results}
-    if args.bundle:
+    if args.bundle and generator is not None:
         ten = [c for c in clips if 9.5 <= float(next(r["seconds"] for r in rows if r["file"].endswith(c.name))) <= 12]
         if ten:
             report["dub_timing"] = time_dub(Path(args.bundle), ten[0], args.adapt_steps, out)
