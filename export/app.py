@@ -348,11 +348,13 @@ def build_app(pipe, cfg: AppConfig):
         try:
             app.require_upload(video, uploaded, "the video")
             app.require_upload(translation, uploaded, "the translation")
-            app.admit(client)
-            try:
-                out = app.dub(video, translation, language, visible_mark, adapt_steps, consent, report_step)
+            try:  # from here the uploads are this job's: gone when it ends, whatever the outcome
+                app.admit(client)
+                try:
+                    out = app.dub(video, translation, language, visible_mark, adapt_steps, consent, report_step)
+                finally:
+                    app.release(client)
             finally:
-                app.release(client)
                 app.forget_uploads([video, translation], uploaded)
         except AppError as e:
             log.info("refused a job: %s", e)
