@@ -457,13 +457,22 @@ class _VideoSteps:
         if not cfg.video_offset:
             return True
         with self.times("video sync"):
-            track = max(self.scan.tracks, key=lambda t: len(t.landmarks))
-            marks = np.asarray(track.landmarks[0 : len(track.landmarks)], np.float64)
-            end = track.start + len(marks)
+            # the face that speaks: of the three longest tracks, the one whose mouth follows the
+            # loudness best (a listener's face next to the speaker's would give a wrong offset)
+            tracks = sorted(self.scan.tracks, key=lambda t: -len(t.landmarks))[:3]
+            end = max(t.start + len(t.landmarks) for t in tracks)
             audio = np.asarray(self.audio[0 : min(len(self.audio), int(round(end * AUDIO_RATE / fps)))], np.float64)
-            loud = speech_loudness(audio, end, fps)[track.start :]
-            estimate = estimate_video_offset(marks, loud, max_lag=cfg.max_offset, min_agree=cfg.video_min_agree)
-        record.update(measured=estimate.to_dict(), verdict=estimate.verdict)
+            loud = speech_loudness(audio, end, fps)
+            estimates = []
+            for track in tracks:
+                marks = np.asarray(track.landmarks[0 : len(track.landmarks)], np.float64)
+                found = estimate_video_offset(
+                    marks, loud[track.start : track.start + len(marks)], max_lag=cfg.max_offset,
+                    min_agree=cfg.video_min_agree,
+                )  # fmt: skip
+                estimates.append((found.verdict not in ("too-short", "silent"), found.r, track.track_id, found))
+            _, _, track_id, estimate = max(estimates, key=lambda e: (e[0], e[1]))
+        record.update(measured=estimate.to_dict(), verdict=estimate.verdict, track=track_id)
         if "table_offset_frames" in known:
             # the audio was corrected by the table's offset at collect: what is left should be ~0
             if estimate.clear and abs(estimate.offset) > 1:

@@ -32,6 +32,7 @@ class OffsetEstimate:
     offset: int = 0  # frames, positive: audio late (meaningful when verdict is clear)
     agree: int = 0  # signals within a frame of the offset
     gain: float = 0.0  # mean correlation at the offset minus at no shift, over the agreeing signals
+    r: float = 0.0  # mean correlation at the offset over the agreeing signals (the speaking face's is high)
     frames: int = 0
     votes: dict[str, int] = field(default_factory=dict)
     halves: list[dict] = field(default_factory=list)  # the two halves' estimates (whole-video check)
@@ -42,7 +43,7 @@ class OffsetEstimate:
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        out["gain"] = round(self.gain, 4)
+        out["gain"], out["r"] = round(self.gain, 4), round(self.r, 4)
         return out
 
 
@@ -98,10 +99,11 @@ def estimate_offset(
     agreeing = [k for k, v in lags.items() if abs(v - best) <= 1]
     offset = int(round(float(np.median([lags[k] for k in agreeing]))))
     gain = float(np.nanmean([votes[k][1] - votes[k][2] for k in agreeing]))
+    r = float(np.nanmean([votes[k][1] for k in agreeing]))
     clear = len(agreeing) >= min_agree and (abs(offset) <= 1 or gain >= min_gain)
     return OffsetEstimate(
         "clear" if clear else "unclear", offset if clear else 0, len(agreeing), gain if np.isfinite(gain) else 0.0,
-        frames, lags,
+        r if np.isfinite(r) else 0.0, frames, lags,
     )  # fmt: skip
 
 

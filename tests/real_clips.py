@@ -171,5 +171,7 @@ def real_root(tmp_path_factory):
     make_variants(root / "incoming")
     write_sources(root, VARIANTS)
     prepare_raw(CollectConfig(root=str(root)))
-    stats = prepare_clips(FilterConfig(root=str(root), workers=2))
+    cfg = FilterConfig(root=str(root), workers=2)
+    cfg.sync.video_offset = False  # the utterance-level checks (whole videos: tests/filter/test_video_sync.py)
+    stats = prepare_clips(cfg)
     return root, ids_by_name(root), stats

@@ -93,6 +93,7 @@ def test_filter_with_the_expert_finds_offsets_and_rejects_foreign_audio(variants
     root, ids, expert = variants
     cfg = FilterConfig(root=str(root), workers=2)
     cfg.sync.method = expert
+    cfg.sync.video_offset = False  # the utterance-level scorer alone (whole videos: test_video_sync.py)
     stats = prepare_clips(cfg)
     accepted = {r["video_id"] for r in read_jsonl(root / "clips" / "manifest.jsonl")}
     rejected = {(r["video_id"], r["reason"]) for r in read_jsonl(root / "clips" / "rejected.jsonl")}
@@ -122,6 +123,7 @@ def test_a_small_offset_is_corrected_when_asked_and_the_sample_is_then_in_sync(v
     root, ids, expert = variants
     cfg = FilterConfig(root=str(root))
     cfg.sync.method, cfg.sync.correct_offset, cfg.sync.max_correction = expert, True, 6
+    cfg.sync.video_offset = False  # the utterance-level correction alone
     prepare_clips(cfg)
     late = [r for r in read_jsonl(root / "clips" / "manifest.jsonl") if r["video_id"] == ids["late200"]]
     assert late and all(abs(r["meta"]["quality"]["sync_correction_frames"] - 5) <= 1 for r in late)

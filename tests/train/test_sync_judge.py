@@ -72,6 +72,7 @@ def judged_copies(realpool_judge, tmp_path_factory):
     prepare_raw(CollectConfig(root=str(root)))
     cfg = FilterConfig(root=str(root), workers=2)
     cfg.sync.method, cfg.quality.min_eye_distance = str(run), 28
+    cfg.sync.video_offset = False  # the judge alone, per utterance (whole videos: test_video_sync.py)
     prepare_clips(cfg)
     ids = {r["source"]["title"]: r["video_id"] for r in read_jsonl(root / "raw" / "manifest.jsonl")}
     return root, ids
@@ -162,6 +163,7 @@ def test_with_correction_the_judge_shifts_the_audio_back(judged_copies, realpool
     manifest.write_text("".join(line + "\n" for line in manifest.read_text().splitlines() if ids["late"] in line))
     cfg = FilterConfig(root=str(root), workers=1)
     cfg.sync.method, cfg.quality.min_eye_distance = str(realpool_judge[0]), 28
+    cfg.sync.video_offset = False  # the judge's own per-utterance correction
     cfg.sync.correct_offset, cfg.sync.max_correction = True, 12
     prepare_clips(cfg)
     corrected = [r for r in read_jsonl(root / "clips" / "manifest.jsonl") if r["video_id"] == ids["late"]]
