@@ -93,7 +93,9 @@ def test_ray_gives_the_pool_s_bytes_on_real_clips(real_root, tmp_path, local_ray
         shutil.copytree(pool_root / "raw" / vid, root / "raw" / vid)
     lines = (pool_root / "raw" / "manifest.jsonl").read_text().splitlines(keepends=True)
     (root / "raw" / "manifest.jsonl").write_text("".join(ln for ln in lines if json.loads(ln)["video_id"] in chosen))
-    stats = prepare_clips(FilterConfig(root=str(root), workers=2, engine="ray"))
+    cfg = FilterConfig(root=str(root), workers=2, engine="ray")
+    cfg.sync.video_offset = False  # as the real_root fixture's pool run
+    stats = prepare_clips(cfg)
     assert stats.processed == 4 and not stats.failed
     split = json.loads((root / "work" / ids["aoc"] / "done.json").read_text())["stats"]["seconds"]
     assert {"probe", "vad", "decode", "landmarks", "sync", "crops", "encode"} <= split.keys()
