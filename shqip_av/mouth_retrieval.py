@@ -230,6 +230,7 @@ class RetrievalLipSync:
 
         from shqip_av import geometry
         from shqip_av.components.audio_frontend import speech_loudness
+        from shqip_av.components.mouth_shape import opening
         from shqip_av.media import iter_frames
         from shqip_av.schema import CROP_SIZE
 
@@ -275,8 +276,6 @@ class RetrievalLipSync:
             self.chosen[i] = {first + k: faded[k] for k in range(count)}
             self.picked[i] = library.frames[picked]
             jumps = int((~np.isin(np.diff(picked), (0, 1))).sum())
-            from shqip_av.components.mouth_shape import opening
-
             seen = opening(self.model.to_shapes(library.coefficients)).max()
             asked = opening(self.model.to_shapes(wanted)).max() if len(wanted) else 0.0
             rows.append({

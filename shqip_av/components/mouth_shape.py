@@ -29,7 +29,7 @@ from shqip_av.components.sync_judge import MEL_PER_FRAME, POINTS, audio_frames, 
 
 FEATURES = "mouth-shape-v1"
 UPPER_LIP, LOWER_LIP = POINTS.index(13), POINTS.index(14)  # inner lip centres, in the shape vector
-CHIN, NOSE = POINTS.index(152), None  # the jaw's lowest point
+CHIN = POINTS.index(152)  # the jaw's lowest point
 
 
 def shape_vectors(landmarks: np.ndarray) -> np.ndarray:

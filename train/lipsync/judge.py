@@ -81,8 +81,7 @@ class Calibration:
 
     keep_share: float = option(
         0.9,
-        "share of the held-out own-audio utterances the limit keeps (the rest of the limit's choice "
-        "is how much foreign audio that lets through, reported)",
+        "share of the held-out own-audio utterances the limit keeps (the foreign audio it then lets through is reported)",
         above=0,
         max=1,
     )
